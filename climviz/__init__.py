@@ -1,0 +1,67 @@
+"""climviz: segment and study extreme weather in climate model output.
+
+Open climate runs (:func:`open_run`), make synthetic ones for teaching
+(:func:`synthetic_run`), train DeepLabv3+ / Tiramisu on Ray (:func:`train`),
+predict masks (:func:`predict`), and study events (:mod:`climviz.events`) on
+interactive maps (:mod:`climviz.viz`).
+
+Heavy dependencies (torch, ray, holoviews) are imported on first use, so
+``import climviz`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from climviz._version import __version__
+from climviz.errors import (
+    CheckpointError,
+    ClimvizError,
+    ClusterError,
+    ConfigError,
+    DataError,
+    FetchError,
+)
+
+# public name -> module that defines it
+_LAZY = {
+    "open_run": "climviz.data.io",
+    "write_run": "climviz.data.io",
+    "validate_run": "climviz.data.io",
+    "synthetic_run": "climviz.data.synthetic",
+    "Normalizer": "climviz.data.normalize",
+    "TrainConfig": "climviz.training.config",
+    "TrainResult": "climviz.training.result",
+    "train": "climviz.training.api",
+    "predict": "climviz.inference.predict",
+}
+_SUBMODULES = ("data", "models", "training", "inference", "events", "labels", "viz", "cli")
+
+__all__ = [
+    "__version__",
+    "ClimvizError",
+    "DataError",
+    "ConfigError",
+    "CheckpointError",
+    "FetchError",
+    "ClusterError",
+    *_LAZY,
+    *_SUBMODULES,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"climviz.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'climviz' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,44 @@
+"""Exceptions raised by climviz.
+
+Every error climviz raises on purpose is a :class:`ClimvizError`. Errors about
+bad input (files, variables, configuration values) also subclass
+:class:`ValueError`, so ``except ValueError`` keeps working in user code.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClimvizError",
+    "DataError",
+    "ConfigError",
+    "CheckpointError",
+    "FetchError",
+    "ClusterError",
+]
+
+
+class ClimvizError(Exception):
+    """Base class of every climviz error."""
+
+
+class DataError(ClimvizError, ValueError):
+    """A climate run (file, variable, grid, time axis or values) is not what was expected.
+
+    Messages name the file, the variable, what was expected and what was found.
+    """
+
+
+class ConfigError(ClimvizError, ValueError):
+    """A configuration key is unknown or its value impossible; the message names the key."""
+
+
+class CheckpointError(ClimvizError, ValueError):
+    """A checkpoint is missing, corrupt, or does not match the model/channels asked for."""
+
+
+class FetchError(ClimvizError, OSError):
+    """Downloading a data file failed (network, truncated transfer, hash mismatch)."""
+
+
+class ClusterError(ClimvizError, RuntimeError):
+    """A Ray cluster could not be reached or started, or a Ray job failed."""
