@@ -1,0 +1,49 @@
+"""Training: config, the per-process engine (AMP, weighted loss, LAMB/LARC, IoU),
+checkpoints, and the Ray launcher.
+
+``import climviz.training`` is light; torch (and ray) are imported on first use of
+a name that needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "TrainConfig": "climviz.training.config",
+    "scale_lr": "climviz.training.config",
+    "TrainResult": "climviz.training.result",
+    "METRIC_COLUMNS": "climviz.training.result",
+    "save_checkpoint": "climviz.training.checkpoint",
+    "load_checkpoint": "climviz.training.checkpoint",
+    "load_model": "climviz.training.checkpoint",
+    "checkpoint_sha256": "climviz.training.checkpoint",
+    "find_latest_checkpoint": "climviz.training.checkpoint",
+    "WeightedLoss": "climviz.training.loss",
+    "class_weights_from_labels": "climviz.training.loss",
+    "build_optimizer": "climviz.training.optim",
+    "build_scheduler": "climviz.training.optim",
+    "LAMB": "climviz.training.optim",
+    "LARC": "climviz.training.optim",
+    "confusion_matrix": "climviz.training.metrics",
+    "iou_from_confusion": "climviz.training.metrics",
+    "resolve_precision": "climviz.training.precision",
+    "run_training": "climviz.training.loop",
+    "train": "climviz.training.api",
+    "train_on_ray": "climviz.training.ray",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'climviz.training' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

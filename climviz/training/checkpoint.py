@@ -1,0 +1,248 @@
+"""Checkpoints: one ``checkpoint.pt`` file inside a directory, written atomically.
+
+A checkpoint holds everything needed to resume training or to predict: weights,
+optimizer / LR-scheduler / grad-scaler state, the config, the input channels and
+their normalization statistics, the grid it was trained on, the completed epoch
+and the metrics history. It is read back with ``torch.load(weights_only=True)``,
+so loading never executes pickled code; the payload therefore contains only
+tensors and plain Python values (dict, list, str, int, float, bool, None).
+
+Every function accepts the file or the directory holding it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from climviz.errors import CheckpointError
+from climviz.utils.atomic import atomic_path
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "checkpoint_file",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "checkpoint_sha256",
+    "find_latest_checkpoint",
+]
+
+CHECKPOINT_FILE = "checkpoint.pt"
+FORMAT = "climviz-checkpoint"
+FORMAT_VERSION = 1
+_STATE_KEYS = ("model_state", "optimizer_state", "scheduler_state", "scaler_state")
+REQUIRED_KEYS = ("format", "format_version", "model", "preset", "model_kwargs", "channels",
+                 "model_state")
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The ``checkpoint.pt`` file for ``path`` (the file itself or its directory)."""
+    p = Path(path)
+    if p.suffix == ".pt" or p.is_file():
+        return p
+    return p / CHECKPOINT_FILE
+
+
+def _plain(v: Any) -> Any:
+    """Convert a payload to types ``torch.load(weights_only=True)`` accepts."""
+    import numpy as np
+    import torch
+
+    if isinstance(v, torch.Tensor):
+        return v.detach().cpu() if v.device.type != "cpu" else v.detach()
+    if isinstance(v, Mapping):
+        return {k if isinstance(k, (str, int)) else str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        out = [_plain(x) for x in v]
+        return tuple(out) if isinstance(v, tuple) else out
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    if isinstance(v, torch.dtype):
+        return str(v)
+    raise CheckpointError(f"checkpoint payload: cannot store a value of type {type(v).__name__} "
+                          f"({v!r:.80}); use tensors or plain Python values")
+
+
+def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` to ``path`` (a directory or a ``.pt`` file) atomically.
+
+    ``format``/``format_version``/``climviz_version`` are filled in when missing.
+    Returns the checkpoint file path.
+    """
+    import torch
+
+    from climviz._version import __version__
+
+    file = checkpoint_file(path)
+    data = dict(payload)
+    data.setdefault("format", FORMAT)
+    data.setdefault("format_version", FORMAT_VERSION)
+    data.setdefault("climviz_version", __version__)
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise CheckpointError(f"{file}: checkpoint payload lacks key(s) {missing}")
+    data = _plain(data)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(file) as tmp:
+        torch.save(data, tmp)
+    return file
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    map_location: Any = "cpu",
+    expect_model: str | tuple[str, str] | None = None,
+    expect_channels: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``) and check what it is.
+
+    Parameters
+    ----------
+    path
+        The ``checkpoint.pt`` file or its directory.
+    map_location
+        Passed to ``torch.load``.
+    expect_model
+        Model name (``"tiramisu"``) or ``(name, preset)``; a different model is an error.
+    expect_channels
+        Input channels in order; a different set or order is an error naming the channels.
+
+    Raises
+    ------
+    CheckpointError
+        File missing, not a climviz checkpoint, corrupt, newer format, or mismatched.
+    """
+    import torch
+
+    file = checkpoint_file(path)
+    if not file.exists():
+        where = f" (directory {Path(path)} has no {CHECKPOINT_FILE})" if Path(path).is_dir() else ""
+        raise CheckpointError(f"{file}: checkpoint not found{where}")
+    try:
+        payload = torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt, truncated, or contains non-weights objects
+        raise CheckpointError(f"{file}: cannot read checkpoint (corrupt, truncated, or not a "
+                              f"weights-only torch file): {type(e).__name__}: {e}") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{file}: not a climviz checkpoint (expected format={FORMAT!r}, "
+                              f"found {found!r})")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{file}: checkpoint format_version {version!r} is not supported "
+                              f"by this climviz (reads <= {FORMAT_VERSION}); upgrade climviz")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"{file}: checkpoint lacks key(s) {missing}")
+    if expect_model is not None:
+        name, preset = (expect_model, None) if isinstance(expect_model, str) else expect_model
+        if payload["model"] != name or (preset is not None and payload["preset"] != preset):
+            want = name if preset is None else f"{name}/{preset}"
+            raise CheckpointError(f"{file}: checkpoint holds model {payload['model']}/"
+                                  f"{payload['preset']}, expected {want}")
+    if expect_channels is not None:
+        want_ch = list(expect_channels)
+        have_ch = list(payload["channels"])
+        if want_ch != have_ch:
+            missing_ch = [c for c in want_ch if c not in have_ch]
+            extra_ch = [c for c in have_ch if c not in want_ch]
+            detail = []
+            if missing_ch:
+                detail.append(f"channels not in checkpoint: {missing_ch}")
+            if extra_ch:
+                detail.append(f"checkpoint channels not expected: {extra_ch}")
+            if not detail:
+                detail.append("same channels in a different order")
+            raise CheckpointError(f"{file}: checkpoint was trained on channels {have_ch}, "
+                                  f"expected {want_ch} ({'; '.join(detail)})")
+    return payload
+
+
+def _clean_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Strip DDP (``module.``) and torch.compile (``_orig_mod.``) prefixes."""
+    out = {}
+    for k, v in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            while k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def load_model(path: str | os.PathLike, device: Any = "cpu"):
+    """Rebuild the model of a checkpoint with its weights, in eval mode.
+
+    Returns
+    -------
+    (model, meta)
+        ``meta`` is the checkpoint payload without the state dicts (model, preset,
+        model_kwargs, channels, normalizer, config, grid, epoch, metrics, ...) plus
+        ``sha256`` and ``path``.
+    """
+    import torch
+
+    from climviz import models
+
+    file = checkpoint_file(path)
+    payload = load_checkpoint(file, map_location="cpu")
+    kwargs = dict(payload.get("model_kwargs") or {})
+    overrides = dict(kwargs.pop("overrides", None) or {})
+    in_channels = kwargs.pop("in_channels", len(payload["channels"]))
+    num_classes = kwargs.pop("num_classes", 3)
+    try:
+        model = models.build(payload["model"], preset=payload["preset"], in_channels=in_channels,
+                             num_classes=num_classes, **overrides, **kwargs)
+    except Exception as e:
+        raise CheckpointError(f"{file}: cannot build model {payload['model']}/{payload['preset']} "
+                              f"with {kwargs | overrides}: {e}") from e
+    try:
+        model.load_state_dict(_clean_state_dict(payload["model_state"]))
+    except RuntimeError as e:
+        raise CheckpointError(f"{file}: weights do not fit model {payload['model']}/"
+                              f"{payload['preset']}: {e}") from e
+    model.to(torch.device(device) if isinstance(device, str) else device)
+    model.eval()
+    meta = {k: v for k, v in payload.items() if k not in _STATE_KEYS}
+    meta["sha256"] = checkpoint_sha256(file)
+    meta["path"] = str(file)
+    return model, meta
+
+
+def checkpoint_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of the checkpoint file (recorded in predicted mask files)."""
+    file = checkpoint_file(path)
+    if not file.exists():
+        raise CheckpointError(f"{file}: checkpoint not found")
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """Newest ``epoch_XXXX/checkpoint.pt`` under ``directory`` (None if there is none)."""
+    d = Path(directory)
+    if not d.is_dir():
+        return None
+    found = []
+    for sub in d.glob("epoch_*"):
+        f = sub / CHECKPOINT_FILE
+        if f.is_file():
+            try:
+                found.append((int(sub.name.split("_", 1)[1]), f))
+            except ValueError:
+                continue
+    return max(found)[1] if found else None
