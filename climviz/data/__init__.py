@@ -1,0 +1,63 @@
+"""Climate-run data: open/validate/write runs, synthetic runs, normalization, PyTorch loading, fetching.
+
+Public names (imported on first use, so ``import climviz.data`` stays light):
+
+* :func:`open_run`, :func:`validate_run`, :func:`write_run` (``climviz.data.io``)
+* :func:`synthetic_run` (``climviz.data.synthetic``)
+* :class:`Normalizer` (``climviz.data.normalize``)
+* :class:`SegmentationDataset`, :func:`make_loader`, :func:`time_split` (``climviz.data.torchdata``)
+* :func:`fetch`, :data:`REGISTRY`, :func:`make_registry` (``climviz.data.fetch``)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from climviz.data.schema import (
+    AR,
+    CHANNEL_ATTRS,
+    CHANNELS,
+    CLASS_KEYS,
+    CLASSES,
+    FLAG_MEANINGS,
+    FLAG_VALUES,
+    LABEL_VAR,
+    NUM_CLASSES,
+    PAPER_GRID,
+    TC,
+    label_attrs,
+)
+
+_LAZY = {
+    "open_run": "climviz.data.io",
+    "validate_run": "climviz.data.io",
+    "write_run": "climviz.data.io",
+    "synthetic_run": "climviz.data.synthetic",
+    "grid_coords": "climviz.data.synthetic",
+    "Normalizer": "climviz.data.normalize",
+    "SegmentationDataset": "climviz.data.torchdata",
+    "make_loader": "climviz.data.torchdata",
+    "time_split": "climviz.data.torchdata",
+    "fetch_file": "climviz.data.fetch",
+    "fetch_files": "climviz.data.fetch",
+    "make_fetcher": "climviz.data.fetch",
+    "CLIMATENET_REGISTRY": "climviz.data.fetch",
+}
+
+__all__ = [
+    "AR", "CHANNEL_ATTRS", "CHANNELS", "CLASS_KEYS", "CLASSES", "FLAG_MEANINGS", "FLAG_VALUES",
+    "LABEL_VAR", "NUM_CLASSES", "PAPER_GRID", "TC", "label_attrs", *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'climviz.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
