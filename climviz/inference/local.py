@@ -1,0 +1,108 @@
+"""Prediction in this process: a streaming read -> normalize -> forward -> write loop.
+
+Blocks of time steps are read and normalized by a background thread (up to
+``prefetch`` blocks ahead) while the network runs on the current block, and
+results are written by a second thread, so file I/O overlaps compute (torch
+releases the GIL in its kernels). Only ``prefetch + 2`` blocks are held in memory
+at a time, whatever the length of the run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections import deque
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import xarray as xr
+
+from climviz.inference.runner import MaskPredictor, normalize_block
+from climviz.inference.source import read_block
+
+__all__ = ["run_local"]
+
+
+def run_local(
+    ds: xr.Dataset,
+    predictor: MaskPredictor,
+    writer: Any,
+    blocks: Sequence[tuple[int, int]],
+    *,
+    prefetch: int = 2,
+    on_batch: Callable[[dict[str, Any]], None] | None = None,
+    progress: Any = None,
+) -> int:
+    """Predict ``blocks`` of ``ds`` with ``predictor`` and hand them to ``writer``.
+
+    Parameters
+    ----------
+    ds
+        The run, restricted to the model's channels (lazy).
+    predictor
+        Network and normalization.
+    writer
+        Has ``write(start, stop, mask, prob)``.
+    blocks
+        ``(start, stop)`` time index ranges, in order.
+    prefetch
+        Blocks read ahead in the background.
+    on_batch
+        Called after each block is written, with ``{"start", "stop", "done", "total"}``
+        (for progress reports; an exception raised there stops the prediction, the
+        blocks written so far stay written).
+    progress
+        A tqdm-like bar to ``update(n_time_steps)``, or None.
+
+    Returns
+    -------
+    int
+        Number of blocks written.
+    """
+    channels = predictor.spec.channels
+    mean, std = predictor.spec.mean, predictor.spec.std
+
+    def load(start: int, stop: int) -> np.ndarray:
+        return normalize_block(read_block(ds, channels, start, stop), mean, std)
+
+    todo = deque(blocks)
+    reads: deque[tuple[tuple[int, int], cf.Future]] = deque()
+    written = 0
+    with cf.ThreadPoolExecutor(1, thread_name_prefix="climviz-read") as reader, \
+            cf.ThreadPoolExecutor(1, thread_name_prefix="climviz-write") as wpool:
+
+        def fill() -> None:
+            while todo and len(reads) < max(1, prefetch):
+                blk = todo.popleft()
+                reads.append((blk, reader.submit(load, *blk)))
+
+        pending: tuple[tuple[int, int], cf.Future] | None = None
+
+        def settle() -> None:
+            nonlocal pending, written
+            if pending is None:
+                return
+            (s, e), fut = pending
+            pending = None
+            fut.result()  # re-raises a write error
+            written += 1
+            if progress is not None:
+                progress.update(e - s)
+            if on_batch is not None:
+                on_batch({"start": s, "stop": e, "done": written, "total": len(blocks)})
+
+        try:
+            fill()
+            while reads:
+                blk, fut = reads.popleft()
+                x = fut.result()
+                fill()
+                mask, prob = predictor(x)
+                del x
+                settle()
+                pending = (blk, wpool.submit(writer.write, blk[0], blk[1], mask, prob))
+            settle()
+        finally:
+            todo.clear()
+            for _, fut in reads:
+                fut.cancel()
+    return written

@@ -1,0 +1,249 @@
+"""The model side of prediction: a checkpoint's network, channels and normalization.
+
+:class:`MaskPredictor` is built from a checkpoint payload (a plain dict of tensors
+and Python values, so it can travel through Ray's object store to remote
+actors). It normalizes blocks of fields with the statistics stored at training
+time, runs the network in inference mode (fp16 autocast on CUDA), and returns the
+arg-max classes and, if asked, the class probabilities.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from climviz.errors import CheckpointError
+
+__all__ = ["ModelSpec", "MaskPredictor", "load_spec", "normalize_block", "resolve_device"]
+
+_KEEP = ("model", "preset", "model_kwargs", "channels", "normalizer", "grid", "epoch",
+         "model_state", "climviz_version")
+
+
+@dataclass
+class ModelSpec:
+    """What prediction needs from a checkpoint (weights included), picklable.
+
+    Attributes
+    ----------
+    payload
+        Checkpoint entries: model, preset, model_kwargs, channels, normalizer,
+        grid, epoch, model_state.
+    channels
+        Input variables in the order the network expects.
+    mean, std
+        Per-channel normalization statistics (float32, ``(C,)``), in the units of
+        each channel; ``x_norm = (x - mean) / std``.
+    sha256
+        SHA-256 of the checkpoint file.
+    path
+        The checkpoint file.
+    """
+
+    payload: dict[str, Any]
+    channels: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    sha256: str
+    path: str
+
+    @property
+    def model_name(self) -> str:
+        return str(self.payload["model"])
+
+    @property
+    def preset(self) -> str:
+        return str(self.payload["preset"])
+
+
+def _normalizer_stats(norm: Any, channels: Sequence[str], file: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std for ``channels`` from a stored ``Normalizer.to_dict()``."""
+    if not isinstance(norm, Mapping):
+        raise CheckpointError(
+            f"{file}: checkpoint has no normalization statistics (key 'normalizer' is "
+            f"{type(norm).__name__}); it cannot be used for prediction"
+        )
+    try:
+        from climviz.data.normalize import Normalizer
+
+        n = Normalizer.from_dict(dict(norm))
+        names, mean, std = tuple(n.channels), np.asarray(n.mean), np.asarray(n.std)
+    except ImportError:  # pragma: no cover - climviz.data always ships Normalizer
+        names = tuple(norm.get("channels", channels))
+        mean, std = np.asarray(norm["mean"]), np.asarray(norm["std"])
+    except Exception as e:
+        raise CheckpointError(f"{file}: normalization statistics unreadable: {e}") from e
+    missing = [c for c in channels if c not in names]
+    if missing:
+        raise CheckpointError(
+            f"{file}: normalization statistics lack channel(s) {missing} the model uses "
+            f"(statistics for {list(names)})"
+        )
+    idx = [names.index(c) for c in channels]
+    mean = mean.astype(np.float32).reshape(-1)[idx]
+    std = std.astype(np.float32).reshape(-1)[idx]
+    std = np.where(np.isfinite(std) & (std > 0), std, np.float32(1.0)).astype(np.float32)
+    return mean, std
+
+
+def load_spec(checkpoint: str | os.PathLike) -> ModelSpec:
+    """Read a checkpoint (weights only) into a :class:`ModelSpec`.
+
+    Raises
+    ------
+    CheckpointError
+        Missing, corrupt or foreign file, or a checkpoint without normalization stats.
+    """
+    from climviz.training.checkpoint import checkpoint_file, checkpoint_sha256, load_checkpoint
+
+    if checkpoint is None or not isinstance(checkpoint, (str, os.PathLike)):
+        raise CheckpointError(
+            f"checkpoint: expected a path to a checkpoint.pt file or its directory, "
+            f"found {type(checkpoint).__name__}"
+        )
+    file = checkpoint_file(checkpoint)
+    payload = load_checkpoint(file, map_location="cpu")
+    channels = tuple(str(c) for c in payload["channels"])
+    mean, std = _normalizer_stats(payload.get("normalizer"), channels, str(file))
+    kept = {k: payload[k] for k in _KEEP if k in payload}
+    return ModelSpec(kept, channels, mean, std, checkpoint_sha256(file), str(Path(file)))
+
+
+def normalize_block(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Normalize ``x`` ``(N, C, H, W)`` float32 in place: ``(x - mean) / std``; NaN -> 0.
+
+    Missing values (NaN) become 0, i.e. the channel mean, so a few missing cells
+    do not poison the whole field.
+    """
+    x -= mean[None, :, None, None]
+    x *= (1.0 / std)[None, :, None, None]
+    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return x
+
+
+def resolve_device(device: Any = None) -> Any:
+    """``None``/"auto" -> "cuda" when a GPU is visible, else "cpu"; others unchanged."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from climviz.errors import ConfigError
+
+        raise ConfigError(f"device: {device!r} asked for, but torch sees no CUDA device")
+    return dev
+
+
+class MaskPredictor:
+    """A checkpoint's network ready for prediction on normalized blocks.
+
+    Parameters
+    ----------
+    spec
+        From :func:`load_spec`.
+    device
+        torch device (``None`` = CUDA if available).
+    probabilities
+        ``False``, or the dtype of class probabilities to return (``"float16"`` or
+        ``"float32"``; ``True`` means float16).
+    tile, tile_overlap
+        Optional tile size ``(lat, lon)`` in cells for very large grids and the
+        overlap margin (see :mod:`climviz.inference.tiling`).
+    threads
+        torch intra-op threads (``None`` keeps torch's default).
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: Any = None,
+        *,
+        probabilities: bool | str = False,
+        tile: Sequence[int] | None = None,
+        tile_overlap: int = 16,
+        threads: int | None = None,
+    ) -> None:
+        import torch
+
+        from climviz import models
+        from climviz.training.checkpoint import _clean_state_dict
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.spec = spec
+        self.device = resolve_device(device)
+        self.prob_dtype = probability_dtype(probabilities)
+        self.tile = tuple(tile) if tile is not None else None
+        self.tile_overlap = int(tile_overlap)
+        p = spec.payload
+        kwargs = dict(p.get("model_kwargs") or {})
+        overrides = dict(kwargs.pop("overrides", None) or {})
+        in_channels = kwargs.pop("in_channels", len(spec.channels))
+        num_classes = kwargs.pop("num_classes", 3)
+        try:
+            model = models.build(p["model"], preset=p["preset"], in_channels=in_channels,
+                                 num_classes=num_classes, **overrides, **kwargs)
+            model.load_state_dict(_clean_state_dict(p["model_state"]))
+        except Exception as e:
+            raise CheckpointError(
+                f"{spec.path}: cannot rebuild model {p['model']}/{p['preset']} from the "
+                f"checkpoint: {type(e).__name__}: {e}"
+            ) from e
+        self.model = model.to(self.device).eval()
+        self.num_classes = int(num_classes)
+        self.autocast = self.device.type == "cuda"
+
+    def logits(self, x: Any) -> Any:
+        """Float32 logits ``(N, K, H, W)`` of a normalized torch batch on the device."""
+        import torch
+
+        from climviz.inference.tiling import padded_logits, tiled_logits
+
+        def fwd(t: torch.Tensor) -> torch.Tensor:
+            return padded_logits(self.model, t)
+
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.autocast):
+            if self.tile is not None:
+                y = tiled_logits(fwd, x, self.tile, self.tile_overlap)
+            else:
+                y = fwd(x)
+        return y.float()
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Classes (uint8 ``(N, H, W)``) and optional probabilities ``(K, N, H, W)``.
+
+        ``x`` is a normalized float32 block ``(N, C, H, W)`` (see :func:`normalize_block`).
+        """
+        import torch
+
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x))
+            if self.device.type == "cuda":
+                t = t.pin_memory().to(self.device, non_blocking=True)
+            y = self.logits(t)
+            mask = y.argmax(dim=1).to(torch.uint8).cpu().numpy()
+            prob = None
+            if self.prob_dtype is not None:
+                p = torch.softmax(y, dim=1).transpose(0, 1)
+                prob = p.to(getattr(torch, self.prob_dtype)).cpu().numpy()
+        return mask, prob
+
+
+def probability_dtype(probabilities: bool | str | None) -> str | None:
+    """Normalize the ``probabilities`` argument to None, "float16" or "float32"."""
+    from climviz.errors import ConfigError
+
+    if probabilities is None or probabilities is False:
+        return None
+    if probabilities is True:
+        return "float16"
+    if str(probabilities) in ("float16", "float32"):
+        return str(probabilities)
+    raise ConfigError(
+        f"probabilities: expected False, True, 'float16' or 'float32', found {probabilities!r}"
+    )
