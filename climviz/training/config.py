@@ -209,10 +209,16 @@ class TrainConfig:
                 setattr(self, name, int(v))
         for name in ("lr", "warmup_epochs", "warmup_start_factor", "min_lr_factor", "lr_gamma",
                      "momentum", "eps", "weight_decay", "larc_trust_coefficient", "dice_weight",
-                     "val_fraction"):
+                     "val_fraction", "grad_clip", "target_miou"):
             v = getattr(self, name)
             if isinstance(v, int) and not isinstance(v, bool):
                 setattr(self, name, float(v))
+            elif isinstance(v, str):
+                # PyYAML reads "1e-3" (no dot) as a string: accept numeric text
+                try:
+                    setattr(self, name, float(v))
+                except ValueError:
+                    pass
 
     def _validate(self) -> None:
         def bad(key: str, expected: str) -> ConfigError:

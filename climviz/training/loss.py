@@ -1,0 +1,127 @@
+"""Class-weighted cross entropy (+ optional soft Dice / Jaccard) for climate masks.
+
+Background covers > 95 % of the pixels of a climate mask, so an unweighted loss is
+minimised by predicting "background" everywhere. As in Kurth et al. (2018), each
+class is weighted by its inverse frequency (or the square root of it) on the
+training split.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from climviz.errors import ConfigError, DataError
+
+__all__ = ["class_counts", "class_weights_from_counts", "class_weights_from_labels",
+           "WeightedLoss", "soft_overlap_loss"]
+
+
+def class_counts(labels: np.ndarray | Iterable[np.ndarray], num_classes: int = 3) -> np.ndarray:
+    """Pixel count of each class in a label array (or an iterable of label blocks).
+
+    Raises DataError if a label is outside ``0 .. num_classes - 1``.
+    """
+    blocks = [labels] if isinstance(labels, (np.ndarray, torch.Tensor)) else labels
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for block in blocks:
+        a = np.asarray(block).ravel()
+        if a.size == 0:
+            continue
+        if a.min() < 0 or a.max() >= num_classes:
+            bad = a[(a < 0) | (a >= num_classes)][0]
+            raise DataError(f"labels: expected classes 0..{num_classes - 1}, found {int(bad)}")
+        counts += np.bincount(a.astype(np.int64), minlength=num_classes)
+    return counts
+
+
+def class_weights_from_counts(counts: np.ndarray, mode: str = "inverse") -> np.ndarray:
+    """Per-class loss weights from class pixel counts.
+
+    ``inverse``: ``w_c ∝ 1 / f_c``; ``inverse_sqrt``: ``w_c ∝ 1 / sqrt(f_c)``; ``none``: 1.
+    ``f_c`` is the class frequency (classes absent from the counts are treated as one
+    pixel, so they get a large but finite weight). Weights are normalised so that the
+    frequency-weighted mean weight is 1 (``sum_c f_c w_c = 1``), keeping the loss on
+    the scale of an unweighted cross entropy.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.size < 2 or (counts < 0).any():
+        raise DataError(f"class counts: expected >= 2 non-negative counts, found {counts!r}")
+    if counts.sum() <= 0:
+        raise DataError("class counts: the training labels are empty (no pixels counted)")
+    if mode == "none":
+        return np.ones_like(counts)
+    freq = np.maximum(counts, 1.0) / counts.sum()
+    if mode == "inverse":
+        w = 1.0 / freq
+    elif mode == "inverse_sqrt":
+        w = 1.0 / np.sqrt(freq)
+    else:
+        raise ConfigError(f"TrainConfig.class_weights: expected 'inverse', 'inverse_sqrt', "
+                          f"'none' or a list of numbers, found {mode!r}")
+    true_freq = counts / counts.sum()
+    return w / float((true_freq * w).sum())
+
+
+def class_weights_from_labels(labels, num_classes: int = 3, mode: str = "inverse") -> np.ndarray:
+    """:func:`class_weights_from_counts` of :func:`class_counts` of ``labels``."""
+    return class_weights_from_counts(class_counts(labels, num_classes), mode)
+
+
+def soft_overlap_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "dice",
+                      smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice (``1 - 2|P∩T| / (|P| + |T|)``) or Jaccard loss averaged over classes.
+
+    ``P`` are the softmax probabilities, ``T`` the one-hot targets, sums run over the
+    batch and the grid; ``smooth`` is added to numerator and denominator.
+    """
+    probs = logits.float().softmax(dim=1)
+    onehot = F.one_hot(target, probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    dims = (0, 2, 3)
+    inter = (probs * onehot).sum(dims)
+    card = probs.sum(dims) + onehot.sum(dims)
+    if kind == "dice":
+        score = (2 * inter + smooth) / (card + smooth)
+    elif kind == "jaccard":
+        score = (inter + smooth) / (card - inter + smooth)
+    else:
+        raise ConfigError(f"TrainConfig.overlap_loss: expected 'dice' or 'jaccard', found {kind!r}")
+    return 1.0 - score.mean()
+
+
+class WeightedLoss(nn.Module):
+    """Class-weighted cross entropy, optionally plus ``dice_weight`` x soft Dice/Jaccard.
+
+    The cross entropy is the weighted mean ``sum_i w[y_i] * (-log p_i[y_i]) / sum_i w[y_i]``
+    over all pixels ``i`` of the batch (as :func:`torch.nn.functional.cross_entropy`
+    with ``weight=``). It is computed in float32 even under autocast.
+
+    Parameters
+    ----------
+    weights
+        Per-class weights (length = number of classes), or None for unweighted.
+    dice_weight
+        Weight of the soft overlap term (0 = cross entropy only).
+    overlap
+        ``"dice"`` or ``"jaccard"``.
+    """
+
+    def __init__(self, weights=None, dice_weight: float = 0.0, overlap: str = "dice") -> None:
+        super().__init__()
+        w = None if weights is None else torch.as_tensor(np.asarray(weights), dtype=torch.float32)
+        self.register_buffer("weight", w)
+        self.dice_weight = float(dice_weight)
+        self.overlap = overlap
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
+            raise ValueError(f"loss: expected logits (N, C, H, W) and target (N, H, W), found "
+                             f"{tuple(logits.shape)} and {tuple(target.shape)}")
+        loss = F.cross_entropy(logits.float(), target.long(), weight=self.weight)
+        if self.dice_weight > 0:
+            loss = loss + self.dice_weight * soft_overlap_loss(logits, target.long(), self.overlap)
+        return loss
