@@ -1,0 +1,48 @@
+"""Heuristic detectors: label tropical cyclones and atmospheric rivers in runs that have no labels.
+
+* :func:`detect_tc` (:mod:`climviz.labels.tc`): TempestExtremes/TECA-style TC
+  detection (PSL minima with a closed contour, cyclonic 850 hPa vorticity,
+  wind, warm core, latitude bounds) and StitchNodes-style tracking.
+* :func:`detect_ar` (:mod:`climviz.labels.ar`): ARTMIP-style AR detection
+  (IVT threshold, long and narrow regions on the sphere, poleward transport).
+* :func:`label_run` (:mod:`climviz.labels.run`): both, as the same CF mask
+  dataset that :func:`climviz.predict` returns.
+
+Submodules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "TCConfig": "climviz.labels.tc",
+    "TCResult": "climviz.labels.tc",
+    "detect_tc": "climviz.labels.tc",
+    "detect_tc_nodes": "climviz.labels.tc",
+    "stitch_nodes": "climviz.labels.tc",
+    "tc_mask": "climviz.labels.tc",
+    "ARConfig": "climviz.labels.ar",
+    "ARResult": "climviz.labels.ar",
+    "detect_ar": "climviz.labels.ar",
+    "integrated_vapour_transport": "climviz.labels.ar",
+    "region_geometry": "climviz.labels.ar",
+    "label_run": "climviz.labels.run",
+    "LabelResult": "climviz.labels.run",
+    "relative_vorticity": "climviz.labels._grid",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'climviz.labels' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,274 @@
+"""Grid helpers shared by the heuristic detectors.
+
+Everything works on a regular-in-longitude, monotonic-in-latitude grid with
+dimensions ``(time, lat, lon)``, latitude ascending and longitude in [0, 360)
+(the climviz data convention). Longitude is periodic when the grid is global.
+Distances are great-circle distances on a sphere of radius 6371.0 km.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from climviz.errors import DataError
+from climviz.events.geometry import EARTH_RADIUS_KM, cell_areas, great_circle_km
+
+__all__ = [
+    "Grid",
+    "normalize_run",
+    "relative_vorticity",
+    "gather_windows",
+    "label_periodic",
+    "time_hours",
+]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Latitude/longitude description of a run's grid.
+
+    Attributes
+    ----------
+    lat, lon
+        Cell-centre coordinates (degrees), latitude ascending, longitude increasing.
+    periodic
+        True when longitude wraps around the globe (the first and last columns
+        are neighbours).
+    dlon_deg
+        Longitude spacing (degrees), assumed regular.
+    dlat_min_deg
+        Smallest latitude spacing (degrees).
+    """
+
+    lat: np.ndarray
+    lon: np.ndarray
+    periodic: bool
+    dlon_deg: float
+    dlat_min_deg: float
+
+    @classmethod
+    def from_coords(cls, lat: np.ndarray, lon: np.ndarray) -> "Grid":
+        lat = np.asarray(lat, dtype=np.float64)
+        lon = np.asarray(lon, dtype=np.float64)
+        if lat.ndim != 1 or lat.size < 3 or not np.all(np.diff(lat) > 0):
+            raise DataError(f"lat: expected at least 3 strictly ascending latitudes, found {lat[:5]}...")
+        if lon.ndim != 1 or lon.size < 3 or not np.all(np.diff(lon) > 0):
+            raise DataError(f"lon: expected at least 3 strictly increasing longitudes, found {lon[:5]}...")
+        dl = np.diff(lon)
+        if not np.allclose(dl, dl[0], rtol=1e-3, atol=1e-6):
+            raise DataError(
+                f"lon: expected a regular longitude spacing, found spacings from {dl.min()} to {dl.max()} degrees"
+            )
+        dlon = float(dl.mean())
+        periodic = bool(abs(lon[0] + 360.0 - lon[-1] - dlon) <= 0.5 * dlon)
+        return cls(lat, lon, periodic, dlon, float(np.diff(lat).min()))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.lat.size, self.lon.size)
+
+    def cells_for_km(self, km: float, max_abs_lat: float = 0.0) -> tuple[int, int]:
+        """Half-widths (rows, cols) of a window covering ``km`` around any point poleward-bounded by ``max_abs_lat``."""
+        deg = np.rad2deg(km / EARTH_RADIUS_KM)
+        hy = int(np.ceil(deg / self.dlat_min_deg))
+        coslat = np.cos(np.deg2rad(min(max_abs_lat + deg, 89.0)))
+        hx = int(np.ceil(deg / (self.dlon_deg * max(coslat, 1e-3))))
+        hx = min(hx, (self.lon.size - 1) // 2)
+        hy = min(hy, self.lat.size - 1)
+        return hy, hx
+
+    def areas(self) -> np.ndarray:
+        """Cell areas (km²), shape (lat, lon)."""
+        return cell_areas(self.lat, self.lon)
+
+
+def normalize_run(ds: xr.Dataset, needed: list[str]) -> xr.Dataset:
+    """Bring a run to (time, lat, lon), latitude ascending, longitude in [0, 360).
+
+    Raises
+    ------
+    DataError
+        If a needed variable or dimension is missing.
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise DataError(f"run: expected an xarray.Dataset, found {type(ds).__name__}")
+    missing = [v for v in needed if v not in ds.data_vars]
+    if missing:
+        raise DataError(
+            f"run: expected variable(s) {missing} for heuristic labelling, found {sorted(map(str, ds.data_vars))}"
+        )
+    for dim in ("lat", "lon"):
+        if dim not in ds.dims:
+            raise DataError(f"run: expected a dimension {dim!r}, found dims {tuple(ds.dims)}")
+    if "time" not in ds.dims:
+        ds = ds.expand_dims("time")
+    ds = ds[needed]
+    for v in needed:
+        if set(ds[v].dims) != {"time", "lat", "lon"}:
+            raise DataError(f"run: variable {v!r} expected dims (time, lat, lon), found {ds[v].dims}")
+    ds = ds.transpose("time", "lat", "lon")
+    if ds.lat.size > 1 and float(ds.lat[0]) > float(ds.lat[-1]):
+        ds = ds.isel(lat=slice(None, None, -1))
+    lon = np.asarray(ds.lon.values, dtype=np.float64)
+    if lon.min() < 0 or lon.max() >= 360.0:
+        ds = ds.assign_coords(lon=np.mod(lon, 360.0)).sortby("lon")
+    elif lon.size > 1 and not np.all(np.diff(lon) > 0):
+        ds = ds.sortby("lon")
+    return ds
+
+
+def time_hours(time: xr.DataArray, step_h: float | None = None) -> np.ndarray:
+    """Hours since the first time step (float64) for datetime64, cftime or numeric times.
+
+    Numeric times need ``step_h`` (hours between consecutive steps).
+    """
+    values = time.values
+    n = values.size
+    if n == 0:
+        return np.zeros(0)
+    if np.issubdtype(values.dtype, np.datetime64):
+        return (values - values[0]) / np.timedelta64(1, "h")
+    if values.dtype == object:  # cftime
+        try:
+            idx = xr.CFTimeIndex(values)
+            return np.asarray((idx - idx[0]) / pd.Timedelta(hours=1), dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"time: could not interpret time values {values[:3]} as dates ({exc})") from exc
+    if step_h is None:
+        if n == 1:
+            return np.zeros(1)
+        raise DataError(
+            "time: expected datetime values to measure track durations, found numeric "
+            f"{values.dtype}; pass time_step_h in the TC configuration"
+        )
+    return np.arange(n, dtype=np.float64) * float(step_h)
+
+
+def relative_vorticity(u: np.ndarray, v: np.ndarray, grid: Grid) -> np.ndarray:
+    """Relative vorticity ζ = (∂v/∂λ − ∂(u cos φ)/∂φ) / (R cos φ), in s⁻¹.
+
+    Centred differences; periodic in longitude on global grids (one-sided at the
+    edges otherwise), second order in latitude (``numpy.gradient``, irregular
+    latitudes allowed, one-sided at the first and last rows).
+
+    Parameters
+    ----------
+    u, v
+        Eastward and northward wind (m s⁻¹), shape (..., lat, lon).
+    grid
+        The grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 vorticity (s⁻¹), same shape; NaN poleward of 89.5°.
+    """
+    u = np.asarray(u, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    phi = np.deg2rad(grid.lat)
+    cos = np.cos(phi)
+    r_m = EARTH_RADIUS_KM * 1000.0
+    dlam = np.deg2rad(grid.dlon_deg)
+    if grid.periodic:
+        dv = (np.roll(v, -1, axis=-1) - np.roll(v, 1, axis=-1)) / (2.0 * dlam)
+    else:
+        dv = np.gradient(v, dlam, axis=-1)
+    ducos = np.gradient(u * cos[:, None], phi, axis=-2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zeta = (dv - ducos) / (r_m * cos[:, None])
+    zeta[..., np.abs(grid.lat) > 89.5, :] = np.nan
+    return zeta.astype(np.float32)
+
+
+def gather_windows(
+    field: np.ndarray, t: np.ndarray, i: np.ndarray, j: np.ndarray, hy: int, hx: int, grid: Grid
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut a (2·hy+1, 2·hx+1) window around each point and its distances from the point.
+
+    Parameters
+    ----------
+    field
+        Array (time, lat, lon).
+    t, i, j
+        Time, row and column indices of the K centres.
+    hy, hx
+        Half-widths of the window (cells).
+    grid
+        The grid (for distances and periodicity).
+
+    Returns
+    -------
+    windows : numpy.ndarray
+        (K, 2·hy+1, 2·hx+1) values; rows beyond the poles repeat the edge row.
+    dist_km : numpy.ndarray
+        (K, 2·hy+1, 2·hx+1) great-circle distances (km) of each window cell from
+        the centre; ``inf`` for cells outside the grid (beyond the poles, or
+        beyond the edges of a non-global grid).
+    rows : numpy.ndarray
+        (K, 2·hy+1) grid row of each window row (clipped to the grid).
+    """
+    nlat, nlon = grid.shape
+    rows = i[:, None] + np.arange(-hy, hy + 1)[None, :]
+    cols = j[:, None] + np.arange(-hx, hx + 1)[None, :]
+    row_ok = (rows >= 0) & (rows < nlat)
+    col_ok = np.ones_like(cols, dtype=bool) if grid.periodic else (cols >= 0) & (cols < nlon)
+    rows_c = np.clip(rows, 0, nlat - 1)
+    cols_c = np.mod(cols, nlon) if grid.periodic else np.clip(cols, 0, nlon - 1)
+    win = field[t[:, None, None], rows_c[:, :, None], cols_c[:, None, :]]
+    d = great_circle_km(
+        grid.lat[i][:, None, None], grid.lon[j][:, None, None],
+        grid.lat[rows_c][:, :, None], grid.lon[cols_c][:, None, :],
+    )
+    d = np.where(row_ok[:, :, None] & col_ok[:, None, :], d, np.inf)
+    return win, d, rows_c
+
+
+#: 8-connectivity within each time step, none across time.
+_STRUCT_3D = np.zeros((3, 3, 3), dtype=bool)
+_STRUCT_3D[1] = True
+
+
+def label_periodic(mask: np.ndarray, periodic: bool = True) -> tuple[np.ndarray, int]:
+    """Connected components of a (time, lat, lon) mask, per time step, periodic in longitude.
+
+    8-connectivity inside a time step; the first and last columns are neighbours
+    when ``periodic``; the poles are not. Labels are unique across the whole
+    array (1..n), 0 is background.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        int32 labels, same shape as ``mask``.
+    n : int
+        Number of components.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    lab, n = ndimage.label(mask, structure=_STRUCT_3D)
+    lab = lab.astype(np.int32, copy=False)
+    if not periodic or n == 0 or mask.shape[-1] < 2:
+        return lab, int(n)
+    first, last = lab[..., 0], lab[..., -1]  # (time, lat) label columns on either side of the seam
+    # the last column's row r touches the first column's rows r-1, r and r+1
+    pairs = np.concatenate(
+        [
+            np.stack([a[(a > 0) & (b > 0)], b[(a > 0) & (b > 0)]], axis=1)
+            for a, b in ((last, first), (last[:, 1:], first[:, :-1]), (last[:, :-1], first[:, 1:]))
+        ]
+    )
+    if pairs.size == 0:
+        return lab, int(n)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n + 1, n + 1))
+    _, comp = connected_components(graph, directed=False)
+    # number merged components 1..m in the order of their smallest original label; 0 stays 0
+    _, first_node, inverse = np.unique(comp, return_index=True, return_inverse=True)
+    rank = np.empty(first_node.size, dtype=np.int32)
+    rank[np.argsort(first_node)] = np.arange(first_node.size, dtype=np.int32)
+    lookup = rank[inverse]
+    return lookup[lab], int(lookup.max())

@@ -1,0 +1,374 @@
+"""Atmospheric river detector following the ARTMIP-style geometric criteria.
+
+1. **Integrated vapour transport (IVT)**, kg m⁻¹ s⁻¹. When the run has an IVT
+   variable (``ivt_var``) it is used as is. Otherwise it is estimated from what
+   ClimateNet/DeepCAM runs carry:
+
+   ``IVT ≈ ivt_scale · TMQ · |V|``
+
+   with TMQ the precipitable water (kg m⁻²) and |V| the wind speed (m s⁻¹) at
+   850 hPa (``U850``/``V850``), or at the lowest model level (``UBOT``/``VBOT``)
+   when 850 hPa winds are missing. This is exact if the wind were the same at
+   every level (IVT = (1/g) ∫ q **V** dp = TMQ · **V**); real moisture-weighted
+   winds differ from the 850 hPa wind, so ``ivt_scale`` (default 1.0) lets a user
+   calibrate it against a run that has true IVT.
+2. **Threshold**: IVT above an absolute value (``threshold``, default
+   250 kg m⁻¹ s⁻¹, the common fixed threshold, e.g. Rutz et al. 2014) or, with
+   ``percentile`` set, above that percentile of IVT (per grid cell over time, as
+   Guan & Waliser 2015, or over the whole run) and never below ``threshold``.
+3. **Connected regions** per time step (8-connectivity, periodic in longitude,
+   not across the poles); cells equatorward of ``exclude_tropics_deg`` are
+   not candidates (optional).
+4. **Geometry on the sphere**: a region is an AR if its length (the largest
+   great-circle distance between two of its cells) is at least
+   ``min_length_km`` (2000 km) and its length/width is at least
+   ``min_aspect`` (2), with width = area / length (cell areas on the sphere).
+5. **Poleward transport** (Guan & Waliser 2015): the region's area-weighted
+   mean poleward IVT component must reach ``min_poleward_ivt``
+   (50 kg m⁻¹ s⁻¹). This rejects zonal bands such as the trade-wind moisture
+   belt. The northward component is ``ivt_scale · TMQ · V`` for the estimate,
+   or the run's ``ivt_north_var`` when IVT is given; when IVT is given without
+   a northward component, this test is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import ndimage
+
+from climviz.errors import ConfigError, DataError
+from climviz.events.geometry import EARTH_RADIUS_KM
+from climviz.labels._grid import Grid, label_periodic, normalize_run
+
+__all__ = ["ARConfig", "ARResult", "integrated_vapour_transport", "detect_ar", "region_geometry"]
+
+
+@dataclass
+class ARConfig:
+    """Settings of the atmospheric river detector.
+
+    Attributes
+    ----------
+    ivt_var
+        Name of an IVT variable (kg m⁻¹ s⁻¹) used when the run has it. Default ``"IVT"``.
+    tmq_var
+        Precipitable water (kg m⁻²) for the IVT estimate. Default ``"TMQ"``.
+    wind_vars
+        (eastward, northward) wind pairs (m s⁻¹) tried in order for the estimate.
+    ivt_scale
+        Factor on TMQ·|V| (dimensionless). Default 1.0.
+    threshold
+        Absolute IVT threshold (kg m⁻¹ s⁻¹), and the floor of a percentile threshold.
+        Default 250.
+    percentile
+        If set (0-100), the threshold is this percentile of IVT (and at least
+        ``threshold``). Default None (absolute threshold only).
+    percentile_scope
+        ``"cell"``: per grid cell over time (needs many time steps);
+        ``"global"``: over the whole run. Default ``"cell"``.
+    min_length_km
+        Shortest AR (km). Default 2000.
+    min_aspect
+        Smallest length/width ratio. Default 2.
+    min_poleward_ivt
+        Smallest area-mean poleward IVT component of an AR (kg m⁻¹ s⁻¹); None
+        switches the test off. Default 50.
+    ivt_north_var
+        Northward IVT component variable used with ``ivt_var``. Default ``"IVT_north"``.
+    exclude_tropics_deg
+        Cells with ``|lat| < exclude_tropics_deg`` (degrees) are never AR;
+        None keeps them. Default 15 (the deep-tropical moisture band is not an AR).
+    time_block
+        Time steps processed at once (memory bound). Default 16.
+    """
+
+    ivt_var: str | None = "IVT"
+    tmq_var: str = "TMQ"
+    wind_vars: tuple[tuple[str, str], ...] = (("U850", "V850"), ("UBOT", "VBOT"))
+    ivt_scale: float = 1.0
+    threshold: float = 250.0
+    percentile: float | None = None
+    percentile_scope: Literal["cell", "global"] = "cell"
+    min_length_km: float = 2000.0
+    min_aspect: float = 2.0
+    min_poleward_ivt: float | None = 50.0
+    ivt_north_var: str | None = "IVT_north"
+    exclude_tropics_deg: float | None = 15.0
+    time_block: int = 16
+
+    def __post_init__(self) -> None:
+        self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[assignment]
+        for key in ("ivt_scale", "min_length_km", "min_aspect"):
+            v = getattr(self, key)
+            if not np.isfinite(v) or v <= 0:
+                raise ConfigError(f"ARConfig.{key}: expected a positive number, found {v!r}")
+        if not np.isfinite(self.threshold) or self.threshold < 0:
+            raise ConfigError(f"ARConfig.threshold: expected a non-negative IVT in kg m-1 s-1, found {self.threshold!r}")
+        if self.percentile is not None and not 0 < self.percentile < 100:
+            raise ConfigError(f"ARConfig.percentile: expected a value in (0, 100) or None, found {self.percentile!r}")
+        if self.percentile_scope not in ("cell", "global"):
+            raise ConfigError(f"ARConfig.percentile_scope: expected 'cell' or 'global', found {self.percentile_scope!r}")
+        if self.exclude_tropics_deg is not None and not 0 <= self.exclude_tropics_deg < 90:
+            raise ConfigError(
+                f"ARConfig.exclude_tropics_deg: expected a latitude in [0, 90) or None, found {self.exclude_tropics_deg!r}"
+            )
+        if not self.wind_vars or any(len(p) != 2 for p in self.wind_vars):
+            raise ConfigError(f"ARConfig.wind_vars: expected (u, v) name pairs, found {self.wind_vars!r}")
+        if int(self.time_block) < 1:
+            raise ConfigError(f"ARConfig.time_block: expected a positive integer, found {self.time_block!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dictionary of the settings."""
+        d = dataclasses.asdict(self)
+        d["wind_vars"] = [list(p) for p in self.wind_vars]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ARConfig":
+        """Build from a dictionary; unknown keys raise :class:`ConfigError`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"ARConfig: unknown key(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class ARResult:
+    """Output of :func:`detect_ar`.
+
+    Attributes
+    ----------
+    regions
+        One row per connected region above the threshold: ``time_index, time,
+        region, n_cells, area_km2, length_km, width_km, aspect, centroid_lat,
+        centroid_lon, max_ivt, poleward_ivt, is_ar`` (lengths km, areas km²,
+        IVT kg m⁻¹ s⁻¹; ``poleward_ivt`` NaN when it cannot be computed).
+    mask
+        Boolean AR mask, DataArray (time, lat, lon).
+    threshold
+        The IVT threshold used (kg m⁻¹ s⁻¹): a number or a (lat, lon) DataArray.
+    """
+
+    regions: pd.DataFrame
+    mask: xr.DataArray
+    threshold: float | xr.DataArray
+    config: ARConfig = field(default_factory=ARConfig)
+
+
+def _ivt_source(ds: xr.Dataset, cfg: ARConfig) -> list[str]:
+    if cfg.ivt_var and cfg.ivt_var in ds.data_vars:
+        return [cfg.ivt_var]
+    if cfg.tmq_var not in ds.data_vars:
+        raise DataError(
+            f"run: expected {cfg.ivt_var!r} or {cfg.tmq_var!r} with winds for AR detection, "
+            f"found variables {sorted(map(str, ds.data_vars))}"
+        )
+    for u, v in cfg.wind_vars:
+        if u in ds.data_vars and v in ds.data_vars:
+            return [cfg.tmq_var, u, v]
+    raise DataError(
+        f"run: expected one of the wind pairs {[list(p) for p in cfg.wind_vars]} to estimate IVT, "
+        f"found variables {sorted(map(str, ds.data_vars))}"
+    )
+
+
+def _northward_ivt(ds: xr.Dataset, cfg: ARConfig) -> xr.DataArray | None:
+    """Northward IVT component (kg m⁻¹ s⁻¹), or None when it cannot be had."""
+    names = _ivt_source(ds, cfg)
+    if len(names) == 1:
+        if cfg.ivt_north_var and cfg.ivt_north_var in ds.data_vars:
+            return normalize_run(ds, [cfg.ivt_north_var])[cfg.ivt_north_var]
+        return None
+    norm = normalize_run(ds, names)
+    return cfg.ivt_scale * norm[names[0]] * norm[names[2]]
+
+
+def integrated_vapour_transport(ds: xr.Dataset, config: ARConfig | None = None) -> xr.DataArray:
+    """IVT (kg m⁻¹ s⁻¹): the run's IVT variable, or ``ivt_scale · TMQ · |V850|``.
+
+    Lazy when the run is dask-backed. The result is on the normalized grid
+    (latitude ascending, longitude in [0, 360)).
+    """
+    cfg = config or ARConfig()
+    names = _ivt_source(ds, cfg)
+    ds = normalize_run(ds, names)
+    if len(names) == 1:
+        out = ds[names[0]]
+        method = f"variable {names[0]}"
+    else:
+        tmq, u, v = (ds[n] for n in names)
+        out = cfg.ivt_scale * tmq * np.hypot(u, v)
+        method = f"{cfg.ivt_scale:g} * {names[0]} * hypot({names[1]}, {names[2]})"
+    return out.rename("IVT").assign_attrs(
+        units="kg m-1 s-1", long_name="integrated vapour transport", comment=f"from {method}"
+    )
+
+
+def region_geometry(labels: np.ndarray, grid: Grid, min_length_km: float = 0.0) -> pd.DataFrame:
+    """Size and shape of labelled regions on the sphere.
+
+    Parameters
+    ----------
+    labels
+        int labels (time, lat, lon), unique over the array, 0 background.
+    grid
+        The grid.
+    min_length_km
+        Regions that provably cannot reach this length (their boundary has too
+        few cells) get ``length_km`` = NaN, skipping the pairwise distances.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per label: ``region, time_index, n_cells, area_km2, length_km,
+        width_km, aspect, centroid_lat, centroid_lon``. Length is the largest
+        great-circle distance between the centres of two cells of the region
+        (reached on its boundary), width = area / length, aspect = length / width.
+    """
+    nt, nlat, nlon = labels.shape
+    n = int(labels.max()) if labels.size else 0
+    cols = ["region", "time_index", "n_cells", "area_km2", "length_km", "width_km", "aspect",
+            "centroid_lat", "centroid_lon"]
+    if n == 0:
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in cols})
+    area_grid = grid.areas()
+    flat = np.flatnonzero(labels)
+    lbl = labels.ravel()[flat]
+    cell = flat % (nlat * nlon)
+    row, colx = cell // nlon, cell % nlon
+    a = area_grid.ravel()[cell]
+    area = np.bincount(lbl, weights=a, minlength=n + 1)
+    ncell = np.bincount(lbl, minlength=n + 1)
+    tidx = np.zeros(n + 1, dtype=np.int64)
+    tidx[lbl] = flat // (nlat * nlon)
+    clat = np.bincount(lbl, weights=a * grid.lat[row], minlength=n + 1) / np.maximum(area, 1e-300)
+    lon_rad = np.deg2rad(grid.lon[colx])
+    s = np.bincount(lbl, weights=a * np.sin(lon_rad), minlength=n + 1)
+    c = np.bincount(lbl, weights=a * np.cos(lon_rad), minlength=n + 1)
+    clon = np.mod(np.rad2deg(np.arctan2(s, c)), 360.0)  # area-weighted circular mean of longitude
+    # boundary cells: some 8-neighbour has another label
+    modes = ("nearest", "nearest", "wrap" if grid.periodic else "nearest")
+    lo = ndimage.minimum_filter(labels, size=(1, 3, 3), mode=modes)
+    hi = ndimage.maximum_filter(labels, size=(1, 3, 3), mode=modes)
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[:, 0, :] = edge[:, -1, :] = True  # grid rows next to the poles close the region
+    if not grid.periodic:
+        edge[:, :, 0] = edge[:, :, -1] = True
+    bmask = (labels > 0) & ((lo != hi) | edge)
+    bflat = np.flatnonzero(bmask)
+    blbl = labels.ravel()[bflat]
+    order = np.argsort(blbl, kind="stable")
+    bflat, blbl = bflat[order], blbl[order]
+    starts = np.searchsorted(blbl, np.arange(n + 2))
+    nb = np.diff(starts)[: n + 1]
+    # a chain of nb boundary cells spans at most nb steps of the largest cell diagonal
+    dlat = np.deg2rad(grid.dlat_min_deg if grid.lat.size < 2 else np.abs(np.diff(grid.lat)).max())
+    step_km = EARTH_RADIUS_KM * np.hypot(dlat, np.deg2rad(grid.dlon_deg))
+    length = np.full(n + 1, np.nan)
+    bcell = bflat % (nlat * nlon)
+    la = np.deg2rad(grid.lat[bcell // nlon])
+    lo_ = np.deg2rad(grid.lon[bcell % nlon])
+    xyz = np.stack([np.cos(la) * np.cos(lo_), np.cos(la) * np.sin(lo_), np.sin(la)], axis=1)
+    for k in np.flatnonzero((nb * step_km >= min_length_km) & (np.arange(n + 1) > 0)):
+        p = xyz[starts[k]:starts[k + 1]]
+        if p.shape[0] == 1:
+            length[k] = 0.0
+            continue
+        mind = 1.0
+        for s0 in range(0, p.shape[0], 2048):
+            mind = min(mind, float((p[s0:s0 + 2048] @ p.T).min()))
+        length[k] = EARTH_RADIUS_KM * np.arccos(np.clip(mind, -1.0, 1.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        width = area / length
+        aspect = length / width
+    idx = np.arange(1, n + 1)
+    return pd.DataFrame({
+        "region": idx, "time_index": tidx[idx], "n_cells": ncell[idx], "area_km2": area[idx],
+        "length_km": length[idx], "width_km": width[idx], "aspect": aspect[idx],
+        "centroid_lat": clat[idx], "centroid_lon": clon[idx],
+    })
+
+
+def _threshold(ivt: xr.DataArray, cfg: ARConfig) -> float | xr.DataArray:
+    if cfg.percentile is None:
+        return float(cfg.threshold)
+    q = cfg.percentile / 100.0
+    if cfg.percentile_scope == "cell":
+        thr = ivt.quantile(q, dim="time").drop_vars("quantile")
+        return np.maximum(thr, cfg.threshold).compute().rename("IVT_threshold")
+    return max(float(ivt.quantile(q).values), float(cfg.threshold))
+
+
+def detect_ar(ds: xr.Dataset, config: ARConfig | None = None) -> ARResult:
+    """Detect atmospheric rivers: IVT above a threshold in long, narrow regions.
+
+    Parameters
+    ----------
+    ds
+        A climate run with ``IVT``, or ``TMQ`` and 850 hPa / lowest-level winds,
+        on (time, lat, lon).
+    config
+        Thresholds; default :class:`ARConfig()`.
+
+    Returns
+    -------
+    ARResult
+        Regions table, boolean mask (time, lat, lon; latitude ascending,
+        longitude in [0, 360)) and the threshold used.
+    """
+    cfg = config or ARConfig()
+    ivt = integrated_vapour_transport(ds, cfg)
+    grid = Grid.from_coords(ivt.lat.values, ivt.lon.values)
+    thr = _threshold(ivt, cfg)
+    thr_np = thr.values if isinstance(thr, xr.DataArray) else thr
+    allowed = np.ones(grid.lat.size, dtype=bool)
+    if cfg.exclude_tropics_deg is not None:
+        allowed = np.abs(grid.lat) >= cfg.exclude_tropics_deg
+    north = _northward_ivt(ds, cfg) if cfg.min_poleward_ivt is not None else None
+    hemi = np.sign(grid.lat)[None, :, None]
+    weights = grid.areas()[None]
+    nt = ivt.sizes["time"]
+    mask = np.zeros((nt, *grid.shape), dtype=bool)
+    tables = []
+    for t0 in range(0, nt, int(cfg.time_block)):
+        block = np.asarray(ivt.isel(time=slice(t0, t0 + cfg.time_block)).values, dtype=np.float32)
+        cand = (block > thr_np) & allowed[None, :, None]
+        lab, n = label_periodic(cand, grid.periodic)
+        geo = region_geometry(lab, grid, cfg.min_length_km)
+        if n:
+            geo["max_ivt"] = ndimage.maximum(block, lab, index=geo["region"].to_numpy())
+            ok = (geo["length_km"] >= cfg.min_length_km) & (geo["aspect"] >= cfg.min_aspect)
+            if north is not None:
+                vn = np.asarray(north.isel(time=slice(t0, t0 + cfg.time_block)).values, dtype=np.float64)
+                w = np.broadcast_to(weights, lab.shape)
+                idx = geo["region"].to_numpy()
+                pole = ndimage.sum(vn * hemi * w, lab, index=idx) / ndimage.sum(w, lab, index=idx)
+                geo["poleward_ivt"] = pole
+                ok &= pole >= cfg.min_poleward_ivt
+            geo["is_ar"] = ok.to_numpy()
+            keep = np.zeros(n + 1, dtype=bool)
+            keep[geo["region"].to_numpy()[ok.to_numpy()]] = True
+            mask[t0:t0 + block.shape[0]] = keep[lab]
+            geo["time_index"] += t0
+            tables.append(geo)
+    if tables:
+        regions = pd.concat(tables, ignore_index=True)
+        if "poleward_ivt" not in regions:
+            regions["poleward_ivt"] = np.nan
+        regions["region"] = regions.groupby("time_index").cumcount() + 1
+    else:
+        regions = pd.DataFrame({c: pd.Series(dtype=float) for c in (
+            "region", "time_index", "n_cells", "area_km2", "length_km", "width_km", "aspect", "centroid_lat",
+            "centroid_lon", "max_ivt", "poleward_ivt", "is_ar")})
+    regions.insert(1, "time", ivt.time.values[regions["time_index"].to_numpy(dtype=np.int64)])
+    m = xr.DataArray(mask, dims=("time", "lat", "lon"),
+                     coords={"time": ivt.time.values, "lat": grid.lat, "lon": grid.lon},
+                     name="ar_mask", attrs={"long_name": "atmospheric river mask (heuristic)"})
+    return ARResult(regions=regions, mask=m, threshold=thr, config=cfg)
