@@ -1,0 +1,380 @@
+"""DeepLabv3+ for climate segmentation (Kurth et al., SC18; MLPerf HPC DeepCAM).
+
+Structure (Chen et al. 2018, "Encoder-Decoder with Atrous Separable Convolution")
+with the change Kurth et al. made for thin atmospheric rivers: the decoder
+upsamples with *learned* transposed convolutions all the way back to full
+resolution instead of two bilinear 4x steps.
+
+::
+
+    fields (N, C, H, W)
+      └─ encoder: ResNet-style bottlenecks ("resnet") or aligned Xception ("xception"),
+         atrous (dilated) in the last stage(s) so the features stay at 1/output_stride
+           ├─ low-level features at 1/4 ──1x1 conv──▶ low_level_channels ─────────┐
+           └─ ASPP: 1x1, three 3x3 atrous (rates 6/12/18 at stride 16), image pool │
+                 └─ 1x1 projection ─▶ transposed convs (x2 each) to 1/4 ──concat──┘
+                       └─ 2 x (3x3 conv) + 1x1 ─▶ transposed conv to 1/2 ─▶ transposed conv
+                          to full resolution with num_classes outputs = logits (N, K, H, W)
+
+All convolutions wrap around in longitude (:mod:`climviz.models.layers`).
+
+Presets (see :func:`climviz.models.build`):
+
+``paper``
+    ResNet-50 layout (bottleneck blocks 3-4-6-3, widths 64..512, expansion 4, 7x7 stem),
+    output stride 16 (layer 4 dilated), ASPP with 256 channels, 48 low-level channels,
+    256-channel learned-upsampling decoder. About 43.5 M parameters at 16 input channels
+    and 3 classes; Kurth et al. report 43.7 M for their DeepLabv3+ (see the package
+    README section in :mod:`climviz.models` for FLOPs).
+``deepcam``
+    The MLPerf HPC DeepCAM reference variant: modified aligned Xception encoder
+    (entry flow 32-64-128-256-728, 16 middle-flow blocks of 728 channels, exit flow
+    1024-1536-1536-2048, separable convolutions), output stride 16, same ASPP and
+    deconvolution decoder. About 56.4 M parameters, as the reference.
+``tiny``
+    The ``paper`` architecture, narrow (bottleneck width 8) and shallow (one block per
+    stage), for laptops and teaching: about 0.2 M parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from climviz.errors import ConfigError
+from climviz.models.base import SegmentationNet
+from climviz.models.layers import (
+    GeoConv2d,
+    GeoConvTranspose2d,
+    LatPadding,
+    LonPadding,
+    conv_bn_relu,
+    init_weights,
+    wrap_lon,
+)
+
+__all__ = ["DeepLabConfig", "DeepLabV3Plus"]
+
+
+@dataclass
+class DeepLabConfig:
+    """Architecture options of :class:`DeepLabV3Plus`.
+
+    Attributes
+    ----------
+    backbone
+        ``"resnet"`` (bottleneck ResNet, the paper) or ``"xception"`` (DeepCAM).
+    blocks
+        ResNet: bottleneck blocks per stage (4 stages). Xception: ignored.
+    width
+        ResNet: bottleneck width of stage 1 (doubles per stage; output channels are
+        ``width * expansion * 2**stage``). Xception: ignored.
+    expansion
+        ResNet bottleneck expansion factor.
+    stem_channels
+        Channels of the stem convolution (ResNet 7x7 stride 2 + 3x3 max-pool).
+    xception_middle_blocks
+        Xception: number of middle-flow blocks (16 in the reference).
+    xception_scale
+        Xception: all channel numbers are multiplied by this (1.0 in the reference).
+    output_stride
+        Encoder output stride, 16 or 8 (dilated convolutions replace the strides).
+    aspp_channels
+        Channels of each ASPP branch and of the projection.
+    aspp_rates
+        Dilation rates of the three 3x3 ASPP branches at output stride 16 (doubled at 8).
+    low_level_channels
+        Channels of the 1x1 reduction of the stride-4 features.
+    decoder_channels
+        Channels of the decoder convolutions and transposed convolutions.
+    lon_padding
+        ``"circular"`` (the globe wraps) or ``"zero"``.
+    lat_padding
+        Padding of the input rows to a multiple of the stride: ``"reflect"`` or ``"zero"``.
+    """
+
+    backbone: str = "resnet"
+    blocks: tuple[int, ...] = (3, 4, 6, 3)
+    width: int = 64
+    expansion: int = 4
+    stem_channels: int = 64
+    xception_middle_blocks: int = 16
+    xception_scale: float = 1.0
+    output_stride: int = 16
+    aspp_channels: int = 256
+    aspp_rates: tuple[int, ...] = (6, 12, 18)
+    low_level_channels: int = 48
+    decoder_channels: int = 256
+    lon_padding: LonPadding = "circular"
+    lat_padding: LatPadding = "reflect"
+
+    def __post_init__(self) -> None:
+        self.blocks = tuple(int(b) for b in self.blocks)
+        self.aspp_rates = tuple(int(r) for r in self.aspp_rates)
+        if self.backbone not in ("resnet", "xception"):
+            raise ConfigError(f"deeplabv3plus option 'backbone' must be 'resnet' or 'xception', got {self.backbone!r}")
+        if self.output_stride not in (8, 16):
+            raise ConfigError(f"deeplabv3plus option 'output_stride' must be 8 or 16, got {self.output_stride!r}")
+        if self.backbone == "resnet" and (len(self.blocks) != 4 or min(self.blocks) < 1):
+            raise ConfigError(f"deeplabv3plus option 'blocks' must be 4 positive integers, got {self.blocks!r}")
+        if len(self.aspp_rates) != 3:
+            raise ConfigError(f"deeplabv3plus option 'aspp_rates' must have 3 rates, got {self.aspp_rates!r}")
+        for key in ("width", "expansion", "stem_channels", "aspp_channels", "low_level_channels",
+                    "decoder_channels", "xception_middle_blocks"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"deeplabv3plus option {key!r} must be >= 1, got {getattr(self, key)!r}")
+        if self.lon_padding not in ("circular", "zero"):
+            raise ConfigError(f"deeplabv3plus option 'lon_padding' must be 'circular' or 'zero', got {self.lon_padding!r}")
+        if self.lat_padding not in ("reflect", "zero"):
+            raise ConfigError(f"deeplabv3plus option 'lat_padding' must be 'reflect' or 'zero', got {self.lat_padding!r}")
+
+
+class GeoMaxPool2d(nn.Module):
+    """3x3 stride-2 max-pool with padding 1, periodic in longitude."""
+
+    def __init__(self, lon_padding: LonPadding) -> None:
+        super().__init__()
+        self.circular = lon_padding == "circular"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self.circular:
+            return F.max_pool2d(wrap_lon(x, 1, 1), 3, stride=2, padding=(1, 0))
+        return F.max_pool2d(x, 3, stride=2, padding=1)
+
+
+# --------------------------------------------------------------------------- ResNet
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck: 1x1 reduce, 3x3 (strided / dilated), 1x1 expand, + shortcut."""
+
+    def __init__(self, cin: int, width: int, cout: int, stride: int, dilation: int, lon: LonPadding) -> None:
+        super().__init__()
+        self.reduce = conv_bn_relu(cin, width, 1, lon_padding=lon)
+        self.conv = conv_bn_relu(width, width, 3, stride=stride, dilation=dilation, lon_padding=lon)
+        self.expand = conv_bn_relu(width, cout, 1, lon_padding=lon, relu=False)
+        self.shortcut = (
+            conv_bn_relu(cin, cout, 1, stride=stride, lon_padding=lon, relu=False)
+            if (stride != 1 or cin != cout)
+            else nn.Identity()
+        )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.relu(self.expand(self.conv(self.reduce(x))) + self.shortcut(x))
+
+
+class ResNetEncoder(nn.Module):
+    """ResNet-style encoder returning (features at 1/output_stride, features at 1/4)."""
+
+    def __init__(self, cin: int, cfg: DeepLabConfig) -> None:
+        super().__init__()
+        lon = cfg.lon_padding
+        self.stem = nn.Sequential(
+            conv_bn_relu(cin, cfg.stem_channels, 7, stride=2, lon_padding=lon),
+            GeoMaxPool2d(lon),
+        )
+        # strides / dilations of the 4 stages (torchvision "replace_stride_with_dilation")
+        if cfg.output_stride == 16:
+            strides, dilations = (1, 2, 2, 1), (1, 1, 1, 2)
+        else:
+            strides, dilations = (1, 2, 1, 1), (1, 1, 2, 4)
+        stages = []
+        c = cfg.stem_channels
+        for i, (n, s, d) in enumerate(zip(cfg.blocks, strides, dilations)):
+            width = cfg.width * 2**i
+            cout = width * cfg.expansion
+            # the first block of a dilated stage uses the previous dilation (as torchvision)
+            first_d = max(1, d // 2) if (s == 1 and d > 1) else d
+            blocks = [Bottleneck(c, width, cout, s, first_d, lon)]
+            blocks += [Bottleneck(cout, width, cout, 1, d, lon) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*blocks))
+            c = cout
+        self.stage1, self.stage2, self.stage3, self.stage4 = stages
+        self.out_channels = c
+        self.low_channels = cfg.width * cfg.expansion
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+        x = self.stem(x)
+        low = self.stage1(x)
+        x = self.stage4(self.stage3(self.stage2(low)))
+        return x, low
+
+
+# --------------------------------------------------------------------------- Xception
+
+
+class SeparableConv(nn.Sequential):
+    """Depthwise 3x3 (strided / dilated, "same" padding) followed by a pointwise 1x1."""
+
+    def __init__(self, cin: int, cout: int, stride: int, dilation: int, lon: LonPadding) -> None:
+        super().__init__(
+            GeoConv2d(cin, cin, 3, stride=stride, padding=dilation, dilation=dilation, groups=cin,
+                      bias=False, lon_padding=lon),
+            GeoConv2d(cin, cout, 1, bias=False, lon_padding=lon),
+        )
+
+
+class XceptionBlock(nn.Module):
+    """Residual block of separable convolutions (aligned Xception as in DeepCAM).
+
+    ``reps`` separable convs (each + BN, ReLU between them), then a strided separable
+    conv if ``stride > 1`` (or an extra unstrided one for the last block of a flow),
+    plus a 1x1 projection shortcut when the shape changes.
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        reps: int,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        grow_first: bool = True,
+        end_with_relu: bool = True,
+        is_last: bool = False,
+        lon: LonPadding = "circular",
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        chans = [cin] + [cout if grow_first else cin] * (reps - 1) + [cout]
+        for i in range(reps):
+            layers += [SeparableConv(chans[i], chans[i + 1], 1, dilation, lon), nn.BatchNorm2d(chans[i + 1])]
+            if i < reps - 1:
+                layers.append(nn.ReLU(inplace=True))
+        if stride != 1:
+            layers.append(SeparableConv(cout, cout, stride, 1, lon))
+        elif is_last:
+            layers.append(SeparableConv(cout, cout, 1, 1, lon))
+        self.body = nn.Sequential(*layers)
+        self.shortcut = (
+            conv_bn_relu(cin, cout, 1, stride=stride, lon_padding=lon, relu=False)
+            if (cin != cout or stride != 1)
+            else nn.Identity()
+        )
+        self.end_relu = nn.ReLU(inplace=True) if end_with_relu else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.end_relu(self.body(x) + self.shortcut(x))
+
+
+class XceptionEncoder(nn.Module):
+    """Modified aligned Xception (DeepCAM reference layout)."""
+
+    def __init__(self, cin: int, cfg: DeepLabConfig) -> None:
+        super().__init__()
+        lon = cfg.lon_padding
+
+        def ch(c: int) -> int:
+            return max(1, int(round(c * cfg.xception_scale)))
+
+        if cfg.output_stride == 16:
+            entry3_stride, middle_rate, exit_rates = 2, 1, (1, 2)
+        else:
+            entry3_stride, middle_rate, exit_rates = 1, 2, (2, 4)
+        self.stem = nn.Sequential(
+            conv_bn_relu(cin, ch(32), 3, stride=2, lon_padding=lon),
+            conv_bn_relu(ch(32), ch(64), 3, lon_padding=lon),
+        )
+        self.block1 = XceptionBlock(ch(64), ch(128), 2, stride=2, end_with_relu=False, lon=lon)
+        self.relu = nn.ReLU()
+        self.entry = nn.Sequential(
+            XceptionBlock(ch(128), ch(256), 2, stride=2, lon=lon),
+            XceptionBlock(ch(256), ch(728), 2, stride=entry3_stride, is_last=True, lon=lon),
+        )
+        self.middle = nn.Sequential(
+            *[XceptionBlock(ch(728), ch(728), 3, dilation=middle_rate, lon=lon)
+              for _ in range(cfg.xception_middle_blocks)]
+        )
+        r = exit_rates[1]
+        self.exit = nn.Sequential(
+            XceptionBlock(ch(728), ch(1024), 2, dilation=exit_rates[0], grow_first=False,
+                          end_with_relu=False, is_last=True, lon=lon),
+            SeparableConv(ch(1024), ch(1536), 1, r, lon), nn.BatchNorm2d(ch(1536)), nn.ReLU(inplace=True),
+            SeparableConv(ch(1536), ch(1536), 1, r, lon), nn.BatchNorm2d(ch(1536)), nn.ReLU(inplace=True),
+            SeparableConv(ch(1536), ch(2048), 1, r, lon), nn.BatchNorm2d(ch(2048)), nn.ReLU(inplace=True),
+        )
+        self.out_channels = ch(2048)
+        self.low_channels = ch(128)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+        low = self.block1(self.stem(x))
+        x = self.exit(self.middle(self.entry(self.relu(low))))
+        return x, low
+
+
+# --------------------------------------------------------------------------- head
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling: 1x1, three dilated 3x3, image-level pooling."""
+
+    def __init__(self, cin: int, cout: int, rates: tuple[int, ...], lon: LonPadding) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(
+            [conv_bn_relu(cin, cout, 1, lon_padding=lon)]
+            + [conv_bn_relu(cin, cout, 3, dilation=r, lon_padding=lon) for r in rates]
+        )
+        # image-level branch: no BatchNorm (a 1x1 map has no spatial statistics at batch 1)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=True), nn.ReLU(inplace=True))
+        self.project = conv_bn_relu(cout * (len(rates) + 2), cout, 1, lon_padding=lon)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        feats = [b(x) for b in self.branches]
+        feats.append(self.pool(x).expand(-1, -1, x.shape[-2], x.shape[-1]))
+        return self.project(torch.cat(feats, dim=1))
+
+
+def _deconv_bn_relu(cin: int, cout: int, lon: LonPadding) -> nn.Sequential:
+    return nn.Sequential(
+        GeoConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=False, lon_padding=lon),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DeepLabV3Plus(SegmentationNet):
+    """DeepLabv3+ with learned upsampling (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    in_channels
+        Number of input fields (16 for the ClimateNet / DeepCAM variables).
+    num_classes
+        Number of output classes (3: background, TC, AR).
+    config
+        :class:`DeepLabConfig`; defaults to the ``paper`` layout.
+    """
+
+    def __init__(self, in_channels: int = 16, num_classes: int = 3, config: DeepLabConfig | None = None) -> None:
+        cfg = config or DeepLabConfig()
+        super().__init__(cfg, in_channels, num_classes, multiple=max(16, cfg.output_stride))
+        lon = cfg.lon_padding
+        self.encoder = ResNetEncoder(in_channels, cfg) if cfg.backbone == "resnet" else XceptionEncoder(in_channels, cfg)
+        rates = tuple(r * 16 // cfg.output_stride for r in cfg.aspp_rates)
+        self.aspp = ASPP(self.encoder.out_channels, cfg.aspp_channels, rates, lon)
+        self.low_level = conv_bn_relu(self.encoder.low_channels, cfg.low_level_channels, 1, lon_padding=lon)
+        dc = cfg.decoder_channels
+        n_up = {16: 2, 8: 1}[cfg.output_stride]  # x2 steps from 1/output_stride to 1/4
+        ups = [_deconv_bn_relu(cfg.aspp_channels, dc, lon)] + [_deconv_bn_relu(dc, dc, lon) for _ in range(n_up - 1)]
+        self.up_to_4 = nn.Sequential(*ups)
+        self.fuse = nn.Sequential(
+            conv_bn_relu(dc + cfg.low_level_channels, dc, 3, lon_padding=lon),
+            conv_bn_relu(dc, dc, 3, lon_padding=lon),
+            GeoConv2d(dc, dc, 1, bias=True, lon_padding=lon),
+        )
+        self.up_to_2 = _deconv_bn_relu(dc, dc, lon)
+        self.classifier = GeoConvTranspose2d(dc, num_classes, 3, stride=2, padding=1, output_padding=1,
+                                             bias=True, lon_padding=lon)
+        init_weights(self)
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for an input whose height and width are multiples of 16."""
+        feats, low = self.encoder(x)
+        y = self.up_to_4(self.aspp(feats))
+        y = self.fuse(torch.cat([y, self.low_level(low)], dim=1))
+        return self.classifier(self.up_to_2(y))

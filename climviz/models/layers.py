@@ -1,0 +1,249 @@
+"""Building blocks shared by the climviz networks: convolutions that wrap in longitude.
+
+Climate fields live on a latitude-longitude grid laid out as ``(N, C, lat, lon)``.
+The globe is periodic in longitude (the last dimension): the first and last columns
+are neighbours. Every spatial convolution of the climviz networks therefore pads
+the longitude axis *circularly* (wrap-around) and the latitude axis with zeros
+(the poles are not neighbours of each other). Transposed convolutions are made
+periodic in longitude the same way. The network as a whole pads its input to a
+multiple of its output stride (circular in longitude, reflective in latitude)
+and crops the logits back, see :func:`pad_to_multiple`.
+
+With ``lon_padding="zero"`` the layers behave exactly like the plain
+:class:`torch.nn.Conv2d` / :class:`torch.nn.ConvTranspose2d` with zero padding
+(useful for limited-area grids that do not wrap).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from climviz.errors import ConfigError
+
+__all__ = [
+    "LonPadding",
+    "LatPadding",
+    "wrap_lon",
+    "GeoConv2d",
+    "GeoConvTranspose2d",
+    "conv_bn_relu",
+    "pad_to_multiple",
+    "init_weights",
+]
+
+LonPadding = Literal["circular", "zero"]
+LatPadding = Literal["reflect", "zero"]
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"model option {key!r} must be one of {choices}, got {value!r}")
+    return value
+
+
+def wrap_lon(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """Pad the last (longitude) dimension of ``x`` periodically.
+
+    Parameters
+    ----------
+    x
+        Tensor ``(..., lon)``.
+    left, right
+        Number of columns to add on the west (start) and east (end) side. May exceed
+        the width (the field is then repeated as often as needed).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., left + lon + right)`` where column ``j`` holds the input column
+        ``(j - left) mod lon``.
+    """
+    if left == 0 and right == 0:
+        return x
+    width = x.shape[-1]
+    if left <= width and right <= width:
+        parts = [x[..., width - left :]] if left else []
+        parts.append(x)
+        if right:
+            parts.append(x[..., :right])
+        return torch.cat(parts, dim=-1)
+    index = torch.arange(-left, width + right, device=x.device) % width
+    return x.index_select(-1, index)
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class GeoConv2d(nn.Conv2d):
+    """A :class:`torch.nn.Conv2d` with periodic padding in longitude.
+
+    Constructed like ``nn.Conv2d`` (``padding`` is the symmetric "same"-style padding
+    per axis). Latitude is zero-padded by the convolution itself; longitude is padded
+    by wrapping columns around (``lon_padding="circular"``) or with zeros
+    (``lon_padding="zero"``, identical to ``nn.Conv2d``).
+
+    Parameters
+    ----------
+    lon_padding
+        ``"circular"`` (default) or ``"zero"``.
+    *args, **kwargs
+        As for :class:`torch.nn.Conv2d` (``padding_mode`` must stay ``"zeros"``).
+    """
+
+    def __init__(self, *args, lon_padding: LonPadding = "circular", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lon_padding = _check_choice("lon_padding", lon_padding, ("circular", "zero"))
+        if isinstance(self.padding, str):
+            raise ConfigError("GeoConv2d needs integer padding, got a string padding mode")
+        ph, pw = self.padding
+        self._lon_pad = pw if lon_padding == "circular" else 0
+        if self._lon_pad:
+            # the convolution itself pads latitude only
+            self.padding = (ph, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self._lon_pad:
+            x = wrap_lon(x, self._lon_pad, self._lon_pad)
+        return self._conv_forward(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return super().extra_repr() + f", lon_padding={self.lon_padding}"
+
+
+class GeoConvTranspose2d(nn.ConvTranspose2d):
+    """A :class:`torch.nn.ConvTranspose2d` that is periodic in longitude.
+
+    Learned upsampling for the decoders. The output shape is the one of
+    ``nn.ConvTranspose2d`` with the same arguments (for ``kernel_size=3, stride=2,
+    padding=1, output_padding=1`` exactly twice the input). With
+    ``lon_padding="circular"`` the input is wrapped by a halo of
+    ``ceil(((k - 1) * d - p + op) / s)`` columns, the transposed convolution runs
+    without longitude padding, and the periodic window is cropped out, so
+    contributions that fall off the east edge re-enter in the west.
+    """
+
+    def __init__(self, *args, lon_padding: LonPadding = "circular", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lon_padding = _check_choice("lon_padding", lon_padding, ("circular", "zero"))
+        k = self.kernel_size[1]
+        s = self.stride[1]
+        d = self.dilation[1]
+        p = self.padding[1]
+        op = self.output_padding[1]
+        self._lon_geom = (k, s, d, p, op)
+        self._halo = 0
+        if lon_padding == "circular":
+            self._halo = max(0, math.ceil(((k - 1) * d - p + op) / s))
+            self.padding = (self.padding[0], 0)
+            self.output_padding = (self.output_padding[0], 0)
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:  # noqa: D102
+        if self.lon_padding != "circular":
+            return super().forward(x, output_size)
+        k, s, d, p, op = self._lon_geom
+        width = x.shape[-1]
+        out_w = (width - 1) * s - 2 * p + d * (k - 1) + op + 1
+        h = self._halo
+        y = F.conv_transpose2d(
+            wrap_lon(x, h, h),
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.groups,
+            self.dilation,
+        )
+        start = h * s + p
+        return y[..., start : start + out_w]
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return super().extra_repr() + f", lon_padding={self.lon_padding}"
+
+
+def conv_bn_relu(
+    cin: int,
+    cout: int,
+    kernel_size: int = 3,
+    *,
+    stride: int = 1,
+    dilation: int = 1,
+    groups: int = 1,
+    lon_padding: LonPadding = "circular",
+    relu: bool = True,
+) -> nn.Sequential:
+    """``GeoConv2d`` ("same" padding, no bias) + ``BatchNorm2d`` (+ ``ReLU``)."""
+    pad = dilation * (kernel_size - 1) // 2
+    layers: list[nn.Module] = [
+        GeoConv2d(
+            cin,
+            cout,
+            kernel_size,
+            stride=stride,
+            padding=pad,
+            dilation=dilation,
+            groups=groups,
+            bias=False,
+            lon_padding=lon_padding,
+        ),
+        nn.BatchNorm2d(cout),
+    ]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def pad_to_multiple(
+    x: torch.Tensor,
+    multiple: int,
+    *,
+    lat_padding: LatPadding = "reflect",
+    lon_padding: LonPadding = "circular",
+) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Pad ``(N, C, lat, lon)`` so that lat and lon are multiples of ``multiple``.
+
+    Latitude is padded symmetrically (reflective or zero), longitude on the east side
+    only (wrapping around, or zero), so that the original grid sits at
+    ``[top : top + H, 0 : W]`` of the result.
+
+    Returns
+    -------
+    padded, (top, bottom, left, right)
+        The padded tensor and the number of rows/columns added on each side.
+    """
+    h, w = x.shape[-2:]
+    ph = (-h) % multiple
+    pw = (-w) % multiple
+    top, bottom = ph // 2, ph - ph // 2
+    if ph:
+        mode = "reflect" if lat_padding == "reflect" else "constant"
+        if mode == "reflect" and max(top, bottom) >= h:
+            mode = "constant"
+        x = F.pad(x, (0, 0, top, bottom), mode=mode)
+    if pw:
+        x = wrap_lon(x, 0, pw) if lon_padding == "circular" else F.pad(x, (0, pw, 0, 0))
+    return x, (top, bottom, 0, pw)
+
+
+def init_weights(module: nn.Module) -> None:
+    """Initialise weights as the references do.
+
+    Convolutions and transposed convolutions: Kaiming (He) normal, fan-out, for ReLU
+    (``N(0, 2 / (k*k*C_out))`` as in the DeepCAM reference and torchvision's ResNets);
+    biases zero. BatchNorm: weight 1, bias 0. Linear layers: Kaiming uniform default.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm)):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)

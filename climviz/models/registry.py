@@ -1,0 +1,199 @@
+"""Build networks by name and preset; list what is available."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import torch
+from torch import nn
+
+from climviz.errors import ConfigError
+from climviz.models.deeplabv3plus import DeepLabConfig, DeepLabV3Plus
+from climviz.models.tiramisu import Tiramisu, TiramisuConfig
+
+__all__ = ["build", "list_models", "preset_config", "MODELS", "PRESETS"]
+
+#: name -> (network class, config class)
+MODELS: dict[str, tuple[type[nn.Module], type]] = {
+    "deeplabv3plus": (DeepLabV3Plus, DeepLabConfig),
+    "tiramisu": (Tiramisu, TiramisuConfig),
+}
+
+#: name -> preset -> (config overrides, one-line description)
+PRESETS: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
+    "deeplabv3plus": {
+        "paper": (
+            {},
+            "Kurth et al. SC18: ResNet-50 encoder, output stride 16, ASPP, learned upsampling decoder",
+        ),
+        "deepcam": (
+            {"backbone": "xception"},
+            "MLPerf HPC DeepCAM reference: aligned Xception encoder, output stride 16, deconv decoder",
+        ),
+        "tiny": (
+            {
+                "blocks": (1, 1, 1, 1),
+                "width": 8,
+                "stem_channels": 16,
+                "aspp_channels": 32,
+                "low_level_channels": 16,
+                "decoder_channels": 32,
+            },
+            "paper layout, one bottleneck per stage, width 8: for CPUs and teaching",
+        ),
+    },
+    "tiramisu": {
+        "paper": (
+            {},
+            "Kurth et al. SC18: dense blocks 2-2-2-4-5 (+5 bottleneck), growth rate 32",
+        ),
+        "tiny": (
+            {
+                "down_layers": (2, 2, 2, 2),
+                "bottleneck_layers": 2,
+                "growth_rate": 8,
+                "first_channels": 16,
+                "dropout": 0.0,
+            },
+            "four dense blocks of 2 layers, growth rate 8: for CPUs and teaching",
+        ),
+    },
+}
+
+
+def _check_name_preset(name: str, preset: str) -> None:
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; available: {sorted(MODELS)}")
+    if preset not in PRESETS[name]:
+        raise ConfigError(f"unknown preset {preset!r} for model {name!r}; available: {sorted(PRESETS[name])}")
+
+
+def preset_config(name: str, preset: str, **overrides: Any) -> Any:
+    """The config dataclass of ``name``/``preset`` with ``overrides`` applied.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name, preset or override key, or an invalid value.
+    """
+    _check_name_preset(name, preset)
+    cls = MODELS[name][1]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {unknown} for model {name!r}; valid options: {sorted(fields)}"
+        )
+    kwargs = {**PRESETS[name][preset][0], **overrides}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"invalid option for model {name!r} preset {preset!r}: {exc}") from exc
+
+
+def build(
+    name: str,
+    preset: str = "paper",
+    in_channels: int = 16,
+    num_classes: int = 3,
+    *,
+    seed: int | None = None,
+    **overrides: Any,
+) -> nn.Module:
+    """Build a segmentation network by name and preset.
+
+    Parameters
+    ----------
+    name
+        ``"deeplabv3plus"`` or ``"tiramisu"``.
+    preset
+        ``"paper"`` (published sizes), ``"deepcam"`` (DeepLabv3+ only: the MLPerf HPC
+        DeepCAM reference) or ``"tiny"`` (CPU-sized).
+    in_channels
+        Number of input fields (16 = the ClimateNet / DeepCAM channels).
+    num_classes
+        Number of classes (3 = background, tropical cyclone, atmospheric river).
+    seed
+        If given, weights are initialised from ``torch.manual_seed(seed)`` inside a
+        forked RNG (the global RNG state is left untouched). Without it the global
+        RNG is used, so ``torch.manual_seed(s); build(...)`` is reproducible too.
+    **overrides
+        Fields of :class:`~climviz.models.deeplabv3plus.DeepLabConfig` /
+        :class:`~climviz.models.tiramisu.TiramisuConfig` to change, e.g.
+        ``output_stride=8``, ``growth_rate=16``, ``lon_padding="zero"``.
+
+    Returns
+    -------
+    torch.nn.Module
+        A :class:`~climviz.models.base.SegmentationNet`: ``(N, in_channels, H, W)`` float
+        in, logits ``(N, num_classes, H, W)`` out, for any H, W >= 32.
+        ``net.build_kwargs()`` gives the arguments to rebuild it.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name / preset / option, or an invalid value.
+    """
+    for key, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"build() argument {key!r} must be a positive integer, got {value!r}")
+    cfg = preset_config(name, preset, **overrides)
+    cls = MODELS[name][0]
+
+    def make() -> nn.Module:
+        return cls(in_channels=in_channels, num_classes=num_classes, config=cfg)
+
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            net = make()
+    else:
+        net = make()
+    net.name = name
+    net.preset = preset
+    return net
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (trainable or not) of ``module``."""
+    return sum(p.numel() for p in module.parameters())
+
+
+@functools.lru_cache(maxsize=None)
+def _params_on_meta(name: str, preset: str, in_channels: int, num_classes: int) -> int:
+    with torch.device("meta"):
+        net = build(name, preset, in_channels, num_classes)
+    return count_parameters(net)
+
+
+def list_models(in_channels: int = 16, num_classes: int = 3) -> "Any":
+    """Table of the available networks and presets with their parameter counts.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``name, preset, params, multiple, description``; ``multiple`` is the
+        factor the grid is padded to internally.
+    """
+    import pandas as pd
+
+    rows = []
+    for name, presets in PRESETS.items():
+        for preset, (_, desc) in presets.items():
+            cfg = preset_config(name, preset)
+            multiple = max(16, cfg.output_stride) if name == "deeplabv3plus" else 2 ** len(cfg.down_layers)
+            rows.append(
+                {
+                    "name": name,
+                    "preset": preset,
+                    "params": _params_on_meta(name, preset, in_channels, num_classes),
+                    "multiple": multiple,
+                    "description": desc,
+                }
+            )
+    return pd.DataFrame(rows)
+

@@ -1,0 +1,202 @@
+"""Tiramisu (fully convolutional DenseNet, Jégou et al. 2017) for climate segmentation.
+
+Kurth et al. (SC18) used a Tiramisu variant with fewer, wider layers than FC-DenseNet103:
+five dense blocks on the way down with 2, 2, 2, 4 and 5 layers and growth rate 32
+(instead of 4, 5, 7, 10, 12 layers with growth rate 16), mirrored on the way up.
+
+::
+
+    fields ─ 3x3 conv (first_channels) ─┬─ DB(2) ─ TD ─ DB(2) ─ TD ─ ... DB(5) ─ TD ─ bottleneck DB
+                                         │   │skip         │skip          │skip          │ new maps
+                                         └── logits ◀ 1x1 ◀ DB(2) ◀ TU ... ◀ DB(5) ◀ TU ◀┘
+
+* dense layer: BatchNorm - ReLU - 3x3 conv (growth channels) - dropout; a dense block
+  concatenates the outputs of all its layers to its input;
+* transition down (TD): BatchNorm - ReLU - 1x1 conv - dropout - 2x2 max-pool;
+* transition up (TU): 3x3 transposed convolution, stride 2, on the *new* feature maps of
+  the block below only (as in FC-DenseNet), concatenated with the skip connection;
+* the last up block passes its full concatenation to the 1x1 classifier.
+
+All convolutions wrap around in longitude (:mod:`climviz.models.layers`).
+
+Presets (see :func:`climviz.models.build`):
+
+``paper``
+    down blocks (2, 2, 2, 4, 5), bottleneck block of 5 layers, up blocks (5, 4, 2, 2, 2),
+    growth rate 32, 48 channels after the first convolution, dropout 0.2. Total stride 32.
+``tiny``
+    four down blocks of 2 layers, growth rate 8, 16 first channels, no dropout
+    (total stride 16), for laptops and teaching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from climviz.errors import ConfigError
+from climviz.models.base import SegmentationNet
+from climviz.models.layers import GeoConv2d, GeoConvTranspose2d, LatPadding, LonPadding, init_weights
+
+__all__ = ["TiramisuConfig", "Tiramisu"]
+
+
+@dataclass
+class TiramisuConfig:
+    """Architecture options of :class:`Tiramisu`.
+
+    Attributes
+    ----------
+    down_layers
+        Layers of each dense block on the way down (one 2x downsampling after each).
+    bottleneck_layers
+        Layers of the dense block at the lowest resolution.
+    up_layers
+        Layers of each dense block on the way up; ``None`` mirrors ``down_layers``.
+    growth_rate
+        Feature maps added by each dense layer.
+    first_channels
+        Output channels of the first 3x3 convolution.
+    dropout
+        Dropout probability after each dense-layer / transition-down convolution.
+    lon_padding
+        ``"circular"`` (the globe wraps) or ``"zero"``.
+    lat_padding
+        Padding of the input rows to a multiple of the stride: ``"reflect"`` or ``"zero"``.
+    """
+
+    down_layers: tuple[int, ...] = (2, 2, 2, 4, 5)
+    bottleneck_layers: int = 5
+    up_layers: tuple[int, ...] | None = None
+    growth_rate: int = 32
+    first_channels: int = 48
+    dropout: float = 0.2
+    lon_padding: LonPadding = "circular"
+    lat_padding: LatPadding = "reflect"
+
+    def __post_init__(self) -> None:
+        self.down_layers = tuple(int(n) for n in self.down_layers)
+        if self.up_layers is None:
+            self.up_layers = tuple(reversed(self.down_layers))
+        self.up_layers = tuple(int(n) for n in self.up_layers)
+        if not self.down_layers or min(self.down_layers) < 1:
+            raise ConfigError(f"tiramisu option 'down_layers' must be positive integers, got {self.down_layers!r}")
+        if len(self.up_layers) != len(self.down_layers) or min(self.up_layers) < 1:
+            raise ConfigError(
+                f"tiramisu option 'up_layers' must be {len(self.down_layers)} positive integers "
+                f"(one per down block), got {self.up_layers!r}"
+            )
+        for key in ("bottleneck_layers", "growth_rate", "first_channels"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"tiramisu option {key!r} must be >= 1, got {getattr(self, key)!r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"tiramisu option 'dropout' must be in [0, 1), got {self.dropout!r}")
+        if self.lon_padding not in ("circular", "zero"):
+            raise ConfigError(f"tiramisu option 'lon_padding' must be 'circular' or 'zero', got {self.lon_padding!r}")
+        if self.lat_padding not in ("reflect", "zero"):
+            raise ConfigError(f"tiramisu option 'lat_padding' must be 'reflect' or 'zero', got {self.lat_padding!r}")
+
+
+class DenseLayer(nn.Sequential):
+    """BatchNorm - ReLU - 3x3 conv - dropout, producing ``growth`` feature maps."""
+
+    def __init__(self, cin: int, growth: int, dropout: float, lon: LonPadding) -> None:
+        layers: list[nn.Module] = [
+            nn.BatchNorm2d(cin),
+            nn.ReLU(inplace=True),
+            GeoConv2d(cin, growth, 3, padding=1, bias=True, lon_padding=lon),
+        ]
+        if dropout > 0:
+            layers.append(nn.Dropout2d(dropout))
+        super().__init__(*layers)
+
+
+class DenseBlock(nn.Module):
+    """``n`` dense layers; returns (input ++ new maps, new maps)."""
+
+    def __init__(self, cin: int, n: int, growth: int, dropout: float, lon: LonPadding) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([DenseLayer(cin + i * growth, growth, dropout, lon) for i in range(n)])
+        self.out_channels = cin + n * growth
+        self.new_channels = n * growth
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+        new = []
+        for layer in self.layers:
+            y = layer(x)
+            new.append(y)
+            x = torch.cat([x, y], dim=1)
+        return x, torch.cat(new, dim=1) if len(new) > 1 else new[0]
+
+
+class TransitionDown(nn.Sequential):
+    """BatchNorm - ReLU - 1x1 conv - dropout - 2x2 max-pool."""
+
+    def __init__(self, c: int, dropout: float, lon: LonPadding) -> None:
+        layers: list[nn.Module] = [nn.BatchNorm2d(c), nn.ReLU(inplace=True), GeoConv2d(c, c, 1, bias=True, lon_padding=lon)]
+        if dropout > 0:
+            layers.append(nn.Dropout2d(dropout))
+        layers.append(nn.MaxPool2d(2))
+        super().__init__(*layers)
+
+
+class Tiramisu(SegmentationNet):
+    """FC-DenseNet (Tiramisu) segmentation network (see the module docstring).
+
+    Parameters
+    ----------
+    in_channels
+        Number of input fields (16 for the ClimateNet / DeepCAM variables).
+    num_classes
+        Number of output classes (3: background, TC, AR).
+    config
+        :class:`TiramisuConfig`; defaults to the ``paper`` layout.
+    """
+
+    def __init__(self, in_channels: int = 16, num_classes: int = 3, config: TiramisuConfig | None = None) -> None:
+        cfg = config or TiramisuConfig()
+        super().__init__(cfg, in_channels, num_classes, multiple=2 ** len(cfg.down_layers))
+        lon, g, p = cfg.lon_padding, cfg.growth_rate, float(cfg.dropout)
+        self.first = GeoConv2d(in_channels, cfg.first_channels, 3, padding=1, bias=True, lon_padding=lon)
+        c = cfg.first_channels
+        self.down_blocks = nn.ModuleList()
+        self.transitions_down = nn.ModuleList()
+        skips = []
+        for n in cfg.down_layers:
+            block = DenseBlock(c, n, g, p, lon)
+            self.down_blocks.append(block)
+            c = block.out_channels
+            skips.append(c)
+            self.transitions_down.append(TransitionDown(c, p, lon))
+        self.bottleneck = DenseBlock(c, cfg.bottleneck_layers, g, p, lon)
+        up_in = self.bottleneck.new_channels
+        self.transitions_up = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        for n, skip in zip(cfg.up_layers, reversed(skips)):
+            self.transitions_up.append(
+                GeoConvTranspose2d(up_in, up_in, 3, stride=2, padding=1, output_padding=1, bias=True, lon_padding=lon)
+            )
+            block = DenseBlock(up_in + skip, n, g, p, lon)
+            self.up_blocks.append(block)
+            up_in = block.new_channels
+        self.classifier = nn.Conv2d(block.out_channels, num_classes, 1, bias=True)
+        init_weights(self)
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for an input whose height and width are multiples of ``2**len(down_layers)``."""
+        x = self.first(x)
+        skips = []
+        for block, td in zip(self.down_blocks, self.transitions_down):
+            x, _ = block(x)
+            skips.append(x)
+            x = td(x)
+        _, x = self.bottleneck(x)
+        last = len(self.up_blocks) - 1
+        for i, (tu, block) in enumerate(zip(self.transitions_up, self.up_blocks)):
+            x = torch.cat([tu(x), skips[-1 - i]], dim=1)
+            full, new = block(x)
+            x = full if i == last else new
+        return self.classifier(x)
+
