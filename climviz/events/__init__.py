@@ -23,6 +23,7 @@ _LAZY = {
     "label": "climviz.events.label",
     "label_step": "climviz.events.label",
     "table": "climviz.events.table",
+    "label_table": "climviz.events.table",
     "track": "climviz.events.track",
     "Tracks": "climviz.events.track",
     "TrackConfig": "climviz.events.track",

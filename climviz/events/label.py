@@ -1,0 +1,478 @@
+"""Connected components of class masks on a periodic latitude-longitude grid.
+
+Components are found per time step and per class with 8-connectivity; the
+first and last longitude columns are neighbours (the 0°/360° seam), the poles
+are not. Ids are int32, 0 = no event, numbered 1..n within each time step in
+raster order of their first cell (south-west first for ascending latitude).
+
+Implementation, per block of time steps (all vectorized):
+
+1. one ``scipy.ndimage.label`` call over the whole block, with a structure that
+   connects cells within a time step only; classes are labelled together;
+2. the rare components that mix classes (a cyclone touching a river) are split
+   by re-labelling each class inside that component's bounding box;
+3. components that touch across the seam (same class, 8-connected across the
+   first/last column) are merged with a union-find on the few seam pairs
+   (``scipy.sparse.csgraph.connected_components``);
+4. components below ``min_cells`` / ``min_area_km2`` are removed, ids are
+   renumbered per time step with one lookup table applied to the event cells
+   only.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from climviz.errors import DataError
+from climviz.events.geometry import EARTH_RADIUS_KM, lat_edges, lon_widths
+
+__all__ = ["label", "label_step", "LabelOptions"]
+
+_STRUCT_2D = np.ones((3, 3), dtype=bool)
+_STRUCT_3D = np.zeros((3, 3, 3), dtype=bool)
+_STRUCT_3D[1] = True  # connect within a time step only
+
+LAT_NAMES = ("lat", "latitude", "y", "rlat")
+LON_NAMES = ("lon", "longitude", "x", "rlon")
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """Options of :func:`label`.
+
+    Attributes
+    ----------
+    min_area_km2
+        Remove components smaller than this area (km²). Needs cell areas,
+        i.e. ``lat``/``lon`` coordinates.
+    min_cells
+        Remove components with fewer cells.
+    periodic
+        Treat the first and last longitude columns as neighbours.
+    """
+
+    min_area_km2: float = 0.0
+    min_cells: int = 1
+    periodic: bool = True
+
+
+def find_dim(obj: Any, names: tuple[str, ...], what: str) -> str:
+    """Name of the latitude/longitude dimension of an xarray object."""
+    for name in names:
+        if name in obj.dims:
+            return name
+    raise DataError(
+        f"{getattr(obj, 'name', None) or 'mask'}: expected a {what} dimension named one of {names}, "
+        f"found dims {tuple(obj.dims)}"
+    )
+
+
+def _check_mask_array(mask: np.ndarray, name: str = "mask") -> np.ndarray:
+    if mask.ndim < 2:
+        raise DataError(f"{name}: expected an array with (..., lat, lon) dims, found shape {mask.shape}")
+    if mask.dtype == bool:
+        return mask.view(np.uint8)
+    if not np.issubdtype(mask.dtype, np.integer):
+        if np.issubdtype(mask.dtype, np.floating):
+            if np.isnan(mask).any():
+                raise DataError(f"{name}: expected integer class values, found NaN")
+            if np.any(mask != np.round(mask)):
+                raise DataError(f"{name}: expected integer class values, found fractional values")
+            mask = mask.astype(np.int64)
+        else:
+            raise DataError(f"{name}: expected an integer class array, found dtype {mask.dtype}")
+    if mask.dtype == np.uint8:
+        return mask
+    if mask.size and np.issubdtype(mask.dtype, np.signedinteger) and mask.min() < 0:
+        raise DataError(f"{name}: expected non-negative class values, found {mask.min()}")
+    if mask.dtype.itemsize > 1:
+        if mask.size and mask.max() > 255:
+            raise DataError(f"{name}: expected class values below 256, found {mask.max()}")
+        mask = mask.astype(np.uint8)
+    elif mask.dtype != np.uint8:
+        mask = mask.view(np.uint8)
+    return mask
+
+
+def _union_min(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Union-find on a few label pairs: map every label 0..n-1 to the smallest label of its group."""
+    parent = np.arange(n, dtype=np.int64)
+    while True:
+        pa, pb = parent[a], parent[b]
+        low = np.minimum(pa, pb)
+        before = parent.copy()
+        np.minimum.at(parent, pa, low)
+        np.minimum.at(parent, pb, low)
+        parent = parent[parent]
+        parent = parent[parent]
+        if np.array_equal(parent, before):
+            return parent
+
+
+@dataclass
+class Geo:
+    """Grid geometry: per-row areas and cumulative per-column sums along longitude.
+
+    ``area[i, j] = rows[i] * cols[j]`` (km²); ``cw``, ``cs``, ``cc`` are the
+    cumulative sums (with a leading 0) of ``cols``, ``cols·sin(lon)`` and
+    ``cols·cos(lon)``, so that sums over a run of cells ``[c0, c1)`` in one row
+    are differences of two entries.
+    """
+
+    lat: np.ndarray
+    lon: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    cw: np.ndarray
+    cs: np.ndarray
+    cc: np.ndarray
+
+    @classmethod
+    def of(cls, lat: npt.ArrayLike, lon: npt.ArrayLike, radius_km: float = EARTH_RADIUS_KM) -> "Geo":
+        lat = np.ascontiguousarray(lat, dtype=np.float64)
+        lon = np.ascontiguousarray(lon, dtype=np.float64)
+        return _geo_cached(lat.tobytes(), lon.tobytes(), float(radius_km))
+
+    @classmethod
+    def _build(cls, lat: np.ndarray, lon: np.ndarray, radius_km: float) -> "Geo":
+        rows = float(radius_km) ** 2 * np.abs(np.diff(np.sin(np.deg2rad(lat_edges(lat)))))
+        cols = np.deg2rad(lon_widths(lon))
+        lr = np.deg2rad(lon)
+
+        def cum(x: np.ndarray) -> np.ndarray:
+            return np.concatenate([[0.0], np.cumsum(x)])
+
+        return cls(lat, lon, rows, cols, cum(cols), cum(cols * np.sin(lr)), cum(cols * np.cos(lr)))
+
+
+@functools.lru_cache(maxsize=16)
+def _geo_cached(lat_b: bytes, lon_b: bytes, radius_km: float) -> Geo:
+    lat = np.frombuffer(lat_b, dtype=np.float64).copy()
+    lon = np.frombuffer(lon_b, dtype=np.float64).copy()
+    return Geo._build(lat, lon, radius_km)
+
+
+@dataclass
+class Runs:
+    """Runs of event cells along longitude: one row of one event, contiguous in memory.
+
+    Attributes
+    ----------
+    start
+        Flat index (into the (T, H, W) block) of the run's first cell.
+    length
+        Number of cells in the run.
+    ids
+        Event id of the run.
+    cls
+        Class of the run.
+    shape
+        Shape (T, H, W) of the block.
+    """
+
+    start: np.ndarray
+    length: np.ndarray
+    ids: np.ndarray
+    cls: np.ndarray
+    shape: tuple[int, int, int]
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int, int]) -> "Runs":
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, np.zeros(0, np.int32), np.zeros(0, np.uint8), shape)
+
+    def pixels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices of all cells of all runs, and the offset of each run in that list."""
+        total = int(self.length.sum())
+        offsets = np.cumsum(self.length) - self.length
+        idx = np.repeat(self.start - offsets, self.length) + np.arange(total)
+        return idx, offsets
+
+
+def find_runs(lab_flat: np.ndarray, mask_flat: np.ndarray, W: int, shape: tuple[int, int, int],
+              *, labels_follow_mask: bool = False) -> Runs:
+    """Runs of equal (label, class) cells within each grid row; background runs dropped.
+
+    With ``labels_follow_mask=True`` (labels made by connected components of
+    this mask, where two different events of one class can never touch) the
+    run boundaries are found from the uint8 mask alone.
+    """
+    n = lab_flat.size
+    if n == 0:
+        return Runs.empty(shape)
+    b = np.empty(n, dtype=bool)
+    b[0] = True
+    np.not_equal(mask_flat[1:], mask_flat[:-1], out=b[1:])
+    if not labels_follow_mask:
+        b[1:] |= lab_flat[1:] != lab_flat[:-1]
+    b[::W] = True
+    starts = np.flatnonzero(b)
+    ids = lab_flat[starts]
+    keep = ids != 0
+    lengths = np.diff(np.append(starts, n))[keep]
+    starts = starts[keep]
+    return Runs(starts, lengths, ids[keep], mask_flat[starts], shape)
+
+
+def _label_block(
+    mask: np.ndarray,
+    *,
+    geo: Geo | None,
+    opts: LabelOptions,
+) -> tuple[np.ndarray, np.ndarray, Runs]:
+    """Label a (T, H, W) uint8 block.
+
+    Returns labels (int32, (T, H, W)), events per step, and the runs of event cells.
+    """
+    T, H, W = mask.shape
+    HW = H * W
+    if T == 0 or H == 0 or W == 0:
+        return np.zeros(mask.shape, dtype=np.int32), np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
+    out = np.empty(mask.shape, dtype=np.int32)
+    if T == 1:
+        n = ndimage.label(mask[0], structure=_STRUCT_2D, output=out[0])
+    else:
+        n = ndimage.label(mask, structure=_STRUCT_3D, output=out)
+    if n == 0:
+        return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
+    flat = out.reshape(-1)
+    runs = find_runs(flat, mask.reshape(-1), W, mask.shape, labels_follow_mask=True)
+    ids = runs.ids.astype(np.int64)
+    nmax = n
+    changed = False
+
+    # 2. split components that mix classes: count (label, class) pairs over runs
+    NC = int(runs.cls.max()) + 1
+    pairs = np.bincount(ids * NC + runs.cls, minlength=(n + 1) * NC).reshape(n + 1, NC)
+    mixed = np.flatnonzero(np.count_nonzero(pairs, axis=1) > 1)
+    if mixed.size:
+        changed = True
+        for lab in mixed:
+            sel = np.flatnonzero(ids == lab)
+            pix = runs.start[sel]
+            t = int(pix[0] // HW)
+            rows = (pix % HW) // W
+            c0 = pix % W
+            r0, r1 = int(rows.min()), int(rows.max()) + 1
+            cmin, cmax = int(c0.min()), int((c0 + runs.length[sel]).max())
+            sub_lab = out[t, r0:r1, cmin:cmax]
+            sub_cls = mask[t, r0:r1, cmin:cmax]
+            inside = sub_lab == lab
+            classes = np.flatnonzero(pairs[lab])
+            # one label call: each class on its own plane, planes not connected
+            planes = inside[None] & (sub_cls[None] == classes[:, None, None])
+            new = np.zeros(planes.shape, dtype=np.int32)
+            k = ndimage.label(planes, structure=_STRUCT_3D, output=new)
+            merged = new.sum(axis=0, dtype=np.int32)  # planes are disjoint
+            pick = merged > 0
+            sub_lab[pick] = merged[pick] + nmax
+            nmax += k
+            ids[sel] = flat[pix]
+
+    # 3. merge across the longitude seam (same class, 8-connected across first/last column)
+    final = ids
+    if opts.periodic and W > 1:
+        left = out[:, :, 0]
+        right = out[:, :, -1]
+        lc = mask[:, :, 0]
+        rc = mask[:, :, -1]
+        pa, pb = [], []
+        for d in (-1, 0, 1):
+            a = left[:, max(0, -d): H - max(0, d)]
+            b = right[:, max(0, d): H - max(0, -d)]
+            ok = (a > 0) & (b > 0)
+            if ok.any():
+                ok &= (lc[:, max(0, -d): H - max(0, d)] == rc[:, max(0, d): H - max(0, -d)]) & (a != b)
+                pa.append(a[ok])
+                pb.append(b[ok])
+        if pa and sum(p.size for p in pa):
+            rep = _union_min(np.concatenate(pa).astype(np.int64), np.concatenate(pb).astype(np.int64),
+                             nmax + 1)
+            final = rep[ids]
+            changed = True
+    nfinal = nmax + 1
+
+    # 4. size filter and per-step renumbering
+    keep = np.ones(nfinal, dtype=bool)
+    keep[0] = False
+    if opts.min_cells > 1 or opts.min_area_km2 > 0:
+        cells = np.bincount(final, weights=runs.length, minlength=nfinal)
+        keep &= cells >= opts.min_cells
+        if opts.min_area_km2 > 0:
+            if geo is None:
+                raise DataError("min_area_km2 needs cell areas: give lat and lon coordinates")
+            pix = runs.start % HW
+            row = pix // W
+            c0 = pix - row * W
+            run_area = geo.rows[row] * (geo.cw[c0 + runs.length] - geo.cw[c0])
+            area = np.bincount(final, weights=run_area, minlength=nfinal)
+            keep &= area >= opts.min_area_km2 * (1 - 1e-12)
+        changed = True
+    if not changed and T == 1:
+        return out, np.array([n], dtype=np.int64), runs
+
+    present = np.zeros(nfinal, dtype=bool)
+    present[final] = True
+    dropped = bool(np.any(present[1:] & ~keep[1:]))
+    keep &= present
+    step_of = np.zeros(nfinal, dtype=np.int64)
+    if T > 1:
+        step_of[final] = runs.start // HW
+    kept = np.flatnonzero(keep)
+    kept = kept[np.lexsort((kept, step_of[kept]))]
+    steps = step_of[kept]
+    per_step = np.bincount(steps, minlength=T)
+    first = np.concatenate([[0], np.cumsum(per_step)[:-1]])
+    lut = np.zeros(nfinal, dtype=np.int32)
+    lut[kept] = (np.arange(kept.size) - first[steps] + 1).astype(np.int32)
+    new_ids = lut[final]
+    redo = new_ids != flat[runs.start]
+    if redo.any():
+        sub = Runs(runs.start[redo], runs.length[redo], new_ids[redo], runs.cls[redo], runs.shape)
+        idx, _ = sub.pixels()
+        flat[idx] = np.repeat(sub.ids, sub.length)
+    runs = Runs(runs.start, runs.length, new_ids, runs.cls, runs.shape)
+    if dropped:
+        sel = new_ids != 0
+        runs = Runs(runs.start[sel], runs.length[sel], new_ids[sel], runs.cls[sel], runs.shape)
+    return out, per_step, runs
+
+
+def _geo_for(lat: npt.ArrayLike | None, lon: npt.ArrayLike | None, shape: tuple[int, int],
+             radius_km: float) -> Geo | None:
+    if lat is None or lon is None:
+        return None
+    lat = np.asarray(lat)
+    lon = np.asarray(lon)
+    if (lat.size, lon.size) != shape:
+        raise DataError(f"lat/lon: expected sizes {shape} matching the mask's last two dims, "
+                        f"found ({lat.size}, {lon.size})")
+    return Geo.of(lat, lon, radius_km)
+
+
+def label_step(
+    mask: npt.ArrayLike,
+    *,
+    lat: npt.ArrayLike | None = None,
+    lon: npt.ArrayLike | None = None,
+    min_area_km2: float = 0.0,
+    min_cells: int = 1,
+    periodic: bool = True,
+    radius_km: float = EARTH_RADIUS_KM,
+) -> tuple[np.ndarray, int]:
+    """Label one (lat, lon) mask; return ``(labels, n_events)``.
+
+    See :func:`label` for the rules; this is the plain-numpy single-step form.
+    """
+    arr = _check_mask_array(np.asarray(mask))
+    if arr.ndim != 2:
+        raise DataError(f"mask: expected a 2-D (lat, lon) array, found shape {arr.shape}")
+    geo = _geo_for(lat, lon, arr.shape, radius_km)
+    opts = LabelOptions(float(min_area_km2), int(min_cells), bool(periodic))
+    out, per, _ = _label_block(arr[None], geo=geo, opts=opts)
+    return out[0], int(per[0])
+
+
+def _label_numpy(mask: np.ndarray, geo: Geo | None, opts: LabelOptions) -> np.ndarray:
+    arr = _check_mask_array(mask)
+    shape = arr.shape
+    block = arr.reshape((-1,) + shape[-2:])
+    out, _, _ = _label_block(block, geo=geo, opts=opts)
+    return out.reshape(shape)
+
+
+def label(
+    mask: Any,
+    *,
+    min_area_km2: float = 0.0,
+    min_cells: int = 1,
+    periodic: bool = True,
+    lat: npt.ArrayLike | None = None,
+    lon: npt.ArrayLike | None = None,
+    radius_km: float = EARTH_RADIUS_KM,
+) -> Any:
+    """Connected components (events) of a class mask, per time step and class.
+
+    Parameters
+    ----------
+    mask
+        Class mask (0 = background, 1 = TC, 2 = AR, any other positive integer
+        is its own class): a numpy array ``(..., lat, lon)``, or an
+        ``xarray.DataArray`` with ``lat``/``lon`` dims (numpy- or dask-backed;
+        dask arrays are processed chunk by chunk over time, so memory stays
+        bounded by the chunk size). An ``xarray.Dataset`` with a ``mask``
+        variable is accepted too.
+    min_area_km2
+        Remove events smaller than this area (km², cell areas on a sphere of
+        radius ``radius_km``). Needs ``lat``/``lon`` (taken from the
+        DataArray's coordinates).
+    min_cells
+        Remove events with fewer grid cells.
+    periodic
+        Treat the first and last longitude columns as neighbours (a global
+        grid); the poles are never connected.
+    lat, lon
+        Cell-centre coordinates (degrees) for numpy input.
+    radius_km
+        Sphere radius (km).
+
+    Returns
+    -------
+    numpy.ndarray or xarray.DataArray
+        int32 event ids, 0 = no event, unique within each time step (1..n).
+        Same shape and coordinates as ``mask``; the DataArray is named
+        ``event`` and is dask-backed if the mask was.
+    """
+    import xarray as xr
+
+    opts = LabelOptions(float(min_area_km2), int(min_cells), bool(periodic))
+    if opts.min_cells < 1:
+        raise DataError(f"min_cells: expected an integer >= 1, found {min_cells}")
+    if opts.min_area_km2 < 0:
+        raise DataError(f"min_area_km2: expected a value >= 0, found {min_area_km2}")
+    if isinstance(mask, xr.Dataset):
+        if "mask" not in mask:
+            raise DataError(f"mask dataset: expected a variable 'mask', found {list(mask.data_vars)}")
+        mask = mask["mask"]
+    if not isinstance(mask, xr.DataArray):
+        arr = np.asarray(mask)
+        geo = _geo_for(lat, lon, arr.shape[-2:], radius_km) if arr.ndim >= 2 else None
+        return _label_numpy(arr, geo, opts)
+
+    latd = find_dim(mask, LAT_NAMES, "latitude")
+    lond = find_dim(mask, LON_NAMES, "longitude")
+    other = [d for d in mask.dims if d not in (latd, lond)]
+    da = mask.transpose(*other, latd, lond)
+    geo = None
+    if latd in da.coords and lond in da.coords:
+        geo = Geo.of(da[latd].values, da[lond].values, radius_km)
+    elif opts.min_area_km2 > 0:
+        raise DataError(f"{mask.name or 'mask'}: min_area_km2 needs '{latd}' and '{lond}' coordinates")
+    if da.chunks is not None:
+        da = da.chunk({latd: -1, lond: -1})
+    result = xr.apply_ufunc(
+        _label_numpy,
+        da,
+        kwargs={"geo": geo, "opts": opts},
+        input_core_dims=[[latd, lond]],
+        output_core_dims=[[latd, lond]],
+        dask="parallelized",
+        output_dtypes=[np.int32],
+        keep_attrs=False,
+    )
+    result = result.transpose(*mask.dims)
+    result.name = "event"
+    result.attrs = {
+        "long_name": "event id (connected component per time step and class)",
+        "units": "1",
+        "comment": "0 = no event; ids unique within a time step; 8-connectivity, periodic in longitude",
+        "min_area_km2": opts.min_area_km2,
+        "min_cells": opts.min_cells,
+    }
+    return result

@@ -1,0 +1,331 @@
+"""Event tables: one row per (time step, event) with size, position and field statistics.
+
+Everything is computed from the event cells only, with ``np.bincount`` and
+``ufunc.at`` over a per-(step, event) key, so the cost grows with the number
+of event cells, not with the grid size or the number of events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from climviz.errors import DataError
+from climviz.events.geometry import EARTH_RADIUS_KM
+from climviz.events._source import MaskSource
+from climviz.events.label import Geo, LabelOptions, Runs, _label_block, find_runs
+
+__all__ = ["table", "label_table", "table_runs", "TABLE_COLUMNS", "STATS"]
+
+#: Columns every event table has, in this order (field statistics follow).
+TABLE_COLUMNS: tuple[str, ...] = (
+    "time", "step", "event", "class", "n_cells", "area_km2",
+    "centroid_lat", "centroid_lon", "lat_min", "lat_max",
+)
+
+#: Statistics available for fields inside events.
+STATS: dict[str, str] = {
+    "min": "minimum over the event's cells",
+    "max": "maximum over the event's cells",
+    "mean": "area-weighted mean over the event's cells",
+    "sum": "plain sum over the event's cells",
+    "integral": "area integral: sum of value x cell area (value units x km2)",
+}
+
+class _Accumulator:
+    """Collects per-block columns; one DataFrame is built at the end."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[np.ndarray]] = {}
+
+    def add(self, cols: dict[str, np.ndarray]) -> None:
+        for k, v in cols.items():
+            self.cols.setdefault(k, []).append(v)
+
+
+def _stat_spec(field_names: list[str], stats: Sequence[str] | Mapping[str, Sequence[str]]
+               ) -> dict[str, tuple[str, ...]]:
+    if isinstance(stats, Mapping):
+        unknown = set(stats) - set(field_names)
+        if unknown:
+            raise DataError(f"stats: names {sorted(unknown)} are not among the fields {field_names}")
+        spec = {}
+        for n in field_names:
+            v = stats.get(n, ("min", "max", "mean"))
+            spec[n] = (v,) if isinstance(v, str) else tuple(v)
+    else:
+        seq = (stats,) if isinstance(stats, str) else tuple(stats)
+        spec = {n: seq for n in field_names}
+    for n, ss in spec.items():
+        for s in ss:
+            if s not in STATS:
+                raise DataError(f"stats for field {n!r}: expected one of {sorted(STATS)}, found {s!r}")
+    return spec
+
+
+def table_runs(
+    runs: Runs,
+    fields: Mapping[str, np.ndarray],
+    spec: Mapping[str, tuple[str, ...]],
+    geo: Geo,
+    step0: int = 0,
+) -> dict[str, np.ndarray]:
+    """Table columns (one entry per (step, event)) from the runs of a (T, H, W) block.
+
+    Sizes, areas and centroids are sums over runs (cumulative sums along
+    longitude), so they cost O(runs); field statistics cost O(event cells).
+    """
+    T, H, W = runs.shape
+    out: dict[str, np.ndarray] = {}
+    if runs.start.size == 0:
+        return out
+    HW = H * W
+    ids = runs.ids.astype(np.int64)
+    K = int(ids.max()) + 1
+    if T > 1:
+        t = runs.start // HW
+        pix = runs.start - t * HW
+        key = t * K + ids
+    else:
+        pix = runs.start
+        key = ids
+    row = pix // W
+    c0 = pix - row * W
+    c1 = c0 + runs.length
+    nk = T * K
+    cnt = np.bincount(key, weights=runs.length, minlength=nk)
+    present = np.flatnonzero(cnt)
+    rowa = geo.rows[row]
+    run_area = rowa * (geo.cw[c1] - geo.cw[c0])
+    area = np.bincount(key, weights=run_area, minlength=nk)
+    lat_c = np.bincount(key, weights=run_area * geo.lat[row], minlength=nk)
+    s = np.bincount(key, weights=rowa * (geo.cs[c1] - geo.cs[c0]), minlength=nk)
+    c = np.bincount(key, weights=rowa * (geo.cc[c1] - geo.cc[c0]), minlength=nk)
+    klass = np.zeros(nk, dtype=np.int16)
+    klass[key] = runs.cls
+    rmin = np.full(nk, H, dtype=np.int64)
+    rmax = np.full(nk, -1, dtype=np.int64)
+    np.minimum.at(rmin, key, row)
+    np.maximum.at(rmax, key, row)
+
+    area_p = area[present]
+    lon_c = np.mod(np.rad2deg(np.arctan2(s[present], c[present])), 360.0)
+    lat_a = geo.lat[rmin[present]]
+    lat_b = geo.lat[rmax[present]]
+    out["step"] = (present // K + step0).astype(np.int64)
+    out["event"] = (present % K).astype(np.int32)
+    out["class"] = klass[present]
+    out["n_cells"] = cnt[present].astype(np.int64)
+    out["area_km2"] = area_p
+    out["centroid_lat"] = lat_c[present] / area_p
+    out["centroid_lon"] = np.where(lon_c >= 360.0, 0.0, lon_c)
+    out["lat_min"] = np.minimum(lat_a, lat_b)
+    out["lat_max"] = np.maximum(lat_a, lat_b)
+    if fields:
+        idx, offsets = runs.pixels()
+        col_pix = np.repeat(c0 - offsets, runs.length) + np.arange(idx.size)
+        wcol = geo.cols[col_pix]
+    for name, values in fields.items():
+        v = np.asarray(values).reshape(-1)[idx].astype(np.float64)
+        for st in spec[name]:
+            if st == "min":
+                r = np.full(nk, np.inf)
+                np.minimum.at(r, key, np.minimum.reduceat(v, offsets))
+            elif st == "max":
+                r = np.full(nk, -np.inf)
+                np.maximum.at(r, key, np.maximum.reduceat(v, offsets))
+            elif st == "sum":
+                r = np.bincount(key, weights=np.add.reduceat(v, offsets), minlength=nk)
+            else:  # mean, integral: area-weighted sums
+                r = np.bincount(key, weights=rowa * np.add.reduceat(v * wcol, offsets), minlength=nk)
+                if st == "mean":
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        r = r / area
+            out[f"{name}_{st}"] = r[present]
+    return out
+
+
+def _frame(cols: dict[str, list[np.ndarray]], names: list[str], times: np.ndarray) -> pd.DataFrame:
+    dtypes = {"step": np.int64, "event": np.int32, "class": np.int16, "n_cells": np.int64}
+    data: dict[str, np.ndarray] = {}
+    for k in names:
+        parts = cols.get(k)
+        if parts:
+            data[k] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        else:
+            data[k] = np.empty(0, dtype=dtypes.get(k, np.float64))
+    data = {"time": np.asarray(times)[data["step"]], **data}
+    return pd.DataFrame(data, copy=False)
+
+
+def _names(field_names: list[str], spec: Mapping[str, tuple[str, ...]]) -> list[str]:
+    return list(TABLE_COLUMNS[1:]) + [f"{n}_{s}" for n in field_names for s in spec[n]]
+
+
+_LABELS_KEY = "__climviz_labels__"
+
+
+def table(
+    labels: Any,
+    mask: Any,
+    fields: Any = None,
+    *,
+    stats: Sequence[str] | Mapping[str, Sequence[str]] = ("min", "max", "mean"),
+    lat: npt.ArrayLike | None = None,
+    lon: npt.ArrayLike | None = None,
+    time: npt.ArrayLike | None = None,
+    radius_km: float = EARTH_RADIUS_KM,
+    block_steps: int | None = None,
+) -> pd.DataFrame:
+    """One row per (time step, event): size, centroid and field statistics.
+
+    Parameters
+    ----------
+    labels
+        Event ids from :func:`climviz.events.label`: numpy ``(time, lat, lon)``
+        or ``(lat, lon)``, or an ``xarray.DataArray`` (numpy- or dask-backed;
+        processed one time chunk at a time).
+    mask
+        The class mask the labels came from (same shape); gives each event's class.
+    fields
+        Fields to summarize inside each event: an ``xarray.Dataset`` (all its
+        variables, with the mask's dims) or a mapping name -> array/DataArray
+        of the same shape, e.g. ``{"PSL": ds.PSL, "WSP850": np.hypot(ds.U850, ds.V850)}``.
+    stats
+        Statistics per field (see :data:`STATS`): a sequence applied to every
+        field, or a mapping field name -> sequence (e.g. ``{"PSL": ["min"],
+        "PRECT": ["integral"]}``). Columns are named ``<field>_<stat>``.
+    lat, lon
+        Cell-centre coordinates (degrees); required for numpy input, taken
+        from the coordinates of DataArray input.
+    time
+        Time values per step for numpy input (default: the step index).
+    radius_km
+        Sphere radius (km).
+    block_steps
+        Time steps per block (default: the dask chunks, or ~16 M cells).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``time, step, event, class, n_cells, area_km2`` (km²),
+        ``centroid_lat, centroid_lon`` (degrees; area-weighted, longitude a
+        circular mean in [0, 360)), ``lat_min, lat_max`` (extreme cell-centre
+        latitudes, degrees) and ``<field>_<stat>``; sorted by step then event.
+    """
+    import xarray as xr
+
+    if isinstance(labels, xr.Dataset):
+        if "event" not in labels:
+            raise DataError(f"labels: expected a DataArray or a Dataset with an 'event' variable, "
+                            f"found {list(labels.data_vars)}")
+        labels = labels["event"]
+    if isinstance(labels, xr.DataArray) and not isinstance(mask, (xr.DataArray, xr.Dataset)):
+        mask = xr.DataArray(np.asarray(mask), dims=labels.dims, coords=labels.coords)
+    if isinstance(mask, xr.Dataset):
+        if "mask" not in mask:
+            raise DataError(f"mask: expected a Dataset with a 'mask' variable, found {list(mask.data_vars)}")
+        mask = mask["mask"]
+    if isinstance(fields, xr.Dataset):
+        fields = dict(fields.data_vars)
+    allf = {_LABELS_KEY: labels, **(dict(fields) if fields is not None else {})}
+    src = MaskSource.from_any(mask, allf, lat=lat, lon=lon, time=time)
+    field_names = [k for k in src.fields if k != _LABELS_KEY]
+    spec = _stat_spec(field_names, stats)
+    geo = Geo.of(src.lat, src.lon, radius_km)
+    acc = _Accumulator()
+    for sl, m, f in src.blocks(block_steps):
+        lab = np.asarray(f.pop(_LABELS_KEY))
+        if not np.issubdtype(lab.dtype, np.integer):
+            raise DataError(f"labels: expected integer event ids, found dtype {lab.dtype}")
+        if lab.size and lab.min() < 0:
+            raise DataError(f"labels: expected non-negative event ids, found {lab.min()}")
+        runs = find_runs(lab.reshape(-1), m.reshape(-1), m.shape[2], m.shape)
+        acc.add(table_runs(runs, f, spec, geo, sl.start))
+    df = _frame(acc.cols, _names(field_names, spec), src.times)
+    df.attrs["radius_km"] = float(radius_km)
+    return df
+
+
+def label_table(
+    mask: Any,
+    fields: Any = None,
+    *,
+    stats: Sequence[str] | Mapping[str, Sequence[str]] = ("min", "max", "mean"),
+    min_area_km2: float = 0.0,
+    min_cells: int = 1,
+    periodic: bool = True,
+    lat: npt.ArrayLike | None = None,
+    lon: npt.ArrayLike | None = None,
+    time: npt.ArrayLike | None = None,
+    radius_km: float = EARTH_RADIUS_KM,
+    return_labels: bool = True,
+    block_steps: int | None = None,
+) -> tuple[Any, pd.DataFrame]:
+    """Label a mask and tabulate its events in one pass (faster than ``label`` then ``table``).
+
+    The runs of event cells found while labelling are reused for the table,
+    so the grid is scanned once. Dask-backed masks are processed one time
+    chunk at a time.
+
+    Parameters
+    ----------
+    mask, fields, stats, lat, lon, time, radius_km
+        As for :func:`climviz.events.label` and :func:`climviz.events.table`.
+    min_area_km2, min_cells, periodic
+        As for :func:`climviz.events.label`.
+    return_labels
+        Also return the labels (in memory). With False only the table is
+        kept, and memory stays bounded by one block.
+    block_steps
+        Time steps per block (default: the dask chunks, or ~16 M cells).
+
+    Returns
+    -------
+    (labels, table)
+        Labels as :func:`label` returns them (numpy for numpy input, a
+        DataArray named ``event`` for xarray input; None if
+        ``return_labels=False``) and the event table as :func:`table`.
+    """
+    import xarray as xr
+
+    numpy_2d = not isinstance(mask, (xr.DataArray, xr.Dataset)) and np.ndim(mask) == 2
+    xr_2d = isinstance(mask, xr.DataArray) and mask.ndim == 2
+    if isinstance(fields, xr.Dataset):
+        fields = dict(fields.data_vars)
+    src = MaskSource.from_any(mask, fields, lat=lat, lon=lon, time=time)
+    opts = LabelOptions(float(min_area_km2), int(min_cells), bool(periodic))
+    if opts.min_cells < 1 or opts.min_area_km2 < 0:
+        raise DataError(f"min_cells >= 1 and min_area_km2 >= 0 expected, found {min_cells}, {min_area_km2}")
+    geo = Geo.of(src.lat, src.lon, radius_km)
+    spec = _stat_spec(list(src.fields), stats)
+    acc = _Accumulator()
+    slices = src.slices(block_steps)
+    out = None
+    if return_labels and len(slices) > 1:
+        out = np.zeros(src.shape, dtype=np.int32)
+    for sl, m, f in src.blocks(block_steps):
+        lab, _, runs = _label_block(m, geo=geo, opts=opts)
+        if return_labels:
+            if out is None:
+                out = lab  # a single block: no copy
+            else:
+                out[sl] = lab
+        acc.add(table_runs(runs, f, spec, geo, sl.start))
+    df = _frame(acc.cols, _names(list(src.fields), spec), src.times)
+    df.attrs["radius_km"] = float(radius_km)
+    labels: Any = None
+    if out is not None:
+        if src.is_xr:
+            labels = xr.DataArray(out, dims=src.dims, coords=src.coords(), name="event",
+                                  attrs={"long_name": "event id (connected component per time step and class)",
+                                         "units": "1"})
+            if xr_2d:
+                labels = labels.isel({src.dims[0]: 0}, drop=True)
+        else:
+            labels = out[0] if numpy_2d else out
+    return labels, df
