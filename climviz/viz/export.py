@@ -1,0 +1,275 @@
+"""Export: self-contained HTML pages and static PNG/PDF figures for papers.
+
+:func:`save_html` writes one HTML file with BokehJS / Panel inlined (no CDN,
+works offline and years later). HoloMaps keep their time slider: every frame is
+embedded and the slider switches between them in the browser.
+
+:func:`static_map` draws a field and its class mask with matplotlib + cartopy and
+the offline GSHHS coastlines (:mod:`climviz.viz.coastlines`), never cartopy's
+Natural Earth downloader; :func:`save_static` writes it as PNG, PDF or SVG.
+All writes are atomic (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import xarray as xr
+
+from climviz.data.schema import AR, TC
+from climviz.errors import DataError
+from climviz.utils.atomic import atomic_path
+from climviz.viz import _grid
+
+__all__ = ["save_html", "static_map", "save_static"]
+
+_STATIC_FORMATS = ("png", "pdf", "svg")
+
+
+def save_html(obj: Any, path: str | os.PathLike, *, title: str = "climviz", embed: bool = True,
+              max_states: int = 2000, overwrite: bool = True) -> Path:
+    """Write a plot or app as one self-contained HTML file.
+
+    Parameters
+    ----------
+    obj
+        A HoloViews object (Overlay, HoloMap...), a Panel object, or a climviz
+        :class:`~climviz.viz.explorer.Explorer` (exported in its current state,
+        as a static snapshot: its Python callbacks need a live server).
+    path
+        Output file (``.html``).
+    title
+        Page title.
+    embed
+        Embed the states of widgets (e.g. a HoloMap's time slider) so they work
+        without Python.
+    max_states
+        Upper bound on embedded widget states.
+    overwrite
+        Replace an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    import panel as pn
+    from bokeh.resources import INLINE
+
+    path = Path(path)
+    if hasattr(obj, "snapshot"):
+        obj, embed = obj.snapshot(), False
+    viewable = obj if isinstance(obj, pn.viewable.Viewable) else pn.panel(obj, widget_location="bottom")
+    buf = io.StringIO()
+    viewable.save(buf, resources=INLINE, embed=embed, max_states=max_states, title=title)
+    html = inline_cdn_urls(buf.getvalue())
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return path
+
+
+_CDN_RE = re.compile(r"https://cdn\.holoviz\.org/panel/[0-9][^/\"'\\\s]*/dist/([^\"'\\\s?#)]+)(\?v=[0-9A-Za-z.+-]+)?")
+_MIME = {".css": "text/css", ".png": "image/png", ".ico": "image/x-icon", ".svg": "image/svg+xml",
+         ".js": "text/javascript", ".woff2": "font/woff2", ".woff": "font/woff"}
+
+
+def inline_cdn_urls(html: str) -> str:
+    """Replace Panel's CDN URLs (stylesheets, icons) by ``data:`` URIs of the installed files.
+
+    Panel references its CSS on ``cdn.holoviz.org`` even when the JavaScript is
+    inlined; a page meant to work offline must not. Each URL becomes a base64
+    ``data:`` URI of the same file from the installed ``panel/dist`` folder (an
+    empty ``data:,`` if the file is not installed), at any level of JSON escaping.
+    """
+    import panel
+
+    dist = Path(panel.__file__).parent / "dist"
+    cache: dict[str, str] = {}
+
+    def repl(match: re.Match) -> str:
+        rel = match.group(1)
+        if rel not in cache:
+            f = (dist / rel).resolve()
+            if f.is_file() and dist.resolve() in f.parents:
+                mime = _MIME.get(f.suffix.lower(), "application/octet-stream")
+                cache[rel] = f"data:{mime};base64," + base64.b64encode(f.read_bytes()).decode("ascii")
+            else:
+                cache[rel] = "data:,"
+        return cache[rel]
+
+    return _CDN_RE.sub(repl, html)
+
+
+def _pcolormesh_edges(c: np.ndarray) -> np.ndarray:
+    """Cell edges from 1-D cell centres (half-way, outer edges extrapolated)."""
+    if c.size == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
+def static_map(
+    field: xr.DataArray | xr.Dataset,
+    mask: xr.DataArray | xr.Dataset | str | None = None,
+    *,
+    time: Any = 0,
+    variable: str | None = None,
+    projection: Any = None,
+    cmap: str = "Blues",
+    clim: tuple[float, float] | None = None,
+    classes: Sequence[int] = (TC, AR),
+    coastline_resolution: str = "l",
+    land: bool = False,
+    title: str | None = None,
+    ax: Any = None,
+    figsize: tuple[float, float] = (10.0, 5.2),
+    colorbar: bool = True,
+):
+    """A static (matplotlib + cartopy) map of a field with TC/AR outlines and offline coastlines.
+
+    Parameters
+    ----------
+    field
+        DataArray (``lat``, ``lon`` [, ``time``]) or Dataset (``variable``, default TMQ).
+    mask
+        Class mask on the same grid (DataArray, mask Dataset or variable name).
+    time
+        Time step to draw (index or label) when the field has a time dimension.
+    projection
+        Cartopy projection or name (default ``PlateCarree()``).
+    cmap, clim
+        Colour map and limits of the field.
+    classes
+        Classes whose regions are drawn (1 TC, 2 AR): translucent fill + outline.
+    coastline_resolution
+        GSHHS ``"c"``, ``"l"`` or ``"i"``.
+    land
+        Also fill land in light grey under the field (useful for masks only).
+    title
+        Axes title (default: variable, units, time).
+    ax
+        Existing cartopy GeoAxes to draw into; default: a new figure.
+    figsize
+        Size of a new figure, inches.
+    colorbar
+        Add a colour bar.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import cartopy.crs as ccrs
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from climviz.viz.coastlines import coastline_feature, land_feature
+    from climviz.viz.overlays import mask_polygons, resolve_projection
+
+    raw = _grid.pick_field(field, variable)
+    name = str(raw.name) if raw.name is not None else "value"
+    units = raw.attrs.get("units", "")
+    label = f"{name} ({units})" if units else name
+    da = _grid.standardize(raw, label=f"variable {name!r}")
+    m = _grid.pick_mask(mask, field if isinstance(field, xr.Dataset) else None)
+    if m is not None:
+        m = _grid.standardize(m, label="mask")
+        _grid.check_same_grid(da, m)
+    if "time" in da.dims:
+        da = _grid.select_time(da, time, f"variable {name!r}")
+        if "time" in da.dims:
+            raise DataError(f"static_map draws one time step; time={time!r} selected {da.sizes['time']}")
+        if m is not None and "time" in m.dims:
+            m = m.sel(time=da["time"])
+    elif m is not None and "time" in m.dims:
+        m = _grid.select_time(m, time, "mask")
+    crs, _, _ = resolve_projection(projection)
+    prep = _grid.prepare(da, m, center=0.0, max_shape=None)
+    if clim is None:
+        finite = prep.values[np.isfinite(prep.values)]
+        clim = (float(np.percentile(finite, 0.5)), float(np.percentile(finite, 99.5))) if finite.size else (0, 1)
+
+    if ax is None:
+        fig = plt.figure(figsize=figsize, layout="constrained")
+        ax = fig.add_subplot(1, 1, 1, projection=crs)
+    else:
+        fig = ax.figure
+    data_crs = ccrs.PlateCarree()
+    if land:
+        ax.add_feature(land_feature(coastline_resolution))
+    mesh = ax.pcolormesh(_pcolormesh_edges(prep.lon), _pcolormesh_edges(prep.lat), prep.values,
+                         transform=data_crs, cmap=cmap, vmin=clim[0], vmax=clim[1], shading="flat",
+                         rasterized=True)
+    handles = []
+    if prep.classes is not None:
+        from climviz.viz._grid import CLASS_COLORS, CLASS_SHORT
+
+        clip = (-180.0, 180.0) if prep.periodic else None
+        for cls in classes:
+            polys = mask_polygons(prep.lon, prep.lat, prep.classes, cls, clip_x=clip)
+            if polys:
+                ax.add_geometries(polys, crs=data_crs, facecolor=CLASS_COLORS[cls], alpha=0.45,
+                                  edgecolor=CLASS_COLORS[cls], linewidth=1.0)
+            handles.append(Patch(facecolor=CLASS_COLORS[cls], edgecolor=CLASS_COLORS[cls], alpha=0.6,
+                                 label=CLASS_SHORT[cls]))
+    ax.add_feature(coastline_feature(coastline_resolution))
+    if prep.periodic:
+        ax.set_global()
+    if colorbar:
+        fig.colorbar(mesh, ax=ax, orientation="horizontal", shrink=0.6, pad=0.04, label=label)
+    if handles:
+        ax.legend(handles=handles, loc="lower left", framealpha=0.8)
+    if title is None:
+        title = label
+        if "time" in da.coords and da["time"].size == 1:
+            from climviz.viz.maps import _time_label
+
+            title = f"{label} — {_time_label(da['time'].values)}"
+    ax.set_title(title)
+    return fig
+
+
+def save_static(obj: Any, path: str | os.PathLike, *, dpi: int = 150, overwrite: bool = True,
+                **kwargs: Any) -> Path:
+    """Save a static figure as PNG, PDF or SVG (format from the file suffix).
+
+    Parameters
+    ----------
+    obj
+        A matplotlib Figure, or a DataArray/Dataset passed to :func:`static_map`
+        together with ``kwargs``.
+    path
+        Output file ending in ``.png``, ``.pdf`` or ``.svg``.
+    dpi
+        Resolution of raster output (dots per inch).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in _STATIC_FORMATS:
+        raise DataError(f"{path}: static export writes {_STATIC_FORMATS}, found suffix {path.suffix!r}")
+    created = False
+    if isinstance(obj, (xr.DataArray, xr.Dataset)):
+        obj, created = static_map(obj, **kwargs), True
+    elif kwargs:
+        raise TypeError(f"save_static got map options {sorted(kwargs)} but obj is already a figure")
+    if not isinstance(obj, Figure):
+        raise DataError(f"save_static needs a matplotlib Figure or an xarray field, found {type(obj).__name__}")
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            obj.savefig(tmp, format=fmt, dpi=dpi)
+    finally:
+        if created:
+            plt.close(obj)
+    return path

@@ -1,0 +1,267 @@
+"""Interactive maps of climate fields with class masks (HoloViews / GeoViews, Bokeh backend).
+
+>>> import climviz as cv
+>>> ds = cv.synthetic_run(8, shape=(96, 144))
+>>> m = cv.viz.map(ds, mask="LABELS")          # TMQ, all 8 time steps on a slider
+>>> cv.viz.save_html(m, "tmq.html")            # self-contained page, works offline
+
+Longitude-periodic runs (0..360) are rolled to the map's longitude range and get
+one cyclic column, so the seam shows neither a gap nor a smear. Grids larger
+than ``max_shape`` are block-averaged before they go to the browser (the mask
+keeps any TC/AR cell of a block), so a 768 x 1152 run stays responsive.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from climviz.data.schema import AR, TC
+from climviz.errors import DataError
+from climviz.viz import _grid
+from climviz.viz.overlays import (
+    class_overlay,
+    lat_tick_formatter,
+    lon_hover_formatter,
+    lon_tick_formatter,
+    resolve_projection,
+)
+
+__all__ = ["map", "field_image", "DEFAULT_MAX_SHAPE"]
+
+#: Largest grid (lat, lon) sent to the browser per frame; larger grids are block-averaged.
+DEFAULT_MAX_SHAPE: tuple[int, int] = (360, 576)
+#: More time steps than this become a DynamicMap (computed on demand) instead of a HoloMap.
+DEFAULT_MAX_FRAMES = 60
+
+
+def _label_of(da: xr.DataArray) -> tuple[str, str]:
+    name = str(da.name) if da.name is not None else "value"
+    units = da.attrs.get("units", "")
+    return name, (f"{name} ({units})" if units else name)
+
+
+def _time_label(t: Any) -> str:
+    try:
+        return pd.Timestamp(t).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return str(t)
+
+
+def field_image(prep: _grid.Prepared, *, name: str, label: str, crs: Any, cmap: str,
+                clim: tuple[float, float] | None, fast: bool, center: float, with_class: bool):
+    """One GeoViews image of a prepared grid, with hover showing lon, lat, value (and class).
+
+    With ``fast`` (PlateCarree) the grid is used as is, in ``crs``; otherwise it is
+    resampled (nearest neighbour) onto a regular grid of the projection ``crs`` and
+    the longitude/latitude of each cell travel with it for the hover.
+    """
+    import holoviews as hv
+    from bokeh.models import HoverTool
+
+    vdims = [hv.Dimension(name, label=label)]
+    tips = []
+    if fast:
+        x, y = prep.lon, prep.lat
+        arrays: list[np.ndarray] = [prep.values]
+        classes = prep.classes
+        tips += [("lon", "$x{custom}"), ("lat", "$y{0.00}°N")]
+    else:
+        x, y, out = _grid.regrid_to_projection(prep, crs)
+        arrays = [out["values"]]
+        classes = out.get("classes")
+    tips.append((label, "@image{0.000}"))
+    if with_class:
+        cls = classes.astype(np.float64) if classes is not None else np.zeros_like(arrays[0])
+        vdims.append(hv.Dimension("class", label="class (1 TC, 2 AR)"))
+        arrays.append(cls)
+        tips.append(("class", "@{class}{0}"))
+    if not fast:
+        vdims += [hv.Dimension("lon_deg", label="longitude"), hv.Dimension("lat_deg", label="latitude")]
+        arrays += [out["lon"], out["lat"]]
+        tips = [("lon", "@{lon_deg}{0.00}°E"), ("lat", "@{lat_deg}{0.00}°N")] + tips
+    # A plain HoloViews image is placed in map coordinates as is: GeoViews would otherwise warp
+    # it again (and clip the cyclic column) although it is already in the map's projection.
+    img = hv.Image((x, y, *arrays), kdims=["x", "y"] if not fast else ["lon", "lat"], vdims=vdims)
+    formatters = {"$x": lon_hover_formatter(center)} if fast else {}
+    hover = HoverTool(tooltips=tips, formatters=formatters)
+    opts: dict[str, Any] = dict(cmap=cmap, colorbar=True, tools=[hover], clabel=label)
+    if clim is not None:
+        opts["clim"] = clim
+    return img.opts(**opts)
+
+
+def _robust_clim(field: xr.DataArray) -> tuple[float, float] | None:
+    vals = np.asarray(field.values if field.size <= 50_000_000 else field[..., ::4, ::4].values, dtype=float)
+    finite = vals[np.isfinite(vals)]
+    if finite.size == 0:
+        return None
+    lo, hi = (float(v) for v in np.percentile(finite, [0.5, 99.5]))
+    if hi <= lo:
+        lo, hi = float(finite.min()), float(finite.max())
+        if hi <= lo:
+            hi = lo + 1.0
+    return lo, hi
+
+
+def map(  # noqa: A001 - the public name is part of the climviz contract
+    data: xr.Dataset | xr.DataArray,
+    mask: xr.DataArray | xr.Dataset | str | None = None,
+    *,
+    time: Any = None,
+    variable: str | None = None,
+    projection: Any = None,
+    cmap: str = "Blues",
+    clim: tuple[float, float] | None = None,
+    classes: Sequence[int] = (TC, AR),
+    mask_style: str = "fill",
+    mask_alpha: float = 0.45,
+    coastline_resolution: str = "c",
+    max_shape: tuple[int, int] | None = DEFAULT_MAX_SHAPE,
+    dynamic: bool | None = None,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    frame_width: int = 720,
+    title: str | None = None,
+):
+    """A field on a map with coastlines and the TC/AR mask drawn over it.
+
+    Parameters
+    ----------
+    data
+        A run (``xr.Dataset``; ``variable`` picks the field, default ``TMQ``) or
+        one field (``xr.DataArray`` with ``lat``, ``lon`` and optionally ``time``).
+        Longitudes may be in [0, 360) or [-180, 180); latitude in either order.
+    mask
+        Class mask (0 background, 1 TC, 2 AR): a DataArray on the same grid, a
+        mask dataset (``mask`` or ``LABELS`` variable) or the name of a variable
+        of ``data`` (e.g. ``"LABELS"``).
+    time
+        None (all time steps, with a slider), an integer index, a time label, or
+        a list/slice of them.
+    variable
+        Variable of ``data`` to draw (when ``data`` is a Dataset).
+    projection
+        A cartopy projection or its name; default ``PlateCarree()``. PlateCarree of
+        any central longitude is drawn without re-gridding and with lon/lat hover;
+        other projections are re-gridded by GeoViews.
+    cmap, clim
+        Colour map and colour limits of the field (default: the 0.5-99.5 %
+        percentiles of the selected steps, the same for every frame).
+    classes
+        Classes to overlay (1 TC, 2 AR).
+    mask_style
+        ``"fill"``: translucent class-coloured regions; ``"contour"``: outlines.
+    mask_alpha
+        Opacity of filled regions (0-1).
+    coastline_resolution
+        GSHHS resolution ``"c"``, ``"l"`` or ``"i"`` (see :mod:`climviz.viz.coastlines`).
+    max_shape
+        Largest ``(nlat, nlon)`` sent per frame; bigger grids are block-averaged
+        (None: never decimate).
+    dynamic
+        True: a ``DynamicMap`` (frames computed on demand; needs a live Python
+        kernel or server); False: a ``HoloMap`` (all frames embedded, exportable
+        with :func:`~climviz.viz.save_html`); None: HoloMap up to ``max_frames``.
+    frame_width
+        Width of the map in screen pixels.
+    title
+        Plot title (default: variable, units and time).
+
+    Returns
+    -------
+    holoviews.Overlay, HoloMap or DynamicMap
+        Layers: field image (group ``Image``), mask polygons (group ``Mask``,
+        labels ``TC``/``AR``), coastlines (group ``Coastline``).
+
+    Raises
+    ------
+    DataError
+        Missing lat/lon, unknown variable/time/class, or a mask on another grid.
+    """
+    import holoviews as hv
+
+    from climviz.viz.coastlines import coastlines
+
+    raw = _grid.pick_field(data, variable)
+    name, label = _label_of(raw)
+    field = _grid.standardize(raw, label=f"variable {name!r}")
+    mask_da = _grid.pick_mask(mask, data if isinstance(data, xr.Dataset) else None)
+    if mask_da is not None:
+        mask_da = _grid.standardize(mask_da, label="mask")
+        _grid.check_same_grid(field, mask_da)
+        if "time" in field.dims and "time" not in mask_da.dims:
+            raise DataError("the field has a time dimension but the mask does not; pass one mask per time step")
+    for c in classes:
+        if c not in (TC, AR):
+            raise DataError(f"classes must be among {TC} (TC) and {AR} (AR), found {c!r}")
+
+    field = _grid.select_time(field, time, f"variable {name!r}")
+    if mask_da is not None:
+        if "time" in mask_da.dims and "time" in field.dims:
+            mask_da = mask_da.sel(time=field["time"])
+        elif "time" in mask_da.dims:  # a single step was selected from the field
+            mask_da = mask_da.sel(time=field["time"]) if "time" in field.coords else mask_da.isel(time=0)
+    crs, fast, center = resolve_projection(projection)
+    if clim is None:
+        clim = _robust_clim(field)
+
+    import cartopy.crs as ccrs
+
+    data_crs = crs if fast else ccrs.PlateCarree()
+    wrap_center = center if fast else 0.0
+    periodic = _grid.is_global(field["lon"].values)
+    clip_x = (-180.0, 180.0) if periodic else None
+    coast = coastlines(coastline_resolution, projection=crs)
+    with_class = mask_da is not None
+
+    def frame(f2d: xr.DataArray, m2d: xr.DataArray | None, frame_title: str):
+        prep = _grid.prepare(f2d, m2d, center=wrap_center, max_shape=max_shape)
+        img = field_image(prep, name=name, label=label, crs=crs, cmap=cmap, clim=clim,
+                          fast=fast, center=center, with_class=with_class)
+        layers = [img]
+        if with_class:
+            layers.extend(class_overlay(prep.lon, prep.lat, prep.classes, data_crs, classes_shown=classes,
+                                        style=mask_style, alpha=mask_alpha, clip_x=clip_x,
+                                        projection=crs))
+        return hv.Overlay([*layers, coast]).opts(title=frame_title)
+
+    plot_opts: dict[str, Any] = dict(projection=crs, frame_width=frame_width, legend_position="top_left",
+                                     show_grid=False)
+    if fast:
+        plot_opts["data_aspect"] = 1
+        if periodic:
+            plot_opts["xlim"] = (-180.0, 180.0)
+        plot_opts["xlabel"], plot_opts["ylabel"] = "longitude", "latitude"
+        plot_opts["xformatter"] = lon_tick_formatter(center)
+        plot_opts["yformatter"] = lat_tick_formatter()
+    else:
+        plot_opts["global_extent"] = bool(periodic)
+
+    def title_for(t: Any) -> str:
+        if title is not None:
+            return title
+        return label if t is None else f"{label} — {_time_label(t)}"
+
+    if "time" not in field.dims:
+        t = field["time"].values if "time" in field.coords else None
+        return frame(field, mask_da, title_for(t)).opts(**plot_opts)
+
+    times = list(field["time"].values)
+    if not times:
+        raise DataError(f"variable {name!r}: no time steps selected")
+    time_dim = hv.Dimension("time", label="time")
+    use_dynamic = len(times) > max_frames if dynamic is None else bool(dynamic)
+
+    def frame_at(t: Any):
+        f2d = field.sel(time=t)
+        m2d = mask_da.sel(time=t) if mask_da is not None else None
+        return frame(f2d, m2d, title_for(t))
+
+    if use_dynamic:
+        dmap = hv.DynamicMap(frame_at, kdims=[time_dim.clone(values=times)])
+        return dmap.opts(hv.opts.Overlay(**plot_opts))
+    hmap = hv.HoloMap({t: frame_at(t) for t in times}, kdims=[time_dim])
+    return hmap.opts(hv.opts.Overlay(**plot_opts))

@@ -1,0 +1,167 @@
+"""Overlays for maps: class-mask polygons, projections and hover formatting.
+
+A class mask (0 background, 1 TC, 2 AR) becomes filled polygons per class,
+traced with ``contourpy`` at the half-way level of the class indicator, so each
+polygon edge runs half-way between a masked cell centre and its unmasked
+neighbour (the cell edges, with corners cut).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from climviz.data.schema import AR, TC
+from climviz.errors import DataError
+from climviz.viz._grid import CLASS_COLORS, CLASS_SHORT
+
+__all__ = ["mask_polygons", "project_polygons", "class_overlay", "resolve_projection", "lon_hover_formatter",
+           "lon_tick_formatter", "lat_tick_formatter"]
+
+_PROJECTIONS = ("PlateCarree", "Robinson", "Mollweide", "EqualEarth", "Orthographic", "Miller",
+                "Mercator", "LambertCylindrical", "NorthPolarStereo", "SouthPolarStereo")
+
+
+def resolve_projection(projection: Any = None) -> tuple[Any, bool, float]:
+    """Turn ``projection`` into a cartopy CRS.
+
+    Parameters
+    ----------
+    projection
+        None (``PlateCarree()``), a cartopy projection instance, or a name such as
+        ``"Robinson"`` or ``"PlateCarree"``.
+
+    Returns
+    -------
+    (crs, fast, center)
+        ``fast`` is True for ``PlateCarree`` (of any central longitude): the data
+        are then shifted instead of re-gridded; ``center`` is its central longitude.
+    """
+    import cartopy.crs as ccrs
+
+    if projection is None:
+        projection = ccrs.PlateCarree()
+    elif isinstance(projection, str):
+        if projection not in _PROJECTIONS:
+            raise DataError(f"unknown projection {projection!r}; use one of {_PROJECTIONS} "
+                            "or pass a cartopy.crs projection")
+        projection = getattr(ccrs, projection)()
+    if not isinstance(projection, ccrs.Projection):
+        raise DataError(f"projection must be a cartopy.crs.Projection or a name, found {type(projection).__name__}")
+    fast = type(projection) is ccrs.PlateCarree
+    params = projection.proj4_params
+    center = float(params.get("lon_0", params.get("pm", 0.0))) if fast else 0.0
+    return projection, fast, center
+
+
+def mask_polygons(lon: np.ndarray, lat: np.ndarray, classes: np.ndarray, cls: int,
+                  *, clip_x: tuple[float, float] | None = None) -> list:
+    """Filled outlines of the cells of class ``cls``.
+
+    Parameters
+    ----------
+    lon, lat
+        1-D cell-centre coordinates (degrees; ``lon`` ascending).
+    classes
+        ``(lat, lon)`` integer class grid.
+    cls
+        Class value (1 TC, 2 AR).
+    clip_x
+        Optional x range to clip the polygons to (e.g. (-180, 180) for a map
+        whose grid has an extra cyclic column).
+
+    Returns
+    -------
+    list of shapely.Polygon
+    """
+    import contourpy
+    import shapely
+
+    indicator = (np.asarray(classes) == cls).astype(np.float64)
+    if not indicator.any() or indicator.shape[0] < 2 or indicator.shape[1] < 2:
+        return []
+    gen = contourpy.contour_generator(lon, lat, indicator, fill_type="OuterOffset")
+    points, offsets = gen.filled(0.5, 1.5)
+    polys = []
+    for pts, offs in zip(points, offsets):
+        rings = [pts[a:b] for a, b in zip(offs[:-1], offs[1:]) if b - a >= 4]
+        if rings:
+            polys.append(shapely.Polygon(rings[0], rings[1:]))
+    if clip_x is not None and polys:
+        box = shapely.box(clip_x[0], -90.0, clip_x[1], 90.0)
+        clipped = shapely.intersection(np.asarray(polys, dtype=object), box)
+        polys = []
+        for g in clipped:
+            if g.is_empty:
+                continue
+            polys.extend(getattr(g, "geoms", [g]))
+        polys = [p for p in polys if p.geom_type == "Polygon" and p.area > 0]
+    return polys
+
+
+def project_polygons(polys: list, projection: Any, src: Any) -> list:
+    """Project shapely polygons from ``src`` into ``projection`` with cartopy."""
+    out = []
+    for p in polys:
+        g = projection.project_geometry(p, src)
+        out.extend(q for q in getattr(g, "geoms", [g]) if not q.is_empty and q.area > 0)
+    return out
+
+
+def class_overlay(lon: np.ndarray, lat: np.ndarray, classes: np.ndarray | None, crs: Any,
+                  *, classes_shown: Iterable[int] = (TC, AR), style: str = "fill", alpha: float = 0.45,
+                  clip_x: tuple[float, float] | None = None, projection: Any = None):
+    """GeoViews polygons, one labelled element per class, for the legend.
+
+    ``style="fill"`` draws translucent class-coloured regions with an outline,
+    ``style="contour"`` outlines only. ``lon``/``lat`` are in ``crs``; with a
+    ``projection`` that is not a PlateCarree, the polygons are projected here.
+    """
+    import cartopy.crs as ccrs
+    import geoviews as gv
+    import holoviews as hv
+
+    if style not in ("fill", "contour"):
+        raise DataError(f"mask style must be 'fill' or 'contour', found {style!r}")
+    elements = []
+    for cls in classes_shown:
+        if cls not in CLASS_SHORT:
+            raise DataError(f"class {cls!r} has no overlay; classes are {TC} (TC) and {AR} (AR)")
+        polys = [] if classes is None else mask_polygons(lon, lat, classes, cls, clip_x=clip_x)
+        el_crs = crs
+        if projection is not None and not isinstance(projection, ccrs.PlateCarree):
+            polys = project_polygons(polys, projection, crs)
+            el_crs = projection
+        el = gv.Polygons([{"geometry": p} for p in polys], crs=el_crs, label=CLASS_SHORT[cls], group="Mask")
+        color = CLASS_COLORS[cls]
+        el = el.opts(fill_color=color if style == "fill" else None, fill_alpha=alpha if style == "fill" else 0,
+                     line_color=color, line_width=1.5, line_alpha=0.9, tools=[], show_legend=True)
+        elements.append(el)
+    return hv.Overlay(elements)
+
+
+def lon_hover_formatter(center: float):
+    """Bokeh formatter that shows a ``PlateCarree(central_longitude=center)`` x as a longitude in [0, 360)."""
+    from bokeh.models import CustomJSHover
+
+    return CustomJSHover(code=f"return (((value + {center:.6f}) % 360 + 360) % 360).toFixed(2) + '°E';")
+
+
+def lon_tick_formatter(center: float):
+    """Bokeh tick formatter for the x axis of a ``PlateCarree(central_longitude=center)`` map: 30°E, 150°W."""
+    from bokeh.models import CustomJSTickFormatter
+
+    return CustomJSTickFormatter(code=(
+        f"let l = (((tick + {center:.6f}) % 360) + 540) % 360 - 180; l = Math.round(l * 100) / 100;"
+        "if (Math.abs(l) < 1e-9 || Math.abs(Math.abs(l) - 180) < 1e-9) return Math.abs(l) + '°';"
+        "return l > 0 ? l + '°E' : (-l) + '°W';"))
+
+
+def lat_tick_formatter():
+    """Bokeh tick formatter for latitudes: 30°N, 0°, 30°S."""
+    from bokeh.models import CustomJSTickFormatter
+
+    return CustomJSTickFormatter(code=(
+        "const l = Math.round(tick * 100) / 100;"
+        "return l > 0 ? l + '°N' : (l < 0 ? (-l) + '°S' : '0°');"))
