@@ -276,7 +276,22 @@ def region_geometry(labels: np.ndarray, grid: Grid, min_length_km: float = 0.0) 
     la = np.deg2rad(grid.lat[bcell // nlon])
     lo_ = np.deg2rad(grid.lon[bcell % nlon])
     xyz = np.stack([np.cos(la) * np.cos(lo_), np.cos(la) * np.sin(lo_), np.sin(la)], axis=1)
-    for k in np.flatnonzero((nb * step_km >= min_length_km) & (np.arange(n + 1) > 0)):
+    # a second bound from the bounding box: hav(d) <= hav(dlat_max) + hav(dlon_max)
+    bound = nb * step_km
+    r0 = np.full(n + 1, nlat - 1)
+    r1 = np.zeros(n + 1, dtype=np.int64)
+    c0 = np.full(n + 1, nlon - 1)
+    c1 = np.zeros(n + 1, dtype=np.int64)
+    np.minimum.at(r0, lbl, row)
+    np.maximum.at(r1, lbl, row)
+    np.minimum.at(c0, lbl, colx)
+    np.maximum.at(c1, lbl, colx)
+    dphi = np.deg2rad(grid.lat[r1] - grid.lat[r0])
+    wraps = grid.periodic & (c0 == 0) & (c1 == nlon - 1)
+    dlam = np.where(wraps, np.pi, np.minimum(np.deg2rad(grid.lon[c1] - grid.lon[c0]), np.pi))
+    hav = np.clip(np.sin(dphi / 2) ** 2 + np.sin(dlam / 2) ** 2, 0, 1)
+    bound = np.minimum(bound, 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(hav)) + 1e-6)
+    for k in np.flatnonzero((bound >= min_length_km) & (np.arange(n + 1) > 0)):
         p = xyz[starts[k]:starts[k + 1]]
         if p.shape[0] == 1:
             length[k] = 0.0
@@ -300,10 +315,13 @@ def _threshold(ivt: xr.DataArray, cfg: ARConfig) -> float | xr.DataArray:
     if cfg.percentile is None:
         return float(cfg.threshold)
     q = cfg.percentile / 100.0
+    if ivt.chunks is not None:
+        ivt = ivt.chunk({"time": -1})  # dask quantiles need the whole time axis in one chunk
+    # skipna=False: numpy's vectorized quantile (nanquantile loops over cells); NaN cells stay NaN
     if cfg.percentile_scope == "cell":
-        thr = ivt.quantile(q, dim="time").drop_vars("quantile")
+        thr = ivt.quantile(q, dim="time", skipna=False).drop_vars("quantile")
         return np.maximum(thr, cfg.threshold).compute().rename("IVT_threshold")
-    return max(float(ivt.quantile(q).values), float(cfg.threshold))
+    return max(float(ivt.quantile(q, skipna=False).values), float(cfg.threshold))
 
 
 def detect_ar(ds: xr.Dataset, config: ARConfig | None = None) -> ARResult:

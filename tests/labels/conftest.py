@@ -78,3 +78,44 @@ def as_run(fields: list[dict[str, np.ndarray]], lat: np.ndarray, lon: np.ndarray
 @pytest.fixture
 def coarse_grid() -> tuple[np.ndarray, np.ndarray]:
     return grid(1.0, 1.25)
+
+
+def filament_fields(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    lat0: float,
+    lon0: float,
+    *,
+    length_km: float,
+    width_km: float,
+    azimuth_deg: float = 0.0,
+    wind: tuple[float, float] = (0.0, 15.0),
+    tmq_in: float = 40.0,
+    tmq_out: float = 5.0,
+) -> dict[str, np.ndarray]:
+    """A rectangle of moist air (TMQ kg m-2) on the local tangent plane, under a uniform wind.
+
+    ``azimuth_deg`` is the direction of the long side, clockwise from north. IVT
+    estimated as TMQ * |V| is 40 * 15 = 600 kg m-1 s-1 inside, 75 outside.
+    """
+    x, y = local_xy_km(lat, lon, lat0, lon0)
+    az = np.deg2rad(azimuth_deg)
+    along = x * np.sin(az) + y * np.cos(az)
+    cross = x * np.cos(az) - y * np.sin(az)
+    inside = (np.abs(along) <= length_km / 2) & (np.abs(cross) <= width_km / 2)
+    return {
+        "TMQ": np.where(inside, tmq_in, tmq_out),
+        "U850": np.full(inside.shape, wind[0]),
+        "V850": np.full(inside.shape, wind[1]),
+    }
+
+
+def blob_fields(lat, lon, lat0, lon0, *, diameter_km, wind=(0.0, 15.0)) -> dict[str, np.ndarray]:
+    """A round moist blob of the given diameter (km) under a uniform wind."""
+    x, y = local_xy_km(lat, lon, lat0, lon0)
+    inside = np.hypot(x, y) <= diameter_km / 2
+    return {
+        "TMQ": np.where(inside, 40.0, 5.0),
+        "U850": np.full(inside.shape, wind[0]),
+        "V850": np.full(inside.shape, wind[1]),
+    }
