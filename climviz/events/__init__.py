@@ -5,7 +5,13 @@ and class with 8-connectivity, periodic in longitude and not across the poles;
 cell areas on a sphere of radius 6371.0 km; area-weighted centroids with a
 circular longitude mean.
 
-Submodules are imported on first use, so ``import climviz.events`` is light.
+>>> import climviz as cv
+>>> lab, tab = cv.events.label_table(masks["mask"], fields=ds[["PSL", "TMQ"]])  # doctest: +SKIP
+>>> trk = cv.events.track(tab, lab)  # doctest: +SKIP
+
+The function names equal some module names (``label``, ``table``, ``track``),
+so the functions are imported here eagerly (numpy, scipy and pandas only;
+xarray and dask are imported inside the functions that need them).
 """
 
 from __future__ import annotations
@@ -13,18 +19,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from climviz.events.geometry import (
+    EARTH_RADIUS_KM,
+    cell_areas,
+    circular_mean_deg,
+    great_circle_km,
+    lat_edges,
+    lon_widths,
+)
+from climviz.events.label import label, label_step
+from climviz.events.table import label_table, table
+
 _LAZY = {
-    "EARTH_RADIUS_KM": "climviz.events.geometry",
-    "cell_areas": "climviz.events.geometry",
-    "great_circle_km": "climviz.events.geometry",
-    "circular_mean_deg": "climviz.events.geometry",
-    "lat_edges": "climviz.events.geometry",
-    "lon_widths": "climviz.events.geometry",
-    "label": "climviz.events.label",
-    "label_step": "climviz.events.label",
-    "table": "climviz.events.table",
-    "label_table": "climviz.events.table",
     "track": "climviz.events.track",
+    "track_masks": "climviz.events.track",
     "Tracks": "climviz.events.track",
     "TrackConfig": "climviz.events.track",
     "frequency": "climviz.events.stats",
@@ -33,7 +41,10 @@ _LAZY = {
     "skill": "climviz.events.skill",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted([
+    "EARTH_RADIUS_KM", "cell_areas", "circular_mean_deg", "great_circle_km", "lat_edges", "lon_widths",
+    "label", "label_step", "label_table", "table", *_LAZY,
+])
 
 
 def __getattr__(name: str) -> Any:

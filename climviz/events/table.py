@@ -113,7 +113,10 @@ def table_runs(
     np.maximum.at(rmax, key, row)
 
     area_p = area[present]
-    lon_c = np.mod(np.rad2deg(np.arctan2(s[present], c[present])), 360.0)
+    sp, cp = s[present], c[present]
+    lon_c = np.mod(np.rad2deg(np.arctan2(sp, cp)), 360.0)
+    # a ring around the globe has no mean longitude
+    lon_c[np.hypot(sp, cp) <= 1e-9 * area[present]] = np.nan
     lat_a = geo.lat[rmin[present]]
     lat_b = geo.lat[rmax[present]]
     out["step"] = (present // K + step0).astype(np.int64)
@@ -214,7 +217,7 @@ def table(
     pandas.DataFrame
         Columns ``time, step, event, class, n_cells, area_km2`` (km²),
         ``centroid_lat, centroid_lon`` (degrees; area-weighted, longitude a
-        circular mean in [0, 360)), ``lat_min, lat_max`` (extreme cell-centre
+        circular mean in [0, 360), NaN for a ring around the globe), ``lat_min, lat_max`` (extreme cell-centre
         latitudes, degrees) and ``<field>_<stat>``; sorted by step then event.
     """
     import xarray as xr
