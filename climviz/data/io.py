@@ -1,0 +1,984 @@
+"""Open, validate and write climate runs (ClimateNet netCDF, DeepCAM HDF5, Zarr).
+
+:func:`open_run` turns a file, a list of files, a glob or a directory into one
+lazily-loaded :class:`xarray.Dataset` (dask) with dims ``(time, lat, lon)``, the
+16 channels in the canonical order (:data:`climviz.data.schema.CHANNELS`),
+``LABELS`` when present, CF attributes, latitude ascending and longitude in
+[0, 360).
+
+Formats
+-------
+ClimateNet netCDF
+    Variables ``TMQ, U850, ...`` (and optionally ``LABELS``) on ``(time, lat, lon)``;
+    one or many time steps per file. Files without a ``time`` dimension are one
+    step. Coordinates may be called ``lat``/``latitude`` and ``lon``/``longitude``;
+    latitude may descend (flipped on input) and longitude may be in [-180, 180)
+    (converted and rolled). Any permutation of the three dimensions is transposed.
+DeepCAM HDF5
+    ``climate/data`` of shape ``(lat, lon, 16)`` float32 and ``climate/labels_0`` (or
+    ``climate/labels``) of shape ``(lat, lon)``: one time step per file. These files
+    carry no coordinates, so a regular global grid of cell centres is assumed
+    (:func:`climviz.data.synthetic.grid_coords`: ``lat = -90 + (i + 0.5) * 180 / nlat``,
+    ``lon = j * 360 / nlon``), rows south to north. The channel order is taken from
+    a ``channels`` attribute of ``climate/data`` when present, else the canonical
+    order. The time is read from a root attribute ``time`` (ISO 8601), else from a
+    ``YYYY-MM-DD-HH`` stamp in the file name (``data-2106-01-02-00-1.h5``), else the
+    time steps are numbered 0, 1, ... in file order.
+Zarr
+    A directory store written by :func:`write_run` or by xarray (``to_zarr``).
+
+Opening reads only metadata: data are read when computed. Values are checked as
+they are read (``check_values="lazy"``, the default): a chunk with NaN/inf (or
+labels outside {0, 1, 2}) raises :class:`~climviz.errors.DataError` naming the
+file, the variable and the time step when it is computed. ``check_values="eager"``
+(or :func:`validate_run`) reads everything once, in a streaming pass, to check up
+front. With ``nan_policy="mask"`` non-finite values become NaN (masked) instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob as _glob
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from climviz.data.schema import CHANNEL_ATTRS, CHANNELS, FLAG_VALUES, LABEL_VAR, label_attrs
+from climviz.data.synthetic import grid_coords
+from climviz.errors import DataError
+from climviz.utils.atomic import atomic_path
+
+__all__ = ["open_run", "validate_run", "write_run", "find_files", "DEEPCAM_DATA", "DEEPCAM_LABELS"]
+
+PathLike = str | os.PathLike
+DEEPCAM_DATA = "climate/data"
+DEEPCAM_LABELS = ("climate/labels_0", "climate/labels")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_NC3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
+_NC_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+_H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+_LAT_NAMES = ("lat", "latitude", "nlat", "y")
+_LON_NAMES = ("lon", "longitude", "nlon", "x")
+_TIME_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})-(\d{2})")
+_UNIT_ALIASES = {
+    "kg m-2": {"kg m-2", "kg/m2", "kg/m^2", "kg m**-2", "mm", "kg.m-2"},
+    "m s-1": {"m s-1", "m/s", "m s**-1", "m.s-1", "ms-1"},
+    "kg kg-1": {"kg kg-1", "kg/kg", "1", "", "kg kg**-1"},
+    "Pa": {"pa"},
+    "K": {"k", "degk", "kelvin"},
+    "m": {"m", "gpm", "meters", "metre", "metres"},
+}
+
+
+# --------------------------------------------------------------------------------------
+# finding files
+# --------------------------------------------------------------------------------------
+def _is_zarr_dir(p: Path) -> bool:
+    return p.is_dir() and any((p / m).exists() for m in ("zarr.json", ".zgroup", ".zmetadata", ".zattrs"))
+
+
+def find_files(paths: PathLike | Sequence[PathLike]) -> list[Path]:
+    """Resolve a file, a list, a glob or a directory into a list of run files/stores.
+
+    A directory that is a Zarr store is itself the run; another directory contributes
+    its ``*.nc``, ``*.nc4``, ``*.h5``, ``*.hdf5`` files and ``*.zarr`` stores (sorted by name).
+
+    Raises
+    ------
+    DataError
+        A path that does not exist, a glob that matches nothing, an empty directory.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        items: list[PathLike] = [paths]
+    else:
+        items = list(paths)
+        if not items:
+            raise DataError("open_run: expected at least one path, found an empty list")
+    out: list[Path] = []
+    for item in items:
+        s = os.fspath(item)
+        p = Path(s).expanduser()
+        if any(ch in s for ch in "*?[") and not p.exists():
+            matches = sorted(_glob.glob(os.path.expanduser(s)))
+            if not matches:
+                raise DataError(f"{s}: glob pattern matches no files (expected netCDF/HDF5/Zarr files)")
+            out.extend(Path(m) for m in matches)
+        elif not p.exists():
+            raise DataError(f"{p}: file not found (expected a netCDF, DeepCAM HDF5 or Zarr run)")
+        elif p.is_dir() and p.suffix.lower() == ".zarr" and not _is_zarr_dir(p):
+            raise DataError(f"{p}: is a directory named *.zarr but not a Zarr store (no zarr.json/.zgroup found)")
+        elif p.is_dir() and not _is_zarr_dir(p):
+            found = sorted(
+                c for c in p.iterdir()
+                if (c.is_file() and c.suffix.lower() in _NC_SUFFIXES + _H5_SUFFIXES and not c.name.startswith("."))
+                or (c.suffix == ".zarr" and c.is_dir())
+            )
+            if not found:
+                raise DataError(
+                    f"{p}: directory holds no run files (expected *.nc, *.h5 or *.zarr), "
+                    f"found {sorted(c.name for c in p.iterdir())[:10]}"
+                )
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# one file -> oriented lazy arrays
+# --------------------------------------------------------------------------------------
+@dataclass
+class _FilePart:
+    path: Path
+    times: np.ndarray | None  # None: no time information in the file
+    lat: np.ndarray
+    lon: np.ndarray
+    arrays: dict[str, Any] = field(default_factory=dict)  # name -> dask array (t, lat, lon)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    var_attrs: dict[str, dict] = field(default_factory=dict)
+    fmt: str = "netcdf"
+
+    @property
+    def n_times(self) -> int:
+        return next(iter(self.arrays.values())).shape[0]
+
+
+def _sniff(path: Path) -> str:
+    """'zarr', 'hdf5' (netCDF4 or plain HDF5) or 'netcdf3'; DataError otherwise."""
+    if path.is_dir():
+        if _is_zarr_dir(path):
+            return "zarr"
+        raise DataError(f"{path}: is a directory but not a Zarr store (no zarr.json/.zgroup)")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc})") from exc
+    if head == _HDF5_MAGIC:
+        return "hdf5"
+    if head[:4] in _NC3_MAGIC:
+        return "netcdf3"
+    if len(head) < 8:
+        raise DataError(f"{path}: truncated or empty file ({len(head)} bytes); expected netCDF, HDF5 or Zarr")
+    raise DataError(
+        f"{path}: not a netCDF, HDF5 or Zarr file (expected the HDF5 signature or 'CDF', found {head[:8]!r})"
+    )
+
+
+def _time_from_name(path: Path) -> np.datetime64 | None:
+    m = _TIME_RE.search(path.name)
+    if not m:
+        return None
+    y, mo, d, h = (int(g) for g in m.groups())
+    try:
+        return np.datetime64(pd.Timestamp(year=y, month=mo, day=d, hour=h), "ns")
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# HDF5 readers (module-level functions so dask graphs pickle into worker processes)
+# --------------------------------------------------------------------------------------
+_H5_HANDLES: dict[tuple, Any] = {}
+_H5_PID = [os.getpid()]
+_H5_MAX_OPEN = 64
+
+
+def _h5(path: str):
+    """An open read-only h5py.File for ``path``, cached per process (reopened after fork)."""
+    import h5py
+
+    if _H5_PID[0] != os.getpid():  # a forked worker: never share the parent's HDF5 handles
+        _H5_HANDLES.clear()
+        _H5_PID[0] = os.getpid()
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size)
+    f = _H5_HANDLES.get(key)
+    if f is None or not f.id.valid:
+        if len(_H5_HANDLES) >= _H5_MAX_OPEN:
+            old = _H5_HANDLES.pop(next(iter(_H5_HANDLES)))
+            try:
+                old.close()
+            except Exception:  # noqa: BLE001 - closing a stale handle must not fail a read
+                pass
+        f = h5py.File(path, "r")
+        _H5_HANDLES[key] = f
+    return f
+
+
+def _read_h5(path: str, key: str, t: int | None = None, perm: tuple[int, ...] | None = None,
+             fill: float | None = None) -> np.ndarray:
+    """Read ``key`` (one step ``t`` along axis ``perm[0]`` when given), as (1, lat, lon) if 2-D after."""
+    try:
+        dset = _h5(path)[key]
+        if t is None:
+            a = dset[()]
+        else:
+            idx = [slice(None)] * dset.ndim
+            idx[perm[0]] = slice(t, t + 1)
+            a = dset[tuple(idx)]
+    except (OSError, KeyError) as exc:
+        raise DataError(f"{path}: variable {key}: cannot be read, file truncated or corrupt ({exc})") from exc
+    if perm is not None and len(perm) == a.ndim:
+        a = np.transpose(a, perm)
+    if fill is not None and a.dtype.kind == "f":
+        a = np.where(a == fill, np.nan, a).astype(a.dtype, copy=False)
+    return a
+
+
+def _take(a: np.ndarray, index: tuple) -> np.ndarray:
+    return a[index]
+
+
+def _task_array(name: str, tasks: list, shape: tuple[int, ...], dtype, extra: dict | None = None):
+    """A dask array with one chunk per time step from explicit read tasks (cheap to build)."""
+    import dask.array as da
+
+    dsk = {(name, k, 0, 0): task for k, task in enumerate(tasks)}
+    if extra:
+        dsk.update(extra)
+    chunks = ((1,) * len(tasks), (shape[1],), (shape[2],))
+    return da.Array(dsk, name, chunks, dtype=dtype)
+
+
+def _open_deepcam(path: Path, f) -> _FilePart:
+    if DEEPCAM_DATA not in f:
+        raise DataError(f"{path}: HDF5 file without '{DEEPCAM_DATA}' (expected a DeepCAM file); found {list(f)}")
+    dset = f[DEEPCAM_DATA]
+    if dset.ndim != 3:
+        raise DataError(
+            f"{path}: variable {DEEPCAM_DATA}: expected rank 3 (lat, lon, channel), found shape {dset.shape}"
+        )
+    chans = dset.attrs.get("channels")
+    if chans is not None:
+        chans = [c.decode() if isinstance(c, bytes) else str(c) for c in np.atleast_1d(chans)]
+    else:
+        chans = list(CHANNELS)
+    if dset.shape[2] != len(chans):
+        raise DataError(
+            f"{path}: variable {DEEPCAM_DATA}: expected {len(chans)} channels in the last axis "
+            f"(lat, lon, channel), found shape {dset.shape}"
+        )
+    nlat, nlon = dset.shape[:2]
+    lat, lon = grid_coords((nlat, nlon))
+    from dask.base import tokenize
+
+    st = path.stat()
+    tok = tokenize(str(path), st.st_mtime_ns, st.st_size)
+    read_key = (f"h5read-{tok}",)
+    read = {read_key: (_read_h5, str(path), DEEPCAM_DATA)}
+    arrays = {
+        c: _task_array(f"h5ch-{c}-{tok}", [(_take, read_key, (None, slice(None), slice(None), j))],
+                       (1, nlat, nlon), dset.dtype, read)
+        for j, c in enumerate(chans)
+    }
+    lab_key = next((k for k in DEEPCAM_LABELS if k in f), None)
+    if lab_key is not None:
+        ld = f[lab_key]
+        if ld.shape != (nlat, nlon):
+            raise DataError(
+                f"{path}: variable {lab_key}: expected shape {(nlat, nlon)} (the grid of {DEEPCAM_DATA}), "
+                f"found {ld.shape}"
+            )
+        arrays[LABEL_VAR] = _task_array(f"h5lab-{tok}", [(_take, (_read_h5, str(path), lab_key), (None,))],
+                                        (1, nlat, nlon), ld.dtype)
+    t_attr = f.attrs.get("time")
+    if t_attr is not None:
+        t_attr = t_attr.decode() if isinstance(t_attr, bytes) else str(t_attr)
+        try:
+            times = np.array([np.datetime64(pd.Timestamp(t_attr), "ns")])
+        except ValueError as exc:
+            raise DataError(f"{path}: attribute time: expected an ISO 8601 date, found {t_attr!r}") from exc
+    else:
+        t = _time_from_name(path)
+        times = None if t is None else np.array([t])
+    attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items() if k != "time"}
+    return _FilePart(path, times, lat, lon, arrays, attrs, {}, "deepcam")
+
+
+_NC_INTERNAL = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid", "_Netcdf4Coordinates",
+                "_NCProperties", "_nc3_strict", "_FillValue"}
+
+
+def _clean_attrs(attrs) -> dict[str, Any]:
+    out = {}
+    for k, v in attrs.items():
+        if k in _NC_INTERNAL:
+            continue
+        if isinstance(v, bytes):
+            v = v.decode(errors="replace")
+        elif isinstance(v, np.ndarray) and v.size == 1:
+            v = v.item()
+            v = v.decode(errors="replace") if isinstance(v, bytes) else v
+        out[k] = v
+    return out
+
+
+def _open_nc4_fast(path: Path, f, channels: Sequence[str], first: bool = True) -> _FilePart | None:
+    """netCDF4 (HDF5) file read with h5py: metadata only, one read task per variable and step.
+
+    Returns None for files this fast path does not handle (groups, packed values, odd
+    dimension scales); those go through xarray.
+    """
+    import h5py
+
+    names = list(f.keys())
+    missing = [c for c in channels if c not in names]
+    if missing:
+        present = [k for k in names if k not in ("time", "lat", "lon", "latitude", "longitude")]
+        raise DataError(f"{path}: missing channel(s) {missing}; expected {list(channels)}; found variables {present}")
+    want = [*channels] + ([LABEL_VAR] if LABEL_VAR in names else [])
+    dsets = {name: f[name] for name in want}
+    dims_of: dict[str, list[str]] = {}
+    shape0 = dsets[channels[0]].shape
+    for name in want:
+        d = dsets[name]
+        if not isinstance(d, h5py.Dataset):
+            return None
+        # dimension names are costly to read: read them for the first channel, for any variable
+        # whose shape differs, and for all on square grids (where a transposed variable would
+        # have the same shape)
+        if name == channels[0] or d.shape != shape0 or len(set(shape0[-2:])) < 2 or first:
+            try:
+                dims_of[name] = [dim[0].name.lstrip("/") if len(dim) else "" for dim in d.dims]
+            except Exception:  # noqa: BLE001 - unusual dimension scales: let xarray handle it
+                return None
+            if "" in dims_of[name]:
+                return None
+        else:
+            dims_of[name] = dims_of[channels[0]]
+    if first and any(("scale_factor" in dsets[n].attrs or "add_offset" in dsets[n].attrs) for n in want):
+        return None
+    ref = dims_of[channels[0]]
+    lat_n = next((n for n in _LAT_NAMES if n in ref), None)
+    lon_n = next((n for n in _LON_NAMES if n in ref), None)
+    if lat_n is None or lon_n is None:
+        raise DataError(f"{path}: variable {channels[0]}: expected dimensions lat/latitude and lon/longitude, "
+                        f"found {tuple(ref)} with shape {f[channels[0]].shape}")
+    time_in_file = "time" in f
+    sizes = dict(zip(ref, f[channels[0]].shape))
+    nlat, nlon = sizes[lat_n], sizes[lon_n]
+    nt = None
+    from dask.base import tokenize
+
+    st = path.stat()
+    arrays, var_attrs = {}, {}
+    for name in want:
+        d = dsets[name]
+        dims = dims_of[name]
+        canon = ["time" if x == "time" else "lat" if x == lat_n else "lon" if x == lon_n else x for x in dims]
+        ok = set(canon) == {"time", "lat", "lon"} or (set(canon) == {"lat", "lon"} and (name == LABEL_VAR or "time" not in sizes))
+        if not ok:
+            raise DataError(f"{path}: variable {name}: expected dimensions (time, lat, lon), "
+                            f"found {tuple(dims)} with shape {d.shape}")
+        shp = dict(zip(canon, d.shape))
+        if (shp["lat"], shp["lon"]) != (nlat, nlon):
+            raise DataError(f"{path}: variable {name}: expected grid (lat, lon) = {(nlat, nlon)}, "
+                            f"found {(shp['lat'], shp['lon'])}")
+        fill = d.attrs.get("_FillValue") if d.dtype.kind == "f" else None
+        fill = float(np.asarray(fill).ravel()[0]) if fill is not None else None
+        tok = tokenize(str(path), st.st_mtime_ns, st.st_size, name)
+        if "time" in canon:
+            perm = tuple(canon.index(x) for x in ("time", "lat", "lon"))
+            n = shp["time"]
+            nt = n if nt is None else nt
+            tasks = [(_read_h5, str(path), name, k, perm, fill) for k in range(n)]
+        else:
+            perm = tuple(canon.index(x) for x in ("lat", "lon"))
+            n = sizes.get("time", 1)
+            read = (_take, (_read_h5, str(path), name, None, perm, fill), (None,))
+            tasks = [read] * n  # labels without time in a file with time: same labels at each step
+        arrays[name] = _task_array(f"nc-{name}-{tok}", tasks, (n, nlat, nlon), d.dtype)
+        if first:
+            var_attrs[name] = _clean_attrs(d.attrs)
+
+    def coord(n: str, size: int, which: int) -> np.ndarray:
+        if n in f and isinstance(f[n], h5py.Dataset) and f[n].shape == (size,) and \
+                not str(f[n].attrs.get("NAME", b"")).count("This is a netCDF dimension"):
+            return np.asarray(f[n][()], dtype=float)
+        return grid_coords((nlat, nlon))[which]
+
+    lat, lon = coord(lat_n, nlat, 0), coord(lon_n, nlon, 1)
+    times = None
+    if time_in_file and "units" in f["time"].attrs and "time" in sizes:
+        from xarray.coding.times import decode_cf_datetime
+
+        ta = _clean_attrs(f["time"].attrs)
+        try:
+            times = np.asarray(decode_cf_datetime(np.asarray(f["time"][()]), ta["units"], ta.get("calendar")))
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"{path}: variable time: cannot decode units {ta['units']!r}: {exc}") from exc
+    elif "time" not in sizes:
+        t = f.attrs.get("time")
+        if t is not None:
+            try:
+                times = np.array([np.datetime64(pd.Timestamp(str(t.decode() if isinstance(t, bytes) else t)), "ns")])
+            except ValueError:
+                times = None
+        if times is None:
+            tn = _time_from_name(path)
+            times = None if tn is None else np.array([tn])
+    return _FilePart(path, times, lat, lon, arrays, _clean_attrs(f.attrs) if first else {}, var_attrs, "netcdf")
+
+
+def _dim_name(ds: xr.Dataset, names: Iterable[str]) -> str | None:
+    for n in names:
+        if n in ds.dims:
+            return n
+    return None
+
+
+def _open_xarray(path: Path, kind: str, channels: Sequence[str]) -> _FilePart:
+    try:
+        if kind == "zarr":
+            consolidated = (path / ".zmetadata").exists() or '"consolidated_metadata"' in (
+                (path / "zarr.json").read_text() if (path / "zarr.json").exists() else "")
+            ds = xr.open_zarr(path, chunks={}, consolidated=consolidated)
+        else:
+            engine = "netcdf4" if kind == "hdf5" else None
+            ds = xr.open_dataset(path, engine=engine, chunks={}, cache=False)
+    except DataError:
+        raise
+    except Exception as exc:  # the backends raise OSError, ValueError, KeyError, RuntimeError...
+        raise DataError(
+            f"{path}: cannot be opened as {'Zarr' if kind == 'zarr' else 'netCDF'} "
+            f"(truncated or corrupt?): {type(exc).__name__}: {exc}"
+        ) from exc
+    lat_n, lon_n = _dim_name(ds, _LAT_NAMES), _dim_name(ds, _LON_NAMES)
+    if lat_n is None or lon_n is None:
+        raise DataError(
+            f"{path}: expected dimensions lat/latitude and lon/longitude, found dimensions {dict(ds.sizes)}"
+        )
+    ren = {k: v for k, v in ((lat_n, "lat"), (lon_n, "lon")) if k != v}
+    if ren:
+        ds = ds.rename(ren)
+    time_n = "time" if "time" in ds.dims else None
+    present = [v for v in ds.data_vars]
+    missing = [c for c in channels if c not in ds.data_vars]
+    if missing:
+        raise DataError(
+            f"{path}: missing channel(s) {missing}; expected {list(channels)}; found variables {present}"
+        )
+    nlat, nlon = ds.sizes["lat"], ds.sizes["lon"]
+    lat = ds["lat"].values.astype(float) if "lat" in ds.coords else grid_coords((nlat, nlon))[0]
+    lon = ds["lon"].values.astype(float) if "lon" in ds.coords else grid_coords((nlat, nlon))[1]
+    want = [*channels] + ([LABEL_VAR] if LABEL_VAR in ds.data_vars else [])
+    arrays, var_attrs = {}, {}
+    for name in want:
+        var = ds[name]
+        dims = set(var.dims)
+        ok = dims == {"time", "lat", "lon"} or (dims == {"lat", "lon"} and (name == LABEL_VAR or time_n is None))
+        if not ok:
+            raise DataError(
+                f"{path}: variable {name}: expected dimensions (time, lat, lon), "
+                f"found {var.dims} with shape {var.shape}"
+            )
+        if "time" in dims:
+            var = var.transpose("time", "lat", "lon")
+            arr = var.data
+        else:
+            var = var.transpose("lat", "lon")
+            arr = var.data[None]
+            if time_n is not None:  # labels without time in a file with time: same labels each step
+                import dask.array as da
+
+                arr = da.broadcast_to(arr, (ds.sizes["time"], nlat, nlon))
+        arrays[name] = arr
+        var_attrs[name] = dict(var.attrs)
+    times = None
+    if time_n is not None and "time" in ds.coords:
+        times = ds["time"].values
+    elif time_n is None:
+        t = ds.attrs.get("time")
+        tn = _time_from_name(path)
+        if t is not None:
+            try:
+                times = np.array([np.datetime64(pd.Timestamp(str(t)), "ns")])
+            except ValueError:
+                times = None
+        if times is None and tn is not None:
+            times = np.array([tn])
+    return _FilePart(path, times, lat, lon, arrays, dict(ds.attrs), var_attrs, "zarr" if kind == "zarr" else "netcdf")
+
+
+def _orient(part: _FilePart) -> _FilePart:
+    """Latitude ascending, longitude in [0, 360) increasing; errors for irregular axes."""
+    lat, lon = part.lat, part.lon
+    if lat.ndim != 1 or lon.ndim != 1:
+        raise DataError(f"{part.path}: expected 1-D lat and lon coordinates, found lat{lat.shape} lon{lon.shape}")
+    if not (np.isfinite(lat).all() and np.abs(lat).max() <= 90.0):
+        raise DataError(f"{part.path}: variable lat: expected values in [-90, 90], found {lat.min()}..{lat.max()}")
+    if lat.size > 1 and np.all(np.diff(lat) < 0):
+        part.arrays = {k: a[:, ::-1, :] for k, a in part.arrays.items()}
+        lat = lat[::-1]
+    elif lat.size > 1 and not np.all(np.diff(lat) > 0):
+        raise DataError(f"{part.path}: variable lat: expected strictly monotonic latitudes, found {lat[:6]}...")
+    if not np.isfinite(lon).all():
+        raise DataError(f"{part.path}: variable lon: expected finite longitudes, found NaN/inf")
+    lon360 = np.mod(lon, 360.0)
+    shift = int(np.argmin(lon360))
+    if shift:
+        part.arrays = {k: _roll_lon(a, -shift) for k, a in part.arrays.items()}
+        lon360 = np.roll(lon360, -shift)
+    if lon360.size > 1 and not np.all(np.diff(lon360) > 0):
+        raise DataError(
+            f"{part.path}: variable lon: expected distinct longitudes increasing around the globe "
+            f"(in [0, 360) or [-180, 180)), found {lon[:6]}..."
+        )
+    part.lat, part.lon = lat, lon360
+    return part
+
+
+def _roll_lon(a, shift: int):
+    import dask.array as da
+
+    return da.roll(a, shift, axis=2)
+
+
+def _open_part(path: Path, channels: Sequence[str], first: bool = True) -> _FilePart:
+    kind = _sniff(path)
+    if kind == "hdf5":
+        try:
+            f = _h5(str(path))
+            if DEEPCAM_DATA in f:
+                return _orient(_open_deepcam(path, f))
+            part = _open_nc4_fast(path, f, channels, first)
+            if part is not None:
+                return _orient(part)
+        except DataError:
+            raise
+        except OSError as exc:
+            raise DataError(f"{path}: HDF5/netCDF4 file is truncated or corrupt: {exc}") from exc
+    return _orient(_open_xarray(path, kind, channels))
+
+
+# --------------------------------------------------------------------------------------
+# lazy value checks
+# --------------------------------------------------------------------------------------
+def _check_block(block: np.ndarray, *, name: str, starts: np.ndarray, files: tuple[str, ...], policy: str,
+                 block_info=None) -> np.ndarray:
+    t0 = block_info[0]["array-location"][0][0] if block_info else 0
+    if name == LABEL_VAR:
+        bad = ~np.isin(block, FLAG_VALUES)
+        if bad.any():
+            ti = int(np.nonzero(bad.any(axis=(1, 2)))[0][0])
+            fi = int(np.searchsorted(starts, t0 + ti, side="right") - 1)
+            found = np.unique(block[bad])[:5]
+            raise DataError(
+                f"{files[fi]}: variable {LABEL_VAR}: expected values in {{0, 1, 2}}, found {found.tolist()} "
+                f"({int(bad.sum())} cells) at time index {t0 + ti}"
+            )
+        return block
+    fin = np.isfinite(block)
+    if fin.all():
+        return block
+    if policy == "mask":
+        return np.where(fin, block, np.nan).astype(block.dtype, copy=False)
+    ti = int(np.nonzero(~fin.all(axis=(1, 2)))[0][0])
+    fi = int(np.searchsorted(starts, t0 + ti, side="right") - 1)
+    raise DataError(
+        f"{files[fi]}: variable {name}: expected finite values, found {int((~fin).sum())} NaN/inf at time "
+        f"index {t0 + ti} (pass nan_policy='mask' to open_run to mask them as NaN)"
+    )
+
+
+def _checked(arr, name, starts, files, policy):
+    fn = functools.partial(_check_block, name=name, starts=starts, files=files, policy=policy)
+    return arr.map_blocks(fn, dtype=arr.dtype, name=f"check-{name}")
+
+
+def _units_ok(found: str, expected: str) -> bool:
+    f = found.strip()
+    if f == expected:
+        return True
+    aliases = _UNIT_ALIASES.get(expected, set())
+    return f.lower() in {a.lower() for a in aliases}
+
+
+# --------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------
+def open_run(
+    paths: PathLike | Sequence[PathLike] | xr.Dataset,
+    *,
+    channels: Sequence[str] | None = None,
+    chunks: dict[str, int] | None = None,
+    nan_policy: str = "raise",
+    check_values: str = "lazy",
+    expect_grid: tuple[int, int] | None = None,
+    require_labels: bool = False,
+) -> xr.Dataset:
+    """Open a climate run lazily as one dataset with the canonical layout.
+
+    Parameters
+    ----------
+    paths
+        A file, a list of files, a glob (``"runs/*.nc"``), a directory, a Zarr store, or an
+        ``xr.Dataset`` (validated and normalized the same way).
+    channels
+        Channels required (default: the 16 of :data:`~climviz.data.schema.CHANNELS`); only
+        these (in this order) and ``LABELS`` are kept.
+    chunks
+        Dask chunk sizes, e.g. ``{"time": 4}``; default one time step per chunk and the
+        whole grid.
+    nan_policy
+        ``"raise"`` (default): NaN/inf in a channel raise :class:`DataError` naming the file,
+        the variable and the time step when read. ``"mask"``: they become NaN.
+    check_values
+        ``"lazy"`` (default, checks as data are read), ``"eager"`` (reads everything now,
+        in a streaming pass, see :func:`validate_run`) or ``"none"``.
+    expect_grid
+        ``(nlat, nlon)`` the run must have, e.g. :data:`~climviz.data.schema.PAPER_GRID`.
+    require_labels
+        Raise if the run has no ``LABELS``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dask-backed, dims ``(time, lat, lon)``, latitude ascending, longitude in [0, 360),
+        CF attributes; attribute ``source_files`` lists the files.
+
+    Raises
+    ------
+    DataError
+        Missing file, not netCDF/HDF5/Zarr, truncated or corrupt file, missing channel,
+        wrong rank or grid, grids differing between files, duplicate or unsorted times,
+        labels outside {0, 1, 2}, NaN/inf (see ``nan_policy``). The message names the file,
+        the variable, what was expected and what was found.
+    """
+    if nan_policy not in ("raise", "mask"):
+        raise DataError(f"open_run: nan_policy must be 'raise' or 'mask', found {nan_policy!r}")
+    if check_values not in ("lazy", "eager", "none"):
+        raise DataError(f"open_run: check_values must be 'lazy', 'eager' or 'none', found {check_values!r}")
+    chans = tuple(CHANNELS if channels is None else channels)
+    if isinstance(paths, xr.Dataset):
+        parts = [_part_from_dataset(paths, chans)]
+    else:
+        files = find_files(paths)
+        parts = [_open_part(files[0], chans)]
+        # later files: attributes are taken from the first file only (reading them is slow)
+        parts += [_open_part(p, chans, first=False) for p in files[1:]]
+    for part in parts:
+        missing = [c for c in chans if c not in part.arrays]
+        if missing:
+            raise DataError(
+                f"{part.path}: missing channel(s) {missing}; expected {list(chans)}; "
+                f"found {[k for k in part.arrays if k != LABEL_VAR]}"
+            )
+    ds = _combine(parts, chans, chunks, nan_policy, check_values != "none")
+    if expect_grid is not None and (ds.sizes["lat"], ds.sizes["lon"]) != tuple(expect_grid):
+        raise DataError(
+            f"{parts[0].path}: expected grid (lat, lon) = {tuple(expect_grid)}, "
+            f"found {(ds.sizes['lat'], ds.sizes['lon'])}"
+        )
+    if require_labels and LABEL_VAR not in ds:
+        raise DataError(f"{parts[0].path}: variable {LABEL_VAR}: expected labels, found none")
+    if check_values == "eager":
+        validate_run(ds)
+    return ds
+
+
+def _part_from_dataset(ds: xr.Dataset, chans: Sequence[str]) -> _FilePart:
+    import dask.array as da
+
+    name = Path(str(ds.encoding.get("source", "<dataset>")))
+    lat_n, lon_n = _dim_name(ds, _LAT_NAMES), _dim_name(ds, _LON_NAMES)
+    if lat_n is None or lon_n is None:
+        raise DataError(f"{name}: expected dimensions lat and lon, found {dict(ds.sizes)}")
+    ds = ds.rename({k: v for k, v in ((lat_n, "lat"), (lon_n, "lon")) if k != v})
+    missing = [c for c in chans if c not in ds.data_vars]
+    if missing:
+        raise DataError(f"{name}: missing channel(s) {missing}; expected {list(chans)}; found {list(ds.data_vars)}")
+    arrays, var_attrs = {}, {}
+    for v in [*chans] + ([LABEL_VAR] if LABEL_VAR in ds else []):
+        var = ds[v]
+        if set(var.dims) == {"lat", "lon"} and "time" not in ds.dims:
+            var = var.expand_dims("time")
+        if set(var.dims) != {"time", "lat", "lon"}:
+            raise DataError(f"{name}: variable {v}: expected dimensions (time, lat, lon), found {var.dims}")
+        var = var.transpose("time", "lat", "lon")
+        data = var.data
+        arrays[v] = data if isinstance(data, da.Array) else da.from_array(data, chunks=(1, -1, -1))
+        var_attrs[v] = dict(var.attrs)
+    times = ds["time"].values if "time" in ds.coords else None
+    nlat, nlon = ds.sizes["lat"], ds.sizes["lon"]
+    lat = ds["lat"].values.astype(float) if "lat" in ds.coords else grid_coords((nlat, nlon))[0]
+    lon = ds["lon"].values.astype(float) if "lon" in ds.coords else grid_coords((nlat, nlon))[1]
+    return _orient(_FilePart(name, times, lat, lon, arrays, dict(ds.attrs), var_attrs, "dataset"))
+
+
+def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check) -> xr.Dataset:
+    import dask.array as da
+
+    ref = parts[0]
+    for p in parts[1:]:
+        if p.lat.shape != ref.lat.shape or p.lon.shape != ref.lon.shape:
+            raise DataError(
+                f"{p.path}: grid differs between files: expected (lat, lon) = {(ref.lat.size, ref.lon.size)} "
+                f"as in {ref.path}, found {(p.lat.size, p.lon.size)}"
+            )
+        if not (np.allclose(p.lat, ref.lat, atol=1e-4) and np.allclose(p.lon, ref.lon, atol=1e-4)):
+            raise DataError(
+                f"{p.path}: grid differs between files: latitudes/longitudes do not match those of {ref.path} "
+                f"(largest difference {max(np.abs(p.lat - ref.lat).max(), np.abs(p.lon - ref.lon).max()):.4g} deg)"
+            )
+    has_labels = [LABEL_VAR in p.arrays for p in parts]
+    if any(has_labels) and not all(has_labels):
+        bad = parts[has_labels.index(False)]
+        raise DataError(f"{bad.path}: variable {LABEL_VAR}: expected labels as in {parts[has_labels.index(True)].path}, found none")
+    # time axis
+    if all(p.times is not None for p in parts):
+        kinds = {np.asarray(p.times).dtype.kind for p in parts}
+        if len(kinds) > 1:
+            raise DataError(f"{parts[0].path}: time: expected one calendar/type in all files, found {kinds}")
+        for p in parts:
+            t = np.asarray(p.times)
+            if t.size > 1 and not all(t[1:] > t[:-1]):
+                dup = pd.Index(t).duplicated()
+                what = f"duplicate time {t[dup][0]}" if dup.any() else "times not increasing"
+                raise DataError(f"{p.path}: variable time: expected strictly increasing times, found {what}")
+        order = sorted(range(len(parts)), key=lambda i: parts[i].times[0])
+        parts = [parts[i] for i in order]
+        times = np.concatenate([np.asarray(p.times) for p in parts])
+        if times.size > 1 and not all(times[1:] > times[:-1]):
+            k = int(np.nonzero(~(times[1:] > times[:-1]))[0][0])
+            starts = np.cumsum([0] + [p.n_times for p in parts])
+            fa = parts[int(np.searchsorted(starts, k, side="right") - 1)].path
+            fb = parts[int(np.searchsorted(starts, k + 1, side="right") - 1)].path
+            raise DataError(
+                f"{fb}: variable time: expected times not already in the run, found duplicate/overlapping "
+                f"time {times[k + 1]} (also in {fa})"
+            )
+    else:
+        n = sum(p.n_times for p in parts)
+        times = np.arange(n)
+    starts = np.cumsum([0] + [p.n_times for p in parts])[:-1]
+    files = tuple(str(p.path) for p in parts)
+    tchunk = (chunks or {}).get("time", 1)
+    data_vars = {}
+    names = [*chans] + ([LABEL_VAR] if all(has_labels) else [])
+    for name in names:
+        arr = da.concatenate([p.arrays[name] for p in parts], axis=0) if len(parts) > 1 else parts[0].arrays[name]
+        want = (tchunk, (chunks or {}).get("lat", -1), (chunks or {}).get("lon", -1))
+        arr = arr.rechunk(want)
+        if name != LABEL_VAR and arr.dtype.kind != "f":
+            arr = arr.astype(np.float32)
+        if check:
+            arr = _checked(arr, name, np.asarray(starts), files, nan_policy)
+        attrs = dict(ref.var_attrs.get(name, {}))
+        if name == LABEL_VAR:
+            attrs.update(label_attrs())
+        else:
+            exp = CHANNEL_ATTRS.get(name, {})
+            found_u = attrs.get("units")
+            for key in ("_FillValue", "missing_value", "coordinates"):
+                attrs.pop(key, None)
+            if found_u is not None and exp and not _units_ok(str(found_u), exp["units"]):
+                warnings.warn(
+                    f"{ref.path}: variable {name}: expected units {exp['units']!r}, found {found_u!r}; "
+                    "values are used as they are", stacklevel=3,
+                )
+                attrs.update({k: v for k, v in exp.items() if k not in attrs})
+            else:
+                attrs.update({k: v for k, v in exp.items() if k not in attrs or k == "units"})
+        data_vars[name] = (("time", "lat", "lon"), arr, attrs)
+    lat, lon = ref.lat, ref.lon
+    coords = {
+        "time": ("time", times, {"standard_name": "time", "axis": "T"} if times.dtype.kind != "i"
+                 else {"long_name": "time step index (no time information in the files)"}),
+        "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude", "axis": "Y"}),
+        "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude", "axis": "X"}),
+    }
+    attrs = {k: v for k, v in ref.attrs.items() if isinstance(v, (str, int, float, np.integer, np.floating))}
+    attrs["source_files"] = list(files) if len(files) <= 1000 else [*files[:1000], f"... {len(files) - 1000} more"]
+    attrs.setdefault("Conventions", "CF-1.8")
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def validate_run(ds: xr.Dataset | PathLike | Sequence[PathLike], *, values: bool = True,
+                 channels: Sequence[str] | None = None) -> xr.Dataset:
+    """Check a run fully: structure and (with ``values=True``) every value, in one streaming pass.
+
+    Parameters
+    ----------
+    ds
+        A dataset from :func:`open_run` (or anything :func:`open_run` accepts).
+    values
+        Also read all data (chunk by chunk, bounded memory) to find NaN/inf and bad labels.
+    channels
+        Channels required (default all 16).
+
+    Returns
+    -------
+    xarray.Dataset
+        The (opened) dataset, unchanged.
+
+    Raises
+    ------
+    DataError
+        Naming the file, the variable, what was expected and what was found.
+    """
+    import dask
+    import dask.array as da
+
+    if not isinstance(ds, xr.Dataset) or "source_files" not in ds.attrs:
+        ds = open_run(ds, channels=channels, check_values="none" if not values else "lazy")
+        if not values:
+            return ds
+    chans = tuple(CHANNELS if channels is None else channels)
+    missing = [c for c in chans if c not in ds]
+    if missing:
+        src = ds.attrs.get("source_files", ["<dataset>"])
+        raise DataError(f"{src[0]}: missing channel(s) {missing}; expected {list(chans)}; found {list(ds.data_vars)}")
+    if values:
+        # one streaming pass: a tiny reduction per variable makes dask read every chunk once
+        # (the per-chunk checks raise DataError naming file, variable and time step)
+        src = ds.attrs.get("source_files") or ["<dataset>"]
+        tasks = []
+        for name in [c for c in chans] + ([LABEL_VAR] if LABEL_VAR in ds else []):
+            arr = ds[name].data
+            if not isinstance(arr, da.Array):
+                arr = da.from_array(np.asarray(arr), chunks=(1, -1, -1))
+            arr = _checked(arr, name, np.array([0]), (str(src[0]),), "raise") \
+                if "source_files" not in ds.attrs else arr
+            tasks.append(arr.max())
+        dask.compute(*tasks)
+    return ds
+
+
+# --------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------
+def _format_of(path: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in ("netcdf", "zarr", "deepcam"):
+            raise DataError(f"write_run: format must be 'netcdf', 'zarr' or 'deepcam', found {fmt!r}")
+        return fmt
+    suf = path.suffix.lower()
+    if suf in _NC_SUFFIXES:
+        return "netcdf"
+    if suf == ".zarr":
+        return "zarr"
+    if suf in _H5_SUFFIXES:
+        return "deepcam"
+    raise DataError(f"{path}: cannot tell the format from the suffix {suf!r}; expected .nc, .zarr or .h5")
+
+
+def write_run(
+    ds: xr.Dataset,
+    path: PathLike,
+    *,
+    overwrite: bool = False,
+    format: str | None = None,
+    complevel: int = 4,
+) -> Path:
+    """Write a run atomically (temporary file + rename; an interrupted write keeps the old file).
+
+    Parameters
+    ----------
+    ds
+        A run with dims ``(time, lat, lon)`` (e.g. from :func:`open_run` or
+        :func:`~climviz.data.synthetic.synthetic_run`).
+    path
+        ``*.nc`` (ClimateNet netCDF4, all steps in one file, zlib-compressed), ``*.zarr``
+        (Zarr store) or ``*.h5`` (DeepCAM HDF5: one time step; ``climate/data`` (lat, lon, 16)
+        float32 in the canonical channel order and ``climate/labels_0`` uint8; root attribute
+        ``time``). With ``format="deepcam"`` and a path without a suffix, a directory of
+        one DeepCAM file per step (``data-YYYY-MM-DD-HH-1.h5``) is written.
+    overwrite
+        Replace an existing file/store; otherwise raise ``FileExistsError``.
+    format
+        ``"netcdf"``, ``"zarr"`` or ``"deepcam"``; default from the suffix.
+    complevel
+        zlib level for netCDF (0 = uncompressed) and gzip level for HDF5.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    path = Path(path)
+    fmt = _format_of(path, format)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    if fmt == "deepcam":
+        if path.suffix.lower() not in _H5_SUFFIXES:
+            path.mkdir(parents=True, exist_ok=True)
+            for i in range(ds.sizes.get("time", 1)):
+                step = ds.isel(time=[i])
+                t = pd.Timestamp(step.time.values[0]) if step.time.dtype.kind == "M" else None
+                stamp = t.strftime("%Y-%m-%d-%H") if t is not None else f"{i:06d}"
+                write_run(step, path / f"data-{stamp}-1.h5", overwrite=overwrite, format="deepcam",
+                          complevel=complevel)
+            return path
+        _write_deepcam(ds, path, complevel)
+        return path
+    out = ds.copy()
+    out.attrs = {k: v for k, v in out.attrs.items() if k != "source_files"}
+    if "source_files" in ds.attrs:
+        out.attrs["history"] = (str(ds.attrs.get("history", "")) + "\nwritten by climviz.write_run from "
+                                + ", ".join(map(str, ds.attrs["source_files"][:20]))).strip()
+    for v in out.variables.values():
+        v.encoding = {}
+    if fmt == "netcdf":
+        enc = {}
+        for name, var in out.data_vars.items():
+            e: dict[str, Any] = {}
+            if complevel:
+                e.update(zlib=True, complevel=int(complevel))
+                if set(var.dims) == {"time", "lat", "lon"}:
+                    e["chunksizes"] = (1, var.sizes["lat"], var.sizes["lon"])
+            if var.dtype.kind == "f":
+                e["_FillValue"] = None
+            enc[name] = e
+        for c in ("lat", "lon"):
+            if c in out.coords:
+                enc[c] = {"_FillValue": None}
+        if "time" in out.coords and out.time.dtype.kind == "M":
+            enc["time"] = {"units": "hours since 1970-01-01 00:00:00", "calendar": "proleptic_gregorian",
+                           "dtype": "float64"}
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            out.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=enc)
+    else:
+        out = out.chunk({"time": 1}) if "time" in out.dims else out
+        for v in out.variables.values():
+            v.encoding = {}
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            out.to_zarr(tmp, mode="w", consolidated=False)
+    return path
+
+
+def _write_deepcam(ds: xr.Dataset, path: Path, complevel: int) -> None:
+    import h5py
+
+    if "time" in ds.dims and ds.sizes["time"] != 1:
+        raise DataError(
+            f"{path}: DeepCAM HDF5 holds one time step per file, found {ds.sizes['time']} steps; "
+            "select one step or pass a directory with format='deepcam'"
+        )
+    missing = [c for c in CHANNELS if c not in ds]
+    if missing:
+        raise DataError(f"{path}: missing channel(s) {missing} for DeepCAM HDF5 (needs all {len(CHANNELS)})")
+    one = ds.isel(time=0) if "time" in ds.dims else ds
+    one = one.transpose("lat", "lon", ...)
+    data = np.stack([np.asarray(one[c].values, dtype=np.float32) for c in CHANNELS], axis=-1)
+    comp = {"compression": "gzip", "compression_opts": int(complevel), "shuffle": True} if complevel else {}
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            d = f.create_dataset(DEEPCAM_DATA, data=data, chunks=(min(96, data.shape[0]), data.shape[1], 16)
+                                 if complevel else None, **comp)
+            d.attrs["channels"] = np.array(CHANNELS, dtype=h5py.string_dtype())
+            if LABEL_VAR in one:
+                f.create_dataset(DEEPCAM_LABELS[0], data=np.asarray(one[LABEL_VAR].values, dtype=np.uint8), **comp)
+            if "time" in ds.coords and ds.time.dtype.kind == "M":
+                f.attrs["time"] = str(np.datetime_as_string(np.atleast_1d(ds.time.values)[0], unit="s"))
+            for k, v in ds.attrs.items():
+                if k != "source_files" and isinstance(v, (str, int, float, np.integer, np.floating)):
+                    f.attrs[k] = v
