@@ -33,6 +33,7 @@ from climviz.events.table import label_table, table
 _LAZY = {
     "track": "climviz.events.track",
     "track_masks": "climviz.events.track",
+    "overlaps": "climviz.events.track",
     "Tracks": "climviz.events.track",
     "TrackConfig": "climviz.events.track",
     "frequency": "climviz.events.stats",
