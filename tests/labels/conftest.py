@@ -119,3 +119,11 @@ def blob_fields(lat, lon, lat0, lon0, *, diameter_km, wind=(0.0, 15.0)) -> dict[
         "U850": np.full(inside.shape, wind[0]),
         "V850": np.full(inside.shape, wind[1]),
     }
+
+
+@pytest.fixture(scope="package")
+def synthetic_sample():
+    """A 69-hour, 3-hourly synthetic run at 96 x 144 with its constructed features (seed 0)."""
+    from climviz.data import synthetic_run
+
+    return synthetic_run(24, shape=(96, 144), seed=0, n_tc=3, n_ar=2, return_features=True)
