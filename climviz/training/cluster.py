@@ -1,0 +1,402 @@
+"""Connect to a Ray cluster, or start a local one, without hanging.
+
+:func:`connect` is what :func:`climviz.train` calls before it launches a
+``TorchTrainer``:
+
+* ``address=None`` starts a local Ray sized to this machine (all its CPUs and
+  GPUs), with the dashboard bound to ``127.0.0.1`` only (or no dashboard).
+  If the environment variable ``RAY_ADDRESS`` is set, that cluster is joined
+  instead, as plain ``ray.init()`` would do.
+* ``address="auto"`` joins the cluster started on this machine with
+  ``ray start`` (or named by ``RAY_ADDRESS``).
+* ``address="host:port"`` joins a cluster by its GCS address;
+  ``address="ray://host:10001"`` connects through Ray Client.
+
+An unreachable address raises :class:`climviz.ClusterError` within
+``timeout_s`` seconds: the TCP port is probed first, then the GCS is asked for
+its cluster id in a background thread, so a wrong host or port never leaves a
+notebook cell hanging on Ray's own (minutes long) reconnection loop.
+
+Calling :func:`connect` again in the same process reuses the connection, so
+``train`` can be called many times in one kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from climviz.errors import ClusterError
+
+__all__ = ["ClusterInfo", "connect", "shutdown", "parse_address", "free_port"]
+
+#: What this module knows about the current connection (one per process).
+_STATE: dict[str, Any] = {"requested": None, "info": None, "owned": False}
+
+
+@dataclass
+class ClusterInfo:
+    """Where this process is connected.
+
+    Attributes
+    ----------
+    address : str
+        GCS address ``host:port`` of the cluster, or the ``ray://`` URL when
+        connected through Ray Client.
+    started_here : bool
+        True when :func:`connect` started a local Ray in this process (it is
+        stopped by :func:`shutdown` or at interpreter exit).
+    client : bool
+        True when connected through Ray Client (``ray://``).
+    dashboard_url : str or None
+        ``http://host:port`` of the Ray dashboard (and of the Job API used by
+        :func:`climviz.training.jobs.submit_training`), if one runs.
+    resources : dict
+        Total cluster resources (``CPU``, ``GPU``, ``memory``,
+        ``object_store_memory`` in bytes, ...).
+    num_nodes : int
+        Alive nodes in the cluster.
+    log_dir : str or None
+        Directory holding the worker logs of this Ray session, when it is on
+        this machine (``None`` through Ray Client).
+    """
+
+    address: str
+    started_here: bool = False
+    client: bool = False
+    dashboard_url: str | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+    num_nodes: int = 1
+    log_dir: str | None = None
+
+    @property
+    def num_cpus(self) -> int:
+        """Total logical CPUs in the cluster."""
+        return int(self.resources.get("CPU", 0))
+
+    @property
+    def num_gpus(self) -> int:
+        """Total GPUs in the cluster."""
+        return int(self.resources.get("GPU", 0))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def parse_address(address: str) -> tuple[str, str, int]:
+    """Split a Ray address into ``(scheme, host, port)``.
+
+    Parameters
+    ----------
+    address : str
+        ``"host:port"`` (GCS address, scheme ``"gcs"``) or
+        ``"ray://host:port"`` (Ray Client, scheme ``"ray"``; port 10001 when
+        omitted).
+
+    Raises
+    ------
+    ClusterError
+        If the address has no host or no valid port.
+    """
+    text = address.strip()
+    scheme = "gcs"
+    if "://" in text:
+        scheme, _, text = text.partition("://")
+        scheme = scheme.lower()
+        if scheme != "ray":
+            raise ClusterError(
+                f"Ray address {address!r}: expected 'host:port', 'ray://host:port' or "
+                f"'auto', found scheme {scheme + '://'!r} (the dashboard URL "
+                "'http://...' is for climviz.training.jobs.submit_training, not train)"
+            )
+    text = text.rstrip("/")
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        if scheme == "ray":
+            host, port_text = text, "10001"
+        else:
+            raise ClusterError(
+                f"Ray address {address!r}: expected 'host:port' (e.g. '10.0.0.5:6379'), "
+                "found no port"
+            )
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ClusterError(
+            f"Ray address {address!r}: port must be an integer, found {port_text!r}"
+        ) from None
+    if not host or not 0 < port < 65536:
+        raise ClusterError(
+            f"Ray address {address!r}: expected a host and a port in 1..65535, "
+            f"found host {host!r} port {port}"
+        )
+    return scheme, host, port
+
+
+def _probe_tcp(host: str, port: int, timeout_s: float, address: str) -> None:
+    """Raise ClusterError unless something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=max(timeout_s, 0.1)):
+            return
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, socket.timeout) else str(exc)
+        raise ClusterError(
+            f"Cannot reach the Ray cluster at {address!r}: TCP connection to "
+            f"{host}:{port} failed ({reason}). Is the cluster running "
+            "(`ray start --head` prints its address) and is the port reachable?"
+        ) from exc
+
+
+def _probe_gcs(gcs_address: str, timeout_s: float, address: str) -> None:
+    """Ask the GCS for its cluster id, giving up after timeout_s seconds."""
+    from ray._raylet import GcsClient
+
+    outcome: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            outcome["id"] = GcsClient(address=gcs_address).cluster_id
+        except Exception as exc:  # reported below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=ask, name="climviz-gcs-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if "id" in outcome:
+        return
+    detail = (
+        f"no answer within {timeout_s:g} s"
+        if thread.is_alive()
+        else f"{type(outcome.get('error')).__name__}: {outcome.get('error')}"
+    )
+    raise ClusterError(
+        f"Cannot reach the Ray cluster at {address!r}: port {gcs_address} is open but "
+        f"no Ray GCS answered ({detail}). Check that the address is the one printed "
+        "by `ray start --head` (default port 6379)."
+    )
+
+
+def _resolve_auto(address: str) -> str:
+    """Turn 'auto' into the GCS address of the cluster started on this machine."""
+    from ray._private import services
+
+    try:
+        resolved = services.canonicalize_bootstrap_address(address)
+    except Exception as exc:
+        raise ClusterError(f"Ray address {address!r}: {exc}") from exc
+    if resolved is None:
+        raise ClusterError(
+            f"Ray address {address!r}: no running Ray cluster was found on this machine "
+            "(no RAY_ADDRESS variable and no cluster started with `ray start`). Start one "
+            "with `ray start --head`, or pass address=None to start a local Ray."
+        )
+    return str(resolved)
+
+
+def _cluster_info(requested: str | None, started_here: bool, ctx: Any = None) -> ClusterInfo:
+    """Describe the connection of this process (``ctx`` is what ray.init returned)."""
+    import ray
+
+    client = bool(ray.util.client.ray.is_connected())
+    address_info: dict[str, Any] = dict(getattr(ctx, "address_info", None) or {})
+    node = getattr(ray._private.worker, "_global_node", None)
+    if not address_info and node is not None:
+        address_info = dict(getattr(node, "address_info", None) or {})
+    dashboard = getattr(ctx, "dashboard_url", None) or address_info.get("webui_url") or None
+    if dashboard and not str(dashboard).startswith("http"):
+        dashboard = "http://" + str(dashboard)
+    if client:
+        address, log_dir = str(requested), None
+    else:
+        address = (
+            address_info.get("gcs_address")
+            or getattr(ray.get_runtime_context(), "gcs_address", None)
+            or requested
+        )
+        session_dir = address_info.get("session_dir")
+        log_dir = os.path.join(session_dir, "logs") if session_dir else None
+    try:
+        resources = {k: float(v) for k, v in ray.cluster_resources().items()}
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    except Exception:  # pragma: no cover - information only
+        resources, nodes = {}, 1
+    return ClusterInfo(
+        address=str(address),
+        started_here=started_here,
+        client=client,
+        dashboard_url=dashboard,
+        resources=resources,
+        num_nodes=max(nodes, 1),
+        log_dir=log_dir,
+    )
+
+
+def current() -> ClusterInfo | None:
+    """The connection made by :func:`connect` in this process, if still alive."""
+    import ray
+
+    info = _STATE.get("info")
+    if info is not None and ray.is_initialized():
+        return info
+    return None
+
+
+def connect(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    object_store_memory: int | None = None,
+    dashboard: bool = True,
+    dashboard_port: int | None = None,
+    log_to_driver: bool = False,
+    timeout_s: float = 30.0,
+    namespace: str | None = None,
+) -> ClusterInfo:
+    """Start or join Ray and return where this process is connected.
+
+    Parameters
+    ----------
+    address : str or None
+        ``None``: start a local Ray (or join ``$RAY_ADDRESS`` if set);
+        ``"auto"``: join the cluster started on this machine;
+        ``"host:port"``: join by GCS address; ``"ray://host:port"``: Ray Client.
+    num_cpus, num_gpus : int, optional
+        Size of a local Ray (default: every CPU and GPU of this machine).
+        Ignored when joining a cluster.
+    object_store_memory : int, optional
+        Object store size of a local Ray in bytes (default: Ray's, 30% of RAM).
+    dashboard : bool
+        Run the dashboard (and Job API) of a local Ray, bound to 127.0.0.1 only.
+    dashboard_port : int, optional
+        Port of that dashboard; a free port is chosen when omitted.
+    log_to_driver : bool
+        Forward worker stdout/stderr to this process. Off by default so worker
+        logs do not flood a notebook; they stay in :attr:`ClusterInfo.log_dir`.
+    timeout_s : float
+        Bound on how long reaching a cluster may take (seconds).
+    namespace : str, optional
+        Ray namespace for this driver.
+
+    Returns
+    -------
+    ClusterInfo
+
+    Raises
+    ------
+    ClusterError
+        If the address is malformed, the cluster cannot be reached within
+        ``timeout_s``, this process is already connected to another cluster
+        that climviz did not open, or a local Ray fails to start.
+    """
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ClusterError(
+            "Ray is not installed; install climviz with the 'train' extra "
+            "(pip install 'climviz[train]') or call train(..., use_ray=False)"
+        ) from exc
+
+    requested = address
+    if requested is None and os.environ.get("RAY_ADDRESS"):
+        requested = os.environ["RAY_ADDRESS"]
+    if requested is not None:
+        requested = requested.strip()
+        if requested == "local":
+            requested = None
+
+    if ray.is_initialized():
+        info = current()
+        if info is None:
+            # ray.init was called by user code or another library: use that connection.
+            info = _cluster_info(requested, False)
+            _STATE.update(requested=requested, info=info, owned=False)
+        if requested is None or requested in (_STATE["requested"], info.address):
+            return info
+        if not _STATE["owned"]:
+            raise ClusterError(
+                f"This Python process is already connected to Ray at {info.address!r} "
+                f"(not by climviz) and cannot also join {requested!r}; call "
+                "ray.shutdown() first"
+            )
+        shutdown()
+
+    if requested is None:
+        init_kwargs: dict[str, Any] = dict(
+            address="local",
+            num_cpus=num_cpus if num_cpus is not None else os.cpu_count(),
+            num_gpus=num_gpus,
+            object_store_memory=object_store_memory,
+            include_dashboard=dashboard,
+            log_to_driver=log_to_driver,
+            namespace=namespace,
+        )
+        if dashboard:
+            init_kwargs["dashboard_host"] = "127.0.0.1"
+            init_kwargs["dashboard_port"] = dashboard_port or free_port()
+        ctx = None
+        for attempt in range(2):
+            try:
+                ctx = ray.init(**init_kwargs)
+                break
+            except Exception as exc:
+                # A heavily loaded machine can miss Ray's fixed 30 s raylet start window:
+                # clean up the half-started session and try once more.
+                if ray.is_initialized():
+                    ray.shutdown()
+                if attempt == 1 or "timed out during startup" not in str(exc):
+                    raise ClusterError(
+                        f"Could not start a local Ray: {type(exc).__name__}: {exc}"
+                    ) from exc
+        info = _cluster_info(None, True, ctx)
+        _STATE.update(requested=None, info=info, owned=True)
+        return info
+
+    deadline = time.monotonic() + timeout_s
+    if requested.startswith("ray://") or "://" in requested:
+        _, host, port = parse_address(requested)
+        _probe_tcp(host, port, timeout_s, requested)
+        url = f"ray://{host}:{port}"
+        try:
+            ctx = ray.init(address=url, log_to_driver=log_to_driver, namespace=namespace)
+        except Exception as exc:
+            raise ClusterError(
+                f"Cannot connect to the Ray Client server at {requested!r}: "
+                f"{type(exc).__name__}: {exc}. Is it the client port of the head node "
+                "(`ray start --head --ray-client-server-port=10001`)?"
+            ) from exc
+        info = _cluster_info(requested, False, ctx)
+        _STATE.update(requested=requested, info=info, owned=True)
+        return info
+
+    gcs = _resolve_auto(requested) if requested == "auto" else requested
+    _, host, port = parse_address(gcs)
+    _probe_tcp(host, port, timeout_s, requested)
+    _probe_gcs(f"{host}:{port}", max(deadline - time.monotonic(), 1.0), requested)
+    try:
+        ctx = ray.init(address=f"{host}:{port}", log_to_driver=log_to_driver, namespace=namespace)
+    except Exception as exc:
+        raise ClusterError(
+            f"Cannot join the Ray cluster at {requested!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    info = _cluster_info(requested, False, ctx)
+    _STATE.update(requested=requested, info=info, owned=True)
+    return info
+
+
+def shutdown() -> None:
+    """Disconnect from Ray if climviz connected this process (stop it if started here)."""
+    import ray
+
+    if _STATE["owned"] and ray.is_initialized():
+        ray.shutdown()
+    _STATE.update(requested=None, info=None, owned=False)
