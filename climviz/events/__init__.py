@@ -9,8 +9,8 @@ circular longitude mean.
 >>> lab, tab = cv.events.label_table(masks["mask"], fields=ds[["PSL", "TMQ"]])  # doctest: +SKIP
 >>> trk = cv.events.track(tab, lab)  # doctest: +SKIP
 
-The function names equal some module names (``label``, ``table``, ``track``),
-so the functions are imported here eagerly (numpy, scipy and pandas only;
+The function names equal some module names (``label``, ``table``, ``track``,
+``compare``, ``skill``), so the functions are imported here eagerly (numpy, scipy and pandas only;
 xarray and dask are imported inside the functions that need them).
 """
 
@@ -29,22 +29,18 @@ from climviz.events.geometry import (
 )
 from climviz.events.label import label, label_step
 from climviz.events.table import label_table, table
+from climviz.events.track import TrackConfig, Tracks, overlaps, track, track_masks
+from climviz.events.stats import frequency, land_lookup, run_years, summarize
+from climviz.events.compare import Comparison, compare
+from climviz.events.skill import skill
 
-_LAZY = {
-    "track": "climviz.events.track",
-    "track_masks": "climviz.events.track",
-    "overlaps": "climviz.events.track",
-    "Tracks": "climviz.events.track",
-    "TrackConfig": "climviz.events.track",
-    "frequency": "climviz.events.stats",
-    "summarize": "climviz.events.stats",
-    "compare": "climviz.events.compare",
-    "skill": "climviz.events.skill",
-}
+_LAZY: dict[str, str] = {}
 
 __all__ = sorted([
     "EARTH_RADIUS_KM", "cell_areas", "circular_mean_deg", "great_circle_km", "lat_edges", "lon_widths",
-    "label", "label_step", "label_table", "table", *_LAZY,
+    "label", "label_step", "label_table", "table",
+    "TrackConfig", "Tracks", "overlaps", "track", "track_masks",
+    "frequency", "summarize", "run_years", "land_lookup", "Comparison", "compare", "skill",
 ])
 
 
