@@ -1,0 +1,210 @@
+"""build() / list_models(): presets, parameter counts against published and hand counts, errors."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from climviz.errors import ConfigError
+from climviz.models import build, count_parameters, list_models
+
+
+def _meta_params(name, preset, **kw) -> int:
+    with torch.device("meta"):
+        return count_parameters(build(name, preset, **kw))
+
+
+# ---------------------------------------------------------------- hand counts
+
+
+def bn(c):
+    return 2 * c
+
+
+def conv(cin, cout, k, bias=False):
+    return cin * cout * k * k + (cout if bias else 0)
+
+
+def deeplab_head(cin_high, cin_low, classes, aspp=256, low=48, dec=256):
+    """ASPP + decoder of the climviz DeepLabv3+ (image pooling conv with bias, no BN)."""
+    aspp_p = conv(cin_high, aspp, 1) + bn(aspp) + 3 * (conv(cin_high, aspp, 3) + bn(aspp))
+    aspp_p += conv(cin_high, aspp, 1, bias=True) + conv(5 * aspp, aspp, 1) + bn(aspp)
+    low_p = conv(cin_low, low, 1) + bn(low)
+    dec_p = 2 * (conv(aspp, dec, 3) + bn(dec))  # two x2 transposed convs to 1/4
+    dec_p += conv(dec + low, dec, 3) + bn(dec) + conv(dec, dec, 3) + bn(dec) + conv(dec, dec, 1, bias=True)
+    dec_p += conv(dec, dec, 3) + bn(dec) + conv(dec, classes, 3, bias=True)
+    return aspp_p + low_p + dec_p
+
+
+def test_deeplab_paper_is_resnet50_plus_head_and_close_to_the_paper():
+    # torchvision's ResNet-50 has 25,557,032 parameters; without its 2048x1000 classifier
+    # that is 23,508,032 for 3 input channels, + 13 * 64 * 7 * 7 for 16 channels.
+    resnet50_encoder = 25_557_032 - (2048 * 1000 + 1000) + 13 * 64 * 7 * 7
+    expected = resnet50_encoder + deeplab_head(2048, 256, 3)
+    got = _meta_params("deeplabv3plus", "paper")
+    assert got == expected
+    # Kurth et al. (SC18) report 43.7 M parameters for their DeepLabv3+
+    assert abs(got - 43.7e6) / 43.7e6 < 0.05
+
+
+def sep(cin, cout):
+    return cin * 9 + cin * cout
+
+
+def xblock(cin, cout, reps, stride=1, grow_first=True, is_last=False):
+    """Aligned-Xception block of the DeepCAM reference, counted by hand."""
+    if grow_first:
+        chans = [cin] + [cout] * reps
+    else:
+        chans = [cin] * reps + [cout]
+    p = sum(sep(a, b) + bn(b) for a, b in zip(chans[:-1], chans[1:]))
+    if stride != 1 or is_last:
+        p += sep(cout, cout)
+    if cin != cout or stride != 1:
+        p += cin * cout + bn(cout)
+    return p
+
+
+def test_deeplab_deepcam_matches_a_hand_count_of_the_mlperf_reference_layout():
+    enc = conv(16, 32, 3) + bn(32) + conv(32, 64, 3) + bn(64)
+    enc += xblock(64, 128, 2, 2) + xblock(128, 256, 2, 2) + xblock(256, 728, 2, 2, is_last=True)
+    enc += 16 * xblock(728, 728, 3)
+    enc += xblock(728, 1024, 2, grow_first=False, is_last=True)
+    enc += sep(1024, 1536) + bn(1536) + sep(1536, 1536) + bn(1536) + sep(1536, 2048) + bn(2048)
+    expected = enc + deeplab_head(2048, 128, 3)
+    got = _meta_params("deeplabv3plus", "deepcam")
+    assert got == expected
+    assert 55e6 < got < 58e6  # the reference DeepCAM network has about 56.5 M parameters
+
+
+def tiramisu_count(cin, classes, down, bottleneck, up, g, first):
+    p = conv(cin, first, 3, bias=True)
+    c, skips = first, []
+    for n in down:
+        for i in range(n):
+            p += bn(c + i * g) + conv(c + i * g, g, 3, bias=True)
+        c += n * g
+        skips.append(c)
+        p += bn(c) + conv(c, c, 1, bias=True)
+    for i in range(bottleneck):
+        p += bn(c + i * g) + conv(c + i * g, g, 3, bias=True)
+    new = bottleneck * g
+    for n, skip in zip(up, reversed(skips)):
+        p += conv(new, new, 3, bias=True)
+        c = new + skip
+        for i in range(n):
+            p += bn(c + i * g) + conv(c + i * g, g, 3, bias=True)
+        new, c = n * g, c + n * g
+    return p + conv(c, classes, 1, bias=True)
+
+
+def test_tiramisu_paper_matches_a_hand_count():
+    expected = tiramisu_count(16, 3, (2, 2, 2, 4, 5), 5, (5, 4, 2, 2, 2), 32, 48)
+    assert _meta_params("tiramisu", "paper") == expected
+
+
+@pytest.mark.parametrize(
+    "down,bottleneck,growth,published",
+    [
+        ((4, 4, 4, 4, 4), 4, 12, 1.5e6),  # FC-DenseNet56
+        ((5, 5, 5, 5, 5), 5, 16, 3.5e6),  # FC-DenseNet67
+        ((4, 5, 7, 10, 12), 15, 16, 9.4e6),  # FC-DenseNet103
+    ],
+)
+def test_tiramisu_reproduces_the_published_fc_densenet_sizes(down, bottleneck, growth, published):
+    # Jegou et al. (2017), Table 2: CamVid (3 input channels, 11 classes)
+    got = _meta_params(
+        "tiramisu", "paper", in_channels=3, num_classes=11,
+        down_layers=down, bottleneck_layers=bottleneck, growth_rate=growth,
+    )
+    assert abs(got - published) / published < 0.1
+
+
+def test_list_models_lists_every_preset_with_its_parameter_count():
+    table = list_models()
+    assert list(table.columns) == ["name", "preset", "params", "multiple", "description"]
+    pairs = set(zip(table["name"], table["preset"]))
+    assert pairs == {
+        ("deeplabv3plus", "paper"), ("deeplabv3plus", "deepcam"), ("deeplabv3plus", "tiny"),
+        ("tiramisu", "paper"), ("tiramisu", "tiny"),
+    }
+    row = table.set_index(["name", "preset"]).loc[("tiramisu", "tiny")]
+    assert row["params"] == tiramisu_count(16, 3, (2, 2, 2, 2), 2, (2, 2, 2, 2), 8, 16)
+    assert row["multiple"] == 16
+    # tiny presets are tiny, paper presets are not
+    tiny = table[table.preset == "tiny"]["params"]
+    assert (tiny < 1_000_000).all()
+    assert (table[table.preset != "tiny"]["params"] > 5_000_000).all()
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_unknown_name_preset_or_option_is_a_config_error_naming_it():
+    with pytest.raises(ConfigError, match="unet"):
+        build("unet")
+    with pytest.raises(ConfigError, match="'huge'.*deepcam"):
+        build("deeplabv3plus", "huge")
+    with pytest.raises(ConfigError, match="deepcam"):
+        build("tiramisu", "deepcam")
+    with pytest.raises(ConfigError, match="grwoth_rate"):
+        build("tiramisu", "tiny", grwoth_rate=4)
+    with pytest.raises(ConfigError, match="output_stride"):
+        build("deeplabv3plus", "tiny", output_stride=32)
+    with pytest.raises(ConfigError, match="in_channels"):
+        build("tiramisu", "tiny", in_channels=0)
+
+
+# ---------------------------------------------------------------- reproducibility
+
+
+@pytest.mark.parametrize("name", ["deeplabv3plus", "tiramisu"])
+def test_weights_are_deterministic_for_a_seed(name):
+    a = build(name, "tiny", seed=3).state_dict()
+    b = build(name, "tiny", seed=3).state_dict()
+    c = build(name, "tiny", seed=4).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    # the global RNG works too, and seed= leaves it alone
+    torch.manual_seed(11)
+    d = build(name, "tiny").state_dict()
+    second = build(name, "tiny").state_dict()  # the global RNG has moved on
+    torch.manual_seed(11)
+    build(name, "tiny", seed=99)  # forks the RNG: the global state is untouched
+    e = build(name, "tiny").state_dict()
+    assert all(torch.equal(d[k], e[k]) for k in d)
+    assert not all(torch.equal(d[k], second[k]) for k in d)
+
+
+def test_init_is_kaiming_normal_fan_out():
+    net = build("deeplabv3plus", "paper", seed=0)
+    w = net.aspp.branches[1][0].weight  # 3x3 conv 2048 -> 256
+    std_expected = (2.0 / (256 * 9)) ** 0.5
+    assert abs(w.std().item() - std_expected) / std_expected < 0.02
+    assert abs(w.mean().item()) < 0.05 * std_expected
+
+
+@pytest.mark.parametrize("name", ["deeplabv3plus", "tiramisu"])
+def test_state_dict_round_trips_between_builds(name, make_fields):
+    src = build(name, "tiny", seed=1).eval()
+    buf = io.BytesIO()
+    torch.save(src.state_dict(), buf)
+    buf.seek(0)
+    dst = build(name, "tiny", seed=2).eval()
+    dst.load_state_dict(torch.load(buf, weights_only=True))
+    x = make_fields(1, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(dst(x), src(x))
+
+
+def test_build_kwargs_rebuild_the_same_architecture():
+    net = build("tiramisu", "tiny", in_channels=4, num_classes=2, growth_rate=4, seed=0)
+    kw = net.build_kwargs()
+    assert kw == {
+        "name": "tiramisu", "preset": "tiny", "in_channels": 4, "num_classes": 2,
+        "overrides": {"growth_rate": 4},
+    }
+    again = build(kw["name"], kw["preset"], kw["in_channels"], kw["num_classes"], **kw["overrides"])
+    again.load_state_dict(net.state_dict())  # strict: same keys and shapes
