@@ -1,0 +1,306 @@
+"""PyTorch side of the data layer: a Dataset over a run, a loader helper, time splits.
+
+:class:`SegmentationDataset` reads one time step at a time. It is safe with
+``DataLoader(num_workers > 0)``: a dataset built from paths reopens the files
+lazily in each worker process (file handles are never shared between
+processes), and random augmentations draw from a generator seeded per worker
+and epoch by the DataLoader.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+from torch.utils.data import DataLoader, Dataset
+
+from climviz.data.normalize import Normalizer
+from climviz.data.schema import CHANNELS, LABEL_VAR
+from climviz.errors import ConfigError, DataError
+
+__all__ = ["SegmentationDataset", "make_loader", "time_split"]
+
+
+def time_split(n_times: int, val_fraction: float = 0.2, *, gap: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split time steps into a training block and a validation block (the last one).
+
+    Consecutive 3-hourly fields are strongly correlated, so validation is a contiguous
+    block at the end of the run, never a random subset of steps or pixels.
+
+    Parameters
+    ----------
+    n_times
+        Number of time steps.
+    val_fraction
+        Fraction of steps (rounded up, at least 1 when > 0) in the validation block.
+    gap
+        Steps left out between the blocks (to reduce leakage through autocorrelation).
+
+    Returns
+    -------
+    train_indices, val_indices
+        int64 arrays of time indices.
+    """
+    if int(n_times) != n_times or n_times < 1:
+        raise ConfigError(f"time_split: n_times must be a positive integer, got {n_times!r}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"time_split: val_fraction must be in [0, 1), got {val_fraction!r}")
+    if gap < 0:
+        raise ConfigError(f"time_split: gap must be >= 0, got {gap!r}")
+    n = int(n_times)
+    n_val = 0 if val_fraction == 0 else max(1, int(np.ceil(n * val_fraction)))
+    n_train = n - n_val - (gap if n_val else 0)
+    if n_train < 1:
+        raise ConfigError(
+            f"time_split: n_times={n} leaves no training steps with val_fraction={val_fraction} and gap={gap}"
+        )
+    return np.arange(n_train, dtype=np.int64), np.arange(n - n_val, n, dtype=np.int64)
+
+
+class SegmentationDataset(Dataset):
+    """Time steps of a run as ``(x, y)`` tensors for segmentation.
+
+    Parameters
+    ----------
+    data
+        An ``xr.Dataset`` (e.g. from :func:`climviz.open_run` or
+        :func:`climviz.synthetic_run`) or anything :func:`climviz.open_run` accepts (paths
+        are reopened lazily in each worker process).
+    channels
+        Input channels, in the order of ``x``'s first axis.
+    normalizer
+        Applied to ``x`` (``(x - mean) / std``); ``None`` gives raw values. A normalizer
+        with other channels is reduced to ``channels`` (DataError if one is missing).
+    time_indices
+        Time steps served (indices into the run), e.g. from :func:`time_split`.
+    crop
+        ``(h, w)``: a random ``h x w`` window per sample (latitude rows without wrapping;
+        longitude columns wrap around the globe). ``None``: the whole grid.
+    random_roll
+        Roll the fields and labels by a random number of longitude columns (the globe is
+        periodic in longitude, so this is a valid augmentation).
+    labels
+        Return ``(x, y)``; with ``False`` only ``x``.
+    seed
+        Seed of the augmentation generator in the main process; in DataLoader workers the
+        generator is seeded from the worker's torch seed (set by :func:`make_loader`).
+    nan_fill
+        Value given to masked (NaN) inputs after normalization (0 = the channel mean).
+
+    Notes
+    -----
+    ``x`` is a float32 tensor ``(C, H, W)``, ``y`` an int64 tensor ``(H, W)`` with classes
+    0 background, 1 TC, 2 AR.
+    """
+
+    def __init__(
+        self,
+        data: xr.Dataset | Any,
+        channels: Sequence[str] = CHANNELS,
+        normalizer: Normalizer | None = None,
+        time_indices: Sequence[int] | np.ndarray | None = None,
+        crop: tuple[int, int] | None = None,
+        random_roll: bool = False,
+        labels: bool = True,
+        seed: int = 0,
+        nan_fill: float = 0.0,
+    ) -> None:
+        self.channels = tuple(channels)
+        if isinstance(data, xr.Dataset):
+            self._paths = None
+            ds = data
+        else:
+            from climviz.data.io import open_run
+
+            self._paths = [str(p) for p in data] if isinstance(data, (list, tuple)) else str(data)
+            ds = open_run(self._paths, channels=self.channels)
+        missing = [c for c in self.channels if c not in ds]
+        if missing:
+            src = ds.attrs.get("source_files") or ["<dataset>"]
+            raise DataError(f"{src[0]}: missing channel(s) {missing}; found {list(ds.data_vars)}")
+        if labels and LABEL_VAR not in ds:
+            src = ds.attrs.get("source_files") or ["<dataset>"]
+            raise DataError(f"{src[0]}: variable {LABEL_VAR}: expected labels (labels=True), found none")
+        self._ds: xr.Dataset | None = ds
+        self._pid = os.getpid()
+        n = ds.sizes["time"]
+        self.shape = (ds.sizes["lat"], ds.sizes["lon"])
+        idx = np.arange(n) if time_indices is None else np.asarray(time_indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise DataError(f"SegmentationDataset: time_indices must be in [0, {n}), found {idx.min()}..{idx.max()}")
+        self.time_indices = idx
+        self.normalizer = None if normalizer is None else normalizer.select(self.channels)
+        if crop is not None:
+            h, w = (int(crop[0]), int(crop[1]))
+            if not (0 < h <= self.shape[0] and 0 < w <= self.shape[1]):
+                raise ConfigError(f"SegmentationDataset: crop {crop} must fit in the grid {self.shape}")
+            crop = (h, w)
+        self.crop = crop
+        self.random_roll = bool(random_roll)
+        self.labels = bool(labels)
+        self.seed = int(seed)
+        self.nan_fill = float(nan_fill)
+        self._rng_key: tuple[int, int] | None = None
+        self._rng: np.random.Generator | None = None
+        if self.normalizer is not None:
+            self._mean = self.normalizer.mean.astype(np.float32)[:, None, None]
+            self._inv_std = (1.0 / self.normalizer.std).astype(np.float32)[:, None, None]
+
+    # -------------------------------------------------------------- worker safety
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self._paths is not None:
+            state["_ds"] = None  # reopened lazily in the receiving process
+        state["_rng"] = None
+        state["_rng_key"] = None
+        return state
+
+    @property
+    def ds(self) -> xr.Dataset:
+        """The run (reopened from its paths in a new process)."""
+        if self._ds is None or (self._paths is not None and self._pid != os.getpid()):
+            from climviz.data.io import open_run
+
+            self._ds = open_run(self._paths, channels=self.channels)
+            self._pid = os.getpid()
+        return self._ds
+
+    def _generator(self) -> np.random.Generator:
+        info = torch.utils.data.get_worker_info()
+        key = (os.getpid(), self.seed if info is None else int(info.seed))
+        if self._rng is None or self._rng_key != key:
+            self._rng = np.random.default_rng(key[1])
+            self._rng_key = key
+        return self._rng
+
+    # -------------------------------------------------------------- reading
+    def __len__(self) -> int:
+        return int(self.time_indices.size)
+
+    def read(self, t: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw fields ``(C, H, W)`` float32 and labels ``(H, W)`` (or None) of run time step ``t``."""
+        import dask
+        import dask.array as da
+
+        ds = self.ds
+        arrs = [ds[c].data[t] for c in self.channels]
+        lab = ds[LABEL_VAR].data[t] if self.labels else None
+        if any(isinstance(a, da.Array) for a in arrs) or isinstance(lab, da.Array):
+            # one graph: files read once per step (DeepCAM files hold all channels together)
+            arrs, lab = dask.compute(arrs, lab, scheduler="synchronous")
+        x = np.stack([np.asarray(a, dtype=np.float32) for a in arrs])
+        y = None if lab is None else np.asarray(lab)
+        return x, y
+
+    def __getitem__(self, i: int):
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} time steps")
+        t = int(self.time_indices[i])
+        x, y = self.read(t)
+        if self.normalizer is not None:
+            x -= self._mean
+            x *= self._inv_std
+        if np.isnan(x).any():
+            np.nan_to_num(x, copy=False, nan=self.nan_fill)
+        if self.crop is not None or self.random_roll:
+            rng = self._generator()
+            H, W = self.shape
+            shift = int(rng.integers(0, W)) if self.random_roll else 0
+            if self.crop is not None:
+                h, w = self.crop
+                r0 = int(rng.integers(0, H - h + 1))
+                c0 = int(rng.integers(0, W))  # any start column: the window may wrap around 360
+                cols = (np.arange(c0, c0 + w) - shift) % W
+                rows = slice(r0, r0 + h)
+                x = x[:, rows][:, :, cols]
+                y = None if y is None else y[rows][:, cols]
+            elif shift:
+                x = np.roll(x, shift, axis=-1)
+                y = None if y is None else np.roll(y, shift, axis=-1)
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if not self.labels:
+            return xt
+        return xt, torch.from_numpy(np.ascontiguousarray(y).astype(np.int64, copy=False))
+
+    def __repr__(self) -> str:
+        return (f"SegmentationDataset({len(self)} steps, grid {self.shape}, {len(self.channels)} channels, "
+                f"crop={self.crop}, random_roll={self.random_roll}, normalized={self.normalizer is not None})")
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # each worker is one reader; leave the cores to the model
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    sampler: Any = None,
+    num_workers: int = 0,
+    pin_memory: bool | None = None,
+    drop_last: bool = False,
+    seed: int = 0,
+    prefetch_factor: int | None = None,
+    persistent_workers: bool | None = None,
+    multiprocessing_context: str | None = None,
+) -> DataLoader:
+    """A DataLoader with sensible defaults for climate segmentation.
+
+    Parameters
+    ----------
+    dataset
+        Usually a :class:`SegmentationDataset`.
+    batch_size
+        Samples per batch.
+    shuffle, sampler
+        As in :class:`torch.utils.data.DataLoader` (a sampler, e.g. ``DistributedSampler``,
+        excludes ``shuffle``).
+    num_workers
+        Reader processes (0 = read in this process).
+    pin_memory
+        Default: True when CUDA is available (faster host-to-GPU copies).
+    drop_last
+        Drop the last incomplete batch.
+    seed
+        Seeds the shuffling order and the workers' augmentation generators, so a run is
+        reproducible.
+    prefetch_factor, persistent_workers, multiprocessing_context
+        Passed on (defaults: 2 batches per worker, workers kept across epochs).
+
+    Returns
+    -------
+    torch.utils.data.DataLoader
+    """
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ConfigError(f"make_loader: batch_size must be a positive integer, got {batch_size!r}")
+    if num_workers < 0:
+        raise ConfigError(f"make_loader: num_workers must be >= 0, got {num_workers!r}")
+    if sampler is not None and shuffle:
+        raise ConfigError("make_loader: pass either shuffle=True or a sampler, not both")
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    gen = torch.Generator()
+    gen.manual_seed(int(seed))
+    kw: dict[str, Any] = {}
+    if num_workers > 0:
+        kw["prefetch_factor"] = 2 if prefetch_factor is None else prefetch_factor
+        kw["persistent_workers"] = True if persistent_workers is None else persistent_workers
+        kw["worker_init_fn"] = _worker_init
+        if multiprocessing_context is not None:
+            kw["multiprocessing_context"] = multiprocessing_context
+    return DataLoader(
+        dataset,
+        batch_size=int(batch_size),
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=int(num_workers),
+        pin_memory=bool(pin_memory),
+        drop_last=drop_last,
+        generator=gen,
+        **kw,
+    )
