@@ -253,17 +253,15 @@ def region_geometry(labels: np.ndarray, grid: Grid, min_length_km: float = 0.0) 
     s = np.bincount(lbl, weights=a * np.sin(lon_rad), minlength=n + 1)
     c = np.bincount(lbl, weights=a * np.cos(lon_rad), minlength=n + 1)
     clon = np.mod(np.rad2deg(np.arctan2(s, c)), 360.0)  # area-weighted circular mean of longitude
-    # boundary cells: some 8-neighbour has another label
+    # boundary cells: some 8-neighbour is background (regions are whole 8-connected components,
+    # so a labelled neighbour always has the same label); rows next to the poles close a region
     modes = ("nearest", "nearest", "wrap" if grid.periodic else "nearest")
-    lo = ndimage.minimum_filter(labels, size=(1, 3, 3), mode=modes)
-    hi = ndimage.maximum_filter(labels, size=(1, 3, 3), mode=modes)
-    edge = np.zeros(labels.shape, dtype=bool)
-    edge[:, 0, :] = edge[:, -1, :] = True  # grid rows next to the poles close the region
+    interior = ndimage.minimum_filter((labels > 0).view(np.uint8), size=(1, 3, 3), mode=modes)
+    is_b = (interior.ravel()[flat] == 0) | (row == 0) | (row == nlat - 1)
     if not grid.periodic:
-        edge[:, :, 0] = edge[:, :, -1] = True
-    bmask = (labels > 0) & ((lo != hi) | edge)
-    bflat = np.flatnonzero(bmask)
-    blbl = labels.ravel()[bflat]
+        is_b |= (colx == 0) | (colx == nlon - 1)
+    bflat = flat[is_b]
+    blbl = lbl[is_b]
     order = np.argsort(blbl, kind="stable")
     bflat, blbl = bflat[order], blbl[order]
     starts = np.searchsorted(blbl, np.arange(n + 2))
@@ -361,13 +359,21 @@ def detect_ar(ds: xr.Dataset, config: ARConfig | None = None) -> ARResult:
         lab, n = label_periodic(cand, grid.periodic)
         geo = region_geometry(lab, grid, cfg.min_length_km)
         if n:
-            geo["max_ivt"] = ndimage.maximum(block, lab, index=geo["region"].to_numpy())
+            # per-region statistics over the labelled cells only (no full-array sort)
+            flat = np.flatnonzero(lab)
+            lbl = lab.ravel()[flat]
+            idx = geo["region"].to_numpy()
+            mx = np.full(n + 1, -np.inf)
+            np.maximum.at(mx, lbl, block.ravel()[flat])
+            geo["max_ivt"] = mx[idx]
             ok = (geo["length_km"] >= cfg.min_length_km) & (geo["aspect"] >= cfg.min_aspect)
             if north is not None:
                 vn = np.asarray(north.isel(time=slice(t0, t0 + cfg.time_block)).values, dtype=np.float64)
-                w = np.broadcast_to(weights, lab.shape)
-                idx = geo["region"].to_numpy()
-                pole = ndimage.sum(vn * hemi * w, lab, index=idx) / ndimage.sum(w, lab, index=idx)
+                cell = flat % (grid.lat.size * grid.lon.size)
+                w = (weights[0] * hemi[0]).ravel()[cell]  # area x hemisphere sign
+                num = np.bincount(lbl, weights=vn.ravel()[flat] * w, minlength=n + 1)
+                den = np.bincount(lbl, weights=np.abs(w), minlength=n + 1)
+                pole = num[idx] / den[idx]
                 geo["poleward_ivt"] = pole
                 ok &= pole >= cfg.min_poleward_ivt
             geo["is_ar"] = ok.to_numpy()

@@ -545,10 +545,10 @@ def tc_mask(nodes: pd.DataFrame, like: xr.Dataset | xr.DataArray) -> xr.DataArra
     mask = np.zeros((nt, *grid.shape), dtype=bool)
     if len(nodes):
         ti = nodes["time_index"].to_numpy(dtype=np.int64)
-        ii = np.searchsorted(grid.lat, nodes["lat"].to_numpy(dtype=np.float64))
-        jj = np.searchsorted(grid.lon, np.mod(nodes["lon"].to_numpy(dtype=np.float64), 360.0))
-        ii = np.clip(ii, 0, grid.lat.size - 1)
-        jj = np.clip(jj, 0, grid.lon.size - 1)
+        # nearest grid cell of each centre (longitude compared on the circle)
+        ii = np.abs(grid.lat[None, :] - nodes["lat"].to_numpy(dtype=np.float64)[:, None]).argmin(axis=1)
+        dlon = (grid.lon[None, :] - nodes["lon"].to_numpy(dtype=np.float64)[:, None] + 180.0) % 360.0 - 180.0
+        jj = np.abs(dlon).argmin(axis=1)
         rad = nodes["radius_km"].to_numpy(dtype=np.float64)
         lat_max = float(np.abs(nodes["lat"]).max())
         hy, hx = grid.cells_for_km(float(rad.max()), lat_max)

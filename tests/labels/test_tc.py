@@ -178,3 +178,13 @@ def test_numeric_time_needs_a_step():
         detect_tc(ds, TCConfig(stitch=True))
     res = detect_tc(ds, TCConfig(stitch=True, time_step_h=6.0, min_duration_h=12.0))
     assert len(res.tracks) == 1 and res.tracks["duration_h"].iloc[0] == 12.0
+
+
+def test_mask_of_given_nodes_snaps_to_the_nearest_cell():
+    from climviz.labels import tc_mask
+
+    like = single(20.3, 140.2)
+    nodes = pd.DataFrame({"time_index": [0], "lat": [20.4], "lon": [-0.5], "radius_km": [1.0]})
+    m = tc_mask(nodes, like).values[0]
+    i, j = np.nonzero(m)
+    assert (LAT[i].tolist(), LON[j].tolist()) == ([20.5], [0.0])  # -0.5 E is 359.5 E: nearest 0.0
