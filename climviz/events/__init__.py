@@ -9,39 +9,46 @@ circular longitude mean.
 >>> lab, tab = cv.events.label_table(masks["mask"], fields=ds[["PSL", "TMQ"]])  # doctest: +SKIP
 >>> trk = cv.events.track(tab, lab)  # doctest: +SKIP
 
-The function names equal some module names (``label``, ``table``, ``track``,
-``compare``, ``skill``), so the functions are imported here eagerly (numpy, scipy and pandas only;
-xarray and dask are imported inside the functions that need them).
+Public names are imported on first use, so ``import climviz.events`` (and the
+command line) stays light. Some functions share their module's name
+(``label``, ``table``, ``track``, ``compare``, ``skill``): ``climviz.events.label``
+is always the function; the module is ``sys.modules["climviz.events.label"]``
+(``from climviz.events.label import ...`` works as usual).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
-from climviz.events.geometry import (
-    EARTH_RADIUS_KM,
-    cell_areas,
-    circular_mean_deg,
-    great_circle_km,
-    lat_edges,
-    lon_widths,
-)
-from climviz.events.label import label, label_step
-from climviz.events.table import label_table, table
-from climviz.events.track import TrackConfig, Tracks, overlaps, track, track_masks
-from climviz.events.stats import frequency, land_lookup, run_years, summarize
-from climviz.events.compare import Comparison, compare
-from climviz.events.skill import skill
+_LAZY = {
+    "EARTH_RADIUS_KM": "climviz.events.geometry",
+    "cell_areas": "climviz.events.geometry",
+    "circular_mean_deg": "climviz.events.geometry",
+    "great_circle_km": "climviz.events.geometry",
+    "lat_edges": "climviz.events.geometry",
+    "lon_widths": "climviz.events.geometry",
+    "label": "climviz.events.label",
+    "label_step": "climviz.events.label",
+    "table": "climviz.events.table",
+    "label_table": "climviz.events.table",
+    "track": "climviz.events.track",
+    "track_masks": "climviz.events.track",
+    "overlaps": "climviz.events.track",
+    "Tracks": "climviz.events.track",
+    "TrackConfig": "climviz.events.track",
+    "frequency": "climviz.events.stats",
+    "summarize": "climviz.events.stats",
+    "run_years": "climviz.events.stats",
+    "land_lookup": "climviz.events.stats",
+    "compare": "climviz.events.compare",
+    "Comparison": "climviz.events.compare",
+    "skill": "climviz.events.skill",
+}
 
-_LAZY: dict[str, str] = {}
-
-__all__ = sorted([
-    "EARTH_RADIUS_KM", "cell_areas", "circular_mean_deg", "great_circle_km", "lat_edges", "lon_widths",
-    "label", "label_step", "label_table", "table",
-    "TrackConfig", "Tracks", "overlaps", "track", "track_masks",
-    "frequency", "summarize", "run_years", "land_lookup", "Comparison", "compare", "skill",
-])
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
@@ -54,3 +61,15 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _EventsPackage(types.ModuleType):
+    """Keeps public functions from being replaced by same-named submodules on import."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _EventsPackage
