@@ -6,7 +6,8 @@ Public names (imported on first use, so ``import climviz.data`` stays light):
 * :func:`synthetic_run` (``climviz.data.synthetic``)
 * :class:`Normalizer` (``climviz.data.normalize``)
 * :class:`SegmentationDataset`, :func:`make_loader`, :func:`time_split` (``climviz.data.torchdata``)
-* :func:`fetch`, :data:`REGISTRY`, :func:`make_registry` (``climviz.data.fetch``)
+* :func:`fetch_file`, :func:`fetch_files`, :func:`make_fetcher`, :func:`load_registry`,
+  :data:`CLIMATENET_REGISTRY` (``climviz.data.fetch``)
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ _LAZY = {
     "fetch_file": "climviz.data.fetch",
     "fetch_files": "climviz.data.fetch",
     "make_fetcher": "climviz.data.fetch",
+    "load_registry": "climviz.data.fetch",
+    "CLIMATENET_BASE_URL": "climviz.data.fetch",
     "CLIMATENET_REGISTRY": "climviz.data.fetch",
 }
 
