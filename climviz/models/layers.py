@@ -16,7 +16,6 @@ With ``lon_padding="zero"`` the layers behave exactly like the plain
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -119,49 +118,41 @@ class GeoConv2d(nn.Conv2d):
 class GeoConvTranspose2d(nn.ConvTranspose2d):
     """A :class:`torch.nn.ConvTranspose2d` that is periodic in longitude.
 
-    Learned upsampling for the decoders. The output shape is the one of
-    ``nn.ConvTranspose2d`` with the same arguments (for ``kernel_size=3, stride=2,
-    padding=1, output_padding=1`` exactly twice the input). With
-    ``lon_padding="circular"`` the input is wrapped by a halo of
-    ``ceil(((k - 1) * d - p + op) / s)`` columns, the transposed convolution runs
-    without longitude padding, and the periodic window is cropped out, so
-    contributions that fall off the east edge re-enter in the west.
+    Learned upsampling for the decoders. Latitude behaves exactly like
+    ``nn.ConvTranspose2d`` with the same arguments. With ``lon_padding="circular"``
+    the output has ``stride * W`` columns: the transposed convolution is computed
+    without longitude padding and the columns that fall off either edge are added
+    back on the other side (output column ``(f - padding) mod (stride * W)`` for
+    full-output column ``f``), so no work is done twice and the FLOP count equals
+    the one of the plain layer. For ``kernel_size=3, stride=2, padding=1,
+    output_padding=1`` the output is exactly twice the input in both directions.
     """
 
     def __init__(self, *args, lon_padding: LonPadding = "circular", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.lon_padding = _check_choice("lon_padding", lon_padding, ("circular", "zero"))
-        k = self.kernel_size[1]
-        s = self.stride[1]
-        d = self.dilation[1]
-        p = self.padding[1]
-        op = self.output_padding[1]
-        self._lon_geom = (k, s, d, p, op)
-        self._halo = 0
+        self._lon_pad = self.padding[1]
         if lon_padding == "circular":
-            self._halo = max(0, math.ceil(((k - 1) * d - p + op) / s))
             self.padding = (self.padding[0], 0)
             self.output_padding = (self.output_padding[0], 0)
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:  # noqa: D102
         if self.lon_padding != "circular":
             return super().forward(x, output_size)
-        k, s, d, p, op = self._lon_geom
-        width = x.shape[-1]
-        out_w = (width - 1) * s - 2 * p + d * (k - 1) + op + 1
-        h = self._halo
         y = F.conv_transpose2d(
-            wrap_lon(x, h, h),
-            self.weight,
-            self.bias,
-            self.stride,
-            self.padding,
-            self.output_padding,
-            self.groups,
-            self.dilation,
+            x, self.weight, None, self.stride, self.padding, self.output_padding, self.groups, self.dilation
         )
-        start = h * s + p
-        return y[..., start : start + out_w]
+        period = self.stride[1] * x.shape[-1]
+        full = y.shape[-1]
+        reps = -(-full // period)
+        if reps > 1:
+            y = F.pad(y, (0, reps * period - full))
+            y = y.reshape(*y.shape[:-1], reps, period).sum(dim=-2)
+        if self._lon_pad:
+            y = torch.roll(y, -self._lon_pad, dims=-1)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y
 
     def extra_repr(self) -> str:  # noqa: D102
         return super().extra_repr() + f", lon_padding={self.lon_padding}"
