@@ -133,3 +133,16 @@ def test_bad_settings_and_missing_variables_are_named():
         detect_ar(ds.drop_vars("TMQ"))
     with pytest.raises(DataError, match="U850"):
         detect_ar(ds.drop_vars("V850"))
+
+
+def test_dask_backed_runs_give_the_same_answer():
+    rng = np.random.default_rng(1)
+    fields = [filament_fields(LAT, LON, 40.0 + k, 200.0 + 3 * k, length_km=3000, width_km=500) for k in range(4)]
+    for f in fields:
+        f["TMQ"] = f["TMQ"] + rng.uniform(0, 2, f["TMQ"].shape)
+    ds = as_run(fields, LAT, LON)
+    lazy = ds.chunk({"time": 1})
+    for cfg in (ARConfig(), ARConfig(percentile=75, threshold=100.0)):
+        eager, chunked = detect_ar(ds, cfg), detect_ar(lazy, cfg)
+        np.testing.assert_array_equal(chunked.mask.values, eager.mask.values)
+    assert eager.mask.values.any()

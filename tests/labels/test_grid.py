@@ -60,3 +60,17 @@ def test_diagonal_contact_across_the_seam_counts():
     lab, n = label_periodic(mask)
     assert n == 2
     assert lab[0, 1, 0] == lab[0, 2, -1]
+
+
+def test_components_agree_with_climviz_events_label():
+    # an independent implementation of the same convention (8-connected, periodic longitude)
+    from climviz.events.label import label as events_label
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((3, 40, 60)) > 0.55
+    ours, _ = label_periodic(mask)
+    theirs = np.asarray(events_label(mask))
+    for k in range(mask.shape[0]):
+        a, b = ours[k][mask[k]], theirs[k][mask[k]]
+        pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+        assert len(pairs) == len(np.unique(a)) == len(np.unique(b))  # the same partition
