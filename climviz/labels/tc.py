@@ -368,10 +368,13 @@ def _block_nodes(
         ok = _closed_contour(win, d, ry, rx, cfg.closed_contour_dpsl_pa, cfg.closed_contour_radius_km)
         tt, ii, jj, vort, wind, warm = tt[ok], ii[ok], jj[ok], vort[ok], wind[ok], warm[ok]
         # mask radius
-        ry, rx = grid.cells_for_km(cfg.max_mask_radius_km, cfg.max_abs_lat)
-        pw, d, _ = gather_windows(psl, tt, ii, jj, ry, rx, grid)
-        sw, _, _ = gather_windows(speed, tt, ii, jj, ry, rx, grid)
-        radius = _mask_radius(cfg, pw, sw, d, dr)
+        if cfg.mask_method == "fixed":
+            radius = np.full(tt.size, cfg.mask_radius_km)
+        else:
+            ry, rx = grid.cells_for_km(cfg.max_mask_radius_km, cfg.max_abs_lat)
+            pw, d, _ = gather_windows(psl, tt, ii, jj, ry, rx, grid)
+            sw, _, _ = gather_windows(speed, tt, ii, jj, ry, rx, grid)
+            radius = _mask_radius(cfg, pw, sw, d, dr)
         for key, val in zip(out, (tt, ii, jj, psl[tt, ii, jj], vort, wind, warm, radius)):
             out[key].append(np.asarray(val))
     return {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
