@@ -932,7 +932,7 @@ def write_run(
         for name, var in out.data_vars.items():
             e: dict[str, Any] = {}
             if complevel:
-                e.update(zlib=True, complevel=int(complevel))
+                e.update(zlib=True, complevel=int(complevel), shuffle=True)
                 if set(var.dims) == {"time", "lat", "lon"}:
                     e["chunksizes"] = (1, var.sizes["lat"], var.sizes["lon"])
             if var.dtype.kind == "f":
