@@ -17,7 +17,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "epoch", "global_step", "train_loss", "val_loss",
     "iou_background", "iou_tc", "iou_ar", "miou", "pixel_accuracy",
     "images_per_s", "flops_per_s", "lr", "epoch_time_s", "elapsed_s",
-    "peak_memory_mb", "skipped_steps", "world_size", "time_to_target_s",
+    "peak_memory_mb", "skipped_steps", "world_size", "global_batch_size", "time_to_target_s",
 )
 
 
@@ -37,7 +37,7 @@ class TrainResult:
         ``flops_per_s`` (achieved model FLOP/s of the training steps, all workers), ``lr``
         (at the end of the epoch), ``epoch_time_s``, ``elapsed_s`` (since the run started, s),
         ``peak_memory_mb``, ``skipped_steps`` (overflow steps skipped by the grad scaler),
-        ``world_size``, ``time_to_target_s`` (elapsed seconds when ``target_miou`` was first
+        ``world_size``, ``global_batch_size``, ``time_to_target_s`` (elapsed seconds when ``target_miou`` was first
         reached, NaN before).
     config
         The :class:`TrainConfig` used.
@@ -69,6 +69,27 @@ class TrainResult:
         if "miou" not in self.metrics or self.metrics.empty:
             return float("nan")
         return float(self.metrics["miou"].max())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (paths as strings, metrics as a list of row dicts)."""
+        import math
+
+        rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                for r in self.metrics.to_dict(orient="records")]
+        return {"checkpoint": str(self.checkpoint), "best_checkpoint": str(self.best_checkpoint),
+                "metrics": rows, "config": self.config.to_dict(), "wall_time_s": self.wall_time_s,
+                "run_path": None if self.run_path is None else str(self.run_path),
+                "extra": dict(self.extra)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainResult":
+        """Inverse of :meth:`to_dict`."""
+        rows = [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in d["metrics"]]
+        return cls(checkpoint=Path(d["checkpoint"]), best_checkpoint=Path(d["best_checkpoint"]),
+                   metrics=metrics_frame(rows), config=TrainConfig.from_dict(d["config"]),
+                   wall_time_s=float(d["wall_time_s"]),
+                   run_path=None if d.get("run_path") is None else Path(d["run_path"]),
+                   extra=dict(d.get("extra") or {}))
 
     def __repr__(self) -> str:
         n = len(self.metrics)

@@ -1,0 +1,151 @@
+"""``climviz.train``: one call to train a model, on Ray (default) or in this process."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from climviz.errors import CheckpointError, ConfigError
+from climviz.training.checkpoint import checkpoint_file, find_latest_checkpoint
+from climviz.training.config import TrainConfig
+from climviz.training.result import TrainResult, metrics_frame
+
+__all__ = ["train", "as_config", "default_run_dir", "result_from_history"]
+
+
+def as_config(config: TrainConfig | Mapping[str, Any] | str | os.PathLike) -> TrainConfig:
+    """A :class:`TrainConfig` from a config, a dict, or a YAML/JSON file path."""
+    if isinstance(config, TrainConfig):
+        return config
+    if isinstance(config, Mapping):
+        return TrainConfig.from_dict(config)
+    if isinstance(config, (str, os.PathLike)):
+        return TrainConfig.from_file(config)
+    raise ConfigError(f"train: config must be a TrainConfig, a dict or a YAML/JSON path, found "
+                      f"{type(config).__name__}")
+
+
+def default_run_dir(cfg: TrainConfig, storage_path: str | os.PathLike | None,
+                    name: str | None) -> Path:
+    """``storage_path/name`` (defaults ``./climviz_runs`` and ``<model>-<preset>-<UTC time>``)."""
+    root = Path(storage_path) if storage_path is not None else Path("climviz_runs")
+    if name is None:
+        name = f"{cfg.model}-{cfg.preset}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}"
+    return (root / name).resolve()
+
+
+def result_from_history(history: list[dict], cfg: TrainConfig, checkpoint_dir: Path,
+                        wall_time_s: float, run_path: Path | None) -> TrainResult:
+    """Build the :class:`TrainResult` of a finished run from its metrics rows and checkpoints."""
+    from climviz.training.loop import epoch_dir
+
+    latest = find_latest_checkpoint(checkpoint_dir)
+    if latest is None:
+        raise CheckpointError(f"{checkpoint_dir}: the run wrote no checkpoint")
+    best = latest
+    scored = [r for r in history if r.get("miou") == r.get("miou")]   # drop NaN
+    for r in sorted(scored, key=lambda r: -r["miou"]):
+        f = checkpoint_file(epoch_dir(checkpoint_dir, int(r["epoch"])))
+        if f.exists():
+            best = f
+            break
+    return TrainResult(checkpoint=latest, best_checkpoint=best, metrics=metrics_frame(history),
+                       config=cfg, wall_time_s=wall_time_s, run_path=run_path)
+
+
+def _print_row(row: dict, ckpt: Path | None) -> None:
+    print(f"epoch {row['epoch']:>3}  train_loss {row['train_loss']:.4f}  "
+          f"val_loss {row['val_loss']:.4f}  IoU bg/tc/ar {row.get('iou_background', float('nan')):.3f}/"
+          f"{row.get('iou_tc', float('nan')):.3f}/{row.get('iou_ar', float('nan')):.3f}  "
+          f"mIoU {row['miou']:.3f}  {row['images_per_s']:.1f} img/s  "
+          f"{row['flops_per_s'] / 1e9:.2f} GFLOP/s  lr {row['lr']:.2e}"
+          + (f"  -> {ckpt}" if ckpt is not None else ""), file=sys.stdout, flush=True)
+
+
+def train(
+    config: TrainConfig | Mapping[str, Any] | str | os.PathLike,
+    data: Any = None,
+    *,
+    use_ray: bool = True,
+    address: str | None = None,
+    num_workers: int | None = None,
+    use_gpu: bool = False,
+    resources_per_worker: Mapping[str, float] | None = None,
+    storage_path: str | os.PathLike | None = None,
+    name: str | None = None,
+    resume: bool | str | os.PathLike = False,
+    max_failures: int = 0,
+    progress: bool = True,
+    **kw: Any,
+) -> TrainResult:
+    """Train a segmentation model; return checkpoints and per-epoch metrics.
+
+    Parameters
+    ----------
+    config
+        :class:`TrainConfig`, dict, or path of a YAML/JSON config.
+    data
+        ``xr.Dataset``, path, list of paths or glob of a labelled run
+        (default ``config.data``).
+    use_ray
+        True: data-parallel on Ray (``climviz.training.ray.train_on_ray``; see its
+        docstring for ``address``, ``num_workers``, ``use_gpu``, ``resources_per_worker``,
+        ``max_failures``). False: the same engine in this process, for debugging.
+    storage_path, name
+        Where the run's checkpoints go: ``storage_path/name/epoch_XXXX/checkpoint.pt``
+        (defaults ``./climviz_runs`` and ``<model>-<preset>-<time>``).
+    resume
+        True: continue from the latest checkpoint of the named run (error if the run
+        has none); a path: continue from that checkpoint.
+    progress
+        Print one line per epoch (in-process mode; Ray shows its own progress).
+    **kw
+        In-process mode: ``device``, ``normalizer``, ``report``, ``step_callback``
+        passed to :func:`~climviz.training.loop.run_training`. Ray mode: passed on.
+
+    Returns
+    -------
+    TrainResult
+    """
+    cfg = as_config(config)
+    if use_ray:
+        from climviz.training.ray import train_on_ray
+
+        return train_on_ray(cfg, data, address=address, num_workers=num_workers, use_gpu=use_gpu,
+                            resources_per_worker=resources_per_worker, storage_path=storage_path,
+                            name=name, resume=resume, max_failures=max_failures,
+                            progress=progress, **kw)
+
+    from climviz.training.loop import run_training
+
+    unknown = sorted(set(kw) - {"device", "normalizer", "report", "step_callback"})
+    if unknown:
+        raise ConfigError(f"train(use_ray=False): unknown keyword(s) {unknown}")
+    if num_workers not in (None, 1):
+        raise ConfigError(f"train(use_ray=False): num_workers={num_workers} needs use_ray=True")
+    if resume is True and name is None:
+        raise ConfigError("train: resume=True needs the name of the run to resume (name=...)")
+    run_dir = default_run_dir(cfg, storage_path, name)
+    resume_from = None
+    if resume is True:
+        resume_from = find_latest_checkpoint(run_dir)
+        if resume_from is None:
+            raise CheckpointError(f"{run_dir}: no checkpoint to resume from")
+    elif resume:
+        resume_from = checkpoint_file(resume)
+    user_report = kw.pop("report", None)
+
+    def report(row: dict, ckpt: Path | None) -> None:
+        if progress:
+            _print_row(row, ckpt)
+        if user_report is not None:
+            user_report(row, ckpt)
+
+    t0 = time.perf_counter()
+    history = run_training(cfg, data, checkpoint_dir=run_dir, resume_from=resume_from,
+                           report=report, **kw)
+    return result_from_history(history, cfg, run_dir, time.perf_counter() - t0, run_dir)
