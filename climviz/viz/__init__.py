@@ -26,7 +26,6 @@ _LAZY = {
     "save_html": "climviz.viz.export",
     "save_static": "climviz.viz.export",
     "static_map": "climviz.viz.export",
-    "coastlines": "climviz.viz.coastlines",
     "coastline_feature": "climviz.viz.coastlines",
     "land_feature": "climviz.viz.coastlines",
     "is_land": "climviz.viz.coastlines",

@@ -118,7 +118,7 @@ def coarsen_field(da: xr.DataArray, factors: tuple[int, int]) -> xr.DataArray:
     fy, fx = factors
     if (fy, fx) == (1, 1):
         return da
-    return da.coarsen(lat=fy, lon=fx, boundary="pad", coord_func="mean").mean(skipna=True)
+    return da.coarsen(lat=fy, lon=fx, boundary="pad", coord_func="mean").mean()
 
 
 def coarsen_mask(da: xr.DataArray, factors: tuple[int, int]) -> xr.DataArray:

@@ -297,6 +297,9 @@ def coastlines(resolution: str = "c", projection: Any = None, **opts: Any):
     import cartopy.crs as ccrs
     import geoviews as gv
 
+    from climviz.viz._backend import ensure_bokeh
+
+    ensure_bokeh()
     style = {"color": "black", "line_width": 0.8}
     style.update(opts)
     lines = coastline_lines(resolution)

@@ -183,8 +183,10 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
     """
     import holoviews as hv
 
+    from climviz.viz._backend import ensure_bokeh
     from climviz.viz.coastlines import coastlines
 
+    ensure_bokeh()
     raw = _grid.pick_field(data, variable)
     name, label = _label_of(raw)
     field = _grid.standardize(raw, label=f"variable {name!r}")

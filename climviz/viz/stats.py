@@ -262,6 +262,9 @@ def histogram(table: pd.DataFrame, column: str = "area_km2", *, by: str | None =
     """
     import holoviews as hv
 
+    from climviz.viz._backend import ensure_bokeh
+
+    ensure_bokeh()
     if column not in table.columns:
         raise DataError(f"histogram: column {column!r} not in the table; columns: {list(table.columns)}")
     vals = table[column]

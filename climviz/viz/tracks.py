@@ -198,8 +198,10 @@ def tracks(
     import holoviews as hv
     from bokeh.models import HoverTool
 
+    from climviz.viz._backend import ensure_bokeh
     from climviz.viz.coastlines import coastlines
 
+    ensure_bokeh()
     points, summ = _unpack(track_table)
     if summary is not None:
         summ = summary
