@@ -47,7 +47,8 @@ def run_local(
     prefetch
         Blocks read ahead in the background.
     on_batch
-        Called after each block is written, with ``{"start", "stop", "done", "total"}``
+        Called after each block is written, with ``{"start", "stop", "done", "total",
+        "mode"}``
         (for progress reports; an exception raised there stops the prediction, the
         blocks written so far stay written).
     progress
@@ -88,7 +89,8 @@ def run_local(
             if progress is not None:
                 progress.update(e - s)
             if on_batch is not None:
-                on_batch({"start": s, "stop": e, "done": written, "total": len(blocks)})
+                on_batch({"start": s, "stop": e, "done": written, "total": len(blocks),
+                          "mode": "local"})
 
         try:
             fill()

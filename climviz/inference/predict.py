@@ -78,7 +78,8 @@ def predict(
     prefetch
         Blocks read ahead by the background reader (local mode).
     on_batch
-        Called after each block is written with ``{"start", "stop", "done", "total"}``.
+        Called after each block is written with ``{"start", "stop", "done", "total",
+        "mode"}`` (mode "local" or "ray").
 
     Returns
     -------
@@ -130,7 +131,7 @@ def predict(
         "checkpoint_epoch": int(spec.payload.get("epoch") or 0),
         "channels": " ".join(spec.channels),
         "source_files": files if files else "in-memory dataset",
-        "method": "climviz.predict" + (" (Ray Data)" if use_ray else ""),
+        "method": "climviz.predict",
     }
     if spec.payload.get("grid"):
         attrs["training_grid"] = [int(g) for g in spec.payload["grid"]]

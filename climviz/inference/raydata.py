@@ -63,21 +63,15 @@ class _PredictActor:
         return out
 
 
-def _ensure_ray(address: str | None) -> bool:
-    """Connect to Ray (``address``) or start a small local one; True if we started it."""
-    import ray
+def _ensure_ray(address: str | None) -> None:
+    """Join Ray at ``address`` (None: the running Ray, ``$RAY_ADDRESS`` or a new local one).
 
-    if ray.is_initialized():
-        return False
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False)
-    except Exception as e:
-        where = address or "a new local Ray"
-        raise ClusterError(f"cannot start or reach Ray at {where}: {type(e).__name__}: {e}") from e
-    return True
+    Uses :func:`climviz.training.cluster.connect`, so training and prediction share one
+    connection; a local Ray started here stays up for later calls (it stops at exit).
+    """
+    from climviz.training.cluster import connect
+
+    connect(address, dashboard=False)
 
 
 def run_ray(
@@ -113,43 +107,39 @@ def run_ray(
 
     if not blocks:
         return 0
-    started = _ensure_ray(address)
+    _ensure_ray(address)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    use_gpu = gpus > 0 and (device is None or "cuda" in str(device))
+    actor_device = "cuda" if use_gpu else (device or "cpu")
+    workers = int(num_workers or (gpus if use_gpu else 1))
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    threads = None if use_gpu else max(1, cpus // (workers + 1))
+    source = ray.put(ds)
+    spec_ref = ray.put(spec)
+    ctx = ray.data.DataContext.get_current()
+    old_order, old_bar = ctx.execution_options.preserve_order, ctx.enable_progress_bars
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
     try:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        use_gpu = gpus > 0 and (device is None or "cuda" in str(device))
-        actor_device = "cuda" if use_gpu else (device or "cpu")
-        workers = int(num_workers or (gpus if use_gpu else 1))
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        threads = None if use_gpu else max(1, cpus // (workers + 1))
-        source = ray.put(ds)
-        spec_ref = ray.put(spec)
-        ctx = ray.data.DataContext.get_current()
-        old_order, old_bar = ctx.execution_options.preserve_order, ctx.enable_progress_bars
-        ctx.execution_options.preserve_order = True
-        ctx.enable_progress_bars = False
-        try:
-            items = [{"start": s, "stop": e} for s, e in blocks]
-            rows = ray.data.from_items(items, override_num_blocks=len(items))
-            rows = rows.map_batches(
-                _read_blocks, batch_size=1, batch_format="numpy", num_cpus=1,
-                fn_kwargs={"source": source, "channels": list(spec.channels),
-                           "mean": spec.mean, "std": spec.std},
-            )
-            preds = rows.map_batches(
-                _PredictActor, batch_size=batch_size, batch_format="numpy",
-                fn_constructor_kwargs={"spec_ref": spec_ref, "device": actor_device,
-                                       "probabilities": probabilities, "tile": tile,
-                                       "tile_overlap": tile_overlap, "threads": threads},
-                concurrency=workers, num_gpus=1 if use_gpu else 0,
-                num_cpus=1 if use_gpu else min(threads or 1, cpus),
-            )
-            return _write_in_order(preds, writer, blocks, on_batch, progress)
-        finally:
-            ctx.execution_options.preserve_order = old_order
-            ctx.enable_progress_bars = old_bar
+        items = [{"start": s, "stop": e} for s, e in blocks]
+        rows = ray.data.from_items(items, override_num_blocks=len(items))
+        rows = rows.map_batches(
+            _read_blocks, batch_size=1, batch_format="numpy", num_cpus=1,
+            fn_kwargs={"source": source, "channels": list(spec.channels),
+                       "mean": spec.mean, "std": spec.std},
+        )
+        preds = rows.map_batches(
+            _PredictActor, batch_size=batch_size, batch_format="numpy",
+            fn_constructor_kwargs={"spec_ref": spec_ref, "device": actor_device,
+                                   "probabilities": probabilities, "tile": tile,
+                                   "tile_overlap": tile_overlap, "threads": threads},
+            concurrency=workers, num_gpus=1 if use_gpu else 0,
+            num_cpus=1 if use_gpu else min(threads or 1, cpus),
+        )
+        return _write_in_order(preds, writer, blocks, on_batch, progress)
     finally:
-        if started:
-            ray.shutdown()
+        ctx.execution_options.preserve_order = old_order
+        ctx.enable_progress_bars = old_bar
 
 
 def _write_in_order(preds: Any, writer: Any, blocks: Sequence[tuple[int, int]],
@@ -182,7 +172,8 @@ def _write_in_order(preds: Any, writer: Any, blocks: Sequence[tuple[int, int]],
                 if progress is not None:
                     progress.update(e - s)
                 if on_batch is not None:
-                    on_batch({"start": s, "stop": e, "done": written, "total": len(blocks)})
+                    on_batch({"start": s, "stop": e, "done": written, "total": len(blocks),
+                              "mode": "ray"})
     if parts:
         raise ClusterError(f"Ray Data left blocks incomplete: {sorted(parts)}")
     return written
