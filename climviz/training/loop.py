@@ -174,6 +174,8 @@ def run_training(
         pixel_accuracy, images_per_s, flops_per_s, lr, epoch_time_s, elapsed_s,
         peak_memory_mb, skipped_steps, world_size, time_to_target_s, ...``.
     """
+    import xarray as xr
+
     from climviz import models
     from climviz.data import Normalizer, SegmentationDataset, make_loader, time_split
 
@@ -241,21 +243,38 @@ def run_training(
         if sample_hw[0] > grid[0] or sample_hw[1] > grid[1]:
             raise ConfigError(f"TrainConfig.crop: {list(sample_hw)} is larger than the grid "
                               f"{list(grid)}")
-        train_ds = SegmentationDataset(ds, channels=cfg.channels, normalizer=normalizer,
-                                       time_indices=train_idx, crop=cfg.crop,
-                                       random_roll=cfg.random_roll, seed=cfg.seed)
-        val_ds = SegmentationDataset(ds, channels=cfg.channels, normalizer=normalizer,
-                                     time_indices=val_idx)
+        # paths are reopened lazily by each DataLoader worker; a Dataset is used as is
+        raw = data if data is not None else cfg.data
+        source = (ds if isinstance(raw, xr.Dataset)
+                  else list(raw) if isinstance(raw, (tuple, list)) else raw)
         from torch.utils.data import DistributedSampler
 
+        train_ds = SegmentationDataset(source, channels=cfg.channels, normalizer=normalizer,
+                                       time_indices=train_idx, crop=cfg.crop,
+                                       random_roll=cfg.random_roll, seed=cfg.seed)
         sampler = DistributedSampler(train_ds, num_replicas=world_size, rank=rank, shuffle=True,
                                      seed=cfg.seed, drop_last=True)
         train_loader = make_loader(train_ds, cfg.batch_size, sampler=sampler,
-                                   num_workers=cfg.loader_workers, drop_last=True, seed=cfg.seed)
+                                   num_workers=cfg.loader_workers, drop_last=True, seed=cfg.seed,
+                                   persistent_workers=False)
+
+        def start_epoch_data(epoch: int) -> None:
+            # reseed augmentation by (seed, epoch, rank) at each epoch: random crops and rolls
+            # (in this process or in fresh loader workers) are then the same whether or not
+            # the run was interrupted and resumed
+            s = _epoch_seed(cfg.seed, epoch, rank) % 2**31
+            train_ds.seed = s
+            if train_loader.generator is not None:
+                train_loader.generator.manual_seed(s)
+            sampler.set_epoch(epoch)
+
+        val_ds = SegmentationDataset(source, channels=cfg.channels, normalizer=normalizer,
+                                     time_indices=val_idx)
         val_loader = make_loader(val_ds, cfg.val_batch_size or cfg.batch_size,
                                  sampler=list(range(rank, len(val_ds), world_size)),
                                  num_workers=cfg.loader_workers, seed=cfg.seed)
-        steps_per_epoch = len(train_loader) // cfg.grad_accum
+        batches_per_epoch = len(train_loader)
+        steps_per_epoch = batches_per_epoch // cfg.grad_accum
         if cfg.max_steps_per_epoch is not None:
             steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
         if steps_per_epoch < 1:
@@ -321,9 +340,7 @@ def run_training(
 
         for epoch in range(start_epoch, cfg.epochs):
             torch.manual_seed(_epoch_seed(cfg.seed, epoch, rank))
-            sampler.set_epoch(epoch)
-            if hasattr(train_ds, "set_epoch"):
-                train_ds.set_epoch(epoch)
+            start_epoch_data(epoch)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
 
