@@ -15,7 +15,7 @@ from typing import Any
 
 _LAZY = {
     "map": "climviz.viz.maps",
-    "tracks": "climviz.viz.tracks",
+    "tracks": "climviz.viz.track_maps",
     "frequency_map": "climviz.viz.stats",
     "class_frequency": "climviz.viz.stats",
     "frequency_difference": "climviz.viz.stats",

@@ -167,7 +167,7 @@ class Explorer:
         """The selected event's track (all rows with its track_id) or just its centroid."""
         import holoviews as hv
 
-        from climviz.viz.tracks import split_at_seam
+        from climviz.viz.track_maps import split_at_seam
 
         if "track_id" in self.events.columns and pd.notna(row.get("track_id")):
             tr = self.events[self.events["track_id"] == row["track_id"]].sort_values("time")

@@ -18,6 +18,7 @@ longer than a typical event lifetime (e.g. 8 steps of 3 h = 1 day or more).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -114,7 +115,9 @@ def frequency_difference(mask_a: Any, mask_b: Any, cls: int = TC, *, block: int 
         return ind.reshape(nb, block, *ind.shape[1:]).mean(axis=1)
 
     fa, fb = block_freq(a, "mask_a"), block_freq(b, "mask_b")
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        # Cells that are constant in both runs are handled below; scipy warns about them.
+        warnings.simplefilter("ignore", RuntimeWarning)
         res = stats.ttest_ind(fb, fa, axis=0, equal_var=False)
     p = np.asarray(res.pvalue, dtype=np.float64)
     mean_a, mean_b = fa.mean(axis=0), fb.mean(axis=0)

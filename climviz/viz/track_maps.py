@@ -227,8 +227,7 @@ def tracks(
         glat, glon = _col(summ, _GEN_LAT, "genesis latitude"), _col(summ, _GEN_LON, "genesis longitude")
         llat, llon = _col(summ, _LYS_LAT, "lysis latitude"), _col(summ, _LYS_LON, "lysis longitude")
         paths = []
-        for row in summ.itertuples(index=False):
-            r = row._asdict()
+        for r in summ.to_dict("records"):
             for piece in split_at_seam(np.array([r[glon], r[llon]]), np.array([r[glat], r[llat]]), center):
                 paths.append({"x": piece[:, 0], "y": piece[:, 1], "track_id": r["track_id"], "class": int(r["class"])})
     summ = summ[summ["class"].isin(keep)].copy()
