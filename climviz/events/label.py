@@ -295,7 +295,8 @@ def _label_block(
     *,
     geo: Geo | None,
     opts: LabelOptions,
-) -> tuple[np.ndarray, np.ndarray, Runs]:
+    want_labels: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, Runs]:
     """Label a (T, H, W) uint8 block by run-length connected components.
 
     The block is scanned once for runs of equal class along rows; runs that
@@ -310,7 +311,7 @@ def _label_block(
 
     T, H, W = mask.shape
     HW = H * W
-    out = np.zeros(mask.shape, dtype=np.int32)
+    out = np.zeros(mask.shape, dtype=np.int32) if want_labels else None
     if T == 0 or H == 0 or W == 0:
         return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
     start, length, cls = _runs_of_mask(mask)
@@ -348,8 +349,9 @@ def _label_block(
     if kept.size < ncomp:
         sel = ids != 0
         runs = Runs(start[sel], length[sel], ids[sel], cls[sel], (T, H, W))
-    idx, _ = runs.pixels()
-    out.reshape(-1)[idx] = np.repeat(runs.ids, runs.length)
+    if out is not None:
+        idx, _ = runs.pixels()
+        out.reshape(-1)[idx] = np.repeat(runs.ids, runs.length)
     return out, per_step, runs
 
 

@@ -1,8 +1,10 @@
 """Event tables: one row per (time step, event) with size, position and field statistics.
 
-Everything is computed from the event cells only, with ``np.bincount`` and
-``ufunc.at`` over a per-(step, event) key, so the cost grows with the number
-of event cells, not with the grid size or the number of events.
+Sizes, areas and centroids are computed from *runs* (stretches of one event
+along a grid row) with cumulative sums along longitude and ``np.bincount``
+over a per-(step, event) key, so they cost O(runs); field statistics reduce
+each run (``ufunc.reduceat``) and then each event, O(event cells). Nothing
+loops over cells, steps or events in Python.
 """
 
 from __future__ import annotations
@@ -312,7 +314,7 @@ def label_table(
     if return_labels and len(slices) > 1:
         out = np.zeros(src.shape, dtype=np.int32)
     for sl, m, f in src.blocks(block_steps):
-        lab, _, runs = _label_block(m, geo=geo, opts=opts)
+        lab, _, runs = _label_block(m, geo=geo, opts=opts, want_labels=return_labels)
         if return_labels:
             if out is None:
                 out = lab  # a single block: no copy

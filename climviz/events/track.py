@@ -26,7 +26,7 @@ import pandas as pd
 
 from climviz.errors import ConfigError, DataError
 from climviz.events.geometry import EARTH_RADIUS_KM, great_circle_km
-from climviz.events.label import Geo, LabelOptions, _label_block
+from climviz.events.label import Geo, LabelOptions, Runs, _label_block, find_runs
 
 __all__ = ["TrackConfig", "Tracks", "track", "track_masks", "overlaps"]
 
@@ -109,57 +109,84 @@ class Tracks:
 
 # --------------------------------------------------------------------------- overlaps
 
-def _overlap_pairs(a: np.ndarray, b: np.ndarray, geo: Geo, step0: int) -> dict[str, np.ndarray]:
-    """Overlap areas between events of a[t] and b[t] (arrays (T, H, W)); step_from = step0 + t."""
-    T, H, W = a.shape
-    both = (a != 0) & (b != 0)
-    idx = np.flatnonzero(both)
-    if idx.size == 0:
-        z = np.zeros(0, dtype=np.int64)
-        return {"step_from": z, "event_from": z.astype(np.int32), "event_to": z.astype(np.int32),
-                "overlap_km2": np.zeros(0)}
-    HW = H * W
-    t = idx // HW
-    pix = idx - t * HW
-    row = pix // W
-    col = pix - row * W
-    ea = a.reshape(-1)[idx].astype(np.int64)
-    eb = b.reshape(-1)[idx].astype(np.int64)
-    ka = int(ea.max()) + 1
-    kb = int(eb.max()) + 1
-    key = (t * ka + ea) * kb + eb
-    uniq, inv = np.unique(key, return_inverse=True)
-    area = np.bincount(inv, weights=geo.rows[row] * geo.cols[col])
-    tb = uniq // (ka * kb)
-    rem = uniq - tb * ka * kb
-    return {"step_from": tb + step0, "event_from": (rem // kb).astype(np.int32),
-            "event_to": (rem % kb).astype(np.int32), "overlap_km2": area}
+def _empty_overlaps() -> dict[str, np.ndarray]:
+    z = np.zeros(0, dtype=np.int64)
+    return {"step_from": z, "event_from": z.astype(np.int32), "event_to": z.astype(np.int32),
+            "overlap_km2": np.zeros(0)}
+
+
+def _run_overlaps(step: np.ndarray, pos: np.ndarray, length: np.ndarray, ids: np.ndarray,
+                  HW: int, W: int, geo: Geo) -> dict[str, np.ndarray]:
+    """Overlap areas between events of consecutive steps, from runs sorted by (step, pos).
+
+    A run of step t covers cells ``pos .. pos + length - 1`` of its row; the
+    runs of step t + 1 meeting the same cells are found with two
+    ``np.searchsorted`` calls on the global keys ``step * HW + pos``; the overlap
+    of two runs is an interval intersection within one row, whose area is a
+    difference of cumulative column widths. Cost O(runs), not O(cells).
+    """
+    if step.size == 0:
+        return _empty_overlaps()
+    key = step * HW + pos
+    key_end = key + length
+    lo = key + HW
+    hi = key_end + HW - 1
+    jlo = np.searchsorted(key_end, lo, side="right")
+    jhi = np.searchsorted(key, hi, side="right")
+    cnt = np.maximum(jhi - jlo, 0)
+    total = int(cnt.sum())
+    if total == 0:
+        return _empty_overlaps()
+    i = np.repeat(np.arange(step.size), cnt)
+    j = np.repeat(jlo, cnt) + (np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+    row = pos[i] // W
+    c0 = np.maximum(pos[i], pos[j]) - row * W
+    c1 = np.minimum(pos[i] + length[i], pos[j] + length[j]) - row * W
+    area = geo.rows[row] * (geo.cw[c1] - geo.cw[c0])
+    K = int(ids.max()) + 1
+    pair = (step[i] * K + ids[i]) * K + ids[j]
+    uniq, inv = np.unique(pair, return_inverse=True)
+    tot = np.bincount(inv, weights=area)
+    st = uniq // (K * K)
+    rem = uniq - st * K * K
+    return {"step_from": st, "event_from": (rem // K).astype(np.int32), "event_to": (rem % K).astype(np.int32),
+            "overlap_km2": tot}
 
 
 class _OverlapStream:
-    """Feeds label blocks in time order; collects overlaps of consecutive steps."""
+    """Feeds runs of labelled blocks in time order; collects overlaps of consecutive steps.
+
+    Only the runs of the last step of the previous block are carried over.
+    """
 
     def __init__(self, geo: Geo) -> None:
         self.geo = geo
-        self.prev: np.ndarray | None = None
-        self.prev_step = -1
+        self.carry: tuple[np.ndarray, ...] | None = None
         self.parts: list[dict[str, np.ndarray]] = []
 
-    def add(self, block: np.ndarray, step0: int) -> None:
-        if block.shape[0] == 0:
+    def add_runs(self, runs: Runs, step0: int) -> None:
+        T, H, W = runs.shape
+        if T == 0:
             return
-        if self.prev is not None and self.prev_step == step0 - 1:
-            self.parts.append(_overlap_pairs(self.prev[None], block[:1], self.geo, self.prev_step))
-        if block.shape[0] > 1:
-            self.parts.append(_overlap_pairs(block[:-1], block[1:], self.geo, step0))
-        self.prev = np.array(block[-1], copy=True)
-        self.prev_step = step0 + block.shape[0] - 1
+        HW = H * W
+        local = runs.start // HW
+        step = local + step0
+        pos = runs.start - local * HW
+        arrays = (step, pos, runs.length.astype(np.int64), runs.ids.astype(np.int64))
+        if self.carry is not None:
+            arrays = tuple(np.concatenate([c, a]) for c, a in zip(self.carry, arrays))
+        self.parts.append(_run_overlaps(*arrays, HW=HW, W=W, geo=self.geo))
+        last = step0 + T - 1
+        keep = arrays[0] == last
+        self.carry = tuple(a[keep] for a in arrays)
+
+    def add_labels(self, block: np.ndarray, step0: int) -> None:
+        flat = block.reshape(-1)
+        self.add_runs(find_runs(flat, flat, block.shape[2], block.shape, labels_follow_mask=True), step0)
 
     def frame(self) -> pd.DataFrame:
-        if not self.parts:
-            return pd.DataFrame({"step_from": np.zeros(0, np.int64), "event_from": np.zeros(0, np.int32),
-                                 "event_to": np.zeros(0, np.int32), "overlap_km2": np.zeros(0)})
-        return pd.DataFrame({k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]})
+        parts = [p for p in self.parts if p["step_from"].size] or [_empty_overlaps()]
+        return pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
 
 
 def overlaps(labels: Any, *, lat: Any = None, lon: Any = None, radius_km: float = EARTH_RADIUS_KM,
@@ -185,7 +212,9 @@ def overlaps(labels: Any, *, lat: Any = None, lon: Any = None, radius_km: float 
     stream = _OverlapStream(geo)
     for sl in src.slices(block_steps):
         block = np.asarray(src._get(src.mask, sl))
-        stream.add(block, sl.start)
+        if not np.issubdtype(block.dtype, np.integer):
+            raise DataError(f"labels: expected integer event ids, found dtype {block.dtype}")
+        stream.add_labels(block, sl.start)
     return stream.frame()
 
 
@@ -499,10 +528,10 @@ def track_masks(
     stream = _OverlapStream(geo)
     total = src.shape[0]
     for sl, m, f in src.blocks(block_steps):
-        lab, _, runs = _label_block(m, geo=geo, opts=opts)
+        _, _, runs = _label_block(m, geo=geo, opts=opts, want_labels=False)
         acc.add(table_runs(runs, f, spec, geo, sl.start))
-        stream.add(lab, sl.start)
-        del lab, runs
+        stream.add_runs(runs, sl.start)
+        del runs
         if progress is not None:
             progress(sl.stop, total)
     tab = _frame(acc.cols, _names(list(src.fields), spec), src.times)

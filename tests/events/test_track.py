@@ -133,3 +133,28 @@ def test_bad_tracking_inputs():
         TrackConfig(min_overlap=0.0)
     with pytest.raises(DataError, match="centroid_lat"):
         track(pd.DataFrame({"step": [0]}))
+
+
+def test_overlap_areas_match_a_cell_by_cell_count(random_masks):
+    """Run-interval overlaps against the plain per-cell definition, areas written out."""
+    from climviz.events import label
+    from climviz.events.track import overlaps
+
+    lat, lon = regular_grid(*random_masks.shape[1:])
+    labels = label(random_masks)
+    got = overlaps(labels, lat=lat, lon=lon, block_steps=4)  # block edge inside the run
+    dphi = 180.0 / random_masks.shape[1]
+    row_area = np.array([6371.0**2 * math.radians(360.0 / random_masks.shape[2]) *
+                         (math.sin(math.radians(-90 + dphi * (k + 1))) - math.sin(math.radians(-90 + dphi * k)))
+                         for k in range(random_masks.shape[1])])
+    expected = {}
+    for t in range(random_masks.shape[0] - 1):
+        a, b = labels[t], labels[t + 1]
+        rows, cols = np.nonzero((a > 0) & (b > 0))
+        for r, c in zip(rows, cols):
+            k = (t, int(a[r, c]), int(b[r, c]))
+            expected[k] = expected.get(k, 0.0) + row_area[r]
+    assert len(got) == len(expected) > 0
+    for r in got.to_dict("records"):
+        assert r["overlap_km2"] == pytest.approx(expected[(r["step_from"], r["event_from"], r["event_to"])],
+                                                 rel=1e-10)
