@@ -42,6 +42,7 @@ import glob as _glob
 import os
 import re
 import warnings
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -144,9 +145,17 @@ class _FilePart:
     attrs: dict[str, Any] = field(default_factory=dict)
     var_attrs: dict[str, dict] = field(default_factory=dict)
     fmt: str = "netcdf"
+    specs: dict[str, list[_Spec]] | None = None  # direct HDF5 reads (fast path), per local step
+    dtypes: dict[str, Any] | None = None  # dtypes of the spec variables once read
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.specs) if self.specs is not None else list(self.arrays)
 
     @property
     def n_times(self) -> int:
+        if self.specs is not None:
+            return len(next(iter(self.specs.values())))
         return next(iter(self.arrays.values())).shape[0]
 
 
@@ -237,6 +246,218 @@ def _take(a: np.ndarray, index: tuple) -> np.ndarray:
     return a[index]
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """How to read one time step of one variable straight from an HDF5/netCDF4 file."""
+
+    path: str
+    key: str  # HDF5 dataset
+    name: str  # climviz variable name (for messages)
+    t: int | None  # index along the file's time axis (None: the variable has no time axis)
+    perm: tuple[int, ...]  # axes of the stored array, in (time,) lat, lon order
+    fill: float | None = None  # _FillValue to turn into NaN
+    channel: int | None = None  # DeepCAM: index in the last axis of climate/data
+    flip: bool = False  # latitude stored north to south
+    shift: int = 0  # np.roll along longitude
+    t_global: int = 0  # index in the combined run (for messages)
+    policy: str = "raise"  # "raise" | "mask" | "none"
+
+
+def _finish_step(a: np.ndarray, spec: _Spec) -> np.ndarray:
+    """Orient a (lat, lon) step, cast channels to float, check values; returns (lat, lon)."""
+    if spec.flip:
+        a = a[::-1]
+    if spec.shift:
+        a = np.roll(a, spec.shift, axis=1)
+    if spec.name == LABEL_VAR:
+        _check_labels(a, spec)
+        return np.ascontiguousarray(a)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float32)
+    if spec.fill is not None:
+        a = np.where(a == spec.fill, np.nan, a).astype(a.dtype, copy=False)
+    return _check_finite(np.ascontiguousarray(a), spec)
+
+
+def _check_labels(a: np.ndarray, spec: _Spec) -> None:
+    if spec.policy == "none":
+        return
+    ok = a.size == 0 or (a.min() >= 0 and a.max() <= 2 and (a.dtype.kind in "iub" or np.all(a == np.round(a))))
+    if not ok:
+        bad = ~np.isin(a, FLAG_VALUES)
+        found = np.unique(a[bad])[:5]
+        raise DataError(
+            f"{spec.path}: variable {LABEL_VAR}: expected values in {{0, 1, 2}}, found {found.tolist()} "
+            f"({int(bad.sum())} cells) at time index {spec.t_global}"
+        )
+
+
+def _check_finite(a: np.ndarray, spec: _Spec) -> np.ndarray:
+    if spec.policy == "none" or np.isfinite(np.add.reduce(a, axis=None)):
+        return a  # one fast reduction: finite unless some value is NaN/inf
+    fin = np.isfinite(a)
+    if fin.all():
+        return a
+    if spec.policy == "mask":
+        return np.where(fin, a, np.nan).astype(a.dtype, copy=False)
+    raise DataError(
+        f"{spec.path}: variable {spec.name}: expected finite values, found {int((~fin).sum())} NaN/inf at time "
+        f"index {spec.t_global} (pass nan_policy='mask' to open_run to mask them as NaN)"
+    )
+
+
+def _read_spec(spec: _Spec) -> np.ndarray:
+    """One step of one (non-DeepCAM) variable as (1, lat, lon)."""
+    a = _read_h5(spec.path, spec.key, spec.t, spec.perm, None)
+    a = a[0] if spec.t is not None else a
+    return _finish_step(a, spec)[None]
+
+
+def _deepcam_channel(data: np.ndarray, spec: _Spec) -> np.ndarray:
+    """Channel ``spec.channel`` of a DeepCAM (lat, lon, C) array as (1, lat, lon)."""
+    return _finish_step(np.ascontiguousarray(data[..., spec.channel]), spec)[None]
+
+
+def _spec_graph(name: str, specs: list[_Spec], nlat: int, nlon: int, dtype) -> Any:
+    """A dask array with one task per step, each reading its file directly."""
+    import dask.array as da
+
+    dsk: dict = {}
+    for k, spec in enumerate(specs):
+        if spec.channel is not None:
+            rk = ("deepcam-read-" + _token(spec.path),)
+            dsk[rk] = (_read_h5, spec.path, spec.key)
+            dsk[(name, k, 0, 0)] = (_deepcam_channel, rk, spec)
+        else:
+            dsk[(name, k, 0, 0)] = (_read_spec, spec)
+    return da.Array(dsk, name, ((1,) * len(specs), (nlat,), (nlon,)), dtype=dtype)
+
+
+def _token_specs(specs: list[_Spec]) -> str:
+    from dask.base import tokenize
+
+    first, last = specs[0], specs[-1]
+    stats = [os.stat(sp.path).st_mtime_ns for sp in (first, last)]
+    return tokenize(len(specs), first, last, stats, [sp.path for sp in specs[:: max(1, len(specs) // 64)]])
+
+
+def _token(path: str) -> str:
+    from dask.base import tokenize
+
+    st = os.stat(path)
+    return tokenize(path, st.st_mtime_ns, st.st_size)
+
+
+def _spec_of(ds: xr.Dataset, name: str, t: int) -> _Spec | None:
+    """The direct-read spec of step ``t`` of ``name`` if its graph is open_run's own, else None."""
+    import dask.array as da
+
+    arr = ds[name].variable._data
+    if not isinstance(arr, da.Array) or arr.numblocks[0] != ds.sizes["time"] or arr.numblocks[1:] != (1, 1):
+        return None
+    layer = arr.dask.layers.get(arr.name)
+    task = layer.get((arr.name, t, 0, 0)) if layer is not None and hasattr(layer, "get") else None
+    if isinstance(task, tuple) and task and task[0] in (_read_spec, _deepcam_channel):
+        return task[-1]
+    return None
+
+
+def read_step(
+    ds: xr.Dataset,
+    t: int,
+    names: Sequence[str],
+    out: np.ndarray | None = None,
+    *,
+    check: bool = True,
+    offset: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+    fill_value: float | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read time step ``t`` of ``names`` into one float32 array, fast.
+
+    For runs opened by :func:`open_run` from netCDF4/HDF5 files (and not transformed
+    since), each channel's step is read with one HDF5 call straight into ``out``, and
+    normalized and checked while it is in the CPU cache; no dask graph is built. Other
+    datasets are computed through dask (one graph) or taken from memory.
+
+    Parameters
+    ----------
+    ds
+        The run.
+    t
+        Time index.
+    names
+        Variables to read; channels go into ``out`` in this order, ``LABELS`` (if among
+        ``names``) is returned separately.
+    out
+        float32 ``(n_channels, lat, lon)`` to fill (allocated if None), e.g. a
+        shared-memory tensor's numpy view.
+    check
+        Apply open_run's value checks (NaN/inf raise :class:`DataError` naming file,
+        variable and step, or become NaN with ``nan_policy="mask"``).
+    offset, scale
+        Per-channel ``(x - offset) * scale`` applied in place (normalization).
+    fill_value
+        Replace NaN (masked values) by this after normalization.
+
+    Returns
+    -------
+    x, labels
+        ``x`` is ``out``; ``labels`` ``(lat, lon)`` or None.
+    """
+    import dask
+    import dask.array as da
+
+    chans = [n for n in names if n != LABEL_VAR]
+    nlat, nlon = ds.sizes["lat"], ds.sizes["lon"]
+    if out is None:
+        out = np.empty((len(chans), nlat, nlon), np.float32)
+    specs = {n: _spec_of(ds, n, t) for n in names}
+    lab = None
+    if any(sp is None for sp in specs.values()):  # general case: through dask or numpy
+        arrs = [ds[n].data[t] for n in names]
+        vals = dask.compute(*arrs, scheduler="synchronous") if any(isinstance(a, da.Array) for a in arrs) else arrs
+        got = dict(zip(names, vals))
+        for i, c in enumerate(chans):
+            out[i] = got[c]
+        lab = np.asarray(got[LABEL_VAR]) if LABEL_VAR in got else None
+        specs = {}
+    deepcam: dict[str, np.ndarray] = {}
+    for i, c in enumerate(chans):
+        sp = specs.get(c)
+        direct = False
+        if sp is not None:
+            if sp.channel is not None:
+                if sp.path not in deepcam:
+                    deepcam[sp.path] = _read_h5(sp.path, sp.key)
+                out[i] = _finish_step(deepcam[sp.path][..., sp.channel], sp if check else
+                                      dataclasses.replace(sp, policy="none"))
+            elif (sp.t is not None and sp.perm == (0, 1, 2) and not sp.flip and not sp.shift
+                  and sp.fill is None and _h5(sp.path)[sp.key].dtype == np.float32):
+                try:
+                    _h5(sp.path)[sp.key].read_direct(out[i : i + 1], source_sel=np.s_[sp.t : sp.t + 1])
+                except OSError as exc:
+                    raise DataError(f"{sp.path}: variable {sp.key}: cannot be read, file truncated or corrupt "
+                                    f"({exc})") from exc
+                direct = True
+            else:
+                out[i] = _read_spec(sp if check else dataclasses.replace(sp, policy="none"))[0]
+        xi = out[i]
+        if offset is not None:
+            xi -= offset[i]
+            xi *= scale[i]
+        if (direct and check and sp.policy != "none") or fill_value is not None:
+            if not np.isfinite(np.add.reduce(xi, axis=None)):  # cheap: the channel is in cache
+                if direct and check and sp.policy == "raise":
+                    _check_finite(xi, sp)  # raises with file, variable and step
+                np.copyto(xi, np.float32(np.nan), where=~np.isfinite(xi))
+                if fill_value is not None:
+                    np.nan_to_num(xi, copy=False, nan=fill_value)
+    if LABEL_VAR in specs:
+        lab = _read_spec(specs[LABEL_VAR])[0]
+    return out, lab
+
+
 def _task_array(name: str, tasks: list, shape: tuple[int, ...], dtype, extra: dict | None = None):
     """A dask array with one chunk per time step from explicit read tasks (cheap to build)."""
     import dask.array as da
@@ -268,17 +489,7 @@ def _open_deepcam(path: Path, f) -> _FilePart:
         )
     nlat, nlon = dset.shape[:2]
     lat, lon = grid_coords((nlat, nlon))
-    from dask.base import tokenize
-
-    st = path.stat()
-    tok = tokenize(str(path), st.st_mtime_ns, st.st_size)
-    read_key = (f"h5read-{tok}",)
-    read = {read_key: (_read_h5, str(path), DEEPCAM_DATA)}
-    arrays = {
-        c: _task_array(f"h5ch-{c}-{tok}", [(_take, read_key, (None, slice(None), slice(None), j))],
-                       (1, nlat, nlon), dset.dtype, read)
-        for j, c in enumerate(chans)
-    }
+    specs = {c: [_Spec(str(path), DEEPCAM_DATA, c, None, (0, 1, 2), channel=j)] for j, c in enumerate(chans)}
     lab_key = next((k for k in DEEPCAM_LABELS if k in f), None)
     if lab_key is not None:
         ld = f[lab_key]
@@ -287,8 +498,7 @@ def _open_deepcam(path: Path, f) -> _FilePart:
                 f"{path}: variable {lab_key}: expected shape {(nlat, nlon)} (the grid of {DEEPCAM_DATA}), "
                 f"found {ld.shape}"
             )
-        arrays[LABEL_VAR] = _task_array(f"h5lab-{tok}", [(_take, (_read_h5, str(path), lab_key), (None,))],
-                                        (1, nlat, nlon), ld.dtype)
+        specs[LABEL_VAR] = [_Spec(str(path), lab_key, LABEL_VAR, None, (0, 1))]
     t_attr = f.attrs.get("time")
     if t_attr is not None:
         t_attr = t_attr.decode() if isinstance(t_attr, bytes) else str(t_attr)
@@ -300,7 +510,10 @@ def _open_deepcam(path: Path, f) -> _FilePart:
         t = _time_from_name(path)
         times = None if t is None else np.array([t])
     attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items() if k != "time"}
-    return _FilePart(path, times, lat, lon, arrays, attrs, {}, "deepcam")
+    dtypes = {c: np.dtype(np.float32) if dset.dtype.kind != "f" else dset.dtype for c in chans}
+    if lab_key is not None:
+        dtypes[LABEL_VAR] = f[lab_key].dtype
+    return _FilePart(path, times, lat, lon, {}, attrs, {}, "deepcam", specs, dtypes)
 
 
 _NC_INTERNAL = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid", "_Netcdf4Coordinates",
@@ -365,11 +578,9 @@ def _open_nc4_fast(path: Path, f, channels: Sequence[str], first: bool = True) -
     time_in_file = "time" in f
     sizes = dict(zip(ref, f[channels[0]].shape))
     nlat, nlon = sizes[lat_n], sizes[lon_n]
-    nt = None
-    from dask.base import tokenize
-
-    st = path.stat()
-    arrays, var_attrs = {}, {}
+    specs: dict[str, list[_Spec]] = {}
+    dtypes: dict[str, np.dtype] = {}
+    var_attrs: dict[str, dict] = {}
     for name in want:
         d = dsets[name]
         dims = dims_of[name]
@@ -384,18 +595,14 @@ def _open_nc4_fast(path: Path, f, channels: Sequence[str], first: bool = True) -
                             f"found {(shp['lat'], shp['lon'])}")
         fill = d.attrs.get("_FillValue") if d.dtype.kind == "f" else None
         fill = float(np.asarray(fill).ravel()[0]) if fill is not None else None
-        tok = tokenize(str(path), st.st_mtime_ns, st.st_size, name)
         if "time" in canon:
             perm = tuple(canon.index(x) for x in ("time", "lat", "lon"))
-            n = shp["time"]
-            nt = n if nt is None else nt
-            tasks = [(_read_h5, str(path), name, k, perm, fill) for k in range(n)]
+            specs[name] = [_Spec(str(path), name, name, k, perm, fill) for k in range(shp["time"])]
         else:
             perm = tuple(canon.index(x) for x in ("lat", "lon"))
-            n = sizes.get("time", 1)
-            read = (_take, (_read_h5, str(path), name, None, perm, fill), (None,))
-            tasks = [read] * n  # labels without time in a file with time: same labels at each step
-        arrays[name] = _task_array(f"nc-{name}-{tok}", tasks, (n, nlat, nlon), d.dtype)
+            # labels without time in a file with time: the same labels at each step
+            specs[name] = [_Spec(str(path), name, name, None, perm, fill)] * sizes.get("time", 1)
+        dtypes[name] = d.dtype if (d.dtype.kind == "f" or name == LABEL_VAR) else np.dtype(np.float32)
         if first:
             var_attrs[name] = _clean_attrs(d.attrs)
 
@@ -425,7 +632,8 @@ def _open_nc4_fast(path: Path, f, channels: Sequence[str], first: bool = True) -
         if times is None:
             tn = _time_from_name(path)
             times = None if tn is None else np.array([tn])
-    return _FilePart(path, times, lat, lon, arrays, _clean_attrs(f.attrs) if first else {}, var_attrs, "netcdf")
+    return _FilePart(path, times, lat, lon, {}, _clean_attrs(f.attrs) if first else {}, var_attrs, "netcdf",
+                     specs, dtypes)
 
 
 def _dim_name(ds: xr.Dataset, names: Iterable[str]) -> str | None:
@@ -516,7 +724,10 @@ def _orient(part: _FilePart) -> _FilePart:
     if not (np.isfinite(lat).all() and np.abs(lat).max() <= 90.0):
         raise DataError(f"{part.path}: variable lat: expected values in [-90, 90], found {lat.min()}..{lat.max()}")
     if lat.size > 1 and np.all(np.diff(lat) < 0):
-        part.arrays = {k: a[:, ::-1, :] for k, a in part.arrays.items()}
+        if part.specs is not None:
+            part.specs = {k: [dataclasses.replace(sp, flip=True) for sp in v] for k, v in part.specs.items()}
+        else:
+            part.arrays = {k: a[:, ::-1, :] for k, a in part.arrays.items()}
         lat = lat[::-1]
     elif lat.size > 1 and not np.all(np.diff(lat) > 0):
         raise DataError(f"{part.path}: variable lat: expected strictly monotonic latitudes, found {lat[:6]}...")
@@ -525,7 +736,10 @@ def _orient(part: _FilePart) -> _FilePart:
     lon360 = np.mod(lon, 360.0)
     shift = int(np.argmin(lon360))
     if shift:
-        part.arrays = {k: _roll_lon(a, -shift) for k, a in part.arrays.items()}
+        if part.specs is not None:
+            part.specs = {k: [dataclasses.replace(sp, shift=-shift) for sp in v] for k, v in part.specs.items()}
+        else:
+            part.arrays = {k: _roll_lon(a, -shift) for k, a in part.arrays.items()}
         lon360 = np.roll(lon360, -shift)
     if lon360.size > 1 and not np.all(np.diff(lon360) > 0):
         raise DataError(
@@ -666,11 +880,11 @@ def open_run(
         # later files: attributes are taken from the first file only (reading them is slow)
         parts += [_open_part(p, chans, first=False) for p in files[1:]]
     for part in parts:
-        missing = [c for c in chans if c not in part.arrays]
+        missing = [c for c in chans if c not in part.names]
         if missing:
             raise DataError(
                 f"{part.path}: missing channel(s) {missing}; expected {list(chans)}; "
-                f"found {[k for k in part.arrays if k != LABEL_VAR]}"
+                f"found {[k for k in part.names if k != LABEL_VAR]}"
             )
     ds = _combine(parts, chans, chunks, nan_policy, check_values != "none")
     if expect_grid is not None and (ds.sizes["lat"], ds.sizes["lon"]) != tuple(expect_grid):
@@ -729,7 +943,7 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check) -> xr.Dat
                 f"{p.path}: grid differs between files: latitudes/longitudes do not match those of {ref.path} "
                 f"(largest difference {max(np.abs(p.lat - ref.lat).max(), np.abs(p.lon - ref.lon).max()):.4g} deg)"
             )
-    has_labels = [LABEL_VAR in p.arrays for p in parts]
+    has_labels = [LABEL_VAR in p.names for p in parts]
     if any(has_labels) and not all(has_labels):
         bad = parts[has_labels.index(False)]
         raise DataError(f"{bad.path}: variable {LABEL_VAR}: expected labels as in {parts[has_labels.index(True)].path}, found none")
@@ -764,14 +978,30 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check) -> xr.Dat
     tchunk = (chunks or {}).get("time", 1)
     data_vars = {}
     names = [*chans] + ([LABEL_VAR] if all(has_labels) else [])
+    fast = all(p.specs is not None for p in parts)
     for name in names:
-        arr = da.concatenate([p.arrays[name] for p in parts], axis=0) if len(parts) > 1 else parts[0].arrays[name]
         want = (tchunk, (chunks or {}).get("lat", -1), (chunks or {}).get("lon", -1))
-        arr = arr.rechunk(want)
-        if name != LABEL_VAR and arr.dtype.kind != "f":
-            arr = arr.astype(np.float32)
-        if check:
-            arr = _checked(arr, name, np.asarray(starts), files, nan_policy)
+        if fast:
+            # one task per step reading its file directly: cheap graphs, and read_step() can
+            # bypass dask entirely
+            specs = [dataclasses.replace(sp, t_global=int(s0 + k), policy=nan_policy if check else "none")
+                     for p, s0 in zip(parts, starts) for k, sp in enumerate(p.specs[name])]
+            dtype = parts[0].dtypes[name]
+            arr = _spec_graph(f"read-{name}-{_token_specs(specs)}", specs, ref.lat.size, ref.lon.size, dtype)
+            if tchunk != 1 or want[1:] != (-1, -1):
+                arr = arr.rechunk(want)
+        else:
+            for p in parts:
+                if p.specs is not None and name not in p.arrays:
+                    quiet = [dataclasses.replace(sp, policy="none") for sp in p.specs[name]]  # checked below
+                    p.arrays[name] = _spec_graph(f"read-{name}-part-{_token_specs(quiet)}", quiet,
+                                                 ref.lat.size, ref.lon.size, p.dtypes[name])
+            arr = da.concatenate([p.arrays[name] for p in parts], axis=0) if len(parts) > 1 else parts[0].arrays[name]
+            arr = arr.rechunk(want)
+            if name != LABEL_VAR and arr.dtype.kind != "f":
+                arr = arr.astype(np.float32)
+            if check:
+                arr = _checked(arr, name, np.asarray(starts), files, nan_policy)
         attrs = dict(ref.var_attrs.get(name, {}))
         if name == LABEL_VAR:
             attrs.update(label_attrs())

@@ -339,3 +339,42 @@ def test_bad_options(tiny_run):
         open_run(tiny_run, nan_policy="ignore")
     with pytest.raises(DataError, match="suffix"):
         write_run(tiny_run, "run.csv")
+
+
+def test_read_step_direct_path_matches_dask(tiny_run, tmp_path):
+    from climviz.data.io import read_step
+
+    flipped = tiny_run.isel(lat=slice(None, None, -1))
+    west = flipped.assign_coords(lon=((flipped.lon + 180) % 360) - 180).sortby("lon")
+    write_plain_netcdf(west.isel(time=[0, 1, 2]), tmp_path / "odd.nc")  # flipped + rolled on read
+    write_run(tiny_run.isel(time=[3, 4, 5]), tmp_path / "plain.nc")  # read_direct path
+    ds = open_run(tmp_path)
+    names = ["PSL", "TMQ", "U850", LABEL_VAR]
+    for t in range(6):
+        x, y = read_step(ds, t, names)
+        np.testing.assert_array_equal(x, np.stack([tiny_run[c].values[t] for c in names[:3]]))
+        np.testing.assert_array_equal(y, tiny_run[LABEL_VAR].values[t])
+    # normalization applied on the fly: (x - offset) * scale
+    x, _ = read_step(ds, 4, ["PSL"], offset=np.array([1e5], np.float32), scale=np.array([1e-2], np.float32))
+    np.testing.assert_allclose(x[0], (tiny_run.PSL.values[4] - 1e5) * 1e-2, rtol=1e-5, atol=1e-3)
+    write_run(tiny_run, tmp_path / "dc", format="deepcam")
+    dc = open_run(tmp_path / "dc")
+    x, y = read_step(dc, 2, list(CHANNELS) + [LABEL_VAR])
+    np.testing.assert_array_equal(x, np.stack([tiny_run[c].values[2] for c in CHANNELS]))
+    np.testing.assert_array_equal(y, tiny_run[LABEL_VAR].values[2])
+
+
+def test_read_step_checks_values(tiny_run, tmp_path):
+    from climviz.data.io import read_step
+
+    bad = tiny_run.copy(deep=True)
+    bad["TS"].values[1, 2, 2] = np.inf
+    bad[LABEL_VAR].values[3, 0, 0] = 9
+    write_run(bad, tmp_path / "r.nc")
+    ds = open_run(tmp_path / "r.nc")
+    with pytest.raises(DataError, match=r"r\.nc: variable TS: expected finite values, found 1 NaN/inf at time index 1"):
+        read_step(ds, 1, ["TMQ", "TS"])
+    with pytest.raises(DataError, match=r"r\.nc: variable LABELS: expected values in \{0, 1, 2\}, found \[9\]"):
+        read_step(ds, 3, ["TMQ", LABEL_VAR])
+    x, _ = read_step(open_run(tmp_path / "r.nc", nan_policy="mask"), 1, ["TS"], fill_value=-5.0)
+    assert x[0, 2, 2] == -5.0 and np.isfinite(x).all()

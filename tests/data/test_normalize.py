@@ -41,7 +41,7 @@ def test_fit_streams_over_files_reading_each_chunk_once(tiny_run, tmp_path):
     class CountReads(Callback):
         def _pretask(self, key, dsk, state):
             name = key[0] if isinstance(key, tuple) else key
-            if str(name).startswith("nc-"):  # the per-step file-read tasks of open_run
+            if str(name).startswith("read-"):  # the per-step file-read tasks of open_run
                 reads.append(key)
 
     with CountReads():

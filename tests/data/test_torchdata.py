@@ -132,3 +132,17 @@ def test_errors(small_run):
         SegmentationDataset(small_run, channels=["PSL"], normalizer=Normalizer.fit(small_run, channels=["TMQ"]))
     with pytest.raises(ConfigError, match="batch_size"):
         make_loader(SegmentationDataset(small_run), batch_size=0)
+
+
+def test_bad_values_in_files_are_reported_or_masked(small_run, tmp_path):
+    bad = small_run.isel(time=[0, 1]).copy(deep=True)
+    bad["PRECT"].values[1, 7, 9] = np.nan
+    write_run(bad, tmp_path / "r.nc")
+    norm = Normalizer.fit(small_run)
+    ds = SegmentationDataset(tmp_path / "r.nc", normalizer=norm)
+    ds[0]
+    with pytest.raises(DataError, match=r"r\.nc: variable PRECT: expected finite values.*time index 1"):
+        ds[1]
+    masked = SegmentationDataset(tmp_path / "r.nc", normalizer=norm, open_kwargs={"nan_policy": "mask"}, nan_fill=0.0)
+    x, _ = masked[1]
+    assert torch.isfinite(x).all() and x[CHANNELS.index("PRECT"), 7, 9].item() == 0.0
