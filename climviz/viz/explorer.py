@@ -84,17 +84,18 @@ class Explorer:
                                 frame_width=frame_width, cmap=cmap)
         self.selected: pd.Series | None = None
         self._selection = None
+        self._clims: dict[str, tuple[float, float] | None] = {}
 
         default_var = "TMQ" if "TMQ" in candidates else candidates[0]
-        self.variable = pn.widgets.Select(name="variable", options=candidates, value=default_var)
+        self.variable = pn.widgets.Select(label="variable", options=candidates, value=default_var)
         labels = [_time_label(t) for t in self.times]
         # DiscreteSlider needs unique labels; fall back to the index if two steps print alike.
         if len(set(labels)) != len(labels):
             labels = [f"{i}: {lab}" for i, lab in enumerate(labels)]
         self._time_labels = labels
-        self.time = pn.widgets.DiscreteSlider(name="time", options=dict(zip(labels, range(len(labels)))),
+        self.time = pn.widgets.DiscreteSlider(label="time", options=dict(zip(labels, range(len(labels)))),
                                               value=0)
-        self.cls = pn.widgets.RadioButtonGroup(name="class", options=_CLASS_OPTIONS, value=0)
+        self.cls = pn.widgets.RadioButtonGroup(label="class", options=_CLASS_OPTIONS, value=0)
         self.map_pane = pn.pane.HoloViews(None, linked_axes=False)
         self.table = pn.widgets.Tabulator(pd.DataFrame(), selectable=1, disabled=True, height=220,
                                           show_index=False, sizing_mode="stretch_width")
@@ -143,7 +144,7 @@ class Explorer:
 
         classes = (TC, AR) if not self.cls.value else (self.cls.value,)
         base = map_(self.run, self.mask, time=int(self.time.value), variable=self.variable.value,
-                    classes=classes, **self._map_kwargs)
+                    classes=classes, clim=self._clim(self.variable.value), **self._map_kwargs)
         layers = list(base)
         ev = self.current_events()
         if self.events is not None:
@@ -162,6 +163,16 @@ class Explorer:
         opts = base.opts.get().kwargs
         return hv.Overlay(layers).opts(**{k: v for k, v in opts.items() if k != "title"},
                                        title=base.opts.get().kwargs.get("title", ""))
+
+    def _clim(self, variable: str) -> tuple[float, float] | None:
+        """Colour limits of a variable over the run (up to 24 steps sampled), the same at every step."""
+        if variable not in self._clims:
+            from climviz.viz.maps import _robust_clim
+
+            nt = self.run.sizes["time"]
+            idx = np.unique(np.linspace(0, nt - 1, min(nt, 24)).round().astype(int))
+            self._clims[variable] = _robust_clim(self.run[variable].isel(time=idx))
+        return self._clims[variable]
 
     def _track_path(self, row: pd.Series):
         """The selected event's track (all rows with its track_id) or just its centroid."""
