@@ -242,10 +242,6 @@ def _read_h5(path: str, key: str, t: int | None = None, perm: tuple[int, ...] | 
     return a
 
 
-def _take(a: np.ndarray, index: tuple) -> np.ndarray:
-    return a[index]
-
-
 @dataclass(frozen=True)
 class _Spec:
     """How to read one time step of one variable straight from an HDF5/netCDF4 file."""
@@ -456,17 +452,6 @@ def read_step(
     if LABEL_VAR in specs:
         lab = _read_spec(specs[LABEL_VAR])[0]
     return out, lab
-
-
-def _task_array(name: str, tasks: list, shape: tuple[int, ...], dtype, extra: dict | None = None):
-    """A dask array with one chunk per time step from explicit read tasks (cheap to build)."""
-    import dask.array as da
-
-    dsk = {(name, k, 0, 0): task for k, task in enumerate(tasks)}
-    if extra:
-        dsk.update(extra)
-    chunks = ((1,) * len(tasks), (shape[1],), (shape[2],))
-    return da.Array(dsk, name, chunks, dtype=dtype)
 
 
 def _open_deepcam(path: Path, f) -> _FilePart:

@@ -10,7 +10,6 @@ and epoch by the DataLoader.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-import dask
 import dask.array as da
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 from dask.callbacks import Callback
