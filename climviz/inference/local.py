@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import xarray as xr
 
-from climviz.inference.runner import MaskPredictor, normalize_block
+from climviz.inference.runner import MaskPredictor
 from climviz.inference.source import read_block
 
 __all__ = ["run_local"]
@@ -63,7 +63,7 @@ def run_local(
     mean, std = predictor.spec.mean, predictor.spec.std
 
     def load(start: int, stop: int) -> np.ndarray:
-        return normalize_block(read_block(ds, channels, start, stop), mean, std)
+        return read_block(ds, channels, start, stop, mean, std)
 
     todo = deque(blocks)
     reads: deque[tuple[tuple[int, int], cf.Future]] = deque()

@@ -121,7 +121,7 @@ def predict(
     prob_dtype = probability_dtype(probabilities)
     plan = plan_output(out, overwrite=overwrite) if out is not None else None
     spec = load_spec(checkpoint)
-    ds, files = open_source(data)
+    ds, files = open_source(data, spec.channels)
     ds = check_channels(ds, spec.channels, where=_describe(data, files))
     attrs = {
         "model": spec.model_name,

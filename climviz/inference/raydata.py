@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from climviz.errors import ClusterError
-from climviz.inference.runner import MaskPredictor, ModelSpec, normalize_block
+from climviz.inference.runner import MaskPredictor, ModelSpec
 from climviz.inference.source import read_block
 
 __all__ = ["run_ray"]
@@ -39,7 +39,7 @@ def _read_blocks(batch: dict[str, np.ndarray], *, source: Any, channels: Sequenc
     ds = ray.get(source) if isinstance(source, ray.ObjectRef) else source
     xs, idx = [], []
     for s, e in zip(batch["start"].tolist(), batch["stop"].tolist()):
-        xs.append(normalize_block(read_block(ds, channels, s, e), mean, std))
+        xs.append(read_block(ds, channels, s, e, mean, std))
         idx.append(np.arange(s, e, dtype=np.int64))
     return {"time_index": np.concatenate(idx), "x": np.concatenate(xs)}
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from climviz.errors import CheckpointError
 
-__all__ = ["ModelSpec", "MaskPredictor", "load_spec", "normalize_block", "resolve_device"]
+__all__ = ["ModelSpec", "MaskPredictor", "load_spec", "resolve_device"]
 
 _KEEP = ("model", "preset", "model_kwargs", "channels", "normalizer", "grid", "epoch",
          "model_state", "climviz_version")
@@ -67,14 +67,11 @@ def _normalizer_stats(norm: Any, channels: Sequence[str], file: str) -> tuple[np
             f"{file}: checkpoint has no normalization statistics (key 'normalizer' is "
             f"{type(norm).__name__}); it cannot be used for prediction"
         )
-    try:
-        from climviz.data.normalize import Normalizer
+    from climviz.data.normalize import Normalizer
 
+    try:
         n = Normalizer.from_dict(dict(norm))
         names, mean, std = tuple(n.channels), np.asarray(n.mean), np.asarray(n.std)
-    except ImportError:  # pragma: no cover - climviz.data always ships Normalizer
-        names = tuple(norm.get("channels", channels))
-        mean, std = np.asarray(norm["mean"]), np.asarray(norm["std"])
     except Exception as e:
         raise CheckpointError(f"{file}: normalization statistics unreadable: {e}") from e
     missing = [c for c in channels if c not in names]
@@ -111,18 +108,6 @@ def load_spec(checkpoint: str | os.PathLike) -> ModelSpec:
     mean, std = _normalizer_stats(payload.get("normalizer"), channels, str(file))
     kept = {k: payload[k] for k in _KEEP if k in payload}
     return ModelSpec(kept, channels, mean, std, checkpoint_sha256(file), str(Path(file)))
-
-
-def normalize_block(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Normalize ``x`` ``(N, C, H, W)`` float32 in place: ``(x - mean) / std``; NaN -> 0.
-
-    Missing values (NaN) become 0, i.e. the channel mean, so a few missing cells
-    do not poison the whole field.
-    """
-    x -= mean[None, :, None, None]
-    x *= (1.0 / std)[None, :, None, None]
-    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    return x
 
 
 def resolve_device(device: Any = None) -> Any:
@@ -217,7 +202,7 @@ class MaskPredictor:
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Classes (uint8 ``(N, H, W)``) and optional probabilities ``(K, N, H, W)``.
 
-        ``x`` is a normalized float32 block ``(N, C, H, W)`` (see :func:`normalize_block`).
+        ``x`` is a normalized float32 block ``(N, C, H, W)`` (see :func:`climviz.inference.source.read_block`).
         """
         import torch
 

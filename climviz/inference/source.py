@@ -31,33 +31,29 @@ def source_files(data: Any) -> list[str]:
     return out
 
 
-def open_source(data: Any) -> tuple[xr.Dataset, list[str]]:
-    """Open ``data`` lazily as a run; return it and its source files.
+def open_source(data: Any, channels: Sequence[str]) -> tuple[xr.Dataset, list[str]]:
+    """Open ``data`` lazily as a run of ``channels``; return it and its source files.
 
-    Paths, globs and lists go through :func:`climviz.open_run` (dask-backed, lat
-    ascending, lon in [0, 360)). A Dataset is used as given after checking its
-    dimensions (latitude is sorted ascending if needed).
+    Everything goes through :func:`climviz.open_run` (dask-backed, one chunk per time
+    step, lat ascending, lon in [0, 360), missing channels named), paths and
+    in-memory Datasets alike.
     """
-    if isinstance(data, xr.Dataset):
-        ds = data
-    elif isinstance(data, (str, os.PathLike, list, tuple)):
-        from climviz.data.io import open_run
+    from climviz.data.io import open_run
 
-        ds = open_run(data)
-    else:
+    if not isinstance(data, (xr.Dataset, str, os.PathLike, list, tuple)):
         raise DataError(
             f"data: expected a path, a glob, a list of paths or an xarray.Dataset, "
             f"found {type(data).__name__}"
         )
-    for dim in ("time", "lat", "lon"):
-        if dim not in ds.dims:
-            raise DataError(
-                f"data: expected dimensions (time, lat, lon), found {tuple(ds.dims)} "
-                f"(no {dim!r})"
-            )
-    if ds.sizes["lat"] > 1 and "lat" in ds.coords and ds["lat"][0] > ds["lat"][-1]:
-        ds = ds.isel(lat=slice(None, None, -1))
-    return ds, source_files(data)
+    if isinstance(data, xr.Dataset):
+        missing = [c for c in channels if c not in data.data_vars]
+        if missing:  # name them before open_run's general checks
+            check_channels(data, channels)
+    ds = open_run(data, channels=list(channels))
+    files = source_files(ds)
+    if not files and not isinstance(data, xr.Dataset):
+        files = source_files(data)
+    return ds, files
 
 
 def check_channels(ds: xr.Dataset, channels: Sequence[str], where: str = "data") -> xr.Dataset:
@@ -74,18 +70,27 @@ def check_channels(ds: xr.Dataset, channels: Sequence[str], where: str = "data")
     return ds[list(channels)]
 
 
-def read_block(ds: xr.Dataset, channels: Sequence[str], start: int, stop: int) -> np.ndarray:
+def read_block(
+    ds: xr.Dataset,
+    channels: Sequence[str],
+    start: int,
+    stop: int,
+    mean: np.ndarray | None = None,
+    std: np.ndarray | None = None,
+) -> np.ndarray:
     """Time steps ``start:stop`` of ``channels`` as one float32 array ``(N, C, lat, lon)``.
 
-    Dask-backed variables are computed together (one pass over the files).
+    Each step is read with :func:`climviz.data.io.read_step` (for files opened by
+    ``open_run``: one HDF5 read per channel straight into the array, no dask graph).
+    With ``mean``/``std`` the block is normalized in place, ``(x - mean) / std``,
+    and missing values (NaN, possible with ``nan_policy="mask"``) become 0, the mean.
     """
-    import dask
+    from climviz.data.io import read_step
 
-    block = ds.isel(time=slice(start, stop))
-    arrays = [block[c].transpose("time", "lat", "lon").data for c in channels]
-    if any(hasattr(a, "dask") for a in arrays):
-        arrays = list(dask.compute(*arrays, scheduler="threads"))
-    out = np.empty((stop - start, len(channels), *np.shape(arrays[0])[1:]), dtype=np.float32)
-    for i, a in enumerate(arrays):
-        out[:, i] = a
+    ny, nx = ds.sizes["lat"], ds.sizes["lon"]
+    out = np.empty((stop - start, len(channels), ny, nx), dtype=np.float32)
+    scale = None if std is None else (1.0 / np.asarray(std, np.float32)).astype(np.float32)
+    for i, t in enumerate(range(start, stop)):
+        read_step(ds, t, channels, out=out[i], offset=mean, scale=scale,
+                  fill_value=None if mean is None else 0.0)
     return out

@@ -21,14 +21,8 @@ N_TIMES = 12
 
 def normalizer_dict(ds) -> dict:
     """Per-channel statistics of ``ds`` as a stored ``Normalizer.to_dict()``."""
-    try:
-        from climviz.data.normalize import Normalizer
-    except ImportError:  # TEMP until climviz.data.normalize lands
-        x = {c: ds[c].values.astype(np.float64) for c in CHANNELS}
-        return {"channels": list(CHANNELS), "mean": [float(x[c].mean()) for c in CHANNELS],
-                "std": [float(x[c].std()) for c in CHANNELS],
-                "min": [float(x[c].min()) for c in CHANNELS],
-                "max": [float(x[c].max()) for c in CHANNELS]}
+    from climviz.data.normalize import Normalizer
+
     return Normalizer.fit(ds, channels=CHANNELS).to_dict()
 
 
