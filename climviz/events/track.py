@@ -373,9 +373,8 @@ def _build_tracks(events: pd.DataFrame, edges: pd.DataFrame, cfg: TrackConfig, r
         edges["track_from"] = tn[nf]
         edges["track_to"] = tn[nt_]
         other = edges[edges["kind"] != "continue"]
-        split_in = other[other["kind"] == "split"]["track_to"].unique()
-        merge_out = other[other["kind"] == "merge"]["track_from"].unique()
-        # a track born from a split: its first event is the target of a split edge
+        # a track born from a split starts at the target of a non-continuing edge;
+        # a track that merges ends at the source of one
         first_nodes = set(node.reindex(pd.MultiIndex.from_arrays([t["start_step"], ev.loc[first_i, "event"]]))
                           .to_numpy().tolist())
         last_nodes = set(node.reindex(pd.MultiIndex.from_arrays([t["end_step"], ev.loc[last_i, "event"]]))
@@ -386,7 +385,6 @@ def _build_tracks(events: pd.DataFrame, edges: pd.DataFrame, cfg: TrackConfig, r
         t.loc[t["track_id"].isin(dies), "fate"] = "merge"
         t["n_merges_in"] = np.bincount(other[other["kind"] == "merge"]["track_to"], minlength=len(t))[: len(t)]
         t["n_splits_out"] = np.bincount(other[other["kind"] == "split"]["track_from"], minlength=len(t))[: len(t)]
-        del split_in, merge_out
     else:
         edges["track_from"] = np.zeros(0, np.int64)
         edges["track_to"] = np.zeros(0, np.int64)
@@ -464,7 +462,7 @@ def track(
         raise DataError(f"event table: expected columns {sorted(need)}, missing {sorted(missing)}")
     if labels is None:
         cfg = TrackConfig(**{**asdict(cfg), "distance_classes": tuple(int(c) for c in table["class"].unique())})
-        ov = _OverlapStream(Geo.of([-1.0, 1.0], [0.0, 1.0])).frame()
+        ov = pd.DataFrame(_empty_overlaps())
     else:
         ov = overlaps(labels, lat=lat, lon=lon, radius_km=radius_km, block_steps=block_steps)
     edges = _link(table, ov, cfg, radius_km)
