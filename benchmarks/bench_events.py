@@ -357,7 +357,9 @@ def main(argv: list[str] | None = None) -> dict:
                   "(run-length encoded cells reused); label_then_table = the two public calls. Tracking streams "
                   "lazily generated dask masks block by block (generation time included in wall_s; "
                   "generate_only_s measures it alone). Peak memory is the resident set above the start of each "
-                  "tracking run, sampled every 10 ms. "
+                  "tracking run, sampled every 10 ms; it holds one block of masks and the growing event table "
+                  "(tens of thousands of rows for a year), so it grows with the number of events found, not "
+                  "with the grid or the number of steps read. "
                   + ("Measured on a shared 2-core machine while other jobs ran (see load_average_1min_at_start): "
                      "absolute times are pessimistic, ratios compare work done in the same run."
                      if (os.cpu_count() or 1) <= 4 else "Measured on an otherwise idle machine.")),

@@ -107,8 +107,15 @@ def table_runs(
     lat_c = np.bincount(key, weights=run_area * geo.lat[row], minlength=nk)
     s = np.bincount(key, weights=rowa * (geo.cs[c1] - geo.cs[c0]), minlength=nk)
     c = np.bincount(key, weights=rowa * (geo.cc[c1] - geo.cc[c0]), minlength=nk)
-    klass = np.zeros(nk, dtype=np.int16)
-    klass[key] = runs.cls
+    klass = np.full(nk, np.iinfo(np.int16).max, dtype=np.int16)
+    np.minimum.at(klass, key, runs.cls.astype(np.int16))
+    kmax = np.zeros(nk, dtype=np.int16)
+    np.maximum.at(kmax, key, runs.cls.astype(np.int16))
+    mixed = np.flatnonzero((klass != kmax) & (cnt > 0))
+    if mixed.size:
+        k = int(mixed[0])
+        raise DataError(f"labels: event {k % K} at step {k // K + step0} covers classes {klass[k]} and "
+                        f"{kmax[k]} of the mask; expected labels made by climviz.events.label(mask)")
     rmin = np.full(nk, H, dtype=np.int64)
     rmax = np.full(nk, -1, dtype=np.int64)
     np.minimum.at(rmin, key, row)

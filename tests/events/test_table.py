@@ -149,3 +149,13 @@ def test_bad_inputs_are_clear_errors():
         table(mask.astype(np.int32), mask, {"F": np.ones((6, 12))}, lat=lat, lon=lon, stats=["median"])
     with pytest.raises(DataError, match="field 'F'"):
         table(mask.astype(np.int32), mask, {"F": np.ones((6, 13))}, lat=lat, lon=lon)
+
+
+def test_labels_that_mix_classes_are_refused():
+    lat, lon = regular_grid(6, 12)
+    mask = np.zeros((6, 12), dtype=np.uint8)
+    mask[2, 2:4] = 1
+    mask[2, 4:6] = 2
+    wrong = (mask > 0).astype(np.int32)  # one id over two classes
+    with pytest.raises(DataError, match="covers classes 1 and 2"):
+        table(wrong, mask, lat=lat, lon=lon)
