@@ -93,9 +93,15 @@ def _overrides(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=20")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {key}: value {value!r} is not valid YAML ({e})") from e
+        if isinstance(parsed, str):
+            try:  # YAML 1.1 reads '2e-3' as text; a number is meant
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key.strip()] = parsed
     return out
 
 

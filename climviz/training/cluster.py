@@ -328,6 +328,21 @@ def connect(
                 f"(not by climviz) and cannot also join {requested!r}; call "
                 "ray.shutdown() first"
             )
+
+    # Probe the new address before dropping a working connection.
+    deadline = time.monotonic() + timeout_s
+    client_url = gcs = None
+    if requested is not None and "://" in requested:
+        _, host, port = parse_address(requested)
+        _probe_tcp(host, port, timeout_s, requested)
+        client_url = f"ray://{host}:{port}"
+    elif requested is not None:
+        resolved = _resolve_auto(requested) if requested == "auto" else requested
+        _, host, port = parse_address(resolved)
+        _probe_tcp(host, port, timeout_s, requested)
+        _probe_gcs(f"{host}:{port}", max(deadline - time.monotonic(), 1.0), requested)
+        gcs = f"{host}:{port}"
+    if ray.is_initialized():
         shutdown()
 
     if requested is None:
@@ -344,16 +359,18 @@ def connect(
             init_kwargs["dashboard_host"] = "127.0.0.1"
             init_kwargs["dashboard_port"] = dashboard_port or free_port()
         ctx = None
-        for attempt in range(2):
+        attempts = 3
+        for attempt in range(attempts):
             try:
+                if dashboard and attempt:
+                    init_kwargs["dashboard_port"] = free_port()
                 ctx = ray.init(**init_kwargs)
                 break
             except Exception as exc:
                 # A heavily loaded machine can miss Ray's fixed 30 s raylet start window:
-                # clean up the half-started session and try once more.
-                if ray.is_initialized():
-                    ray.shutdown()
-                if attempt == 1 or "timed out during startup" not in str(exc):
+                # clean up the half-started session and try again.
+                ray.shutdown()
+                if attempt == attempts - 1:
                     raise ClusterError(
                         f"Could not start a local Ray: {type(exc).__name__}: {exc}"
                     ) from exc
@@ -361,33 +378,22 @@ def connect(
         _STATE.update(requested=None, info=info, owned=True)
         return info
 
-    deadline = time.monotonic() + timeout_s
-    if requested.startswith("ray://") or "://" in requested:
-        _, host, port = parse_address(requested)
-        _probe_tcp(host, port, timeout_s, requested)
-        url = f"ray://{host}:{port}"
+    if client_url is not None:
         try:
-            ctx = ray.init(address=url, log_to_driver=log_to_driver, namespace=namespace)
+            ctx = ray.init(address=client_url, log_to_driver=log_to_driver, namespace=namespace)
         except Exception as exc:
             raise ClusterError(
                 f"Cannot connect to the Ray Client server at {requested!r}: "
                 f"{type(exc).__name__}: {exc}. Is it the client port of the head node "
                 "(`ray start --head --ray-client-server-port=10001`)?"
             ) from exc
-        info = _cluster_info(requested, False, ctx)
-        _STATE.update(requested=requested, info=info, owned=True)
-        return info
-
-    gcs = _resolve_auto(requested) if requested == "auto" else requested
-    _, host, port = parse_address(gcs)
-    _probe_tcp(host, port, timeout_s, requested)
-    _probe_gcs(f"{host}:{port}", max(deadline - time.monotonic(), 1.0), requested)
-    try:
-        ctx = ray.init(address=f"{host}:{port}", log_to_driver=log_to_driver, namespace=namespace)
-    except Exception as exc:
-        raise ClusterError(
-            f"Cannot join the Ray cluster at {requested!r}: {type(exc).__name__}: {exc}"
-        ) from exc
+    else:
+        try:
+            ctx = ray.init(address=gcs, log_to_driver=log_to_driver, namespace=namespace)
+        except Exception as exc:
+            raise ClusterError(
+                f"Cannot join the Ray cluster at {requested!r}: {type(exc).__name__}: {exc}"
+            ) from exc
     info = _cluster_info(requested, False, ctx)
     _STATE.update(requested=requested, info=info, owned=True)
     return info

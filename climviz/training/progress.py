@@ -128,7 +128,7 @@ class Progress:
             self._on_start()
         elif kind == "step":
             gs = int(event.get("global_step", -1))
-            if 0 <= gs < self._max_global_step:
+            if 0 <= gs <= self._max_global_step:  # steps never repeat unless restarted
                 self.restarts += 1
             self._max_global_step = max(self._max_global_step, gs)
             if event.get("steps_per_epoch"):

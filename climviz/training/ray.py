@@ -61,8 +61,9 @@ FORWARDED_ENV_PREFIX = "CLIMVIZ_"
 #: Test hook: ``"RANK:GLOBAL_STEP:MARKER_FILE"`` -- that rank's process dies
 #: (``os._exit``) right after that optimizer step, once (the marker file records it).
 FAIL_ENV = "CLIMVIZ_TEST_FAIL_AT"
-#: Test hook: a directory where every worker writes the run time indices it loaded,
-#: per epoch (``rank{r}_epoch{e}.json``), to check the sharding.
+#: Test hook: a directory where every worker writes the run time indices it trained on,
+#: per epoch (``rank{r}_epoch{e}.json``, from the engine's step information), to check
+#: the sharding.
 RECORD_ENV = "CLIMVIZ_TEST_RECORD_SAMPLES"
 
 _STEP_EVENT_INTERVAL_S = 0.5
@@ -133,27 +134,6 @@ def _parse_fail_hook(text: str | None) -> tuple[int, int, Path] | None:
     return int(rank), int(step), Path(marker)
 
 
-def _install_sample_recorder(record_dir: Path, rank: int) -> dict[str, list[int]]:
-    """Test hook: remember which run time indices this process loads (train and val)."""
-    from climviz.data import torchdata
-
-    seen: dict[str, list[int]] = {"indices": []}
-    cls = torchdata.SegmentationDataset
-    original = cls.__getitem__
-    if getattr(original, "_climviz_recorder", False):
-        original = original.__wrapped__  # type: ignore[attr-defined]
-
-    def getitem(self, i):  # type: ignore[no-untyped-def]
-        seen["indices"].append(int(self.time_indices[int(i)]))
-        return original(self, i)
-
-    getitem._climviz_recorder = True  # type: ignore[attr-defined]
-    getitem.__wrapped__ = original  # type: ignore[attr-defined]
-    cls.__getitem__ = getitem
-    record_dir.mkdir(parents=True, exist_ok=True)
-    return seen
-
-
 def _resolve_worker_data(spec: Mapping[str, Any]) -> Any:
     kind = spec["kind"]
     if kind == "object":
@@ -202,7 +182,7 @@ def _train_worker(config: dict[str, Any]) -> list[dict[str, Any]]:
     sink = config.get("sink")
     fail_hook = _parse_fail_hook(os.environ.get(FAIL_ENV))
     record_dir = os.environ.get(RECORD_ENV)
-    seen = _install_sample_recorder(Path(record_dir), rank) if record_dir else None
+    seen: list[int] | None = [] if record_dir else None
     images_per_step = cfg.effective_batch_size(world_size)
     steps_per_epoch = config.get("steps_per_epoch")
     last = {"push": -math.inf, "time": None, "step": 0}
@@ -216,6 +196,8 @@ def _train_worker(config: dict[str, Any]) -> list[dict[str, Any]]:
                 marker.write_text(json.dumps({"pid": os.getpid(), "rank": rank,
                                               "global_step": f_step, "time": time.time()}))
                 os._exit(17)  # real death of this worker process, mid-epoch
+        if seen is not None:
+            seen.extend(int(i) for i in info.get("time_indices", ()))
         if rank == 0 and sink is not None:
             rate = None
             if last["time"] is not None and now > last["time"]:
@@ -240,8 +222,9 @@ def _train_worker(config: dict[str, Any]) -> list[dict[str, Any]]:
         if seen is not None:
             epoch = int(row["epoch"])
             path = Path(record_dir) / f"rank{rank}_epoch{epoch}.json"
-            path.write_text(json.dumps(sorted(seen["indices"])))
-            seen["indices"].clear()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(sorted(seen)))
+            seen.clear()
         if rank == 0 and sink is not None:
             sink.push.remote({"type": "epoch", **metrics})
         if ckpt_dir is not None:
