@@ -61,6 +61,7 @@ __all__ = [
     "land_feature",
     "coastline_feature",
     "coastlines",
+    "coastline_xy",
     "project_lines",
     "is_land",
 ]
@@ -275,43 +276,82 @@ def project_lines(lines: list[np.ndarray], projection: Any) -> list[np.ndarray]:
     return out
 
 
-def coastlines(resolution: str = "c", projection: Any = None, **opts: Any):
-    """GeoViews path of shorelines, to overlay on interactive (Bokeh) maps.
+@functools.lru_cache(maxsize=16)
+def _map_xy(resolution: str, proj4: str | None) -> np.ndarray:
+    """Coastlines as one (n, 2) array with NaN separators, in a projection's coordinates (cached)."""
+    import cartopy.crs as ccrs
+
+    lines = coastline_lines(resolution)
+    if proj4 is not None:
+        projection = _PROJECTIONS_SEEN[proj4]
+        lines = project_lines(lines, projection)
+    sep = np.full((1, 2), np.nan)
+    del ccrs
+    return np.concatenate([part for line in lines for part in (line, sep)][:-1])
+
+
+_PROJECTIONS_SEEN: dict[str, Any] = {}
+
+
+def coastline_xy(resolution: str = "c", projection: Any = None) -> np.ndarray:
+    """Shorelines as one ``(n, 2)`` array (NaN rows separate the lines) in ``projection`` coordinates.
+
+    ``projection`` None or ``PlateCarree()`` gives lon/lat degrees in [-180, 180];
+    any other cartopy projection (including ``PlateCarree(central_longitude=...)``)
+    gives its own coordinates, with lines cut at its edges. Cached per projection.
+    """
+    import cartopy.crs as ccrs
+
+    key = None
+    if projection is not None and not (type(projection) is ccrs.PlateCarree and
+                                       float(projection.proj4_params.get("pm", projection.proj4_params.get("lon_0", 0.0))) == 0.0):
+        key = projection.proj4_init
+        _PROJECTIONS_SEEN[key] = projection
+    return _map_xy(_check_resolution(resolution), key)
+
+
+def coastlines(resolution: str = "c", projection: Any = None, *, geo: bool = True, **opts: Any):
+    """Path of shorelines, to overlay on interactive (Bokeh) maps.
 
     Parameters
     ----------
     resolution
         ``"c"`` (default; light enough for a browser), ``"l"`` or ``"i"``.
     projection
-        None or a ``PlateCarree`` (any central longitude): the path stays in
-        lon/lat and GeoViews places it; any other cartopy projection: the lines
-        are projected here (cartopy), in that projection's coordinates.
+        Cartopy projection the map is drawn in (default ``PlateCarree()``).
+    geo
+        True: a ``geoviews.Path`` in lon/lat (``crs=PlateCarree()``) that GeoViews
+        projects when it draws (any projection; for your own GeoViews overlays);
+        False: a plain ``holoviews.Path`` already in ``projection`` coordinates,
+        projected once here with cartopy and cached (what :func:`climviz.viz.map`
+        uses: re-projecting thousands of vertices at every redraw is slow).
     **opts
         HoloViews options for the path (``color``, ``line_width``...).
 
     Returns
     -------
-    geoviews.Path
-        Group ``"Coastline"``, crs ``PlateCarree()`` or ``projection``.
+    geoviews.Path or holoviews.Path
+        Group ``"Coastline"``.
     """
     import cartopy.crs as ccrs
-    import geoviews as gv
 
     from climviz.viz._backend import ensure_bokeh
 
     ensure_bokeh()
     style = {"color": "black", "line_width": 0.8}
     style.update(opts)
-    lines = coastline_lines(resolution)
-    crs = ccrs.PlateCarree()
-    if projection is not None and not isinstance(projection, ccrs.PlateCarree):
-        lines = project_lines(lines, projection)
-        crs = projection
-    # One path with NaN separators is far lighter for Bokeh than thousands of separate glyphs.
-    sep = np.full((1, 2), np.nan)
-    xy = np.concatenate([part for line in lines for part in (line, sep)][:-1])
-    path = gv.Path([{"Longitude": xy[:, 0], "Latitude": xy[:, 1]}], kdims=["Longitude", "Latitude"],
-                   crs=crs, group="Coastline")
+    if geo:
+        import geoviews as gv
+
+        xy = coastline_xy(resolution)
+        # One path with NaN separators is far lighter for Bokeh than thousands of separate glyphs.
+        path = gv.Path([{"Longitude": xy[:, 0], "Latitude": xy[:, 1]}], kdims=["Longitude", "Latitude"],
+                       crs=ccrs.PlateCarree(), group="Coastline")
+    else:
+        import holoviews as hv
+
+        xy = coastline_xy(resolution, projection)
+        path = hv.Path([{"x": xy[:, 0], "y": xy[:, 1]}], kdims=["x", "y"], group="Coastline")
     return path.opts(**style)
 
 

@@ -52,7 +52,8 @@ def _time_label(t: Any) -> str:
 
 
 def field_image(prep: _grid.Prepared, *, name: str, label: str, crs: Any, cmap: str,
-                clim: tuple[float, float] | None, fast: bool, center: float, with_class: bool):
+                clim: tuple[float, float] | None, fast: bool, center: float, with_class: bool,
+                nx: int | None = None):
     """One GeoViews image of a prepared grid, with hover showing lon, lat, value (and class).
 
     With ``fast`` (PlateCarree) the grid is used as is, in ``crs``; otherwise it is
@@ -70,7 +71,7 @@ def field_image(prep: _grid.Prepared, *, name: str, label: str, crs: Any, cmap: 
         classes = prep.classes
         tips += [("lon", "$x{custom}"), ("lat", "$y{0.00}°N")]
     else:
-        x, y, out = _grid.regrid_to_projection(prep, crs)
+        x, y, out = _grid.regrid_to_projection(prep, crs, nx=nx)
         arrays = [out["values"]]
         classes = out.get("classes")
     tips.append((label, "@image{0.000}"))
@@ -216,13 +217,13 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
     wrap_center = center if fast else 0.0
     periodic = _grid.is_global(field["lon"].values)
     clip_x = (-180.0, 180.0) if periodic else None
-    coast = coastlines(coastline_resolution, projection=crs)
+    coast = coastlines(coastline_resolution, projection=crs, geo=False)
     with_class = mask_da is not None
 
     def frame(f2d: xr.DataArray, m2d: xr.DataArray | None, frame_title: str):
         prep = _grid.prepare(f2d, m2d, center=wrap_center, max_shape=max_shape)
         img = field_image(prep, name=name, label=label, crs=crs, cmap=cmap, clim=clim,
-                          fast=fast, center=center, with_class=with_class)
+                          fast=fast, center=center, with_class=with_class, nx=frame_width)
         layers = [img]
         if with_class:
             layers.extend(class_overlay(prep.lon, prep.lat, prep.classes, data_crs, classes_shown=classes,
@@ -240,7 +241,8 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
         plot_opts["xformatter"] = lon_tick_formatter(center)
         plot_opts["yformatter"] = lat_tick_formatter()
     else:
-        plot_opts["global_extent"] = bool(periodic)
+        # Projected coordinates are metres: keep shapes (equal aspect), hide meaningless axes.
+        plot_opts.update(data_aspect=1, xaxis=None, yaxis=None)
 
     def title_for(t: Any) -> str:
         if title is not None:

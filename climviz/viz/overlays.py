@@ -16,7 +16,7 @@ from climviz.data.schema import AR, TC
 from climviz.errors import DataError
 from climviz.viz._grid import CLASS_COLORS, CLASS_SHORT
 
-__all__ = ["mask_polygons", "project_polygons", "class_overlay", "resolve_projection", "lon_hover_formatter",
+__all__ = ["mask_polygons", "polygon_dicts", "project_polygons", "class_overlay", "resolve_projection", "lon_hover_formatter",
            "lon_tick_formatter", "lat_tick_formatter"]
 
 _PROJECTIONS = ("PlateCarree", "Robinson", "Mollweide", "EqualEarth", "Orthographic", "Miller",
@@ -109,6 +109,16 @@ def project_polygons(polys: list, projection: Any, src: Any) -> list:
     return out
 
 
+def polygon_dicts(polys: list) -> list[dict[str, Any]]:
+    """Shapely polygons as HoloViews polygon dicts (``x``, ``y``, ``holes``)."""
+    out = []
+    for p in polys:
+        ext = np.asarray(p.exterior.coords)
+        holes = [np.asarray(r.coords) for r in p.interiors]
+        out.append({"x": ext[:, 0], "y": ext[:, 1], "holes": [[h for h in holes]] if holes else [[]]})
+    return out
+
+
 def class_overlay(lon: np.ndarray, lat: np.ndarray, classes: np.ndarray | None, crs: Any,
                   *, classes_shown: Iterable[int] = (TC, AR), style: str = "fill", alpha: float = 0.45,
                   clip_x: tuple[float, float] | None = None, projection: Any = None):
@@ -117,9 +127,9 @@ def class_overlay(lon: np.ndarray, lat: np.ndarray, classes: np.ndarray | None, 
     ``style="fill"`` draws translucent class-coloured regions with an outline,
     ``style="contour"`` outlines only. ``lon``/``lat`` are in ``crs``; with a
     ``projection`` that is not a PlateCarree, the polygons are projected here.
+    The elements are ``holoviews.Polygons`` (group ``Mask``) in map coordinates.
     """
     import cartopy.crs as ccrs
-    import geoviews as gv
     import holoviews as hv
 
     if style not in ("fill", "contour"):
@@ -129,11 +139,10 @@ def class_overlay(lon: np.ndarray, lat: np.ndarray, classes: np.ndarray | None, 
         if cls not in CLASS_SHORT:
             raise DataError(f"class {cls!r} has no overlay; classes are {TC} (TC) and {AR} (AR)")
         polys = [] if classes is None else mask_polygons(lon, lat, classes, cls, clip_x=clip_x)
-        el_crs = crs
         if projection is not None and not isinstance(projection, ccrs.PlateCarree):
             polys = project_polygons(polys, projection, crs)
-            el_crs = projection
-        el = gv.Polygons([{"geometry": p} for p in polys], crs=el_crs, label=CLASS_SHORT[cls], group="Mask")
+        # Plain HoloViews polygons, already in map coordinates: nothing to re-project at redraw.
+        el = hv.Polygons(polygon_dicts(polys), kdims=["x", "y"], label=CLASS_SHORT[cls], group="Mask")
         color = CLASS_COLORS[cls]
         el = el.opts(fill_color=color if style == "fill" else None, fill_alpha=alpha if style == "fill" else 0,
                      line_color=color, line_width=1.5, line_alpha=0.9, tools=[], show_legend=True)

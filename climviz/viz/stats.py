@@ -164,7 +164,7 @@ def _grid_image(da: xr.DataArray, *, cmap: str, clim: tuple[float, float], label
                                 yformatter=lat_tick_formatter())
     if prep.periodic:
         opts["xlim"] = (-180.0, 180.0)
-    return prep, hv.Overlay([img, *extra, coastlines()]).opts(**opts), center
+    return prep, hv.Overlay([img, *extra, coastlines(projection=crs, geo=False)]).opts(**opts), center
 
 
 def frequency_map(mask: Any, cls: int = TC, *, projection: Any = None, cmap: str = "magma_r",

@@ -260,7 +260,7 @@ def tracks(
         color="kind", cmap={CLASS_SHORT[c]: CLASS_COLORS[c] for c in CLASS_SHORT}, size=8, line_color="black",
         tools=[HoverTool(tooltips=tips)], show_legend=False, marker="circle")
     layers.append(genesis)
-    layers.append(coastlines(coastline_resolution))
+    layers.append(coastlines(coastline_resolution, projection=crs, geo=False))
     plot_opts = dict(projection=crs, frame_width=frame_width, data_aspect=1, xlim=(-180.0, 180.0),
                      ylim=(-90.0, 90.0), xlabel="longitude", ylabel="latitude", title=title,
                      xformatter=lon_tick_formatter(center), yformatter=lat_tick_formatter(),

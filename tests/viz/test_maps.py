@@ -57,8 +57,10 @@ def test_seam_is_rolled_and_closed_with_a_cyclic_column(run, bokeh):
 
 
 def polygons(el):
-    g = el.geom()
-    return list(getattr(g, "geoms", [g]))
+    """The element's polygons as shapely polygons (exteriors; the fixtures have no holes)."""
+    import shapely
+
+    return [shapely.Polygon(np.column_stack([p.dimension_values(0), p.dimension_values(1)])) for p in el.split()]
 
 
 def test_region_stored_across_lon_0_is_one_piece_on_the_map(run, bokeh):
@@ -143,6 +145,9 @@ def test_projection_by_name_regrids_and_keeps_lon_lat_hover(run, bokeh):
     val = img.dimension_values("TMQ")
     ok = np.isfinite(val)
     assert ok.mean() > 0.7  # the ellipse of the Robinson map fills ~80 % of its box
+    # Leave out target cells whose centre falls exactly on a source cell edge (a tie).
+    fy, fx = (lat + 90) / DLAT, lon / DLON
+    ok &= (np.abs(fy - np.rint(fy)) > 1e-6) & (np.abs(fx % 1 - 0.5) > 1e-6)
     i = np.floor((lat[ok] + 90) / DLAT).astype(int)
     j = np.rint(lon[ok] / DLON).astype(int) % NLON
     assert np.allclose(val[ok], run["TMQ"].values[0][i, j])

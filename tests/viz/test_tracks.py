@@ -88,3 +88,23 @@ def test_bad_track_tables_are_clear_errors(track_rows):
         viz.tracks(track_rows, color="speed")
     with pytest.raises(DataError, match="PlateCarree"):
         viz.tracks(track_rows, projection="Robinson")
+
+
+def test_tracks_of_climviz_events_output(bokeh):
+    # End to end with the events package: labels -> table -> track -> map.
+    import climviz as cv
+    from tests.viz.conftest import make_run
+
+    run = make_run(nt=3)
+    lab = cv.events.label(run["LABELS"])
+    tab = cv.events.table(lab, run["LABELS"])
+    trk = cv.events.track(tab, lab)
+    ov = viz.tracks(trk)
+    genesis = [e for e in ov if e.group == "Genesis"][0]
+    assert len(genesis) == len(trk.tracks)
+    tc = trk.events[trk.events["class"] == 1].sort_values("time")
+    path = [e for e in ov if (e.group, e.label) == ("Track", "TC")][0]
+    # The fixture TC moves one 7.5-degree cell east per step.
+    assert np.allclose(np.diff(path.dimension_values("x")), 7.5)
+    assert path.dimension_values("x")[0] == pytest.approx((tc["centroid_lon"].iloc[0] + 180) % 360 - 180)
+    bokeh.render(ov)

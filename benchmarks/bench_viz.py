@@ -1,0 +1,143 @@
+"""Benchmark: how responsive are interactive maps of paper-sized grids (768 x 1152)?
+
+Measures, for one time step of a synthetic run on the ClimateNet grid:
+
+* ``full``: ``climviz.viz.map(..., max_shape=None)``: every cell goes to the browser;
+* ``decimated``: the default ``max_shape`` (block means, TC/AR kept);
+* ``bare``: a plain ``holoviews.Image`` of the full grid with no coastlines or masks
+  (the baseline: what HoloViews alone costs for the same data).
+
+For each: time to build the HoloViews object + render the Bokeh figure (s), and
+the size of the self-contained HTML page (bytes), which is what a browser must
+parse and hold per frame. Ratios compare climviz maps with the bare baseline and
+decimated with full, measured in the same run.
+
+Usage::
+
+    python benchmarks/bench_viz.py           # 768 x 1152, writes benchmarks/results/viz.json
+    python benchmarks/bench_viz.py --quick   # 192 x 288,  writes benchmarks/results/viz_quick.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from climviz.utils.atomic import atomic_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine_info() -> dict:
+    import psutil
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu_model": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": platform.platform(), "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "xarray", "holoviews", "geoviews", "bokeh", "panel", "cartopy", "shapely", "climviz"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def timed(fn, repeat: int) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small grid (192 x 288)")
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args(argv)
+
+    import holoviews as hv
+
+    import climviz as cv
+    import climviz.viz as viz
+    from climviz.viz._backend import ensure_bokeh
+
+    ensure_bokeh()
+    shape = (192, 288) if args.quick else (768, 1152)
+    ds = cv.synthetic_run(1, shape=shape, seed=0).load()
+    field, mask = ds["TMQ"].isel(time=0), ds["LABELS"].isel(time=0)
+    lat, lon = ds["lat"].values, ds["lon"].values
+
+    def bare():
+        img = hv.Image((lon, lat, field.values), kdims=["lon", "lat"], vdims=["TMQ"])
+        return img, hv.render(img)
+
+    def decimated():
+        m = viz.map(field, mask)
+        return m, hv.render(m)
+
+    def full():
+        m = viz.map(field, mask, max_shape=None)
+        return m, hv.render(m)
+
+    figures: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, fn in (("bare", bare), ("decimated", decimated), ("full", full)):
+            fn()  # warm up (imports, caches)
+            t, (obj, _) = timed(fn, args.repeat)
+            html = viz.save_html(obj, Path(tmp) / f"{name}.html")
+            img = [e for e in (obj if isinstance(obj, hv.Overlay) else [obj]) if e.group == "Image"][0]
+            figures[name] = {"build_and_render_s": t, "html_bytes": html.stat().st_size,
+                             "image_shape": list(img.dimension_values(2, flat=False).shape)}
+            print(f"{name:10s} {t:7.3f} s  {figures[name]['html_bytes'] / 1e6:7.2f} MB  image {figures[name]['image_shape']}")
+
+    ratios = {
+        "map_decimated_vs_full_render_time": figures["decimated"]["build_and_render_s"] / figures["full"]["build_and_render_s"],
+        "map_decimated_vs_full_html_bytes": figures["decimated"]["html_bytes"] / figures["full"]["html_bytes"],
+        "map_decimated_vs_bare_image_render_time": figures["decimated"]["build_and_render_s"] / figures["bare"]["build_and_render_s"],
+        "map_full_vs_bare_image_render_time": figures["full"]["build_and_render_s"] / figures["bare"]["build_and_render_s"],
+    }
+    for k, v in ratios.items():
+        print(f"{k}: {v:.3f}")
+    result = {
+        "name": "viz_quick" if args.quick else "viz",
+        "machine": machine_info(),
+        "versions": versions(),
+        "grid": list(shape),
+        "figures": figures,
+        "ratios": ratios,
+        "notes": ("best of --repeat runs; build = climviz.viz.map (wrap, decimate, contour masks, coastlines) + "
+                  "hv.render to a Bokeh figure; html = save_html with inlined BokehJS (~3 MB fixed cost). "
+                  "The 2-core machine was shared with other jobs while measuring (see load average)."),
+    }
+    out = ROOT / "benchmarks" / "results" / ("viz_quick.json" if args.quick else "viz.json")
+    with atomic_path(out) as tmp_out:
+        tmp_out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
