@@ -312,6 +312,15 @@ def run_training(
                 # keep this run's schedule shape (epochs may have been extended)
                 sd["lr_lambdas"] = [None] * len(sd.get("lr_lambdas", [None]))
                 scheduler.load_state_dict(sd)
+                # a resumed run may use another worker count (or lr): rescale the peak LR
+                peak = cfg.scaled_lr(world_size)
+                if any(not math.isclose(b, peak, rel_tol=1e-9) for b in scheduler.base_lrs):
+                    factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+                    scheduler.base_lrs = [peak] * len(optimizer.param_groups)
+                    for group in optimizer.param_groups:
+                        group["initial_lr"] = peak
+                        group["lr"] = peak * factor
+                    scheduler._last_lr = [peak * factor] * len(optimizer.param_groups)
             amp.load_state_dict(payload.get("scaler_state"))
             history = [dict(r) for r in payload.get("metrics", [])]
             start_epoch = int(payload.get("epoch", 0))

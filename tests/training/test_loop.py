@@ -24,6 +24,16 @@ class _Interrupt(Exception):
     pass
 
 
+def _crash_after(epoch, rows=None):
+    """A report callback that records rows and simulates a crash after ``epoch``."""
+    def report(row, ckpt):
+        if rows is not None:
+            rows.append(row)
+        if row["epoch"] == epoch:
+            raise _Interrupt
+    return report
+
+
 def test_a_few_hundred_steps_learn_storms(storm_run, tiny_config, tmp_path):
     """240 steps on a synthetic run: loss falls and the validation mIoU beats the
     all-background prediction by a wide margin."""
@@ -61,12 +71,8 @@ def test_resume_after_interruption_equals_uninterrupted_run(small_run, tiny_conf
                       crop=[32, 32], random_roll=True, batch_size=2, max_steps_per_epoch=3)
     full = run_training(cfg, small_run, checkpoint_dir=tmp_path / "full")
 
-    def crash_after_epoch_1(row, ckpt):
-        if row["epoch"] == 1:
-            raise _Interrupt
-
     with pytest.raises(_Interrupt):
-        run_training(cfg, small_run, checkpoint_dir=tmp_path / "cut", report=crash_after_epoch_1)
+        run_training(cfg, small_run, checkpoint_dir=tmp_path / "cut", report=_crash_after(1))
     assert not epoch_dir(tmp_path / "cut", 2).exists()
     resumed = run_training(cfg, small_run, checkpoint_dir=tmp_path / "cut",
                            resume_from=epoch_dir(tmp_path / "cut", 1))
@@ -170,3 +176,20 @@ def test_checkpoint_every_and_keep(small_run, tiny_config, tmp_path):
     kept = sorted(p.name for p in tmp_path.glob("epoch_*"))
     assert "epoch_0004" in kept and "epoch_0001" not in kept and "epoch_0003" not in kept
     assert len(kept) <= 2          # the newest, plus the best if it is another one
+
+
+def test_resume_with_a_new_peak_lr_rescales_the_schedule(small_run, tiny_config, tmp_path):
+    """A resumed run that changes the peak LR (as a new worker count would, through the
+    scaling rule) keeps the schedule's position but uses the new peak."""
+    cfg = tiny_config(epochs=2, lr=4e-3, warmup_epochs=0, schedule="step", lr_milestones=[2],
+                      lr_gamma=0.5, max_steps_per_epoch=3)
+    stop = []
+    with pytest.raises(_Interrupt):
+        run_training(cfg, small_run, checkpoint_dir=tmp_path, report=_crash_after(1, stop))
+    assert stop[0]["lr"] == pytest.approx(4e-3)
+    seen = []
+    rows = run_training(cfg.replace(lr=8e-3), small_run, checkpoint_dir=tmp_path,
+                        resume_from=epoch_dir(tmp_path, 1), step_callback=seen.append)
+    # epoch 2 runs at the new peak; after its last step (step 6 = milestone 2) it halves
+    assert [s["lr"] for s in seen] == pytest.approx([8e-3, 8e-3, 4e-3])
+    assert rows[1]["lr"] == pytest.approx(8e-3 * 0.5)
