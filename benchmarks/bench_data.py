@@ -70,11 +70,12 @@ def versions() -> dict:
     return out
 
 
-def raw_read(files: list[Path]) -> tuple[float, int]:
-    """Read all channels + labels of every file with netCDF4; returns (seconds, bytes)."""
+def raw_read(files: list[Path]) -> tuple[float, int, float]:
+    """Read all channels + labels of every file with netCDF4; returns (seconds, bytes, CPU seconds)."""
     import netCDF4
 
     nbytes = 0
+    c0 = cpu_seconds(False)
     t0 = time.perf_counter()
     for p in files:
         with netCDF4.Dataset(p) as nc:
@@ -82,22 +83,40 @@ def raw_read(files: list[Path]) -> tuple[float, int]:
             for c in (*CHANNELS, LABEL_VAR):
                 a = nc.variables[c][:]
                 nbytes += a.nbytes
-    return time.perf_counter() - t0, nbytes
+    return time.perf_counter() - t0, nbytes, cpu_seconds(False) - c0
 
 
-def make_bench_loader(files: list[Path], norm: Normalizer, workers: int, batch: int):
+def make_bench_loader(files: list[Path], norm: Normalizer, workers: int, batch: int, prefetch: int):
     ds = SegmentationDataset([str(p) for p in files], normalizer=norm)
-    return ds, make_loader(ds, batch_size=batch, num_workers=workers, persistent_workers=workers > 0)
+    return ds, make_loader(ds, batch_size=batch, num_workers=workers, persistent_workers=workers > 0,
+                           prefetch_factor=prefetch if workers > 0 else None)
 
 
-def loader_epoch(ds, loader) -> tuple[float, int]:
-    """Iterate the loader once (one epoch); returns (seconds, samples)."""
+def cpu_seconds(include_children: bool) -> float:
+    """CPU time (user + system) of this process and, optionally, its live child processes."""
+    import psutil
+
+    me = psutil.Process()
+    procs = [me] + (me.children(recursive=True) if include_children else [])
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def loader_epoch(ds, loader) -> tuple[float, int, float]:
+    """Iterate the loader once (one epoch); returns (seconds, samples, CPU seconds of all processes)."""
     n = 0
+    c0 = cpu_seconds(True)
     t0 = time.perf_counter()
     for x, y in loader:
         assert x.shape[1:] == (len(CHANNELS), *ds.shape) and y.shape[1:] == ds.shape
         n += x.shape[0]
-    return time.perf_counter() - t0, n
+    return time.perf_counter() - t0, n, cpu_seconds(True) - c0
 
 
 def train_step_rate(shape: tuple[int, int], repeats: int = 2) -> float | None:
@@ -134,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="time steps (files) in the run")
     parser.add_argument("--workers", type=int, default=2, help="loader worker processes (2)")
     parser.add_argument("--batch-size", type=int, default=1, help="loader batch size (1)")
+    parser.add_argument("--prefetch", type=int, default=2, help="batches prefetched per worker (2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes of each reader (best is kept)")
     parser.add_argument("--no-train-step", action="store_true", help="skip the model train-step timing")
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the run (default: a temp dir)")
@@ -156,15 +176,17 @@ def main(argv: list[str] | None = None) -> int:
         t_fit = time.perf_counter() - t0
 
         raw_read(files)  # warm-up: page cache
-        ds_l, loader = make_bench_loader(files, norm, args.workers, args.batch_size)
-        first, n = loader_epoch(ds_l, loader)  # warm-up epoch: starts the (persistent) workers
-        raw_times, load_times = [], []
+        ds_l, loader = make_bench_loader(files, norm, args.workers, args.batch_size, args.prefetch)
+        first, n, _ = loader_epoch(ds_l, loader)  # warm-up epoch: starts the (persistent) workers
+        raw_times, load_times, raw_cpu, load_cpu = [], [], [], []
         nbytes = 0
         for _ in range(args.repeats):  # interleaved, best of each
-            t, nbytes = raw_read(files)
+            t, nbytes, c = raw_read(files)
             raw_times.append(t)
-            t, n = loader_epoch(ds_l, loader)
+            raw_cpu.append(c)
+            t, n, c = loader_epoch(ds_l, loader)
             load_times.append(t)
+            load_cpu.append(c)
         del loader
         raw_best, load_best = min(raw_times), min(load_times)
         raw_rate = steps / raw_best
@@ -177,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             "versions": versions(),
             "config": {"grid": list(shape), "steps": steps, "channels": len(CHANNELS), "format":
                        "ClimateNet netCDF4, one step per file, uncompressed", "workers": args.workers,
-                       "batch_size": args.batch_size, "repeats": args.repeats, "quick": args.quick},
+                       "batch_size": args.batch_size, "prefetch_factor": args.prefetch, "repeats": args.repeats,
+                       "quick": args.quick},
             "figures": {
                 "file_mb_per_step": round(mb_per_step, 2),
                 "write_run_s": round(t_write, 2),
@@ -190,11 +213,15 @@ def main(argv: list[str] | None = None) -> int:
                 "loader_steps_per_s": round(load_rate, 3),
                 "loader_mb_per_s": round(load_rate * mb_per_step, 1),
                 "loader_first_epoch_s_including_worker_start": round(first, 3),
+                "raw_read_cpu_s_per_step": round(min(raw_cpu) / steps, 4),
+                "loader_cpu_s_per_step_all_processes": round(min(load_cpu) / n, 4),
                 "train_step_images_per_s_tiny_deeplabv3plus_cpu": None if train_rate is None else round(train_rate, 4),
             },
             "ratios": {
                 "loader_vs_raw_read": round(load_rate / raw_rate, 3),
                 **({"loader_vs_train_step": round(load_rate / train_rate, 2)} if train_rate else {}),
+                # diagnostic: CPU work per step (independent of how busy the machine is)
+                "raw_read_cpu_vs_loader_cpu_per_step": round(min(raw_cpu) / steps / (min(load_cpu) / n), 3),
             },
             "targets": {"loader_vs_raw_read": 0.7, "loader_vs_train_step": 3.0},
             "notes": (

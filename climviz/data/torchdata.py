@@ -10,6 +10,8 @@ and epoch by the DataLoader.
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -150,6 +152,10 @@ class SegmentationDataset(Dataset):
         self.nan_fill = float(nan_fill)
         self._rng_key: tuple[int, int] | None = None
         self._rng: np.random.Generator | None = None
+        self._pool: torch.Tensor | None = None  # (workers, slots, C, H, W) shared memory, see make_loader
+        self._pool_y: torch.Tensor | None = None  # (workers, slots, H, W) uint8 labels
+        self._flags: torch.Tensor | None = None  # (workers, slots) int32: 0 free, 1 ready, 2 filling
+        self._scratch: np.ndarray | None = None
         if self.normalizer is not None:
             self._mean = self.normalizer.mean.astype(np.float32)[:, None, None]
             self._inv_std = (1.0 / self.normalizer.std).astype(np.float32)[:, None, None]
@@ -161,7 +167,39 @@ class SegmentationDataset(Dataset):
             state["_ds"] = None  # reopened lazily in the receiving process
         state["_rng"] = None
         state["_rng_key"] = None
+        state["_scratch"] = None
         return state
+
+    # -------------------------------------------------------------- sample buffers
+    def attach_buffers(self, num_workers: int, slots: int) -> None:
+        """Give each DataLoader worker ``slots`` reusable shared-memory sample buffers.
+
+        Called by :func:`make_loader` before the workers start. A worker fills a free
+        buffer and sends only its number; the loader copies it into the batch in the
+        main process and frees it. This avoids a fresh shared-memory segment per sample
+        (page-faulting 57 MB of 4 KiB shared pages costs more than reading the file).
+        Without buffers (or when all are busy) samples go through fresh shared memory.
+        """
+        if self.crop is not None or num_workers < 1 or slots < 1:
+            return
+        shape = (num_workers, slots, len(self.channels), *self.shape)
+        self._pool = _shared_empty(shape)
+        if self.labels:
+            self._pool_y = torch.zeros((num_workers, slots, *self.shape), dtype=torch.uint8).share_memory_()
+        self._flags = torch.zeros((num_workers, slots), dtype=torch.int32).share_memory_()
+
+    def _acquire(self, worker: int) -> int | None:
+        if self._pool is None or worker >= self._flags.shape[0]:
+            return None
+        flags = self._flags[worker].numpy()
+        for _ in range(10):  # the main process frees buffers as it consumes batches
+            free = np.flatnonzero(flags == 0)
+            if free.size:
+                slot = int(free[0])
+                flags[slot] = 2
+                return slot
+            time.sleep(0.002)
+        return None  # all busy (e.g. an abandoned iterator): fall back to fresh shared memory
 
     @property
     def ds(self) -> xr.Dataset:
@@ -197,35 +235,63 @@ class SegmentationDataset(Dataset):
             raise IndexError(f"index {i} out of range for {len(self)} time steps")
         from climviz.data.io import read_step
 
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} time steps")
         t = int(self.time_indices[i])
         shape = (len(self.channels), *self.shape)
-        if torch.utils.data.get_worker_info() is not None and self.crop is None:
-            # in a DataLoader worker: fill a shared-memory tensor directly, so the batch goes
-            # to the main process without another copy (see make_loader's collate)
+        info = torch.utils.data.get_worker_info()
+        slot = self._acquire(info.id) if info is not None and self.crop is None else None
+        rng = self._generator() if (self.crop is not None or self.random_roll) else None
+        shift = int(rng.integers(0, self.shape[1])) if self.random_roll else 0
+        # where the fields go: a reusable worker buffer, fresh shared memory (worker), or plain memory
+        xt = None
+        if slot is not None:
+            dest = self._pool[info.id, slot].numpy()
+        elif self.crop is None and info is not None:
             xt = _shared_empty(shape)
-            out = xt.numpy()
+            dest = xt.numpy()
+        elif self.crop is None:
+            dest = np.empty(shape, np.float32)
         else:
-            xt, out = None, np.empty(shape, np.float32)
+            dest = None  # a crop makes a new (small) array anyway
+        direct = dest is not None and shift == 0
+        if direct:
+            out = dest
+        else:  # read into a per-process scratch buffer, then crop/roll into place
+            if self._scratch is None or self._scratch.shape != shape:
+                self._scratch = np.empty(shape, np.float32)
+            out = self._scratch
         names = [*self.channels] + ([LABEL_VAR] if self.labels else [])
         norm = self.normalizer is not None
-        x, y = read_step(self.ds, t, names, out, offset=self._mean[:, 0, 0] if norm else None,
-                         scale=self._inv_std[:, 0, 0] if norm else None, fill_value=self.nan_fill)
-        if self.crop is not None or self.random_roll:
-            rng = self._generator()
+        try:
+            x, y = read_step(self.ds, t, names, out, offset=self._mean[:, 0, 0] if norm else None,
+                             scale=self._inv_std[:, 0, 0] if norm else None, fill_value=self.nan_fill)
+        except BaseException:
+            if slot is not None:
+                self._flags[info.id, slot] = 0
+            raise
+        if self.crop is not None:
             H, W = self.shape
-            shift = int(rng.integers(0, W)) if self.random_roll else 0
-            if self.crop is not None:
-                h, w = self.crop
-                r0 = int(rng.integers(0, H - h + 1))
-                c0 = int(rng.integers(0, W))  # any start column: the window may wrap around 360
-                cols = (np.arange(c0, c0 + w) - shift) % W
-                rows = slice(r0, r0 + h)
-                x = x[:, rows][:, :, cols]
-                y = None if y is None else y[rows][:, cols]
-            elif shift:
-                x = np.roll(x, shift, axis=-1)
-                y = None if y is None else np.roll(y, shift, axis=-1)
-            xt = None
+            h, w = self.crop
+            r0 = int(rng.integers(0, H - h + 1))
+            c0 = int(rng.integers(0, W))  # any start column: the window may wrap around 360
+            cols = (np.arange(c0, c0 + w) - shift) % W
+            rows = slice(r0, r0 + h)
+            x = x[:, rows][:, :, cols]
+            y = None if y is None else y[rows][:, cols]
+        elif shift:
+            dest[..., shift:] = x[..., :-shift]
+            dest[..., :shift] = x[..., -shift:]
+            x = dest
+            y = None if y is None else np.roll(y, shift, axis=-1)
+        if slot is not None:
+            ref = _SlotRef(info.id, slot)
+            if not self.labels:
+                self._flags[info.id, slot] = 1
+                return ref
+            np.copyto(self._pool_y[info.id, slot].numpy(), y, casting="unsafe")  # values checked: 0..2
+            self._flags[info.id, slot] = 1
+            return ref, _SlotRef(info.id, slot, labels=True)
         if xt is None:
             xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if not self.labels:
@@ -246,21 +312,80 @@ def _shared_empty(shape: tuple[int, ...]) -> torch.Tensor:
         return torch.empty(shape, dtype=torch.float32).share_memory_()
 
 
-def _collate(batch: list):
-    """default_collate, except that a batch of one shared-memory sample is passed on as a view.
+@dataclass(frozen=True)
+class _SlotRef:
+    """A sample left in worker ``worker``'s shared buffer ``slot`` (see attach_buffers)."""
 
-    SegmentationDataset fills shared-memory tensors in workers; stacking a batch of one
-    would copy 57 MB per 768 x 1152 sample for nothing.
-    """
+    worker: int
+    slot: int
+    labels: bool = False
+
+
+@dataclass(frozen=True)
+class _SlotBatch:
+    refs: tuple[_SlotRef, ...]
+
+
+def _collate(batch: list):
+    """default_collate, except for samples left in shared buffers (collected in the main process)
+    and batches of one shared-memory sample (passed on as a view, without another copy)."""
     from torch.utils.data import default_collate
 
-    if len(batch) == 1:
-        item = batch[0]
-        parts = item if isinstance(item, tuple) else (item,)
-        if isinstance(parts[0], torch.Tensor) and parts[0].is_shared():
-            out = tuple(p.unsqueeze(0) if isinstance(p, torch.Tensor) else default_collate([p]) for p in parts)
-            return out if isinstance(item, tuple) else out[0]
+    item = batch[0]
+    parts = item if isinstance(item, tuple) else (item,)
+    if isinstance(parts[0], _SlotRef):
+        cols = [[b[k] if isinstance(b, tuple) else b for b in batch] for k in range(len(parts))]
+        out = tuple(_SlotBatch(tuple(c)) if isinstance(c[0], _SlotRef) else default_collate(c) for c in cols)
+        return out if isinstance(item, tuple) else out[0]
+    if len(batch) == 1 and isinstance(parts[0], torch.Tensor) and parts[0].is_shared():
+        out = tuple(p.unsqueeze(0) if isinstance(p, torch.Tensor) else default_collate([p]) for p in parts)
+        return out if isinstance(item, tuple) else out[0]
     return default_collate(batch)
+
+
+class _BufferedLoader(DataLoader):
+    """DataLoader that turns samples left in workers' shared buffers into batch tensors.
+
+    The copy goes into fresh private memory (numpy asks for transparent huge pages, so it
+    is cheap) and frees the buffer for the worker at once, so a batch stays valid however
+    long the caller keeps it.
+    """
+
+    def __iter__(self):
+        ds = self.dataset
+        if getattr(ds, "_flags", None) is not None:
+            flags = ds._flags.numpy()
+            flags[flags == 1] = 0  # buffers left by an abandoned iterator
+        for batch in super().__iter__():
+            yield self._resolve(batch)
+
+    def _resolve(self, batch):
+        if isinstance(batch, _SlotBatch):
+            return self._gather([batch])[0]
+        if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], _SlotBatch):
+            return tuple(self._gather(list(batch)))
+        return batch
+
+    def _gather(self, parts: list) -> list:
+        ds = self.dataset
+        flags = ds._flags.numpy()
+        out = []
+        for part in parts:
+            if not isinstance(part, _SlotBatch):
+                out.append(part)
+                continue
+            labels = part.refs[0].labels
+            src = (ds._pool_y if labels else ds._pool).numpy()
+            arr = np.empty((len(part.refs), *src.shape[2:]), np.int64 if labels else np.float32)
+            for k, r in enumerate(part.refs):
+                np.copyto(arr[k], src[r.worker, r.slot], casting="unsafe")
+            t = torch.from_numpy(arr)
+            out.append(t.pin_memory() if self.pin_memory and torch.cuda.is_available() else t)
+        for part in parts:  # free the buffers only once every part is copied
+            if isinstance(part, _SlotBatch):
+                for r in part.refs:
+                    flags[r.worker, r.slot] = 0
+        return out
 
 
 def _worker_init(_: int) -> None:
@@ -280,6 +405,7 @@ def make_loader(
     prefetch_factor: int | None = None,
     persistent_workers: bool | None = None,
     multiprocessing_context: str | None = None,
+    buffers: bool = True,
 ) -> DataLoader:
     """A DataLoader with sensible defaults for climate segmentation.
 
@@ -303,6 +429,10 @@ def make_loader(
         reproducible.
     prefetch_factor, persistent_workers, multiprocessing_context
         Passed on (defaults: 2 batches per worker, workers kept across epochs).
+    buffers
+        With workers and a :class:`SegmentationDataset` without crops: give each worker
+        ``prefetch_factor * batch_size + 1`` reusable shared-memory sample buffers
+        (57 MB each at 768 x 1152 x 16), see :meth:`SegmentationDataset.attach_buffers`.
 
     Returns
     -------
@@ -325,7 +455,13 @@ def make_loader(
         kw["worker_init_fn"] = _worker_init
         if multiprocessing_context is not None:
             kw["multiprocessing_context"] = multiprocessing_context
-    return DataLoader(
+    loader_cls = DataLoader
+    if num_workers > 0 and isinstance(dataset, SegmentationDataset) and dataset.crop is None and buffers:
+        # reusable shared sample buffers: enough for every batch a worker may have in flight
+        per_worker = kw["prefetch_factor"] * int(batch_size) + 1
+        dataset.attach_buffers(int(num_workers), per_worker)
+        loader_cls = _BufferedLoader
+    return loader_cls(
         dataset,
         batch_size=int(batch_size),
         shuffle=shuffle if sampler is None else False,

@@ -146,3 +146,32 @@ def test_bad_values_in_files_are_reported_or_masked(small_run, tmp_path):
     masked = SegmentationDataset(tmp_path / "r.nc", normalizer=norm, open_kwargs={"nan_policy": "mask"}, nan_fill=0.0)
     x, _ = masked[1]
     assert torch.isfinite(x).all() and x[CHANNELS.index("PRECT"), 7, 9].item() == 0.0
+
+
+def test_worker_buffers_are_reused_and_batches_stay_valid(small_run, tmp_path):
+    write_run(small_run, tmp_path / "r.nc")
+    ds = SegmentationDataset(tmp_path / "r.nc", channels=["TMQ", "PSL"])
+    loader = make_loader(ds, batch_size=2, num_workers=2, prefetch_factor=1)
+    assert ds._pool is not None and tuple(ds._pool.shape[:2]) == (2, 3)  # 2 workers x (1 x 2 + 1) buffers
+    for epoch in range(2):
+        kept = list(loader)  # keep every batch: later samples must not overwrite earlier ones
+        xs = torch.cat([b[0] for b in kept]).numpy()
+        ys = torch.cat([b[1] for b in kept]).numpy()
+        np.testing.assert_array_equal(xs[:, 0], small_run.TMQ.values)
+        np.testing.assert_array_equal(xs[:, 1], small_run.PSL.values)
+        np.testing.assert_array_equal(ys, small_run[LABEL_VAR].values)
+        assert ys.dtype == np.int64
+    assert (ds._flags.numpy() == 0).all()  # every buffer handed back
+
+
+def test_random_roll_in_workers(small_run, tmp_path):
+    write_run(small_run, tmp_path / "r.nc")
+    ds = SegmentationDataset(tmp_path / "r.nc", channels=["TMQ"], random_roll=True, seed=3)
+    shifts = []
+    for t, (x, y) in enumerate(make_loader(ds, batch_size=1, num_workers=2)):  # in time order
+        tmq, lab = small_run.TMQ.values[t], small_run[LABEL_VAR].values[t]
+        found = [k for k in range(144) if np.array_equal(np.roll(tmq, k, axis=1), x[0, 0].numpy())]
+        assert len(found) == 1
+        np.testing.assert_array_equal(np.roll(lab, found[0], axis=1), y[0].numpy())
+        shifts.append(found[0])
+    assert len(set(shifts)) > 3  # different rolls for different samples
