@@ -298,3 +298,25 @@ def regrid_to_projection(prep: Prepared, projection: Any, nx: int | None = None)
     if prep.classes is not None:
         out["classes"] = np.where(valid, prep.classes[row, col].astype(np.float64), np.nan)
     return x, y, out
+
+
+def robust_limits(values: np.ndarray) -> tuple[float, float] | None:
+    """Colour limits: the 0.5 and 99.5 % percentiles of the finite values.
+
+    Sparse fields (more than half the cells at the minimum, e.g. event
+    frequencies or precipitation) use the maximum as the upper limit, so their
+    few large values are not all saturated. Degenerate ranges are widened by 1.
+    """
+    v = np.asarray(values, dtype=float)
+    finite = v[np.isfinite(v)]
+    if finite.size == 0:
+        return None
+    vmin, vmax = float(finite.min()), float(finite.max())
+    lo, hi = (float(x) for x in np.percentile(finite, [0.5, 99.5]))
+    if np.mean(finite == vmin) > 0.5:
+        lo, hi = vmin, vmax
+    if hi <= lo:
+        lo, hi = vmin, vmax
+        if hi <= lo:
+            hi = lo + 1.0
+    return lo, hi

@@ -64,9 +64,17 @@ class Explorer:
             run = run.to_dataset(name=str(run.name or "field"))
         if not isinstance(run, xr.Dataset):
             raise DataError(f"explore: run must be an xarray Dataset, found {type(run).__name__}")
-        candidates = [v for v in run.data_vars if v not in _grid.MASK_NAMES
-                      and {"lat", "lon"} <= set(_grid.standardize(run[v], f"variable {v!r}").dims)] \
-            if variables is None else list(variables)
+        def drawable(v: str) -> bool:
+            dims = set(run[v].dims)
+            return any(d in dims for d in _grid.LAT_NAMES) and any(d in dims for d in _grid.LON_NAMES) \
+                and dims <= {"time", *_grid.LAT_NAMES, *_grid.LON_NAMES}
+
+        if variables is None:
+            candidates = [v for v in run.data_vars if v not in _grid.MASK_NAMES and drawable(v)]
+            if not candidates:  # a mask dataset alone: draw the classes themselves
+                candidates = [v for v in run.data_vars if v in _grid.MASK_NAMES and drawable(v)]
+        else:
+            candidates = list(variables)
         for v in candidates:
             if v not in run.data_vars:
                 raise DataError(f"explore: variable {v!r} not in the run; available: {list(run.data_vars)}")

@@ -27,7 +27,7 @@ from climviz.errors import DataError
 from climviz.utils.atomic import atomic_path
 from climviz.viz import _grid
 
-__all__ = ["save_html", "static_map", "save_static"]
+__all__ = ["save_html", "static_map", "save_static", "save_png"]
 
 _STATIC_FORMATS = ("png", "pdf", "svg")
 
@@ -191,8 +191,7 @@ def static_map(
     crs, _, _ = resolve_projection(projection)
     prep = _grid.prepare(da, m, center=0.0, max_shape=None)
     if clim is None:
-        finite = prep.values[np.isfinite(prep.values)]
-        clim = (float(np.percentile(finite, 0.5)), float(np.percentile(finite, 99.5))) if finite.size else (0, 1)
+        clim = _grid.robust_limits(prep.values) or (0.0, 1.0)
 
     if ax is None:
         fig = plt.figure(figsize=figsize, layout="constrained")
@@ -273,3 +272,14 @@ def save_static(obj: Any, path: str | os.PathLike, *, dpi: int = 150, overwrite:
         if created:
             plt.close(obj)
     return path
+
+
+def save_png(obj: Any, path: str | os.PathLike, *, dpi: int = 150, overwrite: bool = True, **kwargs: Any) -> Path:
+    """Save a static PNG: a matplotlib Figure, or a field drawn with :func:`static_map` (``kwargs``).
+
+    Same as :func:`save_static` for a ``.png`` path, e.g.
+    ``save_png(ds["TMQ"], "tmq.png", mask=masks["mask"], time=0, title="first step")``.
+    """
+    if Path(path).suffix.lower() != ".png":
+        raise DataError(f"{path}: save_png writes .png files (use save_static for .pdf/.svg)")
+    return save_static(obj, path, dpi=dpi, overwrite=overwrite, **kwargs)

@@ -96,16 +96,9 @@ def field_image(prep: _grid.Prepared, *, name: str, label: str, crs: Any, cmap: 
 
 
 def _robust_clim(field: xr.DataArray) -> tuple[float, float] | None:
-    vals = np.asarray(field.values if field.size <= 50_000_000 else field[..., ::4, ::4].values, dtype=float)
-    finite = vals[np.isfinite(vals)]
-    if finite.size == 0:
-        return None
-    lo, hi = (float(v) for v in np.percentile(finite, [0.5, 99.5]))
-    if hi <= lo:
-        lo, hi = float(finite.min()), float(finite.max())
-        if hi <= lo:
-            hi = lo + 1.0
-    return lo, hi
+    """Colour limits of a (possibly large, possibly dask) field: see :func:`_grid.robust_limits`."""
+    sub = field if field.size <= 50_000_000 else field[..., ::4, ::4]
+    return _grid.robust_limits(np.asarray(sub.values, dtype=float))
 
 
 def map(  # noqa: A001 - the public name is part of the climviz contract

@@ -115,3 +115,23 @@ def test_no_cartopy_downloads(offline_cartopy, bokeh):
 
     plt.close(viz.static_map(r, "LABELS", land=True))
     assert list(offline_cartopy.iterdir()) == []
+
+
+def test_save_png_of_a_frequency_map_and_a_mask_only_explorer(tmp_path, bokeh):
+    # What `climviz report` does with a mask dataset and no run.
+    import climviz as cv
+    from climviz.data.masks import make_mask_dataset
+
+    r = make_run()
+    masks = make_mask_dataset(r["LABELS"].values, r)
+    freq = viz.class_frequency(masks, 1)
+    png = viz.save_png(freq, tmp_path / "freq.png", title="TC frequency")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(DataError, match="save_png writes .png"):
+        viz.save_png(freq, tmp_path / "freq.pdf")
+    lab = cv.events.label(masks["mask"])
+    tab = cv.events.table(lab, masks["mask"])
+    app = viz.explore(masks, masks=masks, events=tab)
+    assert app.variable.options == ["mask"]
+    assert len(app.table.value) == 2  # the TC and the AR at step 0
+    viz.save_html(app, tmp_path / "explorer.html")

@@ -219,3 +219,16 @@ def test_grid_helpers_match_hand_calculations():
     assert _grid.coarsen_mask(m, (2, 2)).values.tolist() == [[1, 2]]
     f = _grid.coarsen_field(m.astype(float), (2, 2))
     assert f.values.tolist() == [[7 / 4, 2 / 4]]
+
+
+def test_colour_limits_are_robust_but_keep_sparse_maxima():
+    rng = np.random.default_rng(0)
+    smooth = rng.normal(size=10_000)
+    smooth[0] = 1e6  # one wild outlier does not stretch the colour bar
+    lo, hi = _grid.robust_limits(smooth)
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(smooth, [0.5, 99.5])))
+    sparse = np.zeros(1000)
+    sparse[:3] = [0.2, 0.5, 1.0]  # e.g. an event frequency: mostly zero
+    assert _grid.robust_limits(sparse) == (0.0, 1.0)
+    assert _grid.robust_limits(np.full(5, 3.0)) == (3.0, 4.0)
+    assert _grid.robust_limits(np.full(5, np.nan)) is None
