@@ -152,9 +152,6 @@ class SegmentationDataset(Dataset):
         self.nan_fill = float(nan_fill)
         self._rng_key: tuple[int, int] | None = None
         self._rng: np.random.Generator | None = None
-        self._pool: torch.Tensor | None = None  # (workers, slots, C, H, W) shared memory, see make_loader
-        self._pool_y: torch.Tensor | None = None  # (workers, slots, H, W) uint8 labels
-        self._flags: torch.Tensor | None = None  # (workers, slots) int32: 0 free, 1 ready, 2 filling
         self._scratch: np.ndarray | None = None
         if self.normalizer is not None:
             self._mean = self.normalizer.mean.astype(np.float32)[:, None, None]
@@ -171,27 +168,28 @@ class SegmentationDataset(Dataset):
         return state
 
     # -------------------------------------------------------------- sample buffers
-    def attach_buffers(self, num_workers: int, slots: int) -> None:
-        """Give each DataLoader worker ``slots`` reusable shared-memory sample buffers.
+    def make_buffers(self, num_workers: int, slots: int) -> _Buffers | None:
+        """Reusable shared-memory sample buffers: ``slots`` for each of ``num_workers`` workers.
 
-        Called by :func:`make_loader` before the workers start. A worker fills a free
-        buffer and sends only its number; the loader copies it into the batch in the
-        main process and frees it. This avoids a fresh shared-memory segment per sample
-        (page-faulting 57 MB of 4 KiB shared pages costs more than reading the file).
-        Without buffers (or when all are busy) samples go through fresh shared memory.
+        Used by :func:`make_loader`: a worker fills a free buffer and sends only its
+        number; the loader copies it into the batch in the main process and frees it.
+        This avoids a fresh shared-memory segment per sample (page-faulting 57 MB of
+        4 KiB shared pages costs more than reading the file). Each loader has its own
+        buffers; when all are busy a sample goes through fresh shared memory.
         """
         if self.crop is not None or num_workers < 1 or slots < 1:
-            return
-        shape = (num_workers, slots, len(self.channels), *self.shape)
-        self._pool = _shared_empty(shape)
-        if self.labels:
-            self._pool_y = torch.zeros((num_workers, slots, *self.shape), dtype=torch.uint8).share_memory_()
-        self._flags = torch.zeros((num_workers, slots), dtype=torch.int32).share_memory_()
-
-    def _acquire(self, worker: int) -> int | None:
-        if self._pool is None or worker >= self._flags.shape[0]:
             return None
-        flags = self._flags[worker].numpy()
+        fields = _shared_empty((num_workers, slots, len(self.channels), *self.shape))
+        labels = (torch.zeros((num_workers, slots, *self.shape), dtype=torch.uint8).share_memory_()
+                  if self.labels else None)
+        flags = torch.zeros((num_workers, slots), dtype=torch.int32).share_memory_()
+        return _Buffers(fields, labels, flags)
+
+    @staticmethod
+    def _acquire(buffers: _Buffers | None, worker: int) -> int | None:
+        if buffers is None or worker >= buffers.flags.shape[0]:
+            return None
+        flags = buffers.flags[worker].numpy()
         for _ in range(10):  # the main process frees buffers as it consumes batches
             free = np.flatnonzero(flags == 0)
             if free.size:
@@ -231,6 +229,9 @@ class SegmentationDataset(Dataset):
         return read_step(self.ds, t, names)
 
     def __getitem__(self, i: int):
+        return self._get(i, None)
+
+    def _get(self, i: int, buffers: _Buffers | None):
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} time steps")
         from climviz.data.io import read_step
@@ -240,13 +241,13 @@ class SegmentationDataset(Dataset):
         t = int(self.time_indices[i])
         shape = (len(self.channels), *self.shape)
         info = torch.utils.data.get_worker_info()
-        slot = self._acquire(info.id) if info is not None and self.crop is None else None
+        slot = self._acquire(buffers, info.id) if info is not None and self.crop is None else None
         rng = self._generator() if (self.crop is not None or self.random_roll) else None
         shift = int(rng.integers(0, self.shape[1])) if self.random_roll else 0
         # where the fields go: a reusable worker buffer, fresh shared memory (worker), or plain memory
         xt = None
         if slot is not None:
-            dest = self._pool[info.id, slot].numpy()
+            dest = buffers.fields[info.id, slot].numpy()
         elif self.crop is None and info is not None:
             xt = _shared_empty(shape)
             dest = xt.numpy()
@@ -268,7 +269,7 @@ class SegmentationDataset(Dataset):
                              scale=self._inv_std[:, 0, 0] if norm else None, fill_value=self.nan_fill)
         except BaseException:
             if slot is not None:
-                self._flags[info.id, slot] = 0
+                buffers.flags[info.id, slot] = 0
             raise
         if self.crop is not None:
             H, W = self.shape
@@ -287,10 +288,10 @@ class SegmentationDataset(Dataset):
         if slot is not None:
             ref = _SlotRef(info.id, slot)
             if not self.labels:
-                self._flags[info.id, slot] = 1
+                buffers.flags[info.id, slot] = 1
                 return ref
-            np.copyto(self._pool_y[info.id, slot].numpy(), y, casting="unsafe")  # values checked: 0..2
-            self._flags[info.id, slot] = 1
+            np.copyto(buffers.labels[info.id, slot].numpy(), y, casting="unsafe")  # values checked: 0..2
+            buffers.flags[info.id, slot] = 1
             return ref, _SlotRef(info.id, slot, labels=True)
         if xt is None:
             xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -312,9 +313,35 @@ def _shared_empty(shape: tuple[int, ...]) -> torch.Tensor:
         return torch.empty(shape, dtype=torch.float32).share_memory_()
 
 
+@dataclass
+class _Buffers:
+    fields: torch.Tensor  # (workers, slots, C, H, W) float32, shared memory
+    labels: torch.Tensor | None  # (workers, slots, H, W) uint8
+    flags: torch.Tensor  # (workers, slots) int32: 0 free, 2 being filled, 1 ready to collect
+
+
+class _BufferedDataset(Dataset):
+    """A SegmentationDataset seen through one loader's shared sample buffers."""
+
+    def __init__(self, base: SegmentationDataset, buffers: _Buffers) -> None:
+        self.base = base
+        self.buffers = buffers
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        return self.base._get(i, self.buffers)
+
+    def __getattr__(self, name: str):  # time_indices, shape, channels... of the wrapped dataset
+        if name in ("base", "buffers") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+
 @dataclass(frozen=True)
 class _SlotRef:
-    """A sample left in worker ``worker``'s shared buffer ``slot`` (see attach_buffers)."""
+    """A sample left in worker ``worker``'s shared buffer ``slot`` (see make_buffers)."""
 
     worker: int
     slot: int
@@ -352,10 +379,8 @@ class _BufferedLoader(DataLoader):
     """
 
     def __iter__(self):
-        ds = self.dataset
-        if getattr(ds, "_flags", None) is not None:
-            flags = ds._flags.numpy()
-            flags[flags == 1] = 0  # buffers left by an abandoned iterator
+        flags = self.dataset.buffers.flags.numpy()
+        flags[flags == 1] = 0  # buffers left by an abandoned iterator
         for batch in super().__iter__():
             yield self._resolve(batch)
 
@@ -367,15 +392,15 @@ class _BufferedLoader(DataLoader):
         return batch
 
     def _gather(self, parts: list) -> list:
-        ds = self.dataset
-        flags = ds._flags.numpy()
+        buf = self.dataset.buffers
+        flags = buf.flags.numpy()
         out = []
         for part in parts:
             if not isinstance(part, _SlotBatch):
                 out.append(part)
                 continue
             labels = part.refs[0].labels
-            src = (ds._pool_y if labels else ds._pool).numpy()
+            src = (buf.labels if labels else buf.fields).numpy()
             arr = np.empty((len(part.refs), *src.shape[2:]), np.int64 if labels else np.float32)
             for k, r in enumerate(part.refs):
                 np.copyto(arr[k], src[r.worker, r.slot], casting="unsafe")
@@ -432,7 +457,8 @@ def make_loader(
     buffers
         With workers and a :class:`SegmentationDataset` without crops: give each worker
         ``prefetch_factor * batch_size + 1`` reusable shared-memory sample buffers
-        (57 MB each at 768 x 1152 x 16), see :meth:`SegmentationDataset.attach_buffers`.
+        (57 MB each at 768 x 1152 x 16), see :meth:`SegmentationDataset.make_buffers`;
+        ``loader.dataset`` is then a thin wrapper that forwards attributes to ``dataset``.
 
     Returns
     -------
@@ -459,8 +485,10 @@ def make_loader(
     if num_workers > 0 and isinstance(dataset, SegmentationDataset) and dataset.crop is None and buffers:
         # reusable shared sample buffers: enough for every batch a worker may have in flight
         per_worker = kw["prefetch_factor"] * int(batch_size) + 1
-        dataset.attach_buffers(int(num_workers), per_worker)
-        loader_cls = _BufferedLoader
+        buffers = dataset.make_buffers(int(num_workers), per_worker)
+        if buffers is not None:
+            dataset = _BufferedDataset(dataset, buffers)
+            loader_cls = _BufferedLoader
     return loader_cls(
         dataset,
         batch_size=int(batch_size),

@@ -152,7 +152,9 @@ def test_worker_buffers_are_reused_and_batches_stay_valid(small_run, tmp_path):
     write_run(small_run, tmp_path / "r.nc")
     ds = SegmentationDataset(tmp_path / "r.nc", channels=["TMQ", "PSL"])
     loader = make_loader(ds, batch_size=2, num_workers=2, prefetch_factor=1)
-    assert ds._pool is not None and tuple(ds._pool.shape[:2]) == (2, 3)  # 2 workers x (1 x 2 + 1) buffers
+    buffers = loader.dataset.buffers
+    assert tuple(buffers.fields.shape[:2]) == (2, 3)  # 2 workers x (1 x 2 + 1) buffers
+    assert loader.dataset.time_indices is ds.time_indices and len(loader.dataset) == 12
     for epoch in range(2):
         kept = list(loader)  # keep every batch: later samples must not overwrite earlier ones
         xs = torch.cat([b[0] for b in kept]).numpy()
@@ -161,7 +163,12 @@ def test_worker_buffers_are_reused_and_batches_stay_valid(small_run, tmp_path):
         np.testing.assert_array_equal(xs[:, 1], small_run.PSL.values)
         np.testing.assert_array_equal(ys, small_run[LABEL_VAR].values)
         assert ys.dtype == np.int64
-    assert (ds._flags.numpy() == 0).all()  # every buffer handed back
+    assert (buffers.flags.numpy() == 0).all()  # every buffer handed back
+    # a second loader on the same dataset has its own buffers
+    other = make_loader(ds, batch_size=1, num_workers=2)
+    assert other.dataset.buffers.fields.data_ptr() != buffers.fields.data_ptr()
+    first = next(iter(other))[0]
+    np.testing.assert_array_equal(first[0, 0].numpy(), small_run.TMQ.values[0])
 
 
 def test_random_roll_in_workers(small_run, tmp_path):
