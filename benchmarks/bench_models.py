@@ -12,7 +12,7 @@ matmul rate of the GPU.
 
 Usage::
 
-    python benchmarks/bench_models.py            # full: paper presets at 192x288
+    python benchmarks/bench_models.py            # full: paper presets at 128x192
     python benchmarks/bench_models.py --quick    # small grids, fewer variants (~ minutes)
 
 Writes ``benchmarks/results/bench_models.json`` (``--out`` to change) with keys
@@ -25,13 +25,19 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-import torch
+# OpenMP threads that spin at barriers are disastrous on a shared machine (see
+# probe_wait_policy); libgomp reads this when torch is imported, so set it first.
+_WAIT_POLICY_BEFORE = os.environ.get("OMP_WAIT_POLICY")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -193,20 +199,64 @@ def measure(
     }
 
 
+_PROBE = """
+import time, torch
+from climviz.models import build
+torch.set_num_threads({threads})
+net = build("deeplabv3plus", "tiny", seed=0).eval()
+x = torch.randn(2, 16, 64, 96)
+with torch.inference_mode():
+    net(x)
+    t = time.perf_counter()
+    for _ in range(5):
+        net(x)
+print((time.perf_counter() - t) / 5)
+"""
+
+
+def probe_wait_policy() -> dict[str, float]:
+    """Seconds per tiny forward in fresh processes: 1 thread, 2 threads x OpenMP wait policy."""
+    out: dict[str, float] = {}
+    root = str(Path(__file__).resolve().parents[1])
+    for label, threads, policy in (
+        ("1t", 1, None),
+        ("2t_default", 2, None),
+        ("2t_passive", 2, "PASSIVE"),
+    ):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        if policy:
+            env["OMP_WAIT_POLICY"] = policy
+        try:
+            res = subprocess.run([sys.executable, "-c", _PROBE.format(threads=threads)], env=env,
+                                 capture_output=True, text=True, timeout=600, check=True)
+            out[label] = float(res.stdout.strip().splitlines()[-1])
+        except Exception as exc:  # pragma: no cover - reported, not fatal
+            print(f"wait-policy probe {label} failed: {exc!r}", flush=True)
+    return out
+
+
 # ------------------------------------------------------------------------ main
 
 
 def cpu_variants(quick: bool, with_compile: bool, tiny: bool) -> list[dict[str, Any]]:
-    """Execution variants tried on the CPU (compile only for tiny presets: it takes minutes)."""
-    v: list[dict[str, Any]] = [
-        {"label": "fp32"},
-        {"label": "fp32_channels_last", "channels_last": True},
-        {"label": "bf16_autocast_channels_last", "channels_last": True, "autocast": torch.bfloat16},
-    ]
-    if tiny:
-        v.append({"label": "fp32_1thread", "threads": 1})
-        if with_compile:
-            v.append({"label": "fp32_channels_last_compile", "channels_last": True, "compile": True})
+    """Execution variants tried on the CPU.
+
+    Every variant names its thread count: on a shared machine two threads can be much
+    slower than one (OpenMP threads wait for each other when one is descheduled), so
+    both are measured and each is compared with the matmul rate at the same thread
+    count. ``torch.compile`` is tried on the tiny presets only (it takes minutes here).
+    """
+    v: list[dict[str, Any]] = []
+    for t in (1, 2):
+        v += [
+            {"label": f"fp32_{t}t", "threads": t},
+            {"label": f"fp32_channels_last_{t}t", "threads": t, "channels_last": True},
+        ]
+    v.append({"label": "bf16_autocast_channels_last_1t", "threads": 1, "channels_last": True,
+              "autocast": torch.bfloat16})
+    if tiny and with_compile:
+        v.append({"label": "fp32_channels_last_compile_1t", "threads": 1, "channels_last": True, "compile": True})
     return v
 
 
@@ -214,10 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small grids, fewer variants")
     parser.add_argument("--grid", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="grid of the paper presets (default 192 288, quick 96 144)")
+                        help="grid of the paper presets (default 128 192, quick 64 96)")
     parser.add_argument("--tiny-grid", type=int, nargs=2, default=None, metavar=("H", "W"),
                         help="grid of the tiny presets (default 96 144, quick 64 96)")
-    parser.add_argument("--tiny-batch", type=int, default=4)
+    parser.add_argument("--tiny-batch", type=int, default=None, help="batch of the tiny presets (4, quick 2)")
     parser.add_argument("--min-time", type=float, default=None, help="seconds per measurement")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile variants")
     parser.add_argument("--presets", nargs="*", default=None, help="e.g. tiramisu:tiny deeplabv3plus:paper")
@@ -225,9 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     quick = args.quick
-    grid = tuple(args.grid or ((96, 144) if quick else (192, 288)))
+    grid = tuple(args.grid or ((64, 96) if quick else (128, 192)))
     tiny_grid = tuple(args.tiny_grid or ((64, 96) if quick else (96, 144)))
-    min_time = args.min_time if args.min_time is not None else (0.5 if quick else 2.0)
+    min_time = args.min_time if args.min_time is not None else (0.3 if quick else 1.0)
+    tiny_batch = args.tiny_batch or (2 if quick else 4)
     presets = PRESETS if not args.presets else [tuple(p.split(":")) for p in args.presets]
     with_compile = not args.no_compile and not quick
 
@@ -236,8 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     defaults: dict[str, str] = {}
     notes = [
         "2 shared CPU cores: other jobs ran on the machine during the measurement (see "
-        "machine.load_average_at_start); absolute rates are noisy, ratios are measured "
-        "against a matmul rate taken in the same run.",
+        "machine.load_average_at_start and load_average_at_end); absolute rates are noisy, "
+        "ratios are measured against a matmul rate taken in the same run with the same "
+        "number of threads (suffix _1t / _2t).",
         "FLOPs: torch.utils.flop_counter (1 multiply-add = 2 FLOPs), convolutions only; "
         "train = forward + backward (no optimizer step).",
     ]
@@ -245,18 +297,33 @@ def main(argv: list[str] | None = None) -> int:
     cpu = torch.device("cpu")
     n_mm = 1024 if quick else 2048
     t0 = time.perf_counter()
-    mm32 = matmul_peak_flops(torch.float32, "cpu", n=n_mm, min_time=min_time / 2)
-    mm_bf16 = matmul_peak_flops(torch.bfloat16, "cpu", n=n_mm, min_time=min_time / 2)
-    figures["matmul_fp32_flops_per_s"] = mm32
-    figures["matmul_bf16_flops_per_s"] = mm_bf16
+    matmul: dict[tuple[str, int], float] = {}
+    old_threads = torch.get_num_threads()
+    for t in (1, 2):
+        torch.set_num_threads(t)
+        for dt_name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            matmul[(dt_name, t)] = matmul_peak_flops(dt, "cpu", n=n_mm, min_time=min_time / 2)
+            figures[f"matmul_{dt_name}_{t}t_flops_per_s"] = matmul[(dt_name, t)]
+    torch.set_num_threads(old_threads)
     figures["matmul_n"] = n_mm
-    figures["threads"] = torch.get_num_threads()
-    print(f"matmul fp32 {mm32 / 1e9:.1f} GFLOP/s, bf16 {mm_bf16 / 1e9:.1f} GFLOP/s (n={n_mm})", flush=True)
+    print("matmul " + ", ".join(f"{k[0]} {k[1]}t {v / 1e9:.1f} GFLOP/s" for k, v in matmul.items())
+          + f" (n={n_mm})", flush=True)
+
+    probe = probe_wait_policy()
+    figures["omp_wait_policy_probe_s_per_forward"] = probe
+    print("OpenMP wait-policy probe (s per tiny forward): " + ", ".join(f"{k} {v:.3f}" for k, v in probe.items()),
+          flush=True)
+    if "2t_default" in probe and "2t_passive" in probe:
+        ratios["omp_passive_vs_default_speedup_2t"] = probe["2t_default"] / probe["2t_passive"]
+
+    def peak_of(variant: str) -> float:
+        t = 1 if variant.endswith("_1t") else 2
+        return matmul[("bf16" if "bf16" in variant else "fp32", t)]
 
     for name, preset in presets:
         tiny = preset == "tiny"
         g = tiny_grid if tiny else grid
-        batch = args.tiny_batch if tiny else 1
+        batch = tiny_batch if tiny else 1
         results = []
         for variant in cpu_variants(quick, with_compile, tiny):
             try:
@@ -279,18 +346,27 @@ def main(argv: list[str] | None = None) -> int:
         if not results:
             continue
         key = f"{name}_{preset}"
-        base = next((r for r in results if r["variant"] == "fp32"), results[0])
+        base = next((r for r in results if r["variant"] == "fp32_2t"), results[0])
         best = max(results, key=lambda r: r["train_samples_per_s"])
+        best_fwd = max(results, key=lambda r: r["forward_samples_per_s"])
         defaults[key] = best["variant"]
-        peak = mm_bf16 if "bf16" in best["variant"] else mm32
-        ratios[f"train_{key}_vs_matmul_peak"] = best["train_flops_per_s"] / peak
-        ratios[f"forward_{key}_vs_matmul_peak"] = max(r["forward_flops_per_s"] for r in results) / peak
-        ratios[f"train_{key}_fp32_vs_matmul_fp32"] = base["train_flops_per_s"] / mm32
-        ratios[f"forward_{key}_fp32_vs_matmul_fp32"] = base["forward_flops_per_s"] / mm32
+        defaults[f"{key}_forward"] = best_fwd["variant"]
+        ratios[f"train_{key}_vs_matmul_peak"] = best["train_flops_per_s"] / peak_of(best["variant"])
+        ratios[f"forward_{key}_vs_matmul_peak"] = best_fwd["forward_flops_per_s"] / peak_of(best_fwd["variant"])
         for r in results:
+            ratios[f"train_{key}_{r['variant']}_vs_matmul"] = r["train_flops_per_s"] / peak_of(r["variant"])
             if r is not base:
-                ratios[f"train_{key}_{r['variant']}_speedup_vs_fp32"] = r["train_s"] and base["train_s"] / r["train_s"]
-        print(f"  -> fastest training variant for {key}: {best['variant']}", flush=True)
+                ratios[f"train_{key}_{r['variant']}_speedup_vs_fp32_2t"] = base["train_s"] / r["train_s"]
+        print(f"  -> fastest: training {best['variant']}, forward {best_fwd['variant']}", flush=True)
+
+    one_faster = [k for k, v in defaults.items() if not k.endswith("_forward") and v.endswith("_1t")]
+    if one_faster:
+        notes.append(
+            "One thread trained faster than two for: " + ", ".join(one_faster) + ". On this shared "
+            "machine two OpenMP threads wait for each other whenever one is descheduled; "
+            "processes sharing cores (Ray workers, loaders) should set torch.set_num_threads "
+            "to cores / processes."
+        )
 
     if torch.cuda.is_available():
         gpu = torch.device("cuda")
@@ -331,10 +407,13 @@ def main(argv: list[str] | None = None) -> int:
             "grid_paper_presets": list(grid),
             "grid_tiny_presets": list(tiny_grid),
             "batch_paper_presets": 1,
-            "batch_tiny_presets": args.tiny_batch,
+            "batch_tiny_presets": tiny_batch,
             "min_time_s": min_time,
             "compile_tried": with_compile,
             "wall_time_s": time.perf_counter() - t0,
+            "load_average_at_end": os.getloadavg(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "omp_wait_policy_set_by_script": _WAIT_POLICY_BEFORE is None,
         },
         "figures": figures,
         "ratios": ratios,

@@ -121,3 +121,23 @@ def test_bad_inputs_are_data_errors_naming_the_problem(tiny_net, make_fields):
         tiny_net(make_fields(1, 31, 64))
     with pytest.raises(DataError, match="4-d input"):
         tiny_net(torch.zeros(16, 32, 32))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"output_stride": 8},
+        # the DeepCAM (Xception) code path, narrowed so that it runs in a second
+        {"backbone": "xception", "xception_scale": 0.125, "xception_middle_blocks": 2},
+        {"backbone": "xception", "xception_scale": 0.125, "xception_middle_blocks": 1, "output_stride": 8},
+    ],
+)
+def test_deeplab_variants_keep_shape_and_wrap(overrides, make_fields):
+    net = build("deeplabv3plus", "tiny", seed=0, **overrides).eval()
+    with torch.no_grad():
+        assert net(make_fields(1, 40, 70)).shape == (1, 3, 40, 70)
+        x = make_fields(1, 64, 96)
+        y = net(x)
+        torch.testing.assert_close(
+            net(torch.roll(x, 32, dims=-1)), torch.roll(y, 32, dims=-1), rtol=1e-4, atol=1e-5 * y.abs().max().item()
+        )
