@@ -18,10 +18,12 @@ forward rate (target >= 0.8), likewise for Zarr.
 
 Memory: in a fresh process (after a one-step warm-up call), the resident set size
 (RSS) is sampled every 5 ms during a prediction over the run (``--steps`` = 10x the
-batch by default) and over its first half; the peak increase over the RSS before
-the call is compared with the size of the whole run's input (float32), and the two
-peaks with each other -- streaming keeps memory at a few batches, whatever the run
-length.
+batch by default), and over a run 4x as long (40x the batch, in files of two
+batches); the peak increase over the RSS before the call is compared with the size
+of the run's input (float32), and the two peaks with each other -- streaming keeps
+memory at a few batches, whatever the run length. (``climviz.data.io`` keeps up to
+64 HDF5 files open per process, with their chunk caches; with one step per file
+that cache, not prediction, is what grows until 64 files are open.)
 
 Results go to ``benchmarks/results/predict[_quick].json``.
 
@@ -106,6 +108,22 @@ class PeakRSS:
         self._stop.set()
         self._t.join()
         self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def make_run(workdir: Path, grid: tuple[int, int], steps: int, steps_per_file: int,
+             seed: int) -> list[Path]:
+    """Write a synthetic run as netCDF files of ``steps_per_file`` time steps each."""
+    from climviz.data.io import write_run
+    from climviz.data.synthetic import synthetic_run
+
+    ds = synthetic_run(steps, shape=grid, seed=seed)
+    files = []
+    for t in range(0, steps, steps_per_file):
+        p = workdir / f"part_{t:05d}.nc"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_run(ds.isel(time=slice(t, t + steps_per_file)), p)
+        files.append(p)
+    return files
 
 
 def make_inputs(workdir: Path, grid: tuple[int, int], steps: int, model: str, preset: str):
@@ -247,7 +265,8 @@ def main(argv: list[str] | None = None) -> dict:
             nc.append(timed(end_to_end, ckpt, files, work / "masks.nc", batch))
             zr.append(timed(end_to_end, ckpt, files, work / "masks.zarr", batch))
         mem_full = measure_memory(ckpt, files, work / "mem_full.nc", batch)
-        mem_half = measure_memory(ckpt, files[: len(files) // 2], work / "mem_half.nc", batch)
+        long_files = make_run(work / "long", grid, 4 * steps, 2 * batch, seed=12)
+        mem_long = measure_memory(ckpt, long_files, work / "mem_long.nc", batch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -269,7 +288,9 @@ def main(argv: list[str] | None = None) -> dict:
         "memory_run_steps": steps,
         "rss_before_predict_mb": mem_full["rss_before"] / mb,
         "peak_rss_increase_mb": (mem_full["rss_peak"] - mem_full["rss_before"]) / mb,
-        "peak_rss_increase_half_run_mb": (mem_half["rss_peak"] - mem_half["rss_before"]) / mb,
+        "memory_long_run_steps": 4 * steps,
+        "memory_long_run_files": 2 * steps // batch,
+        "peak_rss_increase_long_run_mb": (mem_long["rss_peak"] - mem_long["rss_before"]) / mb,
         "run_input_float32_mb": steps * step_bytes / mb,
         "batch_input_float32_mb": batch * step_bytes / mb,
     }
@@ -280,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
         "predict_netcdf_vs_forward_cpu_time": f["predict_netcdf_steps_per_cpu_s"] / f["forward_steps_per_cpu_s"],
         "predict_zarr_vs_forward_cpu_time": f["predict_zarr_steps_per_cpu_s"] / f["forward_steps_per_cpu_s"],
         "peak_memory_increase_vs_run_input": f["peak_rss_increase_mb"] / f["run_input_float32_mb"],
-        "peak_memory_full_vs_half_run": f["peak_rss_increase_mb"] / max(f["peak_rss_increase_half_run_mb"], 1e-9),
+        "peak_memory_long_vs_10x_batch_run": f["peak_rss_increase_long_run_mb"] / f["peak_rss_increase_mb"],
     }
     machine["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     result = {
@@ -294,7 +315,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ratios": ratios,
         "targets": {"predict_netcdf_vs_forward": ">= 0.8", "predict_zarr_vs_forward": ">= 0.8",
                     "peak_memory_increase_vs_run_input": "< 1 (streams; a few batches)",
-                    "peak_memory_full_vs_half_run": "about 1 (bounded: independent of run length)"},
+                    "peak_memory_long_vs_10x_batch_run": "about 1 (bounded: independent of run length)"},
         "notes": ("Measured on a shared machine while other jobs ran (see load averages); "
                   "best of the repeats. Wall-clock ratios are the target; CPU-time ratios "
                   "(user + system seconds of all threads) are less disturbed by other jobs "

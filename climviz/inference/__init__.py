@@ -12,8 +12,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# ``predict`` is bound eagerly (predict.py imports only xarray at the top): a lazy
+# binding would be shadowed by the submodule ``climviz.inference.predict`` once imported.
+from climviz.inference.predict import predict
+
 _LAZY = {
-    "predict": "climviz.inference.predict",
     "MaskPredictor": "climviz.inference.runner",
     "load_spec": "climviz.inference.runner",
     "tiled_logits": "climviz.inference.tiling",
@@ -22,7 +25,7 @@ _LAZY = {
     "OutputExistsError": "climviz.inference.writer",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted(["predict", *_LAZY])
 
 
 def __getattr__(name: str) -> Any:

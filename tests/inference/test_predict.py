@@ -183,3 +183,13 @@ def test_bad_arguments(checkpoint, run):
         cv.predict(checkpoint, run, probabilities="int8", progress=False)
     with pytest.raises(DataError, match="expected a path"):
         cv.predict(checkpoint, 42, progress=False)
+
+
+def test_public_names_survive_importing_the_submodule():
+    import importlib
+
+    importlib.import_module("climviz.inference.predict")
+    from climviz.inference import predict
+
+    assert callable(predict) and predict is cv.predict
+    assert cv.inference.OutputExistsError.__mro__[1].__name__ == "OutputError"
