@@ -97,3 +97,29 @@ def test_unknown_resolution_is_a_clear_error():
 def test_licence_is_recorded():
     assert "LGPL" in cl.LICENSE and "GSHHS" in cl.LICENSE
     assert "LGPL-3.0-or-later" in cl.__doc__
+
+
+def test_coastlines_in_a_pacific_centred_map_are_cut_at_the_new_seam():
+    import cartopy.crs as ccrs
+
+    xy = cl.coastline_xy("c", ccrs.PlateCarree(central_longitude=180))
+    x = xy[:, 0]
+    assert np.nanmin(x) >= -180 - 1e-6 and np.nanmax(x) <= 180 + 1e-6
+    # Consecutive vertices of one line never jump across the map (NaN rows separate lines).
+    dx = np.abs(np.diff(x))
+    assert np.nanmax(dx) < 180
+    # Paris (2.35 E) is drawn at x = 2.35 - 180 on this map.
+    near = np.nanmin(np.hypot(x - (2.35 - 180), xy[:, 1] - 48.85))
+    assert near < 3.0
+    # The plain lon/lat version is cached and reused.
+    assert cl.coastline_xy("c") is cl.coastline_xy("c", ccrs.PlateCarree())
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, climviz.viz; heavy = [m for m in ('holoviews', 'panel', 'cartopy', 'geoviews', "
+            "'matplotlib', 'bokeh') if m in sys.modules]; print(heavy); sys.exit(bool(heavy))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
