@@ -297,15 +297,22 @@ def main(argv: list[str] | None = None) -> int:
     cpu = torch.device("cpu")
     n_mm = 1024 if quick else 2048
     t0 = time.perf_counter()
-    matmul: dict[tuple[str, int], float] = {}
-    old_threads = torch.get_num_threads()
-    for t in (1, 2):
-        torch.set_num_threads(t)
-        for dt_name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            matmul[(dt_name, t)] = matmul_peak_flops(dt, "cpu", n=n_mm, min_time=min_time / 2)
-            figures[f"matmul_{dt_name}_{t}t_flops_per_s"] = matmul[(dt_name, t)]
-    torch.set_num_threads(old_threads)
+
+    def measure_matmul() -> dict[tuple[str, int], float]:
+        rates: dict[tuple[str, int], float] = {}
+        old_threads = torch.get_num_threads()
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            for dt_name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                rates[(dt_name, t)] = matmul_peak_flops(dt, "cpu", n=n_mm, min_time=min_time / 2)
+        torch.set_num_threads(old_threads)
+        return rates
+
+    matmul = measure_matmul()
+    for (dt_name, t), v in matmul.items():
+        figures[f"matmul_{dt_name}_{t}t_flops_per_s"] = v
     figures["matmul_n"] = n_mm
+    figures["matmul_per_preset"] = {}
     print("matmul " + ", ".join(f"{k[0]} {k[1]}t {v / 1e9:.1f} GFLOP/s" for k, v in matmul.items())
           + f" (n={n_mm})", flush=True)
 
@@ -321,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         return matmul[("bf16" if "bf16" in variant else "fp32", t)]
 
     for name, preset in presets:
+        # the load of a shared machine drifts: re-measure the baseline next to each network
+        matmul = measure_matmul()
+        figures["matmul_per_preset"][f"{name}_{preset}"] = {f"{k[0]}_{k[1]}t": v for k, v in matmul.items()}
         tiny = preset == "tiny"
         g = tiny_grid if tiny else grid
         batch = tiny_batch if tiny else 1

@@ -29,6 +29,13 @@ Weights: convolutions Kaiming-normal (fan-out, ReLU gain), BatchNorm 1/0, as in 
 DeepCAM reference. ``build(..., seed=s)`` or ``torch.manual_seed(s)`` before ``build``
 give identical weights. BatchNorm layers are plain ``nn.BatchNorm2d`` so
 ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` converts them for distributed runs.
+``net.to(memory_format=torch.channels_last)`` and ``torch.compile(net)`` work (compile is
+exercised by ``benchmarks/bench_models.py`` on the tiny presets rather than by the unit
+tests: it takes about a minute on two CPU cores).
+
+Speed on a shared CPU: set ``OMP_WAIT_POLICY=PASSIVE`` before torch is imported, or two
+OpenMP threads can run 20-30x slower than one while other processes compete for the
+cores (measured by the benchmark's wait-policy probe).
 
 Sizes at 16 input channels and 3 classes; FLOPs for one 768x1152 sample from
 :func:`count_flops` (forward) and :func:`train_flops_per_sample` (forward + backward):
