@@ -30,8 +30,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from climviz.utils.atomic import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -47,7 +47,6 @@ def make_map(ds, source: str, out: Path, step: int) -> Path:
 def make_tracks(ds, out: Path) -> Path:
     import cartopy.crs as ccrs
     import matplotlib.pyplot as plt
-    import numpy as np
 
     import climviz as cv
     import climviz.viz as viz
@@ -76,7 +75,6 @@ def make_tracks(ds, out: Path) -> Path:
     n = trk.tracks.groupby("class").size()
     ax.set_title(f"Tracks in the sample run: {int(n.get(1, 0))} TC, {int(n.get(2, 0))} AR "
                  f"({ds.sizes['time']} steps, 3-hourly)", fontsize=10)
-    del np
     return viz.save_static(fig, out, dpi=110)
 
 

@@ -279,14 +279,11 @@ def project_lines(lines: list[np.ndarray], projection: Any) -> list[np.ndarray]:
 @functools.lru_cache(maxsize=16)
 def _map_xy(resolution: str, proj4: str | None) -> np.ndarray:
     """Coastlines as one (n, 2) array with NaN separators, in a projection's coordinates (cached)."""
-    import cartopy.crs as ccrs
-
     lines = coastline_lines(resolution)
     if proj4 is not None:
         projection = _PROJECTIONS_SEEN[proj4]
         lines = project_lines(lines, projection)
     sep = np.full((1, 2), np.nan)
-    del ccrs
     return np.concatenate([part for line in lines for part in (line, sep)][:-1])
 
 

@@ -194,7 +194,6 @@ def tracks(
     holoviews.Overlay
         Paths (group ``Track``), genesis points (group ``Genesis``) and coastlines.
     """
-    import geoviews as gv
     import holoviews as hv
     from bokeh.models import HoverTool
 
@@ -265,5 +264,4 @@ def tracks(
                      ylim=(-90.0, 90.0), xlabel="longitude", ylabel="latitude", title=title,
                      xformatter=lon_tick_formatter(center), yformatter=lat_tick_formatter(),
                      legend_position="top_left")
-    del gv
     return hv.Overlay(layers).opts(**plot_opts)

@@ -10,7 +10,7 @@ import xarray as xr
 import climviz.viz as viz
 from climviz.errors import DataError
 from climviz.viz import _grid
-from tests.viz.conftest import AR_ROWS, DLAT, DLON, NLAT, NLON, NT, TC_COLS, TC_ROWS
+from tests.viz.conftest import AR_ROWS, DLAT, DLON, NLAT, NLON, NT, TC_COLS
 
 
 def layers(overlay):
