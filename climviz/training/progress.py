@@ -14,8 +14,10 @@ the rank-0 worker (through a Ray actor, see :mod:`climviz.training.ray`):
 ``{"type": "end", "status": "finished" | "failed" | "interrupted", "error": str | None}``
     once, from the driver.
 
-A step whose ``global_step`` goes backwards means the workers were restarted from a
-checkpoint after a failure; it is counted in :attr:`Progress.restarts`.
+``{"type": "workers_started", "resumed": bool}``
+    from rank 0 each time the worker group starts; every start after the first is a
+    restart from the latest checkpoint after a failure, counted in
+    :attr:`Progress.restarts`.
 
 Worker stdout/stderr is not forwarded into the notebook (Ray's ``log_to_driver`` is off
 when climviz starts Ray); the panel shows where the worker logs are instead.
@@ -115,7 +117,7 @@ class Progress:
         self.error: str | None = None
         self.info: dict[str, Any] = {}
         self.steps_per_epoch: int | None = None
-        self._max_global_step = -1
+        self._starts = 0
 
     # ------------------------------------------------------------------ events
     def update(self, event: dict[str, Any]) -> None:
@@ -126,11 +128,12 @@ class Progress:
             self.total_epochs = int(event.get("epochs", self.total_epochs))
             self.status = "running"
             self._on_start()
+        elif kind == "workers_started":
+            self._starts += 1
+            self.restarts = max(self._starts - 1, 0)
+            if self.restarts:
+                self._on_restart()
         elif kind == "step":
-            gs = int(event.get("global_step", -1))
-            if 0 <= gs <= self._max_global_step:  # steps never repeat unless restarted
-                self.restarts += 1
-            self._max_global_step = max(self._max_global_step, gs)
             if event.get("steps_per_epoch"):
                 self.steps_per_epoch = int(event["steps_per_epoch"])
             self.last_step = dict(event)
@@ -166,6 +169,8 @@ class Progress:
     def _on_step(self, step: dict[str, Any]) -> None: ...
 
     def _on_epoch(self, row: dict[str, Any]) -> None: ...
+
+    def _on_restart(self) -> None: ...
 
     def _on_end(self) -> None: ...
 
@@ -235,6 +240,10 @@ class TextProgress(Progress):
 
     def _on_epoch(self, row: dict[str, Any]) -> None:
         self._print(self.epoch_text(row))
+
+    def _on_restart(self) -> None:
+        self._print(f"a worker failed: workers restarted from the latest checkpoint "
+                    f"(restart {self.restarts})")
 
     def _on_end(self) -> None:
         text = f"{self.status} after {self.epochs_done}/{self.total_epochs} epoch(s)"
@@ -337,8 +346,9 @@ class WidgetProgress(Progress):
 
     def _on_step(self, step: dict[str, Any]) -> None:
         self._render_bars()
-        if self.restarts:
-            self._render_header()
+
+    def _on_restart(self) -> None:
+        self._render_header()
 
     def _on_epoch(self, row: dict[str, Any]) -> None:
         self._render_bars()

@@ -239,6 +239,9 @@ def _train_worker(config: dict[str, Any]) -> list[dict[str, Any]]:
     local_dir = Path(tempfile.mkdtemp(prefix=f"climviz-rank{rank}-"))
     try:
         checkpoint = ray.train.get_checkpoint()
+        if rank == 0 and sink is not None:
+            sink.push.remote({"type": "workers_started", "time": time.time(),
+                              "resumed": checkpoint is not None})
         if checkpoint is not None:
             # a restart after a failure, or a resumed named run: Ray's latest checkpoint
             cm = checkpoint.as_directory()

@@ -57,12 +57,14 @@ def test_text_progress_throttles_step_lines():
     assert p.last_step["step"] == 5                     # the state still follows every step
 
 
-def test_a_step_counter_going_back_counts_as_a_restart_from_checkpoint():
+def test_each_restart_of_the_workers_is_counted():
     p = NullProgress(2)
-    for gs in (1, 2, 3, 4, 5):
-        p.update(step(1 + (gs > 4), gs - 4 * (gs > 4), gs))
-    p.update(step(2, 1, 5))          # the same step again after the workers restarted
-    p.update(step(2, 2, 6))
+    p.update({"type": "workers_started", "resumed": False})
+    for gs in (1, 2, 3):
+        p.update(step(1 + (gs > 2), gs - 2 * (gs > 2), gs))
+    assert p.restarts == 0
+    p.update({"type": "workers_started", "resumed": True})     # after a worker died
+    p.update(step(2, 1, 3))
     assert p.restarts == 1
     p.update(ROW1)
     p.update(ROW1)                   # a repeated epoch row replaces the earlier one
