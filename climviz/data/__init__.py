@@ -2,7 +2,8 @@
 
 Public names (imported on first use, so ``import climviz.data`` stays light):
 
-* :func:`open_run`, :func:`validate_run`, :func:`write_run` (``climviz.data.io``)
+* :func:`open_run`, :func:`validate_run`, :func:`write_run`, :func:`read_step`, :func:`find_files`
+  (``climviz.data.io``)
 * :func:`synthetic_run` (``climviz.data.synthetic``)
 * :class:`Normalizer` (``climviz.data.normalize``)
 * :class:`SegmentationDataset`, :func:`make_loader`, :func:`time_split` (``climviz.data.torchdata``)
@@ -34,6 +35,8 @@ _LAZY = {
     "open_run": "climviz.data.io",
     "validate_run": "climviz.data.io",
     "write_run": "climviz.data.io",
+    "read_step": "climviz.data.io",
+    "find_files": "climviz.data.io",
     "synthetic_run": "climviz.data.synthetic",
     "grid_coords": "climviz.data.synthetic",
     "Normalizer": "climviz.data.normalize",
