@@ -1,15 +1,28 @@
-"""Load the HoloViews/GeoViews Bokeh plotting backend on first use (scripts need no hv.extension)."""
+"""Load the HoloViews/GeoViews Bokeh plotting backend on first use (no hv.extension needed)."""
 
 from __future__ import annotations
 
+_NOTEBOOK_READY = False
+
+
+def _in_notebook_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
 
 def ensure_bokeh() -> None:
-    """Register the Bokeh renderer and GeoViews' Bokeh plots if nobody has yet.
+    """Register the Bokeh renderer (and GeoViews' Bokeh plots) if nobody has yet.
 
-    In a notebook, ``hv.extension("bokeh")`` does this and also loads BokehJS into
-    the page; in a script or a test, importing the plotting modules is enough to
-    build, render and save plots.
+    In a script or a test, importing the plotting modules is enough to build,
+    render and save plots. In a Jupyter kernel, the first call also runs
+    ``pn.extension()`` and ``hv.extension("bokeh")`` once, which load BokehJS and
+    Panel into the page so maps and the explorer display inline.
     """
+    global _NOTEBOOK_READY
     import holoviews as hv
 
     if "bokeh" not in hv.Store.renderers:
@@ -18,3 +31,9 @@ def ensure_bokeh() -> None:
 
     if hv.Store.current_backend != "bokeh":
         hv.Store.set_current_backend("bokeh")
+    if not _NOTEBOOK_READY and _in_notebook_kernel():
+        import panel as pn
+
+        pn.extension()
+        hv.extension("bokeh", logo=False)
+        _NOTEBOOK_READY = True
