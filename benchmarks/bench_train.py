@@ -139,10 +139,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads (default: torch's default)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train.json"))
+    ap.add_argument("--out", default=None,
+                    help="JSON path (default benchmarks/results/train.json, train_quick.json with --quick)")
     args = ap.parse_args(argv)
     dev = args.device
     quick = args.quick
+    if args.out is None:
+        args.out = str(Path(__file__).parent / "results" / ("train_quick.json" if quick else "train.json"))
+    load_start = os.getloadavg()
     if args.threads:
         torch.set_num_threads(args.threads)
     steps = 4 if quick else 8
@@ -233,6 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine_info(),
         "versions": versions(),
         "quick": quick,
+        "load_average_start_end": [list(load_start), list(os.getloadavg())],
         "device": dev,
         "figures": figures,
         "ratios": ratios,
