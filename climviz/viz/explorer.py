@@ -177,9 +177,7 @@ class Explorer:
         if variable not in self._clims:
             from climviz.viz.maps import _robust_clim
 
-            nt = self.run.sizes["time"]
-            idx = np.unique(np.linspace(0, nt - 1, min(nt, 24)).round().astype(int))
-            self._clims[variable] = _robust_clim(self.run[variable].isel(time=idx))
+            self._clims[variable] = _robust_clim(self.run[variable])
         return self._clims[variable]
 
     def _track_path(self, row: pd.Series):

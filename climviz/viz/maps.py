@@ -95,9 +95,17 @@ def field_image(prep: _grid.Prepared, *, name: str, label: str, crs: Any, cmap: 
     return img.opts(**opts)
 
 
-def _robust_clim(field: xr.DataArray) -> tuple[float, float] | None:
-    """Colour limits of a (possibly large, possibly dask) field: see :func:`_grid.robust_limits`."""
-    sub = field if field.size <= 50_000_000 else field[..., ::4, ::4]
+def _robust_clim(field: xr.DataArray, max_steps: int = 24) -> tuple[float, float] | None:
+    """Colour limits of a (possibly long, large, dask-backed) field: see :func:`_grid.robust_limits`.
+
+    At most ``max_steps`` evenly spaced time steps are read, and every 4th cell of
+    grids above 50 M values, so a year-long run is not loaded to pick colours.
+    """
+    sub = field
+    if "time" in sub.dims and sub.sizes["time"] > max_steps:
+        sub = sub.isel(time=np.unique(np.linspace(0, sub.sizes["time"] - 1, max_steps).round().astype(int)))
+    if sub.size > 50_000_000:
+        sub = sub[..., ::4, ::4]
     return _grid.robust_limits(np.asarray(sub.values, dtype=float))
 
 
