@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -370,12 +371,19 @@ def _collate(batch: list):
     return default_collate(batch)
 
 
+def _release(flags: np.ndarray, worker: int, slot: int) -> None:
+    flags[worker, slot] = 0
+
+
 class _BufferedLoader(DataLoader):
     """DataLoader that turns samples left in workers' shared buffers into batch tensors.
 
-    The copy goes into fresh private memory (numpy asks for transparent huge pages, so it
-    is cheap) and frees the buffer for the worker at once, so a batch stays valid however
-    long the caller keeps it.
+    A batch of one sample is handed out without a copy: the tensor is a view of the
+    worker's buffer, and the buffer goes back to the worker only when that tensor (and
+    every view or ``.numpy()`` array of it) has been garbage-collected, so a batch stays
+    valid however long the caller keeps it. Larger batches (and labels, which become
+    int64) are copied into fresh private memory and the buffers are freed at once.
+    Buffer states: 0 free, 2 being filled, 1 ready, 3 lent to the caller.
     """
 
     def __iter__(self):
@@ -394,22 +402,33 @@ class _BufferedLoader(DataLoader):
     def _gather(self, parts: list) -> list:
         buf = self.dataset.buffers
         flags = buf.flags.numpy()
-        out = []
+        pin = self.pin_memory and torch.cuda.is_available()
+        out, lent = [], set()
         for part in parts:
             if not isinstance(part, _SlotBatch):
                 out.append(part)
                 continue
             labels = part.refs[0].labels
             src = (buf.labels if labels else buf.fields).numpy()
+            if not labels and not pin and len(part.refs) == 1:
+                r = part.refs[0]
+                view = src[r.worker, r.slot][None]  # a new ndarray object over the buffer
+                flags[r.worker, r.slot] = 3
+                # torch.from_numpy keeps `view` alive exactly as long as the tensor's storage
+                weakref.finalize(view, _release, flags, r.worker, r.slot)
+                lent.add((r.worker, r.slot))
+                out.append(torch.from_numpy(view))
+                continue
             arr = np.empty((len(part.refs), *src.shape[2:]), np.int64 if labels else np.float32)
             for k, r in enumerate(part.refs):
                 np.copyto(arr[k], src[r.worker, r.slot], casting="unsafe")
             t = torch.from_numpy(arr)
-            out.append(t.pin_memory() if self.pin_memory and torch.cuda.is_available() else t)
-        for part in parts:  # free the buffers only once every part is copied
+            out.append(t.pin_memory() if pin else t)
+        for part in parts:  # free the copied buffers only once every part is copied
             if isinstance(part, _SlotBatch):
                 for r in part.refs:
-                    flags[r.worker, r.slot] = 0
+                    if (r.worker, r.slot) not in lent:
+                        flags[r.worker, r.slot] = 0
         return out
 
 
@@ -456,7 +475,7 @@ def make_loader(
         Passed on (defaults: 2 batches per worker, workers kept across epochs).
     buffers
         With workers and a :class:`SegmentationDataset` without crops: give each worker
-        ``prefetch_factor * batch_size + 1`` reusable shared-memory sample buffers
+        ``prefetch_factor * batch_size + 2`` reusable shared-memory sample buffers
         (57 MB each at 768 x 1152 x 16), see :meth:`SegmentationDataset.make_buffers`;
         ``loader.dataset`` is then a thin wrapper that forwards attributes to ``dataset``.
 
@@ -484,7 +503,7 @@ def make_loader(
     loader_cls = DataLoader
     if num_workers > 0 and isinstance(dataset, SegmentationDataset) and dataset.crop is None and buffers:
         # reusable shared sample buffers: enough for every batch a worker may have in flight
-        per_worker = kw["prefetch_factor"] * int(batch_size) + 1
+        per_worker = kw["prefetch_factor"] * int(batch_size) + 2  # + the batch the caller holds
         buffers = dataset.make_buffers(int(num_workers), per_worker)
         if buffers is not None:
             dataset = _BufferedDataset(dataset, buffers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import pickle
 
 import numpy as np
@@ -153,7 +154,7 @@ def test_worker_buffers_are_reused_and_batches_stay_valid(small_run, tmp_path):
     ds = SegmentationDataset(tmp_path / "r.nc", channels=["TMQ", "PSL"])
     loader = make_loader(ds, batch_size=2, num_workers=2, prefetch_factor=1)
     buffers = loader.dataset.buffers
-    assert tuple(buffers.fields.shape[:2]) == (2, 3)  # 2 workers x (1 x 2 + 1) buffers
+    assert tuple(buffers.fields.shape[:2]) == (2, 4)  # 2 workers x (1 x 2 + 2) buffers
     assert loader.dataset.time_indices is ds.time_indices and len(loader.dataset) == 12
     for epoch in range(2):
         kept = list(loader)  # keep every batch: later samples must not overwrite earlier ones
@@ -163,12 +164,25 @@ def test_worker_buffers_are_reused_and_batches_stay_valid(small_run, tmp_path):
         np.testing.assert_array_equal(xs[:, 1], small_run.PSL.values)
         np.testing.assert_array_equal(ys, small_run[LABEL_VAR].values)
         assert ys.dtype == np.int64
-    assert (buffers.flags.numpy() == 0).all()  # every buffer handed back
+    assert (buffers.flags.numpy() == 0).all()  # every buffer handed back (batches of 2 are copies)
     # a second loader on the same dataset has its own buffers
     other = make_loader(ds, batch_size=1, num_workers=2)
     assert other.dataset.buffers.fields.data_ptr() != buffers.fields.data_ptr()
-    first = next(iter(other))[0]
-    np.testing.assert_array_equal(first[0, 0].numpy(), small_run.TMQ.values[0])
+    batches = list(other)  # batches of one are views of the worker buffers, lent until released
+    for t, (x, y) in enumerate(batches):
+        np.testing.assert_array_equal(x[0, 0].numpy(), small_run.TMQ.values[t])
+        np.testing.assert_array_equal(y[0].numpy(), small_run[LABEL_VAR].values[t])
+    lent = other.dataset.buffers.flags.numpy()
+    assert (lent == 3).sum() > 0
+    view = batches[0][0][0, 1]  # a view keeps its buffer lent
+    del batches, x, y
+    gc.collect()
+    held = other.dataset.buffers.flags.numpy()
+    assert (held == 3).sum() == 1 and (held == 0).sum() == held.size - 1
+    np.testing.assert_array_equal(view.numpy(), small_run.PSL.values[0])
+    del view
+    gc.collect()
+    assert (other.dataset.buffers.flags.numpy() == 0).all()
 
 
 def test_random_roll_in_workers(small_run, tmp_path):
