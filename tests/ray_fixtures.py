@@ -41,33 +41,51 @@ def ray_local():
     shutdown()
 
 
-def _wait_port(port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            s.settimeout(1)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"port {port} did not open in {timeout_s} s")
-
-
 def _stop(proc: subprocess.Popen, temp_dir: str) -> None:
-    """SIGTERM a `ray start --block` (it stops its own node), then reap stragglers."""
-    import psutil
-
+    """SIGTERM a `ray start --block` (it stops its own node processes)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-    for p in psutil.process_iter(["cmdline"]):   # this cluster's processes, by temp dir
+
+
+def _stop_all(temp_dir: str) -> None:
+    """Kill any process left of the cluster whose private temp dir is ``temp_dir``."""
+    import psutil
+
+    for p in psutil.process_iter(["cmdline"]):
         try:
             if temp_dir in " ".join(p.info["cmdline"] or []):
                 p.kill()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
+
+
+def _start_node(args: list[str], env: dict, log, ready_ports: list[int],
+                timeout_s: float = 180) -> subprocess.Popen | None:
+    """Run `ray start ... --block`; wait for its ports. None if it died while starting
+    (a heavily loaded machine can miss Ray's fixed 30 s start window)."""
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    pending = list(ready_ports)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return None
+        pending = [p for p in pending if not _port_open(p)]
+        if not pending:
+            return proc
+        time.sleep(0.5)
+    proc.kill()
+    return None
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="session")
@@ -77,28 +95,53 @@ def ray_two_nodes():
     from climviz.training.cluster import free_port
 
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    temp_dir = tempfile.mkdtemp(prefix="cvz2n", dir="/tmp")      # short: unix socket paths
-    gcs_port, client_port, dash_port = free_port(), free_port(), free_port()
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     env.pop("RAY_ADDRESS", None)
-    common = ["--num-cpus=1", "--object-store-memory=80000000", f"--temp-dir={temp_dir}",
-              "--node-ip-address=127.0.0.1", "--block"]
-    logs = open(os.path.join(temp_dir, "ray_start.log"), "ab")
-    procs = [subprocess.Popen(
-        [ray_cli, "start", "--head", f"--port={gcs_port}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dash_port}", f"--ray-client-server-port={client_port}", *common],
-        env=env, stdout=logs, stderr=subprocess.STDOUT, start_new_session=True)]
+    procs: list[subprocess.Popen] = []
+    temp_dirs: list[str] = []
     try:
-        _wait_port(gcs_port, 180)
-        procs.append(subprocess.Popen(
-            [ray_cli, "start", f"--address=127.0.0.1:{gcs_port}", *common],
-            env=env, stdout=logs, stderr=subprocess.STDOUT, start_new_session=True))
-        _wait_port(client_port, 180)
-        _wait_port(dash_port, 180)
-        yield {"gcs": f"127.0.0.1:{gcs_port}", "client": f"ray://127.0.0.1:{client_port}",
-               "dashboard": f"http://127.0.0.1:{dash_port}", "temp_dir": temp_dir}
+        for _attempt in range(3):
+            temp_dir = tempfile.mkdtemp(prefix="cvz2n", dir="/tmp")   # short: socket paths
+            temp_dirs.append(temp_dir)
+            log = open(os.path.join(temp_dir, "ray_start.log"), "ab")
+            common = ["--num-cpus=1", "--object-store-memory=80000000",
+                      f"--temp-dir={temp_dir}", "--node-ip-address=127.0.0.1", "--block"]
+            gcs_port, client_port, dash_port = free_port(), free_port(), free_port()
+            head = _start_node(
+                [ray_cli, "start", "--head", f"--port={gcs_port}", "--dashboard-host=127.0.0.1",
+                 f"--dashboard-port={dash_port}", f"--ray-client-server-port={client_port}",
+                 *common], env, log, [gcs_port, client_port, dash_port])
+            if head is None:
+                _stop_all(temp_dir)
+                continue
+            procs.append(head)
+            worker = None
+            log_path = os.path.join(temp_dir, "ray_start.log")
+            for _ in range(3):
+                started = Path(log_path).read_text(errors="replace").count("Ray runtime started")
+                worker = subprocess.Popen([ray_cli, "start", f"--address=127.0.0.1:{gcs_port}",
+                                           *common], env=env, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+                deadline = time.monotonic() + 180
+                while worker.poll() is None and time.monotonic() < deadline:
+                    if Path(log_path).read_text(errors="replace").count(
+                            "Ray runtime started") > started:
+                        break
+                    time.sleep(0.5)
+                if worker.poll() is None:
+                    break
+                worker = None
+            if worker is None:
+                continue
+            procs.append(worker)
+            yield {"gcs": f"127.0.0.1:{gcs_port}", "client": f"ray://127.0.0.1:{client_port}",
+                   "dashboard": f"http://127.0.0.1:{dash_port}", "temp_dir": temp_dir}
+            return
+        pytest.fail("could not start a two-node Ray cluster with `ray start` (3 attempts; "
+                    f"logs in {temp_dirs})")
     finally:
         for p in reversed(procs):
-            _stop(p, temp_dir)
-        logs.close()
+            _stop(p, "")
+        for d in temp_dirs:
+            _stop_all(d)
