@@ -64,11 +64,13 @@ def _final_weights(path):
     return load_checkpoint(path)["model_state"]
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "larc"])
+@pytest.mark.parametrize("optimizer, loader_workers", [("adamw", 0), ("larc", 1)])
 def test_resume_after_interruption_equals_uninterrupted_run(small_run, tiny_config, tmp_path,
-                                                            optimizer):
+                                                            optimizer, loader_workers):
+    """Random crops and rolls included, in this process or in a DataLoader worker."""
     cfg = tiny_config(epochs=3, optimizer=optimizer, lr=0.05 if optimizer == "larc" else 3e-3,
-                      crop=[32, 32], random_roll=True, batch_size=2, max_steps_per_epoch=3)
+                      crop=[32, 32], random_roll=True, batch_size=2, max_steps_per_epoch=3,
+                      loader_workers=loader_workers)
     full = run_training(cfg, small_run, checkpoint_dir=tmp_path / "full")
 
     with pytest.raises(_Interrupt):
