@@ -138,6 +138,14 @@ def train(
     elif resume:
         resume_from = checkpoint_file(resume)
     user_report = kw.pop("report", None)
+    user_step = kw.pop("step_callback", None)
+
+    def on_step(info: dict) -> None:
+        if progress and info["step"] % cfg.log_every == 0:
+            print(f"  epoch {info['epoch']} step {info['step']}/{info['steps_per_epoch']}  "
+                  f"loss {info['loss']:.4f}  lr {info['lr']:.2e}", file=sys.stdout, flush=True)
+        if user_step is not None:
+            user_step(info)
 
     def report(row: dict, ckpt: Path | None) -> None:
         if progress:
@@ -147,5 +155,5 @@ def train(
 
     t0 = time.perf_counter()
     history = run_training(cfg, data, checkpoint_dir=run_dir, resume_from=resume_from,
-                           report=report, **kw)
+                           report=report, step_callback=on_step, **kw)
     return result_from_history(history, cfg, run_dir, time.perf_counter() - t0, run_dir)

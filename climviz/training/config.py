@@ -130,7 +130,7 @@ class TrainConfig:
         Stop each epoch after this many optimizer steps (None = whole split); for tests
         and benchmarks.
     log_every
-        Call ``step_callback`` / print progress every this many optimizer steps.
+        Print a progress line every this many optimizer steps (``train(progress=True)``).
     """
 
     model: str = "deeplabv3plus"

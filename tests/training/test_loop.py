@@ -95,8 +95,11 @@ def test_resume_after_interruption_equals_uninterrupted_run(small_run, tiny_conf
 
 def test_train_in_process_returns_a_result(small_run, tiny_config, tmp_path, capsys):
     cfg = tiny_config(epochs=2, lr=4e-3, warmup_epochs=0, schedule="cosine", target_miou=0.01,
-                      optimizer="lamb", dice_weight=0.5, checkpoint_every=1)
-    res = train(cfg, small_run, use_ray=False, storage_path=tmp_path, name="run1")
+                      optimizer="lamb", dice_weight=0.5, checkpoint_every=1, log_every=3)
+    steps = []
+    res = train(cfg, small_run, use_ray=False, storage_path=tmp_path, name="run1",
+                step_callback=steps.append)
+    assert [s["global_step"] for s in steps] == [1, 2, 3, 4, 5, 6]
     assert isinstance(res, TrainResult)
     assert list(res.metrics.columns[:2]) == ["epoch", "global_step"]
     assert set(DESIGN_COLUMNS) <= set(res.metrics.columns)
@@ -106,6 +109,7 @@ def test_train_in_process_returns_a_result(small_run, tiny_config, tmp_path, cap
     assert res.best_checkpoint == tmp_path / "run1" / f"epoch_{best:04d}" / "checkpoint.pt"
     out = capsys.readouterr().out
     assert "epoch   1" in out and "mIoU" in out
+    assert "epoch 2 step 3/3" in out and "step 1/3" not in out      # every log_every steps
     # cosine over 2 x 3 steps: after epoch 1 (3 of 6 steps) the factor is (1 + cos(pi/2)) / 2
     assert res.metrics["lr"][0] == pytest.approx(4e-3 * 0.5)
     assert res.metrics["lr"][1] == pytest.approx(0.0, abs=1e-12)
