@@ -149,9 +149,11 @@ def _grid_image(da: xr.DataArray, *, cmap: str, clim: tuple[float, float], label
     """
     import holoviews as hv
 
+    from climviz.viz._backend import ensure_bokeh
     from climviz.viz.coastlines import coastlines
     from climviz.viz.maps import field_image
 
+    ensure_bokeh()  # .opts below needs a loaded plotting extension
     crs, fast, center = resolve_projection(projection)
     if not fast:
         raise DataError(f"statistics maps are drawn on PlateCarree (any central_longitude); got {type(crs).__name__}")
@@ -214,6 +216,9 @@ def difference_map(mask_a: Any, mask_b: Any, cls: int = TC, *, block: int = 8, a
     """
     import holoviews as hv
 
+    from climviz.viz._backend import ensure_bokeh
+
+    ensure_bokeh()
     res = frequency_difference(mask_a, mask_b, cls, block=block, alpha=alpha)
     scale = 100.0 if percent else 1.0
     d = res["difference"] * scale
