@@ -13,9 +13,6 @@ Public names (imported on first use, so ``import climviz.data`` stays light):
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from climviz.data.schema import (
     AR,
     CHANNEL_ATTRS,
@@ -30,6 +27,7 @@ from climviz.data.schema import (
     TC,
     label_attrs,
 )
+from climviz.utils.lazy import lazy_exports
 
 _LAZY = {
     "open_run": "climviz.data.io",
@@ -56,14 +54,4 @@ __all__ = [
     "LABEL_VAR", "NUM_CLASSES", "PAPER_GRID", "TC", "label_attrs", *_LAZY,
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'climviz.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

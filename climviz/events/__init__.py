@@ -18,10 +18,11 @@ is always the function; the module is ``sys.modules["climviz.events.label"]``
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import Any
+
+from climviz.utils.lazy import lazy_exports
 
 _LAZY = {
     "EARTH_RADIUS_KM": "climviz.events.geometry",
@@ -50,17 +51,7 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'climviz.events' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 class _EventsPackage(types.ModuleType):

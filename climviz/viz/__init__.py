@@ -10,8 +10,7 @@ Heavy libraries are imported on first use, so ``import climviz.viz`` is light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from climviz.utils.lazy import lazy_exports
 
 _LAZY = {
     "map": "climviz.viz.maps",
@@ -34,14 +33,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'climviz.viz' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
