@@ -403,6 +403,10 @@ def run_training(
             train_time = time.perf_counter() - t0
 
             # -------------------------------------------------------- validate
+            if distributed:
+                # BatchNorm running statistics drift apart on each worker's own batches:
+                # average them so every worker (and the checkpoint) holds the same model
+                _average_buffers(net, world_size)
             model.eval()
             eval_model.eval()
             cm = torch.zeros((cfg.num_classes, cfg.num_classes), dtype=torch.int64, device=device)
@@ -493,6 +497,22 @@ def run_training(
         if cfg.deterministic:
             torch.use_deterministic_algorithms(prev_deterministic)
         torch.backends.cudnn.benchmark = prev_benchmark
+
+
+def _average_buffers(net: torch.nn.Module, world_size: int) -> None:
+    """Average floating-point buffers (BatchNorm running mean/var) over all workers."""
+    bufs = [b for b in net.buffers() if b.is_floating_point()]
+    if not bufs:
+        return
+    flat = torch.cat([b.detach().reshape(-1).double() for b in bufs])
+    all_reduce_sum(flat)
+    flat /= world_size
+    offset = 0
+    with torch.no_grad():
+        for b in bufs:
+            n = b.numel()
+            b.copy_(flat[offset:offset + n].view_as(b).to(b.dtype))
+            offset += n
 
 
 def _prune(checkpoint_dir: Path, keep: int | None, keep_epoch: int | None) -> None:

@@ -199,3 +199,58 @@ def test_resume_with_a_new_peak_lr_rescales_the_schedule(small_run, tiny_config,
     # epoch 2 runs at the new peak; after its last step (step 6 = milestone 2) it halves
     assert [s["lr"] for s in seen] == pytest.approx([8e-3, 8e-3, 4e-3])
     assert rows[1]["lr"] == pytest.approx(8e-3 * 0.5)
+
+
+def test_two_process_ddp_shards_data_and_sums_confusion_matrices(small_run, tiny_config, tmp_path):
+    """The engine with torch.distributed (gloo, 2 processes, no Ray): workers see disjoint
+    time steps, and the reported validation IoU is that of the whole validation block
+    (confusion matrices summed across workers), recomputed here from the checkpoint."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from climviz.data import Normalizer, SegmentationDataset, write_run
+    from climviz.training.metrics import confusion_matrix, metrics_from_confusion
+
+    run = write_run(small_run, tmp_path / "run.nc")
+    cfg = tiny_config(epochs=1, batch_size=2, max_steps_per_epoch=None, lr_scaling="linear")
+    cfg.save(tmp_path / "cfg.yaml")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    worker = Path(__file__).with_name("ddp_worker.py")
+    procs = [subprocess.Popen([sys.executable, str(worker), str(r), "2", str(port), str(run),
+                               str(tmp_path / "cfg.yaml"), str(tmp_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in range(2)]
+    for p in procs:
+        out, _ = p.communicate(timeout=240)
+        assert p.returncode == 0, out[-3000:]
+    res = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    seen = [{t for step in r["steps"] for t in step} for r in res]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]            # disjoint shards
+    assert seen[0] | seen[1] == set(range(16))                       # 16 training steps, all used
+    assert len(res[0]["steps"]) == len(res[1]["steps"]) == 4         # 8 per rank / batch 2
+    row0, row1 = res[0]["rows"][0], res[1]["rows"][0]
+    for key in ("miou", "val_loss", "train_loss", "iou_tc"):
+        assert row0[key] == pytest.approx(row1[key], nan_ok=True)   # every rank reports the same
+    assert row0["world_size"] == 2 and row0["global_batch_size"] == 4
+    assert res[0]["reports"][0] is not None and res[1]["reports"][0] is None
+    # linear LR scaling: the peak LR of 2 workers is twice the configured one
+    base_lrs = load_checkpoint(res[0]["reports"][0])["scheduler_state"]["base_lrs"]
+    assert base_lrs == pytest.approx([2 * cfg.lr] * len(base_lrs))
+    # recompute the validation IoU over the whole held-out block from rank 0's checkpoint
+    net, meta = load_model(res[0]["reports"][0])
+    norm = Normalizer.from_dict(meta["normalizer"])
+    val = SegmentationDataset(small_run, channels=cfg.channels, normalizer=norm,
+                              time_indices=range(16, 20))
+    x = torch.stack([val[i][0] for i in range(4)])
+    y = torch.stack([val[i][1] for i in range(4)])
+    with torch.no_grad():
+        pred = net(x).argmax(1)
+    cm = confusion_matrix(pred, y)
+    expect = metrics_from_confusion(cm)
+    assert row0["miou"] == pytest.approx(expect["miou"], abs=1e-6)
+    assert row0["pixel_accuracy"] == pytest.approx(expect["pixel_accuracy"], abs=1e-6)
