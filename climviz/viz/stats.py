@@ -8,17 +8,18 @@ browser.
 Significance of a difference in frequency
 -----------------------------------------
 Masks are strongly autocorrelated in time (a storm lasts days), so time steps
-are not independent samples. :func:`frequency_difference` therefore splits each
-run into consecutive blocks of ``block`` time steps, computes the class
-frequency of every cell in every block, and compares the two sets of block
-frequencies with Welch's two-sample t-test (unequal variances), cell by cell.
-Cells with p < ``alpha`` are stippled on :func:`difference_map`. Pick ``block``
-longer than a typical event lifetime (e.g. 8 steps of 3 h = 1 day or more).
+are not independent samples. :func:`frequency_difference` does not test on its
+own: it takes the frequency maps of :func:`climviz.events.compare` (one source
+of truth, so a map and the comparison table of the same runs agree). That
+cuts each run into blocks of ``block_steps`` consecutive steps (default: 5 days
+of steps), resamples the blocks with replacement (block bootstrap) and calls a
+cell's difference significant when its ``1 - alpha`` percentile interval
+excludes 0. :func:`difference_map` stipples those cells. Pick ``block_steps``
+longer than a typical event lifetime.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -50,12 +51,13 @@ def _check_class(cls: int) -> int:
 
 
 def class_frequency(mask: xr.DataArray | xr.Dataset, cls: int = TC) -> xr.DataArray:
-    """Fraction of time steps each cell belongs to class ``cls``.
+    """Fraction of time steps each cell belongs to class ``cls`` (:func:`climviz.events.frequency`).
 
     Parameters
     ----------
     mask
-        Class mask ``(time, lat, lon)`` (DataArray or mask Dataset).
+        Class mask ``(time, lat, lon)`` (DataArray or mask Dataset), any lat/lon
+        order (standardized to latitude ascending).
     cls
         1 (TC) or 2 (AR).
 
@@ -64,17 +66,20 @@ def class_frequency(mask: xr.DataArray | xr.Dataset, cls: int = TC) -> xr.DataAr
     xr.DataArray
         ``(lat, lon)`` float64 in [0, 1], units ``1``.
     """
+    from climviz.events.stats import frequency
+
     cls = _check_class(cls)
-    m = _mask_da(mask, "mask")
-    freq = (m == cls).mean("time", dtype=np.float64)
-    freq.name = f"frequency_{CLASSES[cls]}"
-    freq.attrs = {"units": "1", "long_name": f"fraction of time steps in a {CLASSES[cls].replace('_', ' ')}"}
-    return freq
+    return frequency(_mask_da(mask, "mask"), cls).astype(np.float64)
 
 
-def frequency_difference(mask_a: Any, mask_b: Any, cls: int = TC, *, block: int = 8,
-                         alpha: float = 0.05) -> xr.Dataset:
-    """Difference of class frequency between two runs, with a block-wise Welch t-test per cell.
+def frequency_difference(mask_a: Any, mask_b: Any, cls: int = TC, *, block_steps: int | None = None,
+                         alpha: float = 0.05, n_boot: int = 1000, seed: int = 0,
+                         block: int | None = None) -> xr.Dataset:
+    """Difference of class frequency between two runs, with block-bootstrap significance per cell.
+
+    The numbers are the frequency maps of :func:`climviz.events.compare` with
+    ``ci = 1 - alpha`` (see the module docstring), so they match a comparison
+    table computed with the same ``block_steps``, ``n_boot`` and ``seed``.
 
     Parameters
     ----------
@@ -82,61 +87,56 @@ def frequency_difference(mask_a: Any, mask_b: Any, cls: int = TC, *, block: int 
         Class masks ``(time, lat, lon)`` on the same grid (time lengths may differ).
     cls
         1 (TC) or 2 (AR).
-    block
-        Consecutive time steps per block (the sampling unit); each run needs at
+    block_steps
+        Consecutive time steps per bootstrap block (default: 5 days of steps for
+        datetime times, see :func:`climviz.events.compare`); each run needs at
         least 2 full blocks. A trailing partial block is dropped.
     alpha
-        Significance level.
+        Significance level: a cell is significant when the ``1 - alpha`` interval
+        of ``b - a`` excludes 0.
+    n_boot, seed
+        Bootstrap replicates and random seed (the result is reproducible).
+    block
+        Older name of ``block_steps``.
 
     Returns
     -------
     xr.Dataset
         ``freq_a``, ``freq_b`` (over the full blocks), ``difference`` (b - a),
-        ``p_value`` (NaN where both runs have zero variance and equal means) and
-        ``significant`` (p < alpha), each ``(lat, lon)``; attrs ``block``,
-        ``n_blocks_a``, ``n_blocks_b``, ``alpha``, ``test``.
+        ``ci_low``, ``ci_high`` (interval of b - a), ``p_value`` (bootstrap) and
+        ``significant`` (bool), each ``(lat, lon)``; attrs ``block_steps``,
+        ``n_blocks_a``, ``n_blocks_b``, ``alpha``, ``n_boot``, ``seed``, ``class``, ``test``.
     """
-    from scipy import stats
+    from climviz.events.compare import compare
 
     cls = _check_class(cls)
     a, b = _mask_da(mask_a, "mask_a"), _mask_da(mask_b, "mask_b")
     _grid.check_same_grid(a, b)
-    if block < 1:
-        raise DataError(f"block must be >= 1 time step, found {block}")
+    if block is not None:
+        if block_steps is not None and block_steps != block:
+            raise DataError(f"block={block} and block_steps={block_steps} disagree; give block_steps only")
+        block_steps = block
+    if block_steps is not None and block_steps < 1:
+        raise DataError(f"block_steps must be >= 1 time step, found {block_steps}")
     if not 0 < alpha < 1:
         raise DataError(f"alpha must be in (0, 1), found {alpha}")
-
-    def block_freq(m: xr.DataArray, label: str) -> np.ndarray:
-        nb = m.sizes["time"] // block
-        if nb < 2:
-            raise DataError(f"{label}: {m.sizes['time']} time steps make {nb} full block(s) of {block}; "
-                            "need at least 2 (use a smaller block)")
-        ind = np.asarray((m.isel(time=slice(0, nb * block)) == cls).values, dtype=np.float64)
-        return ind.reshape(nb, block, *ind.shape[1:]).mean(axis=1)
-
-    fa, fb = block_freq(a, "mask_a"), block_freq(b, "mask_b")
-    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-        # Cells that are constant in both runs are handled below; scipy warns about them.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.ttest_ind(fb, fa, axis=0, equal_var=False)
-    p = np.asarray(res.pvalue, dtype=np.float64)
-    mean_a, mean_b = fa.mean(axis=0), fb.mean(axis=0)
-    # Both runs constant in a cell: no variance to test against; different means are certain.
-    const = (fa.var(axis=0) == 0) & (fb.var(axis=0) == 0)
-    p = np.where(const, np.where(mean_a == mean_b, np.nan, 0.0), p)
-    coords = {"lat": a["lat"], "lon": a["lon"]}
-    dims = ("lat", "lon")
+    res = compare(a, b, classes=(cls,), block_steps=block_steps, n_boot=n_boot, ci=1.0 - alpha, seed=seed)
+    m, key = res.maps, CLASSES[cls]
+    La, Lb = m.attrs["block_steps_a"], m.attrs["block_steps_b"]
     out = xr.Dataset(
         {
-            "freq_a": (dims, mean_a, {"units": "1", "long_name": "class frequency, run a"}),
-            "freq_b": (dims, mean_b, {"units": "1", "long_name": "class frequency, run b"}),
-            "difference": (dims, mean_b - mean_a, {"units": "1", "long_name": "frequency difference b - a"}),
-            "p_value": (dims, p, {"units": "1", "long_name": "Welch t-test p-value over time blocks"}),
-            "significant": (dims, np.nan_to_num(p, nan=1.0) < alpha, {"long_name": f"p < {alpha}"}),
+            "freq_a": m[f"frequency_a_{key}"].assign_attrs(long_name="class frequency, run a"),
+            "freq_b": m[f"frequency_b_{key}"].assign_attrs(long_name="class frequency, run b"),
+            "difference": m[f"difference_{key}"],
+            "ci_low": m[f"ci_low_{key}"],
+            "ci_high": m[f"ci_high_{key}"],
+            "p_value": m[f"p_value_{key}"],
+            "significant": m[f"significant_{key}"].astype(bool).assign_attrs(
+                long_name=f"{1 - alpha:.0%} interval of b - a excludes 0"),
         },
-        coords=coords,
-        attrs={"block": block, "n_blocks_a": fa.shape[0], "n_blocks_b": fb.shape[0], "alpha": alpha,
-               "class": CLASSES[cls], "test": "Welch two-sample t-test on per-block class frequencies"},
+        attrs={"block_steps": La if La == Lb else [La, Lb], "n_blocks_a": a.sizes["time"] // La,
+               "n_blocks_b": b.sizes["time"] // Lb, "alpha": alpha, "n_boot": n_boot, "seed": seed,
+               "class": key, "test": "block bootstrap of per-block class frequencies (climviz.events.compare)"},
     )
     return out
 
@@ -191,7 +191,8 @@ def frequency_map(mask: Any, cls: int = TC, *, projection: Any = None, cmap: str
     return ov
 
 
-def difference_map(mask_a: Any, mask_b: Any, cls: int = TC, *, block: int = 8, alpha: float = 0.05,
+def difference_map(mask_a: Any, mask_b: Any, cls: int = TC, *, block_steps: int | None = None,
+                   alpha: float = 0.05, n_boot: int = 1000, seed: int = 0, block: int | None = None,
                    projection: Any = None, cmap: str = "RdBu_r", percent: bool = True,
                    labels: tuple[str, str] = ("a", "b"), frame_width: int = 720, stipple_every: int = 1,
                    title: str | None = None):
@@ -199,8 +200,8 @@ def difference_map(mask_a: Any, mask_b: Any, cls: int = TC, *, block: int = 8, a
 
     Parameters
     ----------
-    mask_a, mask_b, cls, block, alpha
-        See :func:`frequency_difference`.
+    mask_a, mask_b, cls, block_steps, alpha, n_boot, seed, block
+        See :func:`frequency_difference` (block bootstrap of :func:`climviz.events.compare`).
     percent
         Show percentage points (else fractions).
     labels
@@ -219,7 +220,8 @@ def difference_map(mask_a: Any, mask_b: Any, cls: int = TC, *, block: int = 8, a
     from climviz.viz._backend import ensure_bokeh
 
     ensure_bokeh()
-    res = frequency_difference(mask_a, mask_b, cls, block=block, alpha=alpha)
+    res = frequency_difference(mask_a, mask_b, cls, block_steps=block_steps, alpha=alpha, n_boot=n_boot,
+                               seed=seed, block=block)
     scale = 100.0 if percent else 1.0
     d = res["difference"] * scale
     d.name = "difference"
@@ -237,7 +239,7 @@ def difference_map(mask_a: Any, mask_b: Any, cls: int = TC, *, block: int = 8, a
     y = res["lat"].values[jj]
     pts = hv.Points(pd.DataFrame({"x": x, "y": y, "p_value": res["p_value"].values[jj, ii]}),
                     kdims=["x", "y"], vdims=["p_value"], group="Significant",
-                    label=f"p < {alpha}").opts(color="black", size=2, marker="circle", show_legend=True)
+                    label=f"significant ({1 - alpha:.0%})").opts(color="black", size=2, marker="circle", show_legend=True)
     _, ov, _ = _grid_image(d, cmap=cmap, clim=(-lim, lim), label=label, projection=projection,
                            frame_width=frame_width, title=title or label, max_shape=None, extra=[pts])
     return ov.opts(legend_position="bottom_left")

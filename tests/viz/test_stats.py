@@ -1,4 +1,4 @@
-"""Statistics plots: frequencies vs numpy, Welch test vs its formula, stippling, histograms."""
+"""Statistics plots: frequencies vs numpy, block-bootstrap differences vs closed forms, stippling, histograms."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from climviz.errors import DataError
 
 def masks_pair(nt: int = 40, seed: int = 0) -> tuple[xr.DataArray, xr.DataArray]:
     """Two runs on a 6 x 12 grid: cell (2, 3) is TC 80 % of the time in b, 20 % in a; cell (4, 8)
-    is TC in both with the same block frequencies; cell (0, 0) is TC always in a and never in b."""
+    is TC in both with the same block frequencies; cell (1, 5) is TC at exactly the same steps in
+    both runs; cell (0, 0) is TC always in a and never in b."""
     rng = np.random.default_rng(seed)
     a = np.zeros((nt, 6, 12), np.uint8)
     b = np.zeros_like(a)
@@ -22,6 +23,7 @@ def masks_pair(nt: int = 40, seed: int = 0) -> tuple[xr.DataArray, xr.DataArray]
     b[:, 2, 3] = rng.random(nt) < 0.8
     a[:, 4, 8] = rng.random(nt) < 0.5
     b[:, 4, 8] = np.roll(a[:, 4, 8], 4)  # the same steps, shifted by one block: equal block frequencies
+    a[:, 1, 5] = b[:, 1, 5] = rng.random(nt) < 0.5  # identical in both runs
     a[:, 0, 0] = 1
     a[:, 5, 11] = 2  # AR, ignored by the TC statistics
     lat = -75.0 + 30.0 * np.arange(6)
@@ -40,45 +42,70 @@ def test_class_frequency_is_the_fraction_of_steps():
     assert viz.class_frequency(a, 2).values[5, 11] == 1.0
 
 
-def test_frequency_difference_matches_a_hand_computed_welch_test():
-    a, b = masks_pair()
-    res = viz.frequency_difference(a, b, 1, block=4, alpha=0.05)
-    assert res.attrs["n_blocks_a"] == 10 and res.attrs["n_blocks_b"] == 10
-    # Per-block frequencies of cell (2, 3), then Welch's t and Welch-Satterthwaite df by hand.
-    fa = (a.values[:, 2, 3] == 1).reshape(10, 4).mean(axis=1)
-    fb = (b.values[:, 2, 3] == 1).reshape(10, 4).mean(axis=1)
-    va, vb = fa.var(ddof=1) / 10, fb.var(ddof=1) / 10
-    t = (fb.mean() - fa.mean()) / np.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / 9 + vb**2 / 9)
-    p = 2 * sps.t.sf(abs(t), df)
-    assert res["p_value"].values[2, 3] == pytest.approx(p, rel=1e-9)
+def test_frequency_difference_is_a_block_bootstrap_that_separates_clear_from_null_cells():
+    a, b = masks_pair(nt=80)
+    res = viz.frequency_difference(a, b, 1, block_steps=4, alpha=0.05, n_boot=4000, seed=1)
+    assert res.attrs["n_blocks_a"] == 20 and res.attrs["n_blocks_b"] == 20
+    assert res.attrs["block_steps"] == 4
+    # Per-block frequencies of cell (2, 3) by hand; the difference is that of the block means.
+    fa = (a.values[:, 2, 3] == 1).reshape(20, 4).mean(axis=1)
+    fb = (b.values[:, 2, 3] == 1).reshape(20, 4).mean(axis=1)
+    assert res["freq_a"].values[2, 3] == pytest.approx(fa.mean())
     assert res["difference"].values[2, 3] == pytest.approx(fb.mean() - fa.mean())
-    assert bool(res["significant"].values[2, 3])
-    # Same block frequencies (permuted): t = 0, p = 1; never-TC cells: no test (NaN).
-    assert res["p_value"].values[4, 8] == pytest.approx(1.0)
-    assert not bool(res["significant"].values[4, 8])
-    assert np.isnan(res["p_value"].values[1, 1])
-    # Always vs never: no variance, different means -> certain.
-    assert res["p_value"].values[0, 0] == 0.0 and bool(res["significant"].values[0, 0])
+    # The bootstrap interval of a difference of means of 20 resampled blocks is close to the normal
+    # one, b - a +- z * sqrt(var_a / n + var_b / n) (plug-in variances, ddof = 0).
+    se = np.sqrt(fa.var() / 20 + fb.var() / 20)
+    z = sps.norm.ppf(0.975)
+    lo, hi = res["ci_low"].values[2, 3], res["ci_high"].values[2, 3]
+    assert (hi - lo) == pytest.approx(2 * z * se, rel=0.1)
+    assert (lo + hi) / 2 == pytest.approx(fb.mean() - fa.mean(), abs=0.1 * se)
+    # 0.2 vs 0.8 of the time: clearly different; always vs never: certain (every replicate is -1).
+    assert bool(res["significant"].values[2, 3]) and lo > 0
+    assert bool(res["significant"].values[0, 0]) and res["p_value"].values[0, 0] == 0.0
+    assert res["ci_low"].values[0, 0] == res["ci_high"].values[0, 0] == -1.0
+    # Identical runs, or the same block frequencies in another order: no evidence of a difference.
+    for j, i in ((1, 5), (4, 8)):
+        assert res["difference"].values[j, i] == 0.0
+        assert not bool(res["significant"].values[j, i])
+        assert res["ci_low"].values[j, i] < 0 < res["ci_high"].values[j, i]
+        assert res["p_value"].values[j, i] > 0.5
+    # Never TC in either run: every replicate is 0, nothing to stipple.
+    assert res["p_value"].values[3, 3] == 1.0 and not bool(res["significant"].values[3, 3])
+
+
+def test_frequency_difference_agrees_with_events_compare():
+    """One source of truth: the map's numbers are those of the comparison table's maps."""
+    import climviz.events as events
+
+    a, b = masks_pair()
+    res = viz.frequency_difference(a, b, 1, block_steps=4, alpha=0.1, n_boot=300, seed=3)
+    maps = events.compare(a, b, classes=(1,), block_steps=4, n_boot=300, ci=0.9, seed=3).maps
+    np.testing.assert_array_equal(res["significant"].values, maps["significant_tropical_cyclone"].values == 1)
+    np.testing.assert_array_equal(res["difference"].values, maps["difference_tropical_cyclone"].values)
+    # the older keyword `block` is the same setting
+    old = viz.frequency_difference(a, b, 1, block=4, alpha=0.1, n_boot=300, seed=3)
+    np.testing.assert_array_equal(old["p_value"].values, res["p_value"].values)
 
 
 def test_frequency_difference_rejects_too_few_blocks_and_other_grids():
     a, b = masks_pair(nt=6)
-    with pytest.raises(DataError, match="6 time steps make 1 full block"):
-        viz.frequency_difference(a, b, 1, block=4)
+    with pytest.raises(DataError, match="need at least 2 blocks per run; a has 6 steps"):
+        viz.frequency_difference(a, b, 1, block_steps=4)
     with pytest.raises(DataError, match="mask grid does not match"):
-        viz.frequency_difference(a, b.isel(lat=slice(0, 3)), 1, block=2)
+        viz.frequency_difference(a, b.isel(lat=slice(0, 3)), 1, block_steps=2)
+    with pytest.raises(DataError, match="block=4 and block_steps=2 disagree"):
+        viz.frequency_difference(a, b, 1, block=4, block_steps=2)
     with pytest.raises(DataError, match="class must be"):
         viz.class_frequency(a, 0)
 
 
 def test_difference_map_stipples_exactly_the_significant_cells(bokeh):
     a, b = masks_pair()
-    res = viz.frequency_difference(a, b, 1, block=4)
-    ov = viz.difference_map(a, b, 1, block=4, labels=("past", "future"))
+    res = viz.frequency_difference(a, b, 1, block_steps=4, n_boot=200)
+    ov = viz.difference_map(a, b, 1, block_steps=4, n_boot=200, labels=("past", "future"))
     els = {e.group: e for e in ov}
     pts = els["Significant"]
-    assert len(pts) == int(res["significant"].sum())
+    assert len(pts) == int(res["significant"].sum()) >= 2  # (0, 0) and (2, 3) at least
     xy = set(zip(pts.dimension_values("x").round(6), pts.dimension_values("y").round(6)))
     jj, ii = np.nonzero(res["significant"].values)
     expected = {(round((30.0 * i + 180) % 360 - 180, 6), round(-75.0 + 30.0 * j, 6)) for j, i in zip(jj, ii)}
