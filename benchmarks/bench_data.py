@@ -24,10 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -41,33 +38,10 @@ from climviz.data.normalize import Normalizer
 from climviz.data.schema import CHANNELS, LABEL_VAR, PAPER_GRID
 from climviz.data.synthetic import synthetic_run
 from climviz.data.torchdata import SegmentationDataset, make_loader
-from climviz.utils.atomic import atomic_path
 
+from _common import machine_info, save_result  # benchmarks/_common.py (this script's folder)
 
-def machine_info() -> dict:
-    import psutil
-
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu_model": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "platform": platform.platform(), "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
-
-
-def versions() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("numpy", "torch", "xarray", "dask", "netCDF4", "h5py"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    return out
+PACKAGES = ("torch", "xarray", "dask", "netCDF4", "h5py")
 
 
 def raw_read(files: list[Path]) -> tuple[float, int, float]:
@@ -161,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     steps = args.steps or (4 if args.quick else 16)
     shape = PAPER_GRID
-    out = args.out or Path(__file__).resolve().parent / "results" / ("data_quick.json" if args.quick else "data.json")
     info = machine_info()
     work = Path(tempfile.mkdtemp(prefix="climviz-bench-data-", dir=args.workdir))
     try:
@@ -194,9 +167,6 @@ def main(argv: list[str] | None = None) -> int:
         train_rate = None if args.no_train_step else train_step_rate(shape)
         mb_per_step = nbytes / steps / 1e6
         result = {
-            "benchmark": "data",
-            "machine": info,
-            "versions": versions(),
             "config": {"grid": list(shape), "steps": steps, "channels": len(CHANNELS), "format":
                        "ClimateNet netCDF4, one step per file, uncompressed", "workers": args.workers,
                        "batch_size": args.batch_size, "prefetch_factor": args.prefetch, "repeats": args.repeats,
@@ -233,14 +203,10 @@ def main(argv: list[str] | None = None) -> int:
                 "so absolute rates are pessimistic; the ratio compares runs under the same load."
             ),
         }
-        result["machine"]["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({"figures": result["figures"], "ratios": result["ratios"]}, indent=2))
-    print(f"wrote {out}")
+    save_result("data", quick=args.quick, out=args.out, machine=info, packages=PACKAGES, **result)
     return 0
 
 

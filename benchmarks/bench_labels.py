@@ -23,14 +23,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import json
-import os
-import platform
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -38,33 +33,10 @@ from scipy import ndimage
 from climviz.data.synthetic import synthetic_run
 from climviz.labels import ARConfig, TCConfig, detect_ar, detect_tc, integrated_vapour_transport, label_run
 from climviz.labels._grid import Grid
-from climviz.utils.atomic import atomic_path
 
+from _common import machine_info, save_result  # benchmarks/_common.py (this script's folder)
 
-def machine_info() -> dict:
-    import psutil
-
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu_model": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "platform": platform.platform(), "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
-
-
-def versions() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("numpy", "scipy", "xarray", "pandas", "torch", "climviz"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    return out
+PACKAGES = ("scipy", "xarray", "pandas", "torch")
 
 
 def best_of(fn, repeats: int) -> float:
@@ -87,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     shape = (192, 288) if args.quick else (768, 1152)
     steps = args.steps or (4 if args.quick else 8)
     repeats = args.repeats or (1 if args.quick else 3)
-    out = Path(args.out or Path(__file__).parent / "results" / ("labels_quick.json" if args.quick else "labels.json"))
+    machine = machine_info()
 
     t0 = time.perf_counter()
     ds = synthetic_run(steps, shape=shape, seed=0)
@@ -137,9 +109,6 @@ def main(argv: list[str] | None = None) -> dict:
         "label_run_vs_tc_plus_ar": (t_tc + t_ar) / t_run,
     }
     result = {
-        "name": "labels",
-        "machine": machine_info(),
-        "versions": versions(),
         "figures": figures,
         "ratios": ratios,
         "notes": (
@@ -150,11 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
             "CPU only: the detectors are numpy/scipy code."
         ),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(result, indent=2, default=float))
     print(json.dumps({"figures": figures, "ratios": ratios}, indent=2, default=float))
-    print(f"saved {out}")
+    save_result("labels", quick=args.quick, out=args.out, machine=machine, packages=PACKAGES, **result)
     return result
 
 

@@ -21,44 +21,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from climviz.utils.atomic import atomic_path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import machine_info, save_result  # benchmarks/_common.py (this script's folder)
 
+PACKAGES = ("xarray", "holoviews", "geoviews", "bokeh", "panel", "cartopy", "shapely")
 
-def machine_info() -> dict:
-    import psutil
-
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu_model": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "platform": platform.platform(), "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
-
-
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for pkg in ("numpy", "xarray", "holoviews", "geoviews", "bokeh", "panel", "cartopy", "shapely", "climviz"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:
@@ -75,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small grid (192 x 288)")
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
+    machine = machine_info()
 
     import holoviews as hv
 
@@ -119,21 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     for k, v in ratios.items():
         print(f"{k}: {v:.3f}")
-    result = {
-        "name": "viz_quick" if args.quick else "viz",
-        "machine": machine_info(),
-        "versions": versions(),
-        "grid": list(shape),
-        "figures": figures,
-        "ratios": ratios,
-        "notes": ("best of --repeat runs; build = climviz.viz.map (wrap, decimate, contour masks, coastlines) + "
-                  "hv.render to a Bokeh figure; html = save_html with inlined BokehJS (~3 MB fixed cost). "
-                  "The 2-core machine was shared with other jobs while measuring (see load average)."),
-    }
-    out = ROOT / "benchmarks" / "results" / ("viz_quick.json" if args.quick else "viz.json")
-    with atomic_path(out) as tmp_out:
-        tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    notes = ("best of --repeat runs; build = climviz.viz.map (wrap, decimate, contour masks, coastlines) + "
+             "hv.render to a Bokeh figure; html = save_html with inlined BokehJS (~3 MB fixed cost). "
+             "The 2-core machine was shared with other jobs while measuring (see load average).")
+    save_result("viz", figures, ratios, notes, quick=args.quick, machine=machine, packages=PACKAGES, grid=list(shape))
     return 0
 
 

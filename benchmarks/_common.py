@@ -1,0 +1,138 @@
+"""Shared pieces of the ``bench_*.py`` scripts: machine description, versions, result files.
+
+Every benchmark saves ``benchmarks/results/<name>.json`` with the keys ``machine``
+(CPU model, cores, memory), ``versions`` (Python and libraries), ``figures`` (raw
+numbers), ``ratios`` (named ratios vs a baseline measured in the same run) and
+``notes``. The scripts run as ``python benchmarks/bench_X.py``, which puts this
+folder on ``sys.path``, so they import this module as ``_common``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from climviz.utils.atomic import atomic_path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+#: Packages recorded by every benchmark; a script adds its own with ``versions(*extra)``.
+BASE_PACKAGES = ("numpy", "climviz")
+
+
+def cpu_model() -> str:
+    """CPU model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``, else ``"unknown"``."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> float:
+    """1-minute load average (other jobs sharing the machine slow every timing down)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine the numbers were measured on.
+
+    Returns
+    -------
+    dict
+        ``cpu_model``, ``cores`` (logical CPUs), ``memory_gb`` (GiB of RAM),
+        ``platform`` and ``load_average_1min_at_start``.
+    """
+    import psutil
+
+    return {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "load_average_1min_at_start": load_average(),
+    }
+
+
+def versions(*packages: str) -> dict[str, str | None]:
+    """Python version plus the installed version of numpy, climviz and ``packages`` (None if absent)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for pkg in dict.fromkeys((*BASE_PACKAGES, *packages)):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def result_path(name: str, quick: bool = False) -> Path:
+    """``benchmarks/results/<name>.json``, or ``<name>_quick.json`` for ``--quick`` runs."""
+    return RESULTS_DIR / f"{name}{'_quick' if quick else ''}.json"
+
+
+def _to_json(value: Any) -> Any:
+    """numpy scalars and arrays (and Paths) as plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"benchmark result value of type {type(value).__name__} is not JSON serializable")
+
+
+def write_result(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as indented JSON to ``path`` atomically (temp file + rename); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=_to_json) + "\n")
+    return path
+
+
+def save_result(
+    name: str,
+    figures: dict[str, Any],
+    ratios: dict[str, Any],
+    notes: str,
+    *,
+    quick: bool = False,
+    out: str | os.PathLike | None = None,
+    machine: dict[str, Any] | None = None,
+    packages: tuple[str, ...] = (),
+    **extra: Any,
+) -> Path:
+    """Save one benchmark's result in the common form and print where.
+
+    Parameters
+    ----------
+    name : str
+        Benchmark name; the file is :func:`result_path` ``(name, quick)`` unless ``out`` is given.
+    figures, ratios : dict
+        Raw numbers and named ratios (each vs a baseline measured in the same run).
+    notes : str
+        How it was measured (load on the machine, what the baselines are).
+    quick : bool
+        A ``--quick`` run (small sizes): recorded in the file and in its name.
+    out : path, optional
+        Another destination.
+    machine : dict, optional
+        :func:`machine_info` taken at the start of the run (taken now if omitted);
+        ``load_average_1min_at_end`` is added.
+    packages : tuple of str
+        Extra packages whose versions are recorded (see :func:`versions`).
+    **extra
+        More top-level keys (``config``, ``targets``, ...).
+    """
+    machine = dict(machine or machine_info())
+    machine["load_average_1min_at_end"] = load_average()
+    payload = {"name": name, "quick": quick, "machine": machine, "versions": versions(*packages),
+               **extra, "figures": figures, "ratios": ratios, "notes": notes}
+    path = write_result(out if out is not None else result_path(name, quick), payload)
+    print(f"wrote {path}")
+    return path
