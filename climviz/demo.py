@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--quick", action="store_true", help="smallest settings, for CI (about a minute or two)")
     p.add_argument("--no-ray", action="store_true", help="train in this process instead of on a local Ray")
     p.add_argument("--num-workers", type=int, default=2, help="Ray training workers (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 2, or 1 with --quick)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 8, or 2 with --quick)")
     p.add_argument("--data", default=None, help="run to use instead of the bundled sample (path or glob)")
     p.set_defaults(func=_run_demo)
 
@@ -131,13 +131,13 @@ def demo(
     out
         Report folder (created).
     quick
-        Smallest settings (1 epoch, small crops), for CI.
+        Smallest settings (2 epochs), for CI.
     use_ray
         Train on a local Ray (default) or in this process.
     num_workers
         Ray training workers.
     epochs
-        Training epochs (default 2, or 1 when ``quick``).
+        Training epochs (default 8, or 2 when ``quick``).
     data
         A run (path, glob, list or Dataset) instead of the bundled sample.
 
@@ -168,14 +168,18 @@ def demo(
     steps.update()
 
     steps.set_postfix_str("train")
-    n_epochs = epochs if epochs is not None else (1 if quick else 2)
+    n_epochs = epochs if epochs is not None else (2 if quick else 8)
     cfg = cv.TrainConfig(
         model="deeplabv3plus",
         preset="tiny",
         epochs=n_epochs,
         batch_size=2,
         lr=3e-3,
-        warmup_epochs=0,
+        schedule="cosine",
+        min_lr_factor=0.1,
+        class_weights="inverse_sqrt",
+        dice_weight=0.5,
+        random_roll=True,
         seed=0,
         val_fraction=0.25,
     )
