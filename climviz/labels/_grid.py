@@ -13,9 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import ndimage
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from climviz.errors import DataError
 from climviz.events.geometry import EARTH_RADIUS_KM, cell_areas, great_circle_km
@@ -230,17 +227,21 @@ def gather_windows(
     return win, d, rows_c
 
 
-#: 8-connectivity within each time step, none across time.
-_STRUCT_3D = np.zeros((3, 3, 3), dtype=bool)
-_STRUCT_3D[1] = True
-
-
 def label_periodic(mask: np.ndarray, periodic: bool = True) -> tuple[np.ndarray, int]:
-    """Connected components of a (time, lat, lon) mask, per time step, periodic in longitude.
+    """Connected components of a (time, lat, lon) mask, numbered across the whole array.
 
-    8-connectivity inside a time step; the first and last columns are neighbours
-    when ``periodic``; the poles are not. Labels are unique across the whole
-    array (1..n), 0 is background.
+    The components are those of :func:`climviz.events.label` (8-connectivity
+    inside a time step; the first and last columns are neighbours when
+    ``periodic``; the poles are not); only the numbering differs: ids run 1..n
+    over all time steps (step by step, in :func:`~climviz.events.label` order),
+    so per-region statistics of a block are one ``np.bincount``. 0 is background.
+
+    The heuristic detectors had their own ``scipy.ndimage.label`` + seam-merge
+    labeller; measured on 8 x 768 x 1152 masks, :func:`climviz.events.label`
+    (run-length components) is 3 to 7 times faster on the smooth threshold
+    regions labelled here (IVT candidates: 0.007 s vs 0.048 s; IVT above its
+    median, 50 % filled: 0.03 s vs 0.09 s), and slower only on salt-and-pepper
+    noise (2.5 to 3.7 times on uniform random masks), so there is one labeller.
 
     Returns
     -------
@@ -249,26 +250,13 @@ def label_periodic(mask: np.ndarray, periodic: bool = True) -> tuple[np.ndarray,
     n : int
         Number of components.
     """
+    from climviz.events.label import label
+
     mask = np.asarray(mask, dtype=bool)
-    lab, n = ndimage.label(mask, structure=_STRUCT_3D)
-    lab = lab.astype(np.int32, copy=False)
-    if not periodic or n == 0 or mask.shape[-1] < 2:
-        return lab, int(n)
-    first, last = lab[..., 0], lab[..., -1]  # (time, lat) label columns on either side of the seam
-    # the last column's row r touches the first column's rows r-1, r and r+1
-    pairs = np.concatenate(
-        [
-            np.stack([a[(a > 0) & (b > 0)], b[(a > 0) & (b > 0)]], axis=1)
-            for a, b in ((last, first), (last[:, 1:], first[:, :-1]), (last[:, :-1], first[:, 1:]))
-        ]
-    )
-    if pairs.size == 0:
-        return lab, int(n)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n + 1, n + 1))
-    _, comp = connected_components(graph, directed=False)
-    # number merged components 1..m in the order of their smallest original label; 0 stays 0
-    _, first_node, inverse = np.unique(comp, return_index=True, return_inverse=True)
-    rank = np.empty(first_node.size, dtype=np.int32)
-    rank[np.argsort(first_node)] = np.arange(first_node.size, dtype=np.int32)
-    lookup = rank[inverse]
-    return lookup[lab], int(lookup.max())
+    lab = np.asarray(label(mask.view(np.uint8), periodic=periodic), dtype=np.int32)
+    if lab.ndim < 3:
+        return lab, int(lab.max(initial=0))
+    per_step = lab.reshape(lab.shape[0], -1).max(axis=1, initial=0)
+    offset = np.concatenate([[0], np.cumsum(per_step[:-1])]).astype(np.int32)
+    lab = np.where(lab > 0, lab + offset[:, None, None], 0).astype(np.int32, copy=False)
+    return lab, int(per_step.sum())

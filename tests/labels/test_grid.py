@@ -62,15 +62,23 @@ def test_diagonal_contact_across_the_seam_counts():
     assert lab[0, 1, 0] == lab[0, 2, -1]
 
 
-def test_components_agree_with_climviz_events_label():
-    # an independent implementation of the same convention (8-connected, periodic longitude)
-    from climviz.events.label import label as events_label
-
+def test_components_are_numbered_across_time_steps():
+    # label_periodic is climviz.events.label with one numbering over the whole array: the ids
+    # are 1..n without gaps, no id is shared by two steps, and each step's partition is the
+    # one scipy finds (no component touches the seam here, so periodicity changes nothing).
     rng = np.random.default_rng(0)
     mask = rng.random((3, 40, 60)) > 0.55
-    ours, _ = label_periodic(mask)
-    theirs = np.asarray(events_label(mask))
-    for k in range(mask.shape[0]):
-        a, b = ours[k][mask[k]], theirs[k][mask[k]]
-        pairs = np.unique(np.stack([a, b], axis=1), axis=0)
-        assert len(pairs) == len(np.unique(a)) == len(np.unique(b))  # the same partition
+    mask[..., 0] = mask[..., -1] = False
+    lab, n = label_periodic(mask)
+    assert lab.dtype == np.int32
+    counts = [ndimage.label(m, structure=np.ones((3, 3)))[1] for m in mask]
+    assert n == sum(counts)
+    assert np.array_equal(np.unique(lab), np.arange(n + 1))
+    start = 0
+    for k, m in enumerate(mask):
+        ref, _ = ndimage.label(m, structure=np.ones((3, 3)))
+        ids = np.unique(lab[k][m])
+        assert ids.min() == start + 1 and ids.max() == start + counts[k]
+        pairs = np.unique(np.stack([lab[k][m], ref[m]], axis=1), axis=0)
+        assert len(pairs) == counts[k]  # the same partition as scipy
+        start += counts[k]
