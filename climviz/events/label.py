@@ -290,6 +290,19 @@ def _run_edges(start: np.ndarray, length: np.ndarray, cls: np.ndarray, shape: tu
     return np.concatenate(a_parts), np.concatenate(b_parts)
 
 
+def _ids_per_step(kept: np.ndarray, steps: np.ndarray, T: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Event ids 1..k within each step for the kept components (given in id order within each step).
+
+    Returns a lookup ``component -> id`` (int32, 0 for dropped components) of length ``n``
+    and the number of events per step (length ``T``).
+    """
+    per_step = np.bincount(steps, minlength=T)
+    first = np.concatenate([[0], np.cumsum(per_step)[:-1]])
+    lut = np.zeros(n, dtype=np.int32)
+    lut[kept] = (np.arange(kept.size) - first[steps] + 1).astype(np.int32)
+    return lut, per_step
+
+
 def _label_block(
     mask: np.ndarray,
     *,
@@ -339,11 +352,7 @@ def _label_block(
             area = np.bincount(comp, weights=run_area, minlength=ncomp)
             keep &= area >= opts.min_area_km2 * (1 - 1e-12)
     kept = np.flatnonzero(keep)
-    steps = comp_step[kept]
-    per_step = np.bincount(steps, minlength=T)
-    first = np.concatenate([[0], np.cumsum(per_step)[:-1]])
-    lut = np.zeros(ncomp, dtype=np.int32)
-    lut[kept] = (np.arange(kept.size) - first[steps] + 1).astype(np.int32)
+    lut, per_step = _ids_per_step(kept, comp_step[kept], T, ncomp)
     ids = lut[comp]
     runs = Runs(start, length, ids, cls, (T, H, W))
     if kept.size < ncomp:
@@ -463,11 +472,7 @@ def _label_block_ndimage(
         step_of[final] = runs.start // HW
     kept = np.flatnonzero(keep)
     kept = kept[np.lexsort((kept, step_of[kept]))]
-    steps = step_of[kept]
-    per_step = np.bincount(steps, minlength=T)
-    first = np.concatenate([[0], np.cumsum(per_step)[:-1]])
-    lut = np.zeros(nfinal, dtype=np.int32)
-    lut[kept] = (np.arange(kept.size) - first[steps] + 1).astype(np.int32)
+    lut, per_step = _ids_per_step(kept, step_of[kept], T, nfinal)
     new_ids = lut[final]
     redo = new_ids != flat[runs.start]
     if redo.any():

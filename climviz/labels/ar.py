@@ -35,9 +35,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -46,13 +45,14 @@ from scipy import ndimage
 
 from climviz.errors import ConfigError, DataError
 from climviz.events.geometry import EARTH_RADIUS_KM
+from climviz.labels._config import DictConfig
 from climviz.labels._grid import Grid, label_periodic, normalize_run
 
 __all__ = ["ARConfig", "ARResult", "integrated_vapour_transport", "detect_ar", "region_geometry"]
 
 
 @dataclass
-class ARConfig:
+class ARConfig(DictConfig):
     """Settings of the atmospheric river detector.
 
     Attributes
@@ -124,21 +124,6 @@ class ARConfig:
             raise ConfigError(f"ARConfig.wind_vars: expected (u, v) name pairs, found {self.wind_vars!r}")
         if int(self.time_block) < 1:
             raise ConfigError(f"ARConfig.time_block: expected a positive integer, found {self.time_block!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dictionary of the settings."""
-        d = dataclasses.asdict(self)
-        d["wind_vars"] = [list(p) for p in self.wind_vars]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ARConfig":
-        """Build from a dictionary; unknown keys raise :class:`ConfigError`."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"ARConfig: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**d)
 
 
 @dataclass

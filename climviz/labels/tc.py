@@ -37,10 +37,9 @@ works on coarse (1–2°) grids, where vortices are smoothed.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -50,6 +49,7 @@ from scipy.optimize import linear_sum_assignment
 
 from climviz.errors import ConfigError, DataError
 from climviz.events.geometry import great_circle_km
+from climviz.labels._config import DictConfig
 from climviz.labels._grid import Grid, gather_windows, normalize_run, relative_vorticity, time_hours
 
 __all__ = ["TCConfig", "TCResult", "detect_tc_nodes", "stitch_nodes", "tc_mask", "detect_tc"]
@@ -59,7 +59,7 @@ _STRUCT_3D[1] = True
 
 
 @dataclass
-class TCConfig:
+class TCConfig(DictConfig):
     """Thresholds of the tropical cyclone detector (all lengths are great-circle km).
 
     Attributes
@@ -199,22 +199,6 @@ class TCConfig:
         for key in ("candidate_chunk", "time_block"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"TCConfig.{key}: expected a positive integer, found {getattr(self, key)!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dictionary of the settings."""
-        d = dataclasses.asdict(self)
-        d["wind_vars"] = [list(p) for p in self.wind_vars]
-        d["warm_core_vars"] = list(self.warm_core_vars)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TCConfig":
-        """Build from a dictionary; unknown keys raise :class:`ConfigError`."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"TCConfig: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**d)
 
 
 @dataclass
