@@ -10,7 +10,8 @@
     node, one CPU each. This test process never connects to it (a process talks to one
     Ray at a time and stays on ``ray_local``): drivers run in subprocesses or as Ray
     Jobs. Only the processes started here are stopped -- ``ray stop`` would kill every
-    Ray on the machine.
+    Ray on the machine. Both nodes use Ray's token authentication (``RAY_AUTH_MODE=token``,
+    token in ``~/.ray/auth_token``); drivers need the same setting.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ def ray_two_nodes():
     from climviz.training.cluster import free_port
 
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    # Token authentication on both nodes (the token is ~/.ray/auth_token; a joining node
+    # only sends it when the mode is set explicitly).
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     env.pop("RAY_ADDRESS", None)
     procs: list[subprocess.Popen] = []

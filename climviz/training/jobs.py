@@ -54,6 +54,14 @@ def _client(address: str, timeout_s: float = 30.0) -> Any:
                            "'http://127.0.0.1:8265'")
     _probe_tcp(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80),
                timeout_s, address)
+    try:  # clusters with token authentication: use ~/.ray/auth_token when there is one
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except Exception:  # older/newer Ray without this helper: the client decides
+        pass
     try:
         return JobSubmissionClient(address)
     except Exception as exc:

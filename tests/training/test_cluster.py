@@ -134,7 +134,7 @@ def test_train_on_a_two_node_cluster(ray_two_nodes, via, small_run, tmp_path):
     small_run.to_netcdf(data)          # a path: each worker opens it
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO), RAY_AUTH_MODE="token")
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run([sys.executable, str(script), address, str(data), str(tmp_path / "runs"),
                            f"two-node-{via}"], env=env, capture_output=True, text=True, timeout=420)
