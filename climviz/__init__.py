@@ -12,7 +12,14 @@ Heavy dependencies (torch, ray, holoviews) are imported on first use, so
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# OpenMP threads that spin at barriers make torch 10-30x slower whenever another process shares
+# the cores (Ray workers, a notebook beside a data loader). Passive waiting costs nothing when the
+# cores are free. Read by libgomp when torch loads, so set it before climviz imports torch;
+# an explicit user setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from climviz._version import __version__
 from climviz.errors import (
