@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from climviz.errors import DataError
-from climviz.events.label import LAT_NAMES, LON_NAMES, _check_mask_array, find_dim
+from climviz.events.label import LAT_NAMES, LON_NAMES, _check_mask_array, find_dim, mask_variable
 
 #: Cells per block for in-memory input (bounds temporaries to a few hundred MB).
 BLOCK_CELLS = 16_000_000
@@ -57,10 +57,7 @@ class MaskSource:
     ) -> "MaskSource":
         import xarray as xr
 
-        if isinstance(mask, xr.Dataset):
-            if "mask" not in mask:
-                raise DataError(f"{name}: expected a Dataset with a 'mask' variable, found {list(mask.data_vars)}")
-            mask = mask["mask"]
+        mask = mask_variable(mask, name)
         if isinstance(mask, xr.DataArray):
             latd = find_dim(mask, LAT_NAMES, "latitude")
             lond = find_dim(mask, LON_NAMES, "longitude")

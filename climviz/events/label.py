@@ -67,6 +67,23 @@ class LabelOptions:
     periodic: bool = True
 
 
+def mask_variable(mask: Any, name: str = "mask") -> Any:
+    """The ``mask`` variable of a mask Dataset; any other input is returned unchanged.
+
+    Raises
+    ------
+    DataError
+        For a Dataset without a ``mask`` variable (naming ``name`` and the variables found).
+    """
+    import xarray as xr
+
+    if isinstance(mask, xr.Dataset):
+        if "mask" not in mask:
+            raise DataError(f"{name}: expected a Dataset with a variable 'mask', found {list(mask.data_vars)}")
+        return mask["mask"]
+    return mask
+
+
 def find_dim(obj: Any, names: tuple[str, ...], what: str) -> str:
     """Name of the latitude/longitude dimension of an xarray object."""
     for name in names:
@@ -578,10 +595,7 @@ def label(
         raise DataError(f"min_cells: expected an integer >= 1, found {min_cells}")
     if opts.min_area_km2 < 0:
         raise DataError(f"min_area_km2: expected a value >= 0, found {min_area_km2}")
-    if isinstance(mask, xr.Dataset):
-        if "mask" not in mask:
-            raise DataError(f"mask dataset: expected a variable 'mask', found {list(mask.data_vars)}")
-        mask = mask["mask"]
+    mask = mask_variable(mask)
     if not isinstance(mask, xr.DataArray):
         arr = np.asarray(mask)
         geo = _geo_for(lat, lon, arr.shape[-2:], radius_km) if arr.ndim >= 2 else None

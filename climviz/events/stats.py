@@ -18,10 +18,9 @@ _GROUPS = ("season", "month", "year", "dayofyear", "hour")
 def _mask_da(mask: Any, name: str = "mask") -> Any:
     import xarray as xr
 
-    if isinstance(mask, xr.Dataset):
-        if "mask" not in mask:
-            raise DataError(f"{name}: expected a Dataset with a 'mask' variable, found {list(mask.data_vars)}")
-        mask = mask["mask"]
+    from climviz.events.label import mask_variable
+
+    mask = mask_variable(mask, name)
     if not isinstance(mask, xr.DataArray):
         raise DataError(f"{name}: expected an xarray DataArray or Dataset (time, lat, lon), "
                         f"found {type(mask).__name__}")

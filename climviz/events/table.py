@@ -19,7 +19,7 @@ import pandas as pd
 from climviz.errors import DataError
 from climviz.events.geometry import EARTH_RADIUS_KM
 from climviz.events._source import MaskSource
-from climviz.events.label import Geo, LabelOptions, Runs, _label_block, find_runs
+from climviz.events.label import Geo, LabelOptions, Runs, _label_block, find_runs, mask_variable
 
 __all__ = ["table", "label_table", "table_runs", "TABLE_COLUMNS", "STATS"]
 
@@ -238,10 +238,7 @@ def table(
         labels = labels["event"]
     if isinstance(labels, xr.DataArray) and not isinstance(mask, (xr.DataArray, xr.Dataset)):
         mask = xr.DataArray(np.asarray(mask), dims=labels.dims, coords=labels.coords)
-    if isinstance(mask, xr.Dataset):
-        if "mask" not in mask:
-            raise DataError(f"mask: expected a Dataset with a 'mask' variable, found {list(mask.data_vars)}")
-        mask = mask["mask"]
+    mask = mask_variable(mask)
     if isinstance(fields, xr.Dataset):
         fields = dict(fields.data_vars)
     allf = {_LABELS_KEY: labels, **(dict(fields) if fields is not None else {})}
