@@ -29,6 +29,8 @@ from climviz.errors import (
     ConfigError,
     DataError,
     FetchError,
+    OutputError,
+    OutputExistsError,
 )
 
 # public name -> module that defines it
@@ -53,6 +55,8 @@ __all__ = [
     "CheckpointError",
     "FetchError",
     "ClusterError",
+    "OutputError",
+    "OutputExistsError",
     *_LAZY,
     *_SUBMODULES,
 ]

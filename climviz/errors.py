@@ -14,6 +14,8 @@ __all__ = [
     "CheckpointError",
     "FetchError",
     "ClusterError",
+    "OutputError",
+    "OutputExistsError",
 ]
 
 
@@ -42,3 +44,11 @@ class FetchError(ClimvizError, OSError):
 
 class ClusterError(ClimvizError, RuntimeError):
     """A Ray cluster could not be reached or started, or a Ray job failed."""
+
+
+class OutputError(ClimvizError, OSError):
+    """An output (predictions, reports, tables) cannot be written: bad path, unwritable directory."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The output (or an unfinished job of another run) exists and is not overwritten."""

@@ -15,10 +15,12 @@ from climviz.utils import atomic_path
 
 
 def test_errors_form_one_hierarchy_and_data_errors_are_value_errors():
-    for cls in (cv.DataError, cv.ConfigError, cv.CheckpointError, cv.FetchError, cv.ClusterError):
+    for cls in (cv.DataError, cv.ConfigError, cv.CheckpointError, cv.FetchError, cv.ClusterError, cv.OutputError,
+                cv.OutputExistsError):
         assert issubclass(cls, cv.ClimvizError)
     assert issubclass(cv.DataError, ValueError)
     assert issubclass(cv.ConfigError, ValueError)
+    assert issubclass(cv.OutputExistsError, FileExistsError) and issubclass(cv.OutputError, OSError)
     with pytest.raises(ValueError):
         raise cv.DataError("x")
 

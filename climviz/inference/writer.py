@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
-from climviz.errors import ClimvizError
+from climviz.errors import OutputError, OutputExistsError
 
 __all__ = [
     "OutputError",
@@ -46,14 +46,6 @@ __all__ = [
 DONE_VAR = "climviz_done"
 STATUS_ATTR = "climviz_status"
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
-
-
-class OutputError(ClimvizError, OSError):
-    """The prediction output cannot be written (bad path, unwritable directory)."""
-
-
-class OutputExistsError(OutputError, FileExistsError):
-    """The output (or an unfinished prediction of another run) exists; not overwritten."""
 
 
 @dataclass(frozen=True)
