@@ -180,8 +180,8 @@ def test_run_length_labelling_groups_cells_like_the_ndimage_path(random_masks):
 
 def test_a_dataset_without_a_mask_variable_is_refused_by_name():
     """label, frequency and compare read a mask Dataset's 'mask' variable, and say so when it is missing."""
-
     import climviz.events as ev
+
     ds = xr.Dataset({"LABELS": (("time", "lat", "lon"), np.zeros((2, 3, 4), np.uint8))})
     for call in (lambda: ev.label(ds), lambda: ev.frequency(ds, 1), lambda: ev.compare(ds, ds)):
         with pytest.raises(DataError, match=r"expected a Dataset with a variable 'mask', found \['LABELS'\]"):
