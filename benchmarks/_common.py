@@ -13,6 +13,8 @@ import importlib.metadata as md
 import json
 import os
 import platform
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,52 @@ def versions(*packages: str) -> dict[str, str | None]:
         except md.PackageNotFoundError:
             out[pkg] = None
     return out
+
+
+class PeakRSS:
+    """Peak resident memory of this process while a ``with`` block runs (sampled in a thread).
+
+    Attributes
+    ----------
+    base : int
+        Resident set size at the start of the block (bytes); ``start`` is the same.
+    peak : int
+        Largest resident set size seen (bytes), sampled every ``interval`` seconds
+        and once more at the end.
+    """
+
+    def __init__(self, interval: float = 0.01) -> None:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.interval = interval
+        self.base = self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def start(self) -> int:
+        return self.base
+
+    @property
+    def above_start_mb(self) -> float:
+        """``peak - base`` in MiB."""
+        return (self.peak - self.base) / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "PeakRSS":
+        self.base = self.peak = self.proc.memory_info().rss
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
 def result_path(name: str, quick: bool = False) -> Path:

@@ -29,7 +29,6 @@ import argparse
 import gc
 import json
 import os
-import threading
 import time
 
 import numpy as np
@@ -38,7 +37,7 @@ from scipy import ndimage
 from climviz.events import label, label_table, table
 from climviz.events.track import track_masks
 
-from _common import machine_info, save_result  # benchmarks/_common.py (this script's folder)
+from _common import PeakRSS, machine_info, save_result  # benchmarks/_common.py (this script's folder)
 
 PACKAGES = ("scipy", "xarray", "dask", "pandas", "torch")
 
@@ -175,35 +174,7 @@ class MaskMaker:
                             name="mask")
 
 
-# --------------------------------------------------------------------------- measurement helpers
-
-class PeakRSS:
-    """Samples the resident memory of this process in a thread; ``peak`` in bytes."""
-
-    def __init__(self, interval: float = 0.01) -> None:
-        import psutil
-
-        self.proc = psutil.Process()
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self) -> "PeakRSS":
-        self.base = self.proc.memory_info().rss
-        self.peak = self.base
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
+# --------------------------------------------------------------------------- measurements
 
 
 def per_step_benchmark(shape: tuple[int, int], n_masks: int, repeats: int) -> dict:
