@@ -54,16 +54,16 @@ def _client(address: str, timeout_s: float = 30.0) -> Any:
                            "'http://127.0.0.1:8265'")
     _probe_tcp(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80),
                timeout_s, address)
-    try:  # clusters with token authentication: use ~/.ray/auth_token when there is one
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
+    headers: dict[str, str] = {}
+    try:  # clusters with token authentication: Ray's own token loader (env or token file)
+        from ray._raylet import AuthenticationTokenLoader
 
-        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-    except Exception:  # older/newer Ray without this helper: the client decides
-        pass
+        headers = dict(AuthenticationTokenLoader.instance().get_token_for_http_header(
+            ignore_auth_mode=True) or {})
+    except Exception:  # a Ray without token authentication: no header
+        headers = {}
     try:
-        return JobSubmissionClient(address)
+        return JobSubmissionClient(address, headers=headers or None)
     except Exception as exc:
         raise ClusterError(f"Cannot reach the Ray Job API at {address!r}: "
                            f"{type(exc).__name__}: {exc}") from exc

@@ -19,12 +19,6 @@ from climviz.training.jobs import TERMINAL_STATES, TrainingJob, submit_training
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(autouse=True)
-def _token_auth(monkeypatch):
-    """The cluster of ``ray_two_nodes`` uses Ray's token authentication."""
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-
-
 def test_training_job_runs_streams_logs_and_returns_the_result(ray_two_nodes, small_run,
                                                                tmp_path, tiny_config):
     from climviz.training.checkpoint import load_checkpoint
