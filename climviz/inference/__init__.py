@@ -9,12 +9,10 @@ memory or written to netCDF / Zarr (atomically, resumable after an interruption)
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 # ``predict`` is bound eagerly (predict.py imports only xarray at the top): a lazy
 # binding would be shadowed by the submodule ``climviz.inference.predict`` once imported.
 from climviz.inference.predict import predict
+from climviz.utils.lazy import lazy_exports
 
 _LAZY = {
     "MaskPredictor": "climviz.inference.runner",
@@ -28,13 +26,4 @@ _LAZY = {
 __all__ = sorted(["predict", *_LAZY])
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'climviz.inference' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -76,8 +76,7 @@ bf16); Kurth et al. sustained about 0.29 of V100 fp16 peak.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from climviz.utils.lazy import lazy_exports
 
 __all__ = [
     "build",
@@ -110,13 +109,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'climviz.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

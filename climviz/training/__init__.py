@@ -7,8 +7,7 @@ a name that needs them.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from climviz.utils.lazy import lazy_exports
 
 _LAZY = {
     "TrainConfig": "climviz.training.config",
@@ -37,13 +36,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'climviz.training' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
