@@ -110,11 +110,19 @@ def ray_two_nodes():
             log = open(os.path.join(temp_dir, "ray_start.log"), "ab")
             common = ["--num-cpus=1", "--object-store-memory=80000000",
                       f"--temp-dir={temp_dir}", "--node-ip-address=127.0.0.1", "--block"]
+
+            def own_ports() -> list[str]:
+                # two nodes on one machine (and other Rays here): no default agent ports
+                return [f"--dashboard-agent-listen-port={free_port()}",
+                        f"--dashboard-agent-grpc-port={free_port()}",
+                        f"--metrics-export-port={free_port()}",
+                        f"--runtime-env-agent-port={free_port()}"]
+
             gcs_port, client_port, dash_port = free_port(), free_port(), free_port()
             head = _start_node(
                 [ray_cli, "start", "--head", f"--port={gcs_port}", "--dashboard-host=127.0.0.1",
                  f"--dashboard-port={dash_port}", f"--ray-client-server-port={client_port}",
-                 *common], env, log, [gcs_port, client_port, dash_port])
+                 *common, *own_ports()], env, log, [gcs_port, client_port, dash_port])
             if head is None:
                 _stop_all(temp_dir)
                 continue
@@ -124,7 +132,7 @@ def ray_two_nodes():
             for _ in range(3):
                 started = Path(log_path).read_text(errors="replace").count("Ray runtime started")
                 worker = subprocess.Popen([ray_cli, "start", f"--address=127.0.0.1:{gcs_port}",
-                                           *common], env=env, stdout=log,
+                                           *common, *own_ports()], env=env, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True)
                 deadline = time.monotonic() + 180
                 while worker.poll() is None and time.monotonic() < deadline:
