@@ -8,13 +8,43 @@ from typing import Any
 import torch
 from torch import nn
 
-from climviz.errors import DataError
+from climviz.errors import ConfigError, DataError
 from climviz.models.layers import pad_to_multiple
 
-__all__ = ["SegmentationNet", "MIN_SIZE"]
+__all__ = ["SegmentationNet", "MIN_SIZE", "check_options"]
 
 #: smallest accepted height / width of an input grid (cells)
 MIN_SIZE = 32
+
+
+def check_options(network: str, config: Any, positive: tuple[str, ...] = ()) -> None:
+    """Checks shared by the network configs: ``positive`` options >= 1, and the paddings.
+
+    Parameters
+    ----------
+    network
+        Registry name used in the messages (``"deeplabv3plus"``, ``"tiramisu"``).
+    config
+        The config dataclass; it has ``lon_padding`` and ``lat_padding``.
+    positive
+        Names of integer options that must be at least 1.
+
+    Raises
+    ------
+    ConfigError
+        Naming the network, the option, what it must be and what it is.
+    """
+    for key in positive:
+        if int(getattr(config, key)) < 1:
+            raise ConfigError(f"{network} option {key!r} must be >= 1, got {getattr(config, key)!r}")
+    if config.lon_padding not in ("circular", "zero"):
+        raise ConfigError(
+            f"{network} option 'lon_padding' must be 'circular' or 'zero', got {config.lon_padding!r}"
+        )
+    if config.lat_padding not in ("reflect", "zero"):
+        raise ConfigError(
+            f"{network} option 'lat_padding' must be 'reflect' or 'zero', got {config.lat_padding!r}"
+        )
 
 
 class SegmentationNet(nn.Module):

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from climviz.errors import ConfigError
-from climviz.models.base import SegmentationNet
+from climviz.models.base import SegmentationNet, check_options
 from climviz.models.layers import (
     GeoConv2d,
     GeoConvTranspose2d,
@@ -125,14 +125,9 @@ class DeepLabConfig:
             raise ConfigError(f"deeplabv3plus option 'blocks' must be 4 positive integers, got {self.blocks!r}")
         if len(self.aspp_rates) != 3:
             raise ConfigError(f"deeplabv3plus option 'aspp_rates' must have 3 rates, got {self.aspp_rates!r}")
-        for key in ("width", "expansion", "stem_channels", "aspp_channels", "low_level_channels",
-                    "decoder_channels", "xception_middle_blocks"):
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"deeplabv3plus option {key!r} must be >= 1, got {getattr(self, key)!r}")
-        if self.lon_padding not in ("circular", "zero"):
-            raise ConfigError(f"deeplabv3plus option 'lon_padding' must be 'circular' or 'zero', got {self.lon_padding!r}")
-        if self.lat_padding not in ("reflect", "zero"):
-            raise ConfigError(f"deeplabv3plus option 'lat_padding' must be 'reflect' or 'zero', got {self.lat_padding!r}")
+        check_options("deeplabv3plus", self, positive=(
+            "width", "expansion", "stem_channels", "aspp_channels", "low_level_channels",
+            "decoder_channels", "xception_middle_blocks"))
 
 
 class GeoMaxPool2d(nn.Module):

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from climviz.errors import ConfigError
-from climviz.models.base import SegmentationNet
+from climviz.models.base import SegmentationNet, check_options
 from climviz.models.layers import GeoConv2d, GeoConvTranspose2d, LatPadding, LonPadding, init_weights
 
 __all__ = ["TiramisuConfig", "Tiramisu"]
@@ -95,17 +95,11 @@ class TiramisuConfig:
                 f"tiramisu option 'up_layers' must be {len(self.down_layers)} positive integers "
                 f"(one per down block), got {self.up_layers!r}"
             )
-        for key in ("bottleneck_layers", "growth_rate", "first_channels"):
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"tiramisu option {key!r} must be >= 1, got {getattr(self, key)!r}")
+        check_options("tiramisu", self, positive=("bottleneck_layers", "growth_rate", "first_channels"))
         if int(self.kernel_size) < 1 or int(self.kernel_size) % 2 == 0:
             raise ConfigError(f"tiramisu option 'kernel_size' must be a positive odd integer, got {self.kernel_size!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"tiramisu option 'dropout' must be in [0, 1), got {self.dropout!r}")
-        if self.lon_padding not in ("circular", "zero"):
-            raise ConfigError(f"tiramisu option 'lon_padding' must be 'circular' or 'zero', got {self.lon_padding!r}")
-        if self.lat_padding not in ("reflect", "zero"):
-            raise ConfigError(f"tiramisu option 'lat_padding' must be 'reflect' or 'zero', got {self.lat_padding!r}")
 
 
 class DenseLayer(nn.Sequential):

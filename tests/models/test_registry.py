@@ -157,6 +157,17 @@ def test_unknown_name_preset_or_option_is_a_config_error_naming_it():
         build("tiramisu", "tiny", in_channels=0)
 
 
+@pytest.mark.parametrize("name, width_option", [("deeplabv3plus", "decoder_channels"),
+                                                ("tiramisu", "growth_rate")])
+def test_bad_padding_or_width_names_the_network_the_option_and_the_value(name, width_option):
+    with pytest.raises(ConfigError, match=rf"{name} option 'lon_padding' must be 'circular' or 'zero', got 'wrap'"):
+        build(name, "tiny", lon_padding="wrap")
+    with pytest.raises(ConfigError, match=rf"{name} option 'lat_padding' must be 'reflect' or 'zero', got 'edge'"):
+        build(name, "tiny", lat_padding="edge")
+    with pytest.raises(ConfigError, match=rf"{name} option '{width_option}' must be >= 1, got 0"):
+        build(name, "tiny", **{width_option: 0})
+
+
 # ---------------------------------------------------------------- reproducibility
 
 
