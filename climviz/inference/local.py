@@ -18,6 +18,7 @@ import xarray as xr
 
 from climviz.inference.runner import MaskPredictor
 from climviz.inference.source import read_block
+from climviz.inference.writer import BlockProgress
 
 __all__ = ["run_local"]
 
@@ -67,7 +68,7 @@ def run_local(
 
     todo = deque(blocks)
     reads: deque[tuple[tuple[int, int], cf.Future]] = deque()
-    written = 0
+    done = BlockProgress(len(blocks), "local", progress, on_batch)
     with cf.ThreadPoolExecutor(1, thread_name_prefix="climviz-read") as reader, \
             cf.ThreadPoolExecutor(1, thread_name_prefix="climviz-write") as wpool:
 
@@ -79,18 +80,13 @@ def run_local(
         pending: tuple[tuple[int, int], cf.Future] | None = None
 
         def settle() -> None:
-            nonlocal pending, written
+            nonlocal pending
             if pending is None:
                 return
             (s, e), fut = pending
             pending = None
             fut.result()  # re-raises a write error
-            written += 1
-            if progress is not None:
-                progress.update(e - s)
-            if on_batch is not None:
-                on_batch({"start": s, "stop": e, "done": written, "total": len(blocks),
-                          "mode": "local"})
+            done.block_written(s, e)
 
         try:
             fill()
@@ -107,4 +103,4 @@ def run_local(
             todo.clear()
             for _, fut in reads:
                 fut.cancel()
-    return written
+    return done.written

@@ -28,6 +28,7 @@ import xarray as xr
 from climviz.errors import ClusterError
 from climviz.inference.runner import MaskPredictor, ModelSpec
 from climviz.inference.source import read_block
+from climviz.inference.writer import BlockProgress
 
 __all__ = ["run_ray"]
 
@@ -148,7 +149,7 @@ def _write_in_order(preds: Any, writer: Any, blocks: Sequence[tuple[int, int]],
     starts = np.array([s for s, _ in blocks], dtype=np.int64)
     parts: dict[int, list[dict[str, np.ndarray]]] = {}
     counts: dict[int, int] = {}
-    written = 0
+    done = BlockProgress(len(blocks), "ray", progress, on_batch)
     for batch in preds.iter_batches(batch_size=None, batch_format="numpy"):
         tidx = np.asarray(batch["time_index"])
         owner = np.searchsorted(starts, tidx, side="right") - 1
@@ -168,12 +169,7 @@ def _write_in_order(preds: Any, writer: Any, blocks: Sequence[tuple[int, int]],
                 if "probability" in got[0]:
                     prob = np.moveaxis(np.concatenate([p["probability"] for p in got])[order], 1, 0)
                 writer.write(s, e, mask, prob)
-                written += 1
-                if progress is not None:
-                    progress.update(e - s)
-                if on_batch is not None:
-                    on_batch({"start": s, "stop": e, "done": written, "total": len(blocks),
-                              "mode": "ray"})
+                done.block_written(s, e)
     if parts:
         raise ClusterError(f"Ray Data left blocks incomplete: {sorted(parts)}")
-    return written
+    return done.written

@@ -39,6 +39,7 @@ __all__ = [
     "mask_template",
     "MemoryWriter",
     "ZarrWorkWriter",
+    "BlockProgress",
     "DONE_VAR",
     "STATUS_ATTR",
 ]
@@ -46,6 +47,41 @@ __all__ = [
 DONE_VAR = "climviz_done"
 STATUS_ATTR = "climviz_status"
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+
+
+@dataclass
+class BlockProgress:
+    """Counts the blocks written and reports each one (local and Ray prediction alike).
+
+    Attributes
+    ----------
+    total
+        Blocks to write in this call.
+    mode
+        ``"local"`` or ``"ray"``, passed on to ``on_batch``.
+    progress
+        A tqdm-like bar to ``update(n_time_steps)``, or None.
+    on_batch
+        Called after each block is written with ``{"start", "stop", "done", "total",
+        "mode"}``, or None; an exception raised there stops the prediction.
+    written
+        Blocks written so far.
+    """
+
+    total: int
+    mode: str
+    progress: Any = None
+    on_batch: Any = None
+    written: int = 0
+
+    def block_written(self, start: int, stop: int) -> None:
+        """Record that time steps ``start:stop`` are written; update the bar, call ``on_batch``."""
+        self.written += 1
+        if self.progress is not None:
+            self.progress.update(stop - start)
+        if self.on_batch is not None:
+            self.on_batch({"start": start, "stop": stop, "done": self.written, "total": self.total,
+                           "mode": self.mode})
 
 
 @dataclass(frozen=True)
