@@ -26,6 +26,14 @@ __all__ = ["LAMB", "LARC", "WarmupDecay", "param_groups", "build_optimizer", "bu
            "scale_lr"]
 
 
+def _closure_loss(closure: Any) -> Any:
+    """The loss of an optimizer ``step(closure)``: ``closure()`` with gradients enabled, or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class LAMB(Optimizer):
     """Layer-wise Adaptive Moments optimizer for Batch training (LAMB).
 
@@ -56,10 +64,7 @@ class LAMB(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             b1, b2 = group["betas"]
             for p in group["params"]:
@@ -148,10 +153,7 @@ class LARC(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         saved_wd = []
         for group in self.optim.param_groups:
             wd = group.get("weight_decay", 0.0)

@@ -80,6 +80,30 @@ def test_larc_works_with_a_scheduler_and_state_dict():
     assert opt2.param_groups[0]["lr"] == pytest.approx(0.5)
 
 
+def test_step_with_a_closure_computes_gradients_and_returns_the_loss():
+    # loss = ||w||^2 / 2 = 12.5 at w = (3, 4); its gradient is w itself (||g|| = 5).
+    def closure(p, opt):
+        def f():
+            opt.zero_grad()
+            loss = 0.5 * (p ** 2).sum()
+            loss.backward()  # needs gradients although step() runs under no_grad
+            return loss
+        return f
+
+    p = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    lamb = LAMB([p], lr=0.01, eps=0.0)
+    assert lamb.step(closure(p, lamb)).item() == pytest.approx(12.5)
+    # Adam direction g/|g| elementwise = (1, 1); trust ratio ||w|| / ||(1, 1)|| = 5 / sqrt(2)
+    torch.testing.assert_close(p.detach(), torch.tensor([3.0, 4.0]) - 0.01 * 5 / math.sqrt(2))
+
+    q = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    larc = LARC(torch.optim.SGD([q], lr=0.1), trust_coefficient=0.001, clip=True)
+    assert larc.step(closure(q, larc)).item() == pytest.approx(12.5)
+    # local lr = 0.001 * 5 / 5 = 0.001; clip factor min(0.001 / 0.1, 1) = 0.01; w -= 0.1 * 0.01 * g
+    torch.testing.assert_close(q.detach(), torch.tensor([3.0, 4.0]) * (1 - 0.001))
+    assert larc.step() is None
+
+
 def test_warmup_then_cosine_by_hand():
     f = WarmupDecay(steps_per_epoch=10, epochs=5, warmup_epochs=1, warmup_start_factor=0.0,
                     schedule="cosine", min_lr_factor=0.0)
