@@ -349,6 +349,18 @@ class TrainConfig:
         """Peak learning rate for ``world_size`` workers after the ``lr_scaling`` rule."""
         return scale_lr(self.lr, world_size, self.lr_scaling)
 
+    def training_data(self, data: Any = None) -> Any:
+        """``data`` when given, else :attr:`data`; neither is a :class:`ConfigError`.
+
+        The training entry points (in-process, Ray, Ray Jobs) take their data this way.
+        """
+        if data is None:
+            data = self.data
+        if data is None:
+            raise ConfigError("TrainConfig.data: no training data given (pass data=... or set "
+                              "TrainConfig.data to a path or glob)")
+        return data
+
     def effective_batch_size(self, world_size: int = 1) -> int:
         """Samples per optimizer step across all workers: batch_size * grad_accum * W."""
         return self.batch_size * self.grad_accum * world_size

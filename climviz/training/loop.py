@@ -54,11 +54,7 @@ def open_training_data(data: Any, cfg: TrainConfig):
     that it has the configured channels and the label variable."""
     import xarray as xr
 
-    if data is None:
-        data = cfg.data
-    if data is None:
-        raise ConfigError("TrainConfig.data: no training data given (pass data=... or set "
-                          "TrainConfig.data to a path or glob)")
+    data = cfg.training_data(data)
     if isinstance(data, xr.Dataset):
         ds = data
     else:
@@ -98,6 +94,15 @@ def _peak_memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     # peak resident set size of this process (Linux reports KiB)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device,
+               channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of fields and labels on ``device`` (fields channels-last if asked)."""
+    x = x.to(device, non_blocking=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y.to(device, non_blocking=True)
 
 
 def _sync(device: torch.device) -> None:
@@ -364,10 +369,7 @@ def run_training(
             step_times: list[int] = []
             optimizer.zero_grad(set_to_none=True)
             for x, y in train_loader:
-                x = x.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x, y = _to_device(x, y, device, cfg.channels_last)
                 last_micro = (micro + 1) % cfg.grad_accum == 0
                 sync_ctx = (model.no_sync() if distributed and not last_micro and hasattr(model, "no_sync")
                             else contextlib.nullcontext())
@@ -414,10 +416,7 @@ def run_training(
             n_val = 0
             with torch.no_grad():
                 for x, y in val_loader:
-                    x = x.to(device, non_blocking=True)
-                    y = y.to(device, non_blocking=True)
-                    if cfg.channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
+                    x, y = _to_device(x, y, device, cfg.channels_last)
                     with amp.autocast():
                         logits = eval_model(x)
                     val_sum += loss_fn(logits, y).double() * x.shape[0]

@@ -136,6 +136,13 @@ def test_replace_validates():
         cfg.replace(nonsense=1)
 
 
+def test_training_data_prefers_the_argument_then_the_config_and_names_the_field_otherwise():
+    assert TrainConfig(data="runs/*.nc").training_data() == "runs/*.nc"
+    assert TrainConfig(data="runs/*.nc").training_data(["a.nc"]) == ["a.nc"]
+    with pytest.raises(ConfigError, match=r"TrainConfig\.data: no training data given"):
+        TrainConfig().training_data()
+
+
 def test_lr_scaling_rules():
     assert scale_lr(0.1, 4, "linear") == pytest.approx(0.4)
     assert scale_lr(0.1, 4, "sqrt") == pytest.approx(0.2)
