@@ -15,16 +15,15 @@ Usage::
     python benchmarks/bench_models.py            # full: paper presets at 128x192
     python benchmarks/bench_models.py --quick    # small grids, fewer variants (~ minutes)
 
-Writes ``benchmarks/results/bench_models.json`` (``--out`` to change) with keys
-``machine``, ``versions``, ``config``, ``figures``, ``ratios``, ``defaults``, ``notes``.
+Writes ``benchmarks/results/bench_models.json`` (``bench_models_quick.json`` with
+``--quick``; ``--out`` to change) through ``benchmarks/_common.py`` with keys ``machine``,
+``versions``, ``config``, ``figures``, ``ratios``, ``defaults``, ``notes``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -41,8 +40,9 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import machine_info, save_result  # noqa: E402
+
 from climviz.models import build, count_flops, matmul_peak_flops, train_flops_per_sample  # noqa: E402
-from climviz.utils.atomic import atomic_path  # noqa: E402
 
 PRESETS = [
     ("deeplabv3plus", "tiny"),
@@ -56,52 +56,24 @@ PRESETS = [
 # ------------------------------------------------------------------------ environment
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, memory (and GPU when present)."""
-    cpu = platform.processor() or ""
-    flags = ""
+def machine_extras() -> dict[str, Any]:
+    """What this benchmark adds to :func:`_common.machine_info`: bf16 CPU flags, torch build, GPU."""
+    flags: list[str] = []
     try:
         with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name") and not cpu.strip():
-                    cpu = line.split(":", 1)[1].strip()
-                if line.startswith("flags") and not flags:
-                    flags = line.split(":", 1)[1]
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
     except OSError:
         pass
-    try:
-        import psutil
-
-        mem = psutil.virtual_memory().total
-        load = os.getloadavg()
-    except Exception:  # pragma: no cover - psutil missing
-        mem, load = None, None
-    info = {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "memory_bytes": mem,
-        "load_average_at_start": load,
-        "avx512_bf16": "avx512_bf16" in flags.split(),
-        "amx_bf16": "amx_bf16" in flags.split(),
-        "platform": platform.platform(),
+    info: dict[str, Any] = {
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "torch_mkldnn": torch.backends.mkldnn.is_available(),
+        "torch_cuda": torch.version.cuda,
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_memory_bytes"] = torch.cuda.get_device_properties(0).total_memory
     return info
-
-
-def versions() -> dict[str, str]:
-    import climviz
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "climviz": climviz.__version__,
-        "mkldnn": str(torch.backends.mkldnn.is_available()),
-        "cuda": str(torch.version.cuda),
-    }
 
 
 # ------------------------------------------------------------------------ timing
@@ -271,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-time", type=float, default=None, help="seconds per measurement")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile variants")
     parser.add_argument("--presets", nargs="*", default=None, help="e.g. tiramisu:tiny deeplabv3plus:paper")
-    parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "bench_models.json"))
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default results/bench_models.json, bench_models_quick.json with --quick)")
     args = parser.parse_args(argv)
 
     quick = args.quick
@@ -287,13 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     defaults: dict[str, str] = {}
     notes = [
         "2 shared CPU cores: other jobs ran on the machine during the measurement (see "
-        "machine.load_average_at_start and load_average_at_end); absolute rates are noisy, "
+        "machine.load_average_1min_at_start and _at_end); absolute rates are noisy, "
         "ratios are measured against a matmul rate taken in the same run with the same "
         "number of threads (suffix _1t / _2t).",
         "FLOPs: torch.utils.flop_counter (1 multiply-add = 2 FLOPs), convolutions only; "
         "train = forward + backward (no optimizer step).",
     ]
 
+    machine = {**machine_info(), **machine_extras()}
     cpu = torch.device("cpu")
     n_mm = 1024 if quick else 2048
     t0 = time.perf_counter()
@@ -408,12 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         notes.append("No CUDA device here: the fp16 GPU path of this script did not run.")
 
-    result = {
-        "name": "bench_models",
-        "machine": machine_info(),
-        "versions": versions(),
-        "config": {
-            "quick": quick,
+    save_result(
+        "bench_models", figures, ratios, " ".join(notes), quick=quick, out=args.out, machine=machine,
+        packages=("torch",),
+        config={
             "grid_paper_presets": list(grid),
             "grid_tiny_presets": list(tiny_grid),
             "batch_paper_presets": 1,
@@ -421,19 +393,11 @@ def main(argv: list[str] | None = None) -> int:
             "min_time_s": min_time,
             "compile_tried": with_compile,
             "wall_time_s": time.perf_counter() - t0,
-            "load_average_at_end": os.getloadavg(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "omp_wait_policy_set_by_script": _WAIT_POLICY_BEFORE is None,
         },
-        "figures": figures,
-        "ratios": ratios,
-        "defaults": defaults,
-        "notes": notes,
-    }
-    out = Path(args.out)
-    with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(result, indent=2, default=float))
-    print(f"wrote {out}")
+        defaults=defaults,
+    )
     return 0
 
 

@@ -35,79 +35,22 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import PeakRSS, machine_info, save_result  # benchmarks/_common.py (this script's folder)
 
 
-def machine_info() -> dict:
-    import psutil
-
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {"cpu_model": cpu, "cores": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "platform": platform.platform(),
-            "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
+def machine_extras() -> dict:
+    """What this benchmark adds to :func:`_common.machine_info`: the GPU, when there is one."""
     import torch
 
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def versions() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("numpy", "torch", "xarray", "dask", "netCDF4", "zarr", "climviz"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-class PeakRSS:
-    """Sample this process's RSS in a thread; ``peak`` in bytes."""
-
-    def __init__(self, interval: float = 0.005) -> None:
-        import psutil
-
-        self.proc = psutil.Process()
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self) -> "PeakRSS":
-        self.start = self.proc.memory_info().rss
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
+    return {"gpu": torch.cuda.get_device_name(0)} if torch.cuda.is_available() else {}
 
 
 def make_run(workdir: Path, grid: tuple[int, int], steps: int, steps_per_file: int,
@@ -204,7 +147,7 @@ def memory_child(ckpt: str, files: list[str], out: str, batch_size: int) -> dict
     from climviz.inference.local import run_local  # noqa: F401  (import cost not counted)
 
     cv.predict(ckpt, files[:1], out=out + ".warm.nc", batch_size=1, progress=False).close()
-    with PeakRSS() as mem:
+    with PeakRSS(interval=0.005) as mem:
         cv.predict(ckpt, files, out=out, batch_size=batch_size, progress=False).close()
     return {"rss_before": mem.start, "rss_peak": mem.peak}
 
@@ -251,10 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
     batch = args.batch_size or (2 if args.quick else 4)
     steps = args.steps or 10 * batch
     repeats = args.repeats or (2 if args.quick else 3)
-    name = "predict_quick" if args.quick else "predict"
-    out_json = Path(args.out) if args.out else Path(__file__).parent / "results" / f"{name}.json"
 
-    machine = machine_info()
+    machine = {**machine_info(), **machine_extras()}
     work = Path(tempfile.mkdtemp(prefix="bench_predict_"))
     try:
         files, ckpt = make_inputs(work, grid, steps, args.model, args.preset)
@@ -304,37 +245,27 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_memory_long_vs_10x_batch_run": f["peak_rss_increase_long_run_mb"] / f["peak_rss_increase_mb"],
         "peak_memory_increase_vs_long_run_input": f["peak_rss_increase_long_run_mb"] / (4 * f["run_input_float32_mb"]),
     }
-    machine["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     result = {
-        "benchmark": "predict",
-        "machine": machine,
-        "versions": versions(),
         "config": {"grid": list(grid), "steps": steps, "batch_size": batch, "model": args.model,
                    "preset": args.preset, "repeats": repeats, "files": "one netCDF per time step",
                    "device": "cuda" if machine.get("gpu") else "cpu"},
-        "figures": figures,
-        "ratios": ratios,
         "targets": {"predict_netcdf_vs_forward": ">= 0.8", "predict_zarr_vs_forward": ">= 0.8",
                     "peak_memory_increase_vs_run_input": "< 1 (streams; a few batches)",
                     "peak_memory_increase_vs_long_run_input": "<< 1",
                     "peak_memory_long_vs_10x_batch_run": "about 1 (bounded: independent of run length)"},
-        "notes": ("Measured on a shared machine while other jobs ran (see load averages); "
-                  "best of the repeats. Wall-clock ratios are the target; CPU-time ratios "
-                  "(user + system seconds of all threads) are less disturbed by other jobs "
-                  "but charge the reader/writer threads' overlap as cost. The forward baseline excludes argmax, reading, "
-                  "normalization and writing; predict includes opening the files, the "
-                  "background reader/writer threads, and the final netCDF conversion/rename. "
-                  "Memory is measured in a fresh process (after a one-step warm-up call): the "
-                  "peak RSS increase includes the model's activations for one batch."),
     }
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    from climviz.utils.atomic import atomic_path
-
-    with atomic_path(out_json) as tmp:
-        tmp.write_text(json.dumps(result, indent=1))
+    notes = ("Measured on a shared machine while other jobs ran (see load averages); "
+             "best of the repeats. Wall-clock ratios are the target; CPU-time ratios "
+             "(user + system seconds of all threads) are less disturbed by other jobs "
+             "but charge the reader/writer threads' overlap as cost. The forward baseline excludes argmax, reading, "
+             "normalization and writing; predict includes opening the files, the "
+             "background reader/writer threads, and the final netCDF conversion/rename. "
+             "Memory is measured in a fresh process (after a one-step warm-up call): the "
+             "peak RSS increase includes the model's activations for one batch.")
+    save_result("predict", figures, ratios, notes, quick=args.quick, out=args.out, machine=machine,
+                packages=("torch", "xarray", "dask", "netCDF4", "zarr"), **result)
     print(json.dumps({"figures": figures, "ratios": ratios}, indent=1))
-    print(f"saved {out_json}")
-    return result
+    return {**result, "figures": figures, "ratios": ratios}
 
 
 if __name__ == "__main__":
