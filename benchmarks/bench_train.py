@@ -16,55 +16,41 @@ images/s relative to the bare step (engine overhead: data loading, validation, m
 
 Usage::
 
-    python benchmarks/bench_train.py [--quick] [--compile] [--threads N] [--out benchmarks/results/train.json]
+    python benchmarks/bench_train.py [--quick] [--compile] [--threads N] [--out PATH]
+
+Writes ``benchmarks/results/train.json`` (``train_quick.json`` with ``--quick``) through
+``benchmarks/_common.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-import numpy as np
-import torch
+# Spinning OpenMP threads slow torch 10-30x on shared cores; libgomp reads this when
+# torch is imported (importing climviz sets the same default, but torch comes first here).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from climviz import models
-from climviz.utils.atomic import atomic_path
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from _common import machine_info, save_result  # noqa: E402
+
+from climviz import models  # noqa: E402
 from climviz.training.config import TrainConfig
 from climviz.training.loss import WeightedLoss
 from climviz.training.optim import build_optimizer
 from climviz.training.precision import MixedPrecision, cpu_has_native_bf16
 
 
-def machine_info() -> dict:
-    import psutil
-
-    cpu = platform.processor() or ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu_model": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "native_bf16": cpu_has_native_bf16(), "platform": platform.platform()}
+def machine_extras() -> dict:
+    """What this benchmark adds to :func:`_common.machine_info`: torch threads, bf16, torch build, GPU."""
+    info = {"torch_threads": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16(),
+            "torch_mkldnn": torch.backends.mkldnn.is_available()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
-
-
-def versions() -> dict:
-    import climviz
-
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
-            "climviz": climviz.__version__, "mkldnn": torch.backends.mkldnn.is_available()}
 
 
 def time_train_step(model_name: str, preset: str, batch: int, grid: tuple[int, int], *,
@@ -144,11 +130,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     dev = args.device
     quick = args.quick
-    if args.out is None:
-        args.out = str(Path(__file__).parent / "results" / ("train_quick.json" if quick else "train.json"))
-    load_start = os.getloadavg()
     if args.threads:
         torch.set_num_threads(args.threads)
+    machine = {**machine_info(), **machine_extras()}
     steps = 4 if quick else 8
 
     peak32 = models.matmul_peak_flops(torch.float32, dev, n=1024 if quick else 2048)
@@ -232,31 +216,18 @@ def main(argv: list[str] | None = None) -> dict:
               f"{bare_ips:.1f} img/s -> {ratios['engine_deeplabv3plus_tiny_vs_bare_step']:.0%}")
     figures["train_steps"] = runs
     figures["engine"] = engine
-    out = {
-        "name": "train",
-        "machine": machine_info(),
-        "versions": versions(),
-        "quick": quick,
-        "load_average_start_end": [list(load_start), list(os.getloadavg())],
-        "device": dev,
-        "figures": figures,
-        "ratios": ratios,
-        "notes": ("FLOPs = forward + backward convolution/matmul FLOPs from "
-                  "climviz.models.train_flops_per_sample (1 MAC = 2 FLOPs); optimizer update not "
-                  "counted. Step = autocast forward, class-weighted CE, backward, AdamW step. "
-                  "ratio_vs_matmul_fp32 uses the larger of two fp32 matmul measurements taken "
-                  "right before and right after each variant (n=1024); "
-                  "ratio_vs_matmul_fp32_run_peak uses the one at the start of the run (n=2048). "
-                  "Measured on a shared 2-core machine while other processes were running, so "
-                  "absolute numbers are noisy; the ratios are taken within the same run. "
-                  "The paper (Kurth et al. SC18) sustained ~29% of V100 fp16 peak."),
-    }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(out, indent=2, default=float))
-    print(f"wrote {path}")
-    return out
+    notes = ("FLOPs = forward + backward convolution/matmul FLOPs from "
+             "climviz.models.train_flops_per_sample (1 MAC = 2 FLOPs); optimizer update not "
+             "counted. Step = autocast forward, class-weighted CE, backward, AdamW step. "
+             "ratio_vs_matmul_fp32 uses the larger of two fp32 matmul measurements taken "
+             "right before and right after each variant (n=1024); "
+             "ratio_vs_matmul_fp32_run_peak uses the one at the start of the run (n=2048). "
+             "Measured on a shared 2-core machine while other processes were running, so "
+             "absolute numbers are noisy; the ratios are taken within the same run. "
+             "The paper (Kurth et al. SC18) sustained ~29% of V100 fp16 peak.")
+    save_result("train", figures, ratios, notes, quick=quick, out=args.out, machine=machine,
+                packages=("torch",), device=dev)
+    return {"figures": figures, "ratios": ratios}
 
 
 if __name__ == "__main__":
