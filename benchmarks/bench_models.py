@@ -15,7 +15,7 @@ Usage::
     python benchmarks/bench_models.py            # full: paper presets at 128x192
     python benchmarks/bench_models.py --quick    # small grids, fewer variants (~ minutes)
 
-Writes ``benchmarks/results/bench_models.json`` (``bench_models_quick.json`` with
+Writes ``benchmarks/results/models.json`` (``models_quick.json`` with
 ``--quick``; ``--out`` to change) through ``benchmarks/_common.py`` with keys ``machine``,
 ``versions``, ``config``, ``figures``, ``ratios``, ``defaults``, ``notes``.
 """
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile variants")
     parser.add_argument("--presets", nargs="*", default=None, help="e.g. tiramisu:tiny deeplabv3plus:paper")
     parser.add_argument("--out", default=None,
-                        help="JSON path (default results/bench_models.json, bench_models_quick.json with --quick)")
+                        help="JSON path (default results/models.json, models_quick.json with --quick)")
     args = parser.parse_args(argv)
 
     quick = args.quick
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("No CUDA device here: the fp16 GPU path of this script did not run.")
 
     save_result(
-        "bench_models", figures, ratios, " ".join(notes), quick=quick, out=args.out, machine=machine,
+        "models", figures, ratios, " ".join(notes), quick=quick, out=args.out, machine=machine,
         packages=("torch",),
         config={
             "grid_paper_presets": list(grid),

@@ -67,7 +67,7 @@ width). Our Tiramisu ``paper`` follows the published block layout (2-2-2-4-5, gr
 rate 32) with FC-DenseNet's 3x3 kernels; ``kernel_size=5`` gives 13.1 M parameters and
 3.9 TFLOP per training sample, close to the paper's FLOPs but not its parameters, so
 the 3x3 default is kept. Benchmarks compare achieved FLOP/s, which depend little on
-these details; ``benchmarks/results/bench_models.json`` has the measured rates. On the
+these details; ``benchmarks/results/models.json`` has the measured rates. On the
 2-core AMD EPYC build machine (shared with other jobs) a training step reached 0.41
 (DeepLabv3+ paper), 0.50 (deepcam) and 0.16 (Tiramisu paper) of the bf16 matmul rate with
 bf16 autocast and channels_last, which were the fastest settings there (the CPU has native
