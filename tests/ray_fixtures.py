@@ -130,7 +130,7 @@ def ray_two_nodes():
             worker = None
             log_path = os.path.join(temp_dir, "ray_start.log")
             for _ in range(3):
-                started = Path(log_path).read_text(errors="replace").count("Ray runtime started")
+                started = 1            # successful node starts print this line; the head did
                 worker = subprocess.Popen([ray_cli, "start", f"--address=127.0.0.1:{gcs_port}",
                                            *common, *own_ports()], env=env, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True)
