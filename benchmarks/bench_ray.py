@@ -18,9 +18,7 @@ Usage: ``python benchmarks/bench_ray.py [--quick] [--gpu] [--out PATH]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,41 +27,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see climviz/__init__.py)
 
-
-def machine() -> dict:
-    import psutil
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu_model": cpu, "cores": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "load_avg_at_start": os.getloadavg()}
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except Exception:
-        pass
-    return info
-
-
-def versions() -> dict:
-    import numpy
-    import ray
-    import torch
-
-    import climviz
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "ray": ray.__version__, "climviz": climviz.__version__}
+from _common import machine_info, save_result  # noqa: E402
 
 
 def per_step(metrics) -> float:
@@ -79,14 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (CI smoke run)")
     ap.add_argument("--gpu", action="store_true", help="use_gpu=True on the Ray workers")
-    ap.add_argument("--out", default=str(HERE / "results" / "bench_ray.json"))
+    ap.add_argument("--out", default=None, help="JSON path (default results/ray.json, ray_quick.json with --quick)")
     args = ap.parse_args(argv)
+    start_machine = machine_info()
 
     import torch
 
     import climviz as cv
     from climviz.data import synthetic_run
-    from climviz.training.cluster import connect, shutdown
+    from climviz.training.cluster import shutdown
     from climviz.training.config import TrainConfig
     from climviz.training.loop import run_training
 
@@ -145,24 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             figures["images_per_s_ray_ddp"] / figures["images_per_s_single_process"],
         "time_to_first_step_warm_vs_20s_target": figures["time_to_first_step_warm_s"] / 20.0,
     }
-    out = {
-        "name": "bench_ray",
-        "machine": machine(),
-        "versions": versions(),
-        "figures": figures,
-        "ratios": ratios,
-        "notes": ("2 CPU workers (gloo DDP, 1 thread each) vs the same engine in one process "
-                  "with 1 thread and the same per-worker batch; per-step times are medians of "
-                  "the epochs after the first. The machine is shared with other jobs while "
-                  "this runs (see load_avg_at_start), so absolute times are noisy."
-                  + (" --quick sizes." if args.quick else "")),
-    }
-    print(json.dumps(out, indent=2))
-    from climviz.utils.atomic import atomic_path
-
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp:
-        Path(tmp).write_text(json.dumps(out, indent=2))
+    notes = ("2 CPU workers (gloo DDP, 1 thread each) vs the same engine in one process "
+             "with 1 thread and the same per-worker batch; per-step times are medians of "
+             "the epochs after the first. Absolute times depend on the load of the machine "
+             "(machine.load_average_1min at start and end).")
+    save_result("ray", figures, ratios, notes, quick=args.quick, out=args.out, machine=start_machine,
+                packages=("torch", "ray"))
     return 0
 
 

@@ -31,6 +31,11 @@ _LAZY = {
     "run_training": "climviz.training.loop",
     "train": "climviz.training.api",
     "train_on_ray": "climviz.training.ray",
+    "connect": "climviz.training.cluster",
+    "ClusterInfo": "climviz.training.cluster",
+    "submit_training": "climviz.training.jobs",
+    "TrainingJob": "climviz.training.jobs",
+    "make_progress": "climviz.training.progress",
 }
 
 __all__ = sorted(_LAZY)
