@@ -256,11 +256,7 @@ def submit_training(
     from climviz.utils.atomic import atomic_path
 
     cfg = as_config(config)
-    if data is None:
-        data = cfg.data
-    if data is None:
-        raise ConfigError("TrainConfig.data: no training data given (pass data=... or set "
-                          "TrainConfig.data to a path or glob)")
+    data = cfg.training_data(data)
     if resume is True and name is None:
         raise ConfigError("submit_training: resume=True needs the name of the run (name=...)")
     address = _dashboard_address(address)

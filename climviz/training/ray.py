@@ -415,11 +415,7 @@ def train_on_ray(
     from climviz.training.progress import make_progress
 
     cfg = as_config(cfg)
-    if data is None:
-        data = cfg.data
-    if data is None:
-        raise ConfigError("TrainConfig.data: no training data given (pass data=... or set "
-                          "TrainConfig.data to a path or glob)")
+    data = cfg.training_data(data)
     if not isinstance(max_failures, int) or max_failures < -1:
         raise ConfigError(f"train: max_failures must be an integer >= -1, found {max_failures!r}")
     if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
