@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from climviz.utils.atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 #: where the sample run lives in a source checkout
@@ -104,6 +106,11 @@ def _open_any(path: str | Path):
     return xr.open_dataset(p)
 
 
+def _write_csv(frame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable lines for a summary dict."""
     width = max((len(k) for k in summary), default=0)
@@ -161,9 +168,8 @@ def demo(
             data = [str(p) for p in paths]
         else:
             log.warning("data_samples/ not found: generating a synthetic sample run")
-            data = cv.synthetic_run(16, shape=(96, 144), seed=0)
-            data.to_netcdf(out / "synthetic_sample.nc")
-            data = str(out / "synthetic_sample.nc")
+            data = str(cv.write_run(cv.synthetic_run(16, shape=(96, 144), seed=0), out / "synthetic_sample.nc",
+                                    overwrite=True))
     ds = cv.open_run(data)
     steps.update()
 
@@ -187,7 +193,7 @@ def demo(
     if use_ray:
         kwargs["num_workers"] = num_workers
     res = cv.train(cfg, data, **kwargs)
-    res.metrics.to_csv(out / "training_metrics.csv", index=False)
+    _write_csv(res.metrics, out / "training_metrics.csv")
     steps.update()
 
     steps.set_postfix_str("predict")
@@ -214,7 +220,8 @@ def demo(
         **rep.summary,
         "wall time [s]": time.perf_counter() - t0,
     }
-    (out / "summary.json").write_text(json.dumps(rep.summary, indent=2, default=str))
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(rep.summary, indent=2, default=str))
     rep.files["summary"] = out / "summary.json"
     return rep
 
@@ -242,11 +249,11 @@ def report(masks, *, run=None, out: str | Path = "climviz_report") -> DemoReport
         fields = {k: run[k] for k in ("PSL", "TMQ", "PRECT") if k in run}
     labels = events.label(masks["mask"])
     tab = events.table(labels, masks["mask"], fields=fields)
-    tab.to_csv(out / "events.csv", index=False)
+    _write_csv(tab, out / "events.csv")
     files["events"] = out / "events.csv"
     trk = events.track(tab, labels)
     tracks_table = trk.tracks if hasattr(trk, "tracks") else trk
-    tracks_table.to_csv(out / "tracks.csv", index=False)
+    _write_csv(tracks_table, out / "tracks.csv")
     files["tracks"] = out / "tracks.csv"
 
     field0 = run["TMQ"].isel(time=0) if run is not None and "TMQ" in run else None

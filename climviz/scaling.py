@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
+from climviz.errors import ConfigError
+
 __all__ = ["Machine", "Workload", "step_time", "scaling_curve", "calibrate", "PAPER_RESULTS", "SUMMIT", "PIZ_DAINT"]
 
 
@@ -116,7 +118,7 @@ def step_time(w: Workload, m: Machine, n_devices: int) -> dict[str, float]:
         backward pass), ``step_s``, ``samples_per_s``, ``flops_per_s`` (whole system).
     """
     if n_devices < 1:
-        raise ValueError(f"n_devices: expected >= 1, found {n_devices}")
+        raise ConfigError(f"n_devices: expected >= 1, found {n_devices}")
     compute = w.flops_per_sample * w.local_batch / (m.peak_flops * w.achieved_fraction)
     ar = _allreduce_s(w, m, n_devices)
     exposed = max(0.0, ar - w.overlap * (2.0 / 3.0) * compute)
@@ -162,7 +164,7 @@ def calibrate(
 
     lo, hi = np.log(1e3), np.log(1e15)
     if gap(hi) < 0:
-        raise ValueError(f"efficiency {efficiency} not reachable on {m.name}: latency alone costs more")
+        raise ConfigError(f"efficiency {efficiency} not reachable on {m.name}: latency alone costs more")
     if gap(lo) > 0:
         return w, replace(m, inter_bw=1e3)
     return w, replace(m, inter_bw=float(np.exp(brentq(gap, lo, hi, xtol=1e-9))))

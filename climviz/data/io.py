@@ -62,7 +62,7 @@ import xarray as xr
 
 from climviz.data.schema import CHANNEL_ATTRS, CHANNELS, FLAG_VALUES, LABEL_VAR, label_attrs
 from climviz.data.synthetic import grid_coords
-from climviz.errors import DataError
+from climviz.errors import DataError, OutputExistsError
 from climviz.utils.atomic import atomic_path
 
 __all__ = ["open_run", "validate_run", "write_run", "read_step", "find_files", "DEEPCAM_DATA", "DEEPCAM_LABELS"]
@@ -1117,7 +1117,8 @@ def write_run(
         ``time``). With ``format="deepcam"`` and a path without a suffix, a directory of
         one DeepCAM file per step (``data-YYYY-MM-DD-HH-1.h5``) is written.
     overwrite
-        Replace an existing file/store; otherwise raise ``FileExistsError``.
+        Replace an existing file/store; otherwise raise :class:`~climviz.errors.OutputExistsError`
+        (a ``FileExistsError``).
     format
         ``"netcdf"``, ``"zarr"`` or ``"deepcam"``; default from the suffix.
     complevel
@@ -1131,7 +1132,7 @@ def write_run(
     path = Path(path)
     fmt = _format_of(path, format)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{path} exists; pass overwrite=True to replace it")
     if fmt == "deepcam":
         if path.suffix.lower() not in _H5_SUFFIXES:
             path.mkdir(parents=True, exist_ok=True)

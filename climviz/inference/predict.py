@@ -115,6 +115,8 @@ def predict(
 
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size: expected a positive integer, found {batch_size!r}")
+    if tile_overlap < 0:
+        raise ConfigError(f"tile_overlap: expected a number of cells >= 0, found {tile_overlap!r}")
     if tile is not None and (len(tile) != 2 or min(tile) < 32 or min(tile) <= 2 * tile_overlap):
         raise ConfigError(f"tile: expected (lat, lon) cells, each >= 32 and > 2 * tile_overlap "
                           f"({2 * tile_overlap}), found {tile!r}")

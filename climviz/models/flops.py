@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+from climviz.errors import ConfigError
+
 __all__ = ["count_flops", "train_flops_per_sample", "matmul_peak_flops"]
 
 
@@ -49,7 +51,7 @@ def _meta_copy(model: nn.Module) -> nn.Module:
 def _check_shape(input_shape: Sequence[int], ndim: int, what: str) -> tuple[int, ...]:
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != ndim or min(shape) < 1:
-        raise ValueError(f"{what} must be {ndim} positive integers, got {tuple(input_shape)!r}")
+        raise ConfigError(f"{what} must be {ndim} positive integers, got {tuple(input_shape)!r}")
     return shape
 
 
@@ -105,7 +107,7 @@ def train_flops_per_sample(model: nn.Module, sample_shape: Sequence[int], *, met
     if method == "3x":
         return 3.0 * count_flops(model, (1, c, h, w))
     if method != "count":
-        raise ValueError(f"method must be 'count' or '3x', got {method!r}")
+        raise ConfigError(f"method must be 'count' or '3x', got {method!r}")
     meta = _meta_copy(model).train()
     for p in meta.parameters():
         p.requires_grad_(True)

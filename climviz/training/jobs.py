@@ -223,6 +223,7 @@ def submit_training(
     runtime_env: Mapping[str, Any] | None = None,
     python: str | None = None,
     submission_id: str | None = None,
+    agent_wait_s: float = 60.0,
 ) -> TrainingJob:
     """Submit ``climviz.train(config, data, ...)`` as a Ray Job; return its handle.
 
@@ -247,6 +248,8 @@ def submit_training(
         this machine, ``python`` otherwise).
     submission_id : str, optional
         Job id to use (default: Ray chooses one).
+    agent_wait_s : float
+        How long to retry while a just-started cluster has no job agent yet (seconds).
 
     Returns
     -------
@@ -301,15 +304,23 @@ def submit_training(
     env_vars = dict(env.get("env_vars") or {})
     env_vars.setdefault("PYTHONUNBUFFERED", "1")
     env["env_vars"] = env_vars
-    try:
-        job_id = client.submit_job(
-            entrypoint=entrypoint,
-            runtime_env=env,
-            submission_id=submission_id,
-            metadata={"climviz_run": run_dir.name, "climviz_run_path": str(run_dir)},
-        )
-    except Exception as exc:
-        raise ClusterError(f"Submitting the training job to {address} failed: "
-                           f"{type(exc).__name__}: {exc}") from exc
+    # A freshly started head node answers "No available agent to submit job" until its dashboard
+    # agent has registered (seconds); that one answer is retried for a bounded time.
+    deadline = time.monotonic() + agent_wait_s
+    while True:
+        try:
+            job_id = client.submit_job(
+                entrypoint=entrypoint,
+                runtime_env=env,
+                submission_id=submission_id,
+                metadata={"climviz_run": run_dir.name, "climviz_run_path": str(run_dir)},
+            )
+            break
+        except Exception as exc:
+            if "No available agent" in str(exc) and time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            raise ClusterError(f"Submitting the training job to {address} failed: "
+                               f"{type(exc).__name__}: {exc}") from exc
     return TrainingJob(job_id=str(job_id), address=address, name=run_dir.name,
                        run_path=run_dir, _client_obj=client)

@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+from climviz.errors import OutputExistsError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
@@ -25,11 +27,12 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     path
         Final destination.
     overwrite
-        If False and ``path`` exists, raise ``FileExistsError`` before writing.
+        If False and ``path`` exists, raise :class:`~climviz.errors.OutputExistsError` (a
+        ``FileExistsError``) before writing.
     """
     final = Path(path)
     if final.exists() and not overwrite:
-        raise FileExistsError(f"{final} exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{final} exists; pass overwrite=True to replace it")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
