@@ -74,14 +74,16 @@ def _run_demo(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         data=args.data,
     )
-    print(format_summary(rep.summary))
-    print(f"report written to {rep.out}/ ({len(rep.files)} files)")
+    _print_report(rep)
     return 0
 
 
-def _run_report(args: argparse.Namespace) -> int:
-    import xarray as xr
+def _print_report(rep: "DemoReport") -> None:
+    print(format_summary(rep.summary))
+    print(f"report written to {rep.out}/ ({len(rep.files)} files)")
 
+
+def _run_report(args: argparse.Namespace) -> int:
     from climviz.data.masks import validate_mask_dataset
 
     masks = validate_mask_dataset(_open_any(args.masks), args.masks)
@@ -90,20 +92,26 @@ def _run_report(args: argparse.Namespace) -> int:
         from climviz.data.io import open_run
 
         run = open_run(args.run)
-    rep = report(masks, run=run, out=args.out)
-    print(format_summary(rep.summary))
-    print(f"report written to {rep.out}/ ({len(rep.files)} files)")
-    del xr
+    _print_report(report(masks, run=run, out=args.out))
     return 0
 
 
 def _open_any(path: str | Path):
+    """Open a mask dataset (netCDF or Zarr); DataError naming the file if it cannot be read."""
     import xarray as xr
 
+    from climviz.errors import DataError
+
     p = Path(path)
-    if p.suffix == ".zarr" or (p.is_dir() and (p / "zarr.json").exists()):
-        return xr.open_zarr(p)
-    return xr.open_dataset(p)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or Zarr store (expected a mask dataset from `climviz predict`)")
+    try:
+        if p.suffix == ".zarr" or (p.is_dir() and (p / "zarr.json").exists()):
+            return xr.open_zarr(p)
+        return xr.open_dataset(p)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{p}: expected a netCDF file or Zarr store with a 'mask' variable, "
+                        f"but it could not be read: {exc}") from exc
 
 
 def _write_csv(frame, path: Path) -> None:

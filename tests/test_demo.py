@@ -79,3 +79,12 @@ def test_report_names_a_file_that_is_not_a_mask_dataset(tmp_path):
     proc = _climviz("report", str(bad), cwd=tmp_path)
     assert proc.returncode == 1
     assert "fields.nc" in proc.stderr and "'mask'" in proc.stderr
+
+
+def test_report_names_a_missing_or_unreadable_file(tmp_path):
+    proc = _climviz("report", str(tmp_path / "nowhere.nc"), cwd=tmp_path)
+    assert proc.returncode == 1 and "nowhere.nc" in proc.stderr and "no such file" in proc.stderr
+    junk = tmp_path / "junk.nc"
+    junk.write_bytes(b"not a netCDF file at all")
+    proc = _climviz("report", str(junk), cwd=tmp_path)
+    assert proc.returncode == 1 and "junk.nc" in proc.stderr and "could not be read" in proc.stderr
