@@ -1,9 +1,12 @@
 """Ray for the tests (a pytest plugin, loaded by tests/conftest.py).
 
 ``ray_local``
-    One local Ray shared by the whole session (starting Ray costs tens of seconds on a
+    One local Ray shared by all tests of a module (starting Ray costs tens of seconds on a
     busy machine): 2 CPUs, a 150 MB object store, no dashboard, worker logs not
     forwarded to the test output. Started with :func:`climviz.training.cluster.connect`.
+    Module scope, not session scope: even without a dashboard a Ray node's agent holds
+    the fixed port 52365, so while it lives a second local Ray on the machine (a notebook
+    kernel, ``climviz demo``) gets no job agent and cannot take Ray Jobs.
 ``ray_two_nodes``
     A real two-node cluster started with the ``ray start`` CLI in its own temp dir: a
     head node (dashboard and Job API on 127.0.0.1, a Ray Client server) and a second
@@ -30,7 +33,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local():
     """A local Ray started with :func:`climviz.training.cluster.connect` (ClusterInfo)."""
     pytest.importorskip("ray")
