@@ -24,7 +24,8 @@ DLAT, DLON = 180.0 / NLAT, 360.0 / NLON
 TC_ROWS, TC_COLS = slice(14, 16), slice(10, 13)  # 2 x 3 cells, + t columns at step t
 AR_ROWS, AR_COLS = slice(17, 19), [46, 47, 0, 1]  # 2 x 4 cells across the seam
 
-CHROMIUM = "/usr/bin/chromium"
+#: Debian's Chromium (the README's test command installs it); CLIMVIZ_CHROMIUM overrides
+CHROMIUM = os.environ.get("CLIMVIZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
