@@ -32,6 +32,9 @@ from climviz.errors import (
     OutputError,
     OutputExistsError,
 )
+from climviz.accessor import register as _register_accessor
+
+_register_accessor()  # ``ds.climviz`` / ``da.climviz`` on every xarray object
 
 # public name -> module that defines it
 _LAZY = {
