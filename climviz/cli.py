@@ -4,6 +4,13 @@
 subcommand lives beside the code it drives (``climviz/<subpackage>/cli.py``,
 with a ``register(subparsers)`` function); this module only wires them up, and
 imports nothing heavy until a command runs.
+
+Errors: a :class:`~climviz.errors.ClimvizError` (a user's mistake or an
+environment problem: bad file, unwritable output, unreachable cluster, ...) is
+printed as one line ``climviz <command>: error: <message>`` on stderr with exit
+code 1 and no traceback; ``--debug`` (before or after the command name) shows
+its traceback too. Any other exception is a bug in climviz and propagates with
+its full traceback. Ctrl-C ends with exit code 130 and one line.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from typing import Sequence
 
 from climviz._version import __version__
@@ -27,6 +35,8 @@ _COMMAND_MODULES = (
     "climviz.data.cli",  # fetch
 )
 
+_DEBUG_HELP = "on an error, show the full traceback (for bug reports)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available subcommand registered."""
@@ -37,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"climviz {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -46,11 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    # `--debug` is also accepted after the command name (climviz predict ... --debug)
+    for command_parser in sub.choices.values():
+        if not any("--debug" in a.option_strings for a in command_parser._actions):
+            command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                        help=_DEBUG_HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 climviz error, 2 usage)."""
+    """Run the command line; returns the exit code (0 ok, 1 climviz error, 2 usage, 130 Ctrl-C).
+
+    A :class:`~climviz.errors.ClimvizError` is printed as one line
+    ``climviz <command>: error: ...`` (plus its traceback with ``--debug``); any
+    other exception is a bug and propagates with its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -63,8 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ClimvizError as exc:
-        print(f"climviz {args.command}: error: {exc}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        message = " ".join(str(exc).split("\n")) if str(exc) else type(exc).__name__
+        print(f"climviz {args.command}: error: {message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if args.debug:
+            traceback.print_exc()
+        print(f"climviz {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

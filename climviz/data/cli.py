@@ -25,7 +25,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cache-dir", default=None, help="cache directory (default: $CLIMVIZ_DATA_DIR or ~/.cache/climviz)")
     p.add_argument("--allow-unverified", action="store_true",
                    help="accept files without a known hash (their sha256 is printed so you can pin it)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (60)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait for the server at each step; after that long the download "
+                   "must average at least --min-rate (60)")
+    p.add_argument("--min-rate", type=float, default=10_000.0,
+                   help="slowest accepted average rate in bytes/s once --timeout has passed (10000; 0: off)")
+    p.add_argument("--max-time", type=float, default=None,
+                   help="seconds the whole download of one file may take (default: no overall limit)")
     p.add_argument("--retries", type=int, default=0, help="extra attempts after a failure (0)")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=run)
@@ -49,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
             progress=args.progress,
             timeout=args.timeout,
             retries=args.retries,
+            min_rate=args.min_rate,
+            max_time=args.max_time,
         )
         print(f"{path}  sha256:{file_sha256(path)}")
     return 0

@@ -7,6 +7,7 @@ import http.server
 import subprocess
 import sys
 import threading
+import time
 from functools import partial
 
 import numpy as np
@@ -35,6 +36,20 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
+            self.close_connection = True
+            return
+        if self.path.startswith("/slow/"):  # announces 1 MB, then trickles a byte a second
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(1_000_000))
+            self.end_headers()
+            try:
+                for _ in range(1_000_000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(1.0)
+            except OSError:  # the client gave up
+                pass
             self.close_connection = True
             return
         super().do_GET()
@@ -139,3 +154,89 @@ def test_cli_fetch(server, tmp_path):
     )
     assert bad.returncode == 1 and "sha256 mismatch" in bad.stderr
     assert not (tmp_path / "other" / NAME).exists()
+
+
+# ----------------------------------------------------------------------------- hostile names (issue 18.1)
+@pytest.mark.parametrize("bad", ["../victim.txt", "../../x.nc", "train/../../victim.txt", "ABSOLUTE",
+                                 "./train/x.nc", "train//x.nc", "~/x.nc", "train\\..\\..\\x.nc"])
+def test_names_outside_the_cache_are_refused_before_any_byte(server, tmp_path, bad):
+    url, root = server
+    cache = tmp_path / "outer" / "inner" / "cache"
+    cache.mkdir(parents=True)
+    victim = tmp_path / "outer" / "victim.txt"
+    victim.write_text("precious")
+    name = str(tmp_path / "outer" / "victim.txt") if bad == "ABSOLUTE" else bad
+    before = len(Handler.hits)
+    with pytest.raises(FetchError, match=r"file name .* (absolute|component|backslash)") as err:
+        fetch_file(name, base_url=url, cache_dir=cache, allow_unverified=True)
+    assert repr(name) in str(err.value)
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in (tmp_path / "outer").rglob("*")) == ["cache", "inner", "victim.txt"]
+    assert len(Handler.hits) == before        # nothing was even requested
+
+
+def test_a_symlink_in_the_cache_cannot_lead_outside(server, tmp_path):
+    url, root = server
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (cache / "train").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(FetchError, match=rf"{NAME!r} resolves to .*elsewhere.* outside the cache"):
+        fetch_file(NAME, base_url=url, cache_dir=cache, allow_unverified=True)
+    assert list(outside.iterdir()) == []
+
+
+def test_registry_with_an_escaping_name_is_refused(server, tmp_path):
+    url, root = server
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    reg = tmp_path / "registry.txt"
+    reg.write_text(f"{NAME} {sha(root / NAME)}\n../victim.txt {'a' * 64}\n")
+    with pytest.raises(FetchError, match=r"registry\.txt:2: file name '\.\./victim\.txt'"):
+        load_registry(reg)
+    proc = subprocess.run(
+        [sys.executable, "-m", "climviz", "fetch", "../victim.txt", "--base-url", url,
+         "--allow-unverified", "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("climviz fetch: error: file name '../victim.txt'")
+    assert victim.read_text() == "precious" and not (tmp_path / "cache").exists()
+
+
+# ----------------------------------------------------------------------------- slow servers (issue 18.2)
+def test_a_trickling_server_is_cut_off_quickly(server, tmp_path):
+    """1 MB announced, a byte a second: per-read timeouts never fire, the rate check does."""
+    url, _ = server
+    cache = tmp_path / "cache"
+    t0 = time.monotonic()
+    with pytest.raises(FetchError, match=r"slow/x\.nc: download too slow: \d+ of 1000000 bytes"):
+        fetch_file("x.nc", base_url=url + "slow/", cache_dir=cache, allow_unverified=True, timeout=2)
+    assert time.monotonic() - t0 < 8
+    assert cached_files(cache) == []           # the partial temporary is gone too
+
+
+def test_overall_time_limit(server, tmp_path):
+    url, _ = server
+    cache = tmp_path / "cache"
+    t0 = time.monotonic()
+    with pytest.raises(FetchError, match=r"slow/x\.nc: download took longer than the overall limit of 2 s"):
+        fetch_file("x.nc", base_url=url + "slow/", cache_dir=cache, allow_unverified=True, timeout=30,
+                   min_rate=0, max_time=2)
+    assert time.monotonic() - t0 < 8
+    assert cached_files(cache) == []
+
+
+def test_cli_timeout_bounds_a_trickling_server(server, tmp_path):
+    url, _ = server
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "climviz", "fetch", "x.nc", "--base-url", url + "slow/", "--timeout", "3",
+         "--allow-unverified", "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1 and time.monotonic() - t0 < 60
+    assert "climviz fetch: error:" in proc.stderr and "download too slow" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert cached_files(tmp_path / "cache") == []
