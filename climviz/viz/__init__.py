@@ -29,6 +29,13 @@ _LAZY = {
     "coastline_feature": "climviz.viz.coastlines",
     "land_feature": "climviz.viz.coastlines",
     "is_land": "climviz.viz.coastlines",
+    "CLASS_COLORS": "climviz.viz.style",
+    "CLASS_SHORT": "climviz.viz.style",
+    "CLASS_LONG": "climviz.viz.style",
+    "display_field": "climviz.viz.style",
+    "lon_label": "climviz.viz.style",
+    "lat_label": "climviz.viz.style",
+    "format_number": "climviz.viz.style",
 }
 
 __all__ = sorted(_LAZY)

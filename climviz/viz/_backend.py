@@ -19,8 +19,10 @@ def ensure_bokeh() -> None:
 
     In a script or a test, importing the plotting modules is enough to build,
     render and save plots. In a Jupyter kernel, the first call also runs
-    ``pn.extension()`` and ``hv.extension("bokeh")`` once, which load BokehJS and
-    Panel into the page so maps and the explorer display inline.
+    ``pn.extension("tabulator", inline=True)`` and ``hv.extension("bokeh")`` once:
+    they load BokehJS, Panel and the Tabulator table of the explorer into the page,
+    with the JavaScript inlined in the notebook output (not fetched from a CDN), so
+    a notebook saved or exported to HTML still draws its maps offline.
     """
     global _NOTEBOOK_READY
     import holoviews as hv
@@ -34,6 +36,7 @@ def ensure_bokeh() -> None:
     if not _NOTEBOOK_READY and _in_notebook_kernel():
         import panel as pn
 
-        pn.extension()
-        hv.extension("bokeh", logo=False)
+        # "tabulator": the explorer's event table (pn.widgets.Tabulator) needs its JS loaded up front.
+        pn.extension("tabulator", inline=True)
+        hv.extension("bokeh", logo=False, inline=True)
         _NOTEBOOK_READY = True

@@ -19,12 +19,8 @@ LAT_NAMES = ("lat", "latitude", "y")
 LON_NAMES = ("lon", "longitude", "x")
 MASK_NAMES = ("mask", LABEL_VAR)
 
-#: Short class names used in legends.
-CLASS_SHORT = {TC: "TC", AR: "AR"}
-#: Long class names used in hover text and titles.
-CLASS_LONG = {TC: "tropical cyclone", AR: "atmospheric river"}
-#: Class colours (colour-blind friendly against a blue field colour map).
-CLASS_COLORS = {TC: "#d01c8b", AR: "#ff7f00"}
+# The class names and the one class palette live in climviz.viz.style (re-exported here for old imports).
+from climviz.viz.style import CLASS_COLORS, CLASS_LONG, CLASS_SHORT  # noqa: E402,F401
 
 
 def _find_dim(da: xr.DataArray, names: Sequence[str], what: str, label: str) -> str:

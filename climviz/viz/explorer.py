@@ -23,6 +23,7 @@ from climviz.data.schema import AR, TC
 from climviz.errors import DataError
 from climviz.viz import _grid
 from climviz.viz.maps import DEFAULT_MAX_SHAPE, _time_label
+from climviz.viz.style import CLASS_SHORT, STYLES, lat_label, lon_label
 
 __all__ = ["explore", "Explorer"]
 
@@ -54,7 +55,7 @@ class Explorer:
 
     def __init__(self, run: xr.Dataset | xr.DataArray, masks: Any = None, events: pd.DataFrame | None = None,
                  *, variables: Sequence[str] | None = None, max_shape: tuple[int, int] | None = DEFAULT_MAX_SHAPE,
-                 coastline_resolution: str = "c", frame_width: int = 720, cmap: str = "Blues"):
+                 coastline_resolution: str = "c", frame_width: int = 720, cmap: str | None = None):
         import panel as pn
 
         from climviz.viz._backend import ensure_bokeh
@@ -157,11 +158,13 @@ class Explorer:
         ev = self.current_events()
         if self.events is not None:
             x = (ev["centroid_lon"].to_numpy(float) + 180.0) % 360.0 - 180.0
+            # Hollow white rings: the mask under an event stays visible. Tap only, no hover of their
+            # own: the map's hover already reads lon/lat/value/class there (no two stacked tooltips).
             pts = hv.Points(pd.DataFrame({"x": x, "y": ev["centroid_lat"].to_numpy(float),
                                           "row": ev.index.to_numpy(), "class": ev["class"].to_numpy()}),
                             kdims=["x", "y"], vdims=["row", "class"], group="Events").opts(
-                color="black", size=9, marker="x", line_width=2, tools=["tap", "hover"],
-                nonselection_alpha=0.5, selection_color="red")
+                marker="circle", size=14, fill_alpha=0.0, line_color="white", line_width=2.5, tools=["tap"],
+                nonselection_alpha=0.8, selection_line_color="black", selection_fill_alpha=0.0)
             self._selection = hv.streams.Selection1D(source=pts)
             self._selection.add_subscriber(self._on_map_select)
             self._points = pts
@@ -175,9 +178,9 @@ class Explorer:
     def _clim(self, variable: str) -> tuple[float, float] | None:
         """Colour limits of a variable over the run (up to 24 steps sampled), the same at every step."""
         if variable not in self._clims:
-            from climviz.viz.maps import _robust_clim
+            from climviz.viz.maps import field_clim
 
-            self._clims[variable] = _robust_clim(self.run[variable])
+            self._clims[variable] = field_clim(self.run[variable])  # display units (hPa, mm/day...)
         return self._clims[variable]
 
     def _track_path(self, row: pd.Series):
@@ -192,14 +195,15 @@ class Explorer:
             tr = pd.DataFrame([row])
         pieces = split_at_seam(tr["centroid_lon"].to_numpy(float), tr["centroid_lat"].to_numpy(float))
         return hv.Path([{"x": p[:, 0], "y": p[:, 1]} for p in pieces], kdims=["x", "y"],
-                       group="SelectedTrack").opts(color="red", line_width=3)
+                       group="SelectedTrack").opts(color="black", line_width=3, line_dash="solid")
 
     # ------------------------------------------------------------------ callbacks
     def _refresh(self, *_: Any) -> None:
         ev = self.current_events()
         if self.selected is not None and self.selected.name not in ev.index:
             self.selected = None
-        self.table.value = ev.reset_index().rename(columns={"index": "row"}) if len(ev) else pd.DataFrame()
+        self.table.value = display_table(ev.reset_index().rename(columns={"index": "row"})) if len(ev) \
+            else pd.DataFrame()
         self._show_detail()
         self.map_pane.object = self._plot()
 
@@ -231,7 +235,7 @@ class Explorer:
         if self.selected is None:
             self.detail.object = pd.DataFrame()
             return
-        d = self.selected.to_frame(name="selected event")
+        d = display_table(self.selected.to_frame().T).iloc[0].to_frame(name="selected event")
         if "track_id" in self.events.columns and pd.notna(self.selected.get("track_id")):
             tr = self.events[self.events["track_id"] == self.selected["track_id"]]
             d.loc["track: steps"] = len(tr)
@@ -257,6 +261,38 @@ class Explorer:
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         return self.layout._repr_mimebundle_(include, exclude)
+
+
+def display_table(df: pd.DataFrame) -> pd.DataFrame:
+    """An event table as readers see it: class names, °N/°E-W positions, hPa, mm/day, rounded numbers.
+
+    A display copy for the explorer's table; the event table itself is not changed.
+    Columns ``<VAR>_min/_max/_mean`` of a known variable (:mod:`climviz.viz.style`)
+    are converted to its display units and renamed ``<VAR>_mean (hPa)``.
+    """
+    out = df.copy()
+    if "time" in out.columns and np.issubdtype(np.asarray(out["time"]).dtype, np.datetime64):
+        out["time"] = pd.to_datetime(out["time"]).dt.strftime("%Y-%m-%d %H:%M")
+    if "class" in out.columns:
+        out["class"] = [CLASS_SHORT.get(int(c), str(c)) if pd.notna(c) else "" for c in out["class"]]
+    if "centroid_lat" in out.columns and "centroid_lon" in out.columns:
+        out.insert(list(out.columns).index("centroid_lat"), "centroid",
+                   [f"{lat_label(a)} {lon_label(o)}" for a, o in zip(out["centroid_lat"], out["centroid_lon"])])
+        out = out.drop(columns=["centroid_lat", "centroid_lon"])
+    for c in list(out.columns):
+        if not pd.api.types.is_float_dtype(out[c]):
+            continue
+        var, _, stat = str(c).rpartition("_")
+        style = STYLES.get(var.upper()) if stat in ("min", "max", "mean", "sum", "std") else None
+        if style is not None:
+            v = out[c] * style.scale + style.offset if style.from_units else out[c]
+            out[c] = v.round(1)
+            out = out.rename(columns={c: f"{c} ({style.units})"})
+        elif c in ("area_km2", "max_area_km2", "path_length_km"):
+            out[c] = out[c].round(0)
+        else:
+            out[c] = out[c].round(2)
+    return out
 
 
 def explore(run: xr.Dataset | xr.DataArray, masks: Any = None, events: pd.DataFrame | None = None,

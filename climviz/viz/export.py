@@ -121,7 +121,7 @@ def static_map(
     time: Any = 0,
     variable: str | None = None,
     projection: Any = None,
-    cmap: str = "Blues",
+    cmap: str | None = None,
     clim: tuple[float, float] | None = None,
     classes: Sequence[int] = (TC, AR),
     coastline_resolution: str = "l",
@@ -144,7 +144,9 @@ def static_map(
     projection
         Cartopy projection or name (default ``PlateCarree()``).
     cmap, clim
-        Colour map and limits of the field.
+        Colour map and limits of the field in display units (default: the
+        variable's colour map and range from :mod:`climviz.viz.style`; PSL is
+        drawn in hPa, PRECT in mm/day).
     classes
         Classes whose regions are drawn (1 TC, 2 AR): translucent fill + outline.
     coastline_resolution
@@ -171,11 +173,13 @@ def static_map(
     from climviz.viz.coastlines import coastline_feature, land_feature
     from climviz.viz.overlays import mask_polygons, resolve_projection
 
+    from climviz.viz.style import MASK_ALPHA, display_field
+
     raw = _grid.pick_field(field, variable)
-    name = str(raw.name) if raw.name is not None else "value"
-    units = raw.attrs.get("units", "")
-    label = f"{name} ({units})" if units else name
-    da = _grid.standardize(raw, label=f"variable {name!r}")
+    shown, name, label, style = display_field(raw)
+    if cmap is None:
+        cmap = style.cmap
+    da = _grid.standardize(shown, label=f"variable {name!r}")
     m = _grid.pick_mask(mask, field if isinstance(field, xr.Dataset) else None)
     if m is not None:
         m = _grid.standardize(m, label="mask")
@@ -191,7 +195,10 @@ def static_map(
     crs, _, _ = resolve_projection(projection)
     prep = _grid.prepare(da, m, center=0.0, max_shape=None)
     if clim is None:
-        clim = _grid.robust_limits(prep.values) or (0.0, 1.0)
+        from climviz.viz.maps import _robust_clim
+
+        clim = _robust_clim(xr.DataArray(prep.values), diverging=style.kind == "diverging",
+                            center=style.center) or (0.0, 1.0)
 
     if ax is None:
         fig = plt.figure(figsize=figsize, layout="constrained")
@@ -212,9 +219,11 @@ def static_map(
         for cls in classes:
             polys = mask_polygons(prep.lon, prep.lat, prep.classes, cls, clip_x=clip)
             if polys:
-                ax.add_geometries(polys, crs=data_crs, facecolor=CLASS_COLORS[cls], alpha=0.45,
-                                  edgecolor=CLASS_COLORS[cls], linewidth=1.0)
-            handles.append(Patch(facecolor=CLASS_COLORS[cls], edgecolor=CLASS_COLORS[cls], alpha=0.6,
+                ax.add_geometries(polys, crs=data_crs, facecolor=CLASS_COLORS[cls], alpha=MASK_ALPHA,
+                                  edgecolor="none")
+                ax.add_geometries(polys, crs=data_crs, facecolor="none", edgecolor=CLASS_COLORS[cls],
+                                  linewidth=1.5)
+            handles.append(Patch(facecolor=CLASS_COLORS[cls], edgecolor=CLASS_COLORS[cls], alpha=MASK_ALPHA,
                                  label=CLASS_SHORT[cls]))
     ax.add_feature(coastline_feature(coastline_resolution))
     if prep.periodic:

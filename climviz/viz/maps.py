@@ -23,12 +23,15 @@ from climviz.data.schema import AR, TC
 from climviz.errors import DataError
 from climviz.viz import _grid
 from climviz.viz.overlays import (
+    class_hover_formatter,
     class_overlay,
     lat_tick_formatter,
+    lat_hover_formatter,
     lon_hover_formatter,
     lon_tick_formatter,
     resolve_projection,
 )
+from climviz.viz.style import MASK_ALPHA, display_field
 
 __all__ = ["map", "field_image", "DEFAULT_MAX_SHAPE"]
 
@@ -39,9 +42,9 @@ DEFAULT_MAX_FRAMES = 60
 
 
 def _label_of(da: xr.DataArray) -> tuple[str, str]:
-    name = str(da.name) if da.name is not None else "value"
-    units = da.attrs.get("units", "")
-    return name, (f"{name} ({units})" if units else name)
+    """(name, label) of a field: label from ``long_name`` (else the name) and units."""
+    _, name, label, _ = display_field(da)
+    return name, label
 
 
 def _time_label(t: Any) -> str:
@@ -53,8 +56,12 @@ def _time_label(t: Any) -> str:
 
 def field_image(prep: _grid.Prepared, *, name: str, label: str, crs: Any, cmap: str,
                 clim: tuple[float, float] | None, fast: bool, center: float, with_class: bool,
-                nx: int | None = None):
+                nx: int | None = None, fmt: str = "0.00"):
     """One GeoViews image of a prepared grid, with hover showing lon, lat, value (and class).
+
+    Hover text reads as the axes do: longitude in °E/°W (the data stay in their
+    own convention), latitude in °N/°S, the value with the ``fmt`` number format
+    (Bokeh/numbro, e.g. ``"0.0"``) and the class by name (TC, AR, none).
 
     With ``fast`` (PlateCarree) the grid is used as is, in ``crs``; otherwise it is
     resampled (nearest neighbour) onto a regular grid of the projection ``crs`` and
@@ -69,44 +76,67 @@ def field_image(prep: _grid.Prepared, *, name: str, label: str, crs: Any, cmap: 
         x, y = prep.lon, prep.lat
         arrays: list[np.ndarray] = [prep.values]
         classes = prep.classes
-        tips += [("lon", "$x{custom}"), ("lat", "$y{0.00}°N")]
+        tips += [("lon", "$x{custom}"), ("lat", "$y{custom}")]
     else:
         x, y, out = _grid.regrid_to_projection(prep, crs, nx=nx)
         arrays = [out["values"]]
         classes = out.get("classes")
-    tips.append((label, "@image{0.000}"))
+    tips.append((label, f"@image{{{fmt}}}"))
+    formatters: dict[str, Any] = {}
     if with_class:
         cls = classes.astype(np.float64) if classes is not None else np.zeros_like(arrays[0])
-        vdims.append(hv.Dimension("class", label="class (1 TC, 2 AR)"))
+        vdims.append(hv.Dimension("class", label="class"))
         arrays.append(cls)
-        tips.append(("class", "@{class}{0}"))
+        tips.append(("class", "@{class}{custom}"))
+        formatters["@{class}"] = class_hover_formatter()
     if not fast:
         vdims += [hv.Dimension("lon_deg", label="longitude"), hv.Dimension("lat_deg", label="latitude")]
         arrays += [out["lon"], out["lat"]]
-        tips = [("lon", "@{lon_deg}{0.00}°E"), ("lat", "@{lat_deg}{0.00}°N")] + tips
+        tips = [("lon", "@{lon_deg}{custom}"), ("lat", "@{lat_deg}{custom}")] + tips
+        formatters["@{lon_deg}"] = lon_hover_formatter(0.0)
+        formatters["@{lat_deg}"] = lat_hover_formatter()
+    else:
+        formatters["$x"] = lon_hover_formatter(center)
+        formatters["$y"] = lat_hover_formatter()
     # A plain HoloViews image is placed in map coordinates as is: GeoViews would otherwise warp
     # it again (and clip the cyclic column) although it is already in the map's projection.
     img = hv.Image((x, y, *arrays), kdims=["x", "y"] if not fast else ["lon", "lat"], vdims=vdims)
-    formatters = {"$x": lon_hover_formatter(center)} if fast else {}
     hover = HoverTool(tooltips=tips, formatters=formatters)
-    opts: dict[str, Any] = dict(cmap=cmap, colorbar=True, tools=[hover], clabel=label)
+    # The colour bar lies under the map: its title (long_name and units) then has the map's
+    # whole width and is never cut off at the figure's right edge.
+    opts: dict[str, Any] = dict(cmap=cmap, colorbar=True, tools=[hover], clabel=label,
+                                colorbar_position="bottom")
     if clim is not None:
         opts["clim"] = clim
     return img.opts(**opts)
 
 
-def _robust_clim(field: xr.DataArray, max_steps: int = 24) -> tuple[float, float] | None:
+def _robust_clim(field: xr.DataArray, max_steps: int = 24, *, diverging: bool = False,
+                 center: float = 0.0) -> tuple[float, float] | None:
     """Colour limits of a (possibly long, large, dask-backed) field: see :func:`_grid.robust_limits`.
 
     At most ``max_steps`` evenly spaced time steps are read, and every 4th cell of
     grids above 50 M values, so a year-long run is not loaded to pick colours.
+    With ``diverging`` the limits are made symmetric about ``center`` (e.g. 0 m/s
+    for winds, 1013.25 hPa for sea-level pressure), so the neutral colour means
+    the neutral value.
     """
     sub = field
     if "time" in sub.dims and sub.sizes["time"] > max_steps:
         sub = sub.isel(time=np.unique(np.linspace(0, sub.sizes["time"] - 1, max_steps).round().astype(int)))
     if sub.size > 50_000_000:
         sub = sub[..., ::4, ::4]
-    return _grid.robust_limits(np.asarray(sub.values, dtype=float))
+    lim = _grid.robust_limits(np.asarray(sub.values, dtype=float))
+    if lim is None or not diverging:
+        return lim
+    half = max(center - lim[0], lim[1] - center)
+    return (center - half, center + half) if half > 0 else lim
+
+
+def field_clim(field: xr.DataArray) -> tuple[float, float] | None:
+    """Colour limits of a field in display units, using the variable's style (see :mod:`climviz.viz.style`)."""
+    shown, _, _, style = display_field(field)
+    return _robust_clim(shown, diverging=style.kind == "diverging", center=style.center)
 
 
 def map(  # noqa: A001 - the public name is part of the climviz contract
@@ -116,11 +146,11 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
     time: Any = None,
     variable: str | None = None,
     projection: Any = None,
-    cmap: str = "Blues",
+    cmap: str | None = None,
     clim: tuple[float, float] | None = None,
     classes: Sequence[int] = (TC, AR),
     mask_style: str = "fill",
-    mask_alpha: float = 0.45,
+    mask_alpha: float = MASK_ALPHA,
     coastline_resolution: str = "c",
     max_shape: tuple[int, int] | None = DEFAULT_MAX_SHAPE,
     dynamic: bool | None = None,
@@ -150,8 +180,13 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
         any central longitude is drawn without re-gridding and with lon/lat hover;
         other projections are re-gridded by GeoViews.
     cmap, clim
-        Colour map and colour limits of the field (default: the 0.5-99.5 %
-        percentiles of the selected steps, the same for every frame).
+        Colour map and colour limits of the field, in display units (default: the
+        variable's colour map from :mod:`climviz.viz.style` -- sequential for
+        moisture, diverging for winds, a pressure map centred on 1013.25 hPa for
+        PSL -- and the 0.5-99.5 % percentiles of the selected steps, symmetric
+        about the centre for diverging maps, the same for every frame). Fields
+        are shown in readers' units (PSL in hPa, PRECT in mm/day); the data are
+        not changed.
     classes
         Classes to overlay (1 TC, 2 AR).
     mask_style
@@ -190,8 +225,10 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
 
     ensure_bokeh()
     raw = _grid.pick_field(data, variable)
-    name, label = _label_of(raw)
-    field = _grid.standardize(raw, label=f"variable {name!r}")
+    shown, name, label, style = display_field(raw)
+    if cmap is None:
+        cmap = style.cmap
+    field = _grid.standardize(shown, label=f"variable {name!r}")
     mask_da = _grid.pick_mask(mask, data if isinstance(data, xr.Dataset) else None)
     if mask_da is not None:
         mask_da = _grid.standardize(mask_da, label="mask")
@@ -210,7 +247,7 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
             mask_da = mask_da.sel(time=field["time"]) if "time" in field.coords else mask_da.isel(time=0)
     crs, fast, center = resolve_projection(projection)
     if clim is None:
-        clim = _robust_clim(field)
+        clim = _robust_clim(field, diverging=style.kind == "diverging", center=style.center)
 
     import cartopy.crs as ccrs
 
@@ -224,7 +261,7 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
     def frame(f2d: xr.DataArray, m2d: xr.DataArray | None, frame_title: str):
         prep = _grid.prepare(f2d, m2d, center=wrap_center, max_shape=max_shape)
         img = field_image(prep, name=name, label=label, crs=crs, cmap=cmap, clim=clim,
-                          fast=fast, center=center, with_class=with_class, nx=frame_width)
+                          fast=fast, center=center, with_class=with_class, nx=frame_width, fmt=style.fmt)
         layers = [img]
         if with_class:
             layers.extend(class_overlay(prep.lon, prep.lat, prep.classes, data_crs, classes_shown=classes,

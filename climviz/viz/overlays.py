@@ -14,10 +14,17 @@ import numpy as np
 
 from climviz.data.schema import AR, TC
 from climviz.errors import DataError
-from climviz.viz._grid import CLASS_COLORS, CLASS_SHORT
+from climviz.viz.style import CLASS_COLORS, CLASS_NAMES_JS, CLASS_SHORT, MASK_ALPHA
 
 __all__ = ["mask_polygons", "polygon_dicts", "project_polygons", "class_overlay", "resolve_projection", "lon_hover_formatter",
-           "lon_tick_formatter", "lat_tick_formatter"]
+           "lat_hover_formatter", "class_hover_formatter", "lon_tick_formatter", "lat_tick_formatter", "LON_JS"]
+
+#: JavaScript expression body: turn ``v`` (a longitude in any convention, or a map x plus the
+#: central longitude) into the text readers use, the same in axis ticks and hover: 125°W, 30°E, 0°, 180°.
+LON_JS = ("let l = ((v % 360) + 540) % 360 - 180; l = Math.round(l * 100) / 100; if (l === -180) l = 180;"
+          "const a = Math.abs(l);"
+          "if (a < 1e-9 || Math.abs(a - 180) < 1e-9) return a.toFixed(DEC) + '°';"
+          "return a.toFixed(DEC) + (l > 0 ? '°E' : '°W');")
 
 _PROJECTIONS = ("PlateCarree", "Robinson", "Mollweide", "EqualEarth", "Orthographic", "Miller",
                 "Mercator", "LambertCylindrical", "NorthPolarStereo", "SouthPolarStereo")
@@ -120,11 +127,12 @@ def polygon_dicts(polys: list) -> list[dict[str, Any]]:
 
 
 def class_overlay(lon: np.ndarray, lat: np.ndarray, classes: np.ndarray | None, crs: Any,
-                  *, classes_shown: Iterable[int] = (TC, AR), style: str = "fill", alpha: float = 0.45,
+                  *, classes_shown: Iterable[int] = (TC, AR), style: str = "fill", alpha: float = MASK_ALPHA,
                   clip_x: tuple[float, float] | None = None, projection: Any = None):
     """GeoViews polygons, one labelled element per class, for the legend.
 
-    ``style="fill"`` draws translucent class-coloured regions with an outline,
+    ``style="fill"`` draws translucent class-coloured regions with an opaque
+    outline of the class colour (:data:`climviz.viz.style.CLASS_COLORS`),
     ``style="contour"`` outlines only. ``lon``/``lat`` are in ``crs``; with a
     ``projection`` that is not a PlateCarree, the polygons are projected here.
     The elements are ``holoviews.Polygons`` (group ``Mask``) in map coordinates.
@@ -145,26 +153,47 @@ def class_overlay(lon: np.ndarray, lat: np.ndarray, classes: np.ndarray | None, 
         el = hv.Polygons(polygon_dicts(polys), kdims=["x", "y"], label=CLASS_SHORT[cls], group="Mask")
         color = CLASS_COLORS[cls]
         el = el.opts(fill_color=color if style == "fill" else None, fill_alpha=alpha if style == "fill" else 0,
-                     line_color=color, line_width=1.5, line_alpha=0.9, tools=[], show_legend=True)
+                     line_color=color, line_width=2, line_alpha=1.0, tools=[], show_legend=True)
         elements.append(el)
     return hv.Overlay(elements)
 
 
-def lon_hover_formatter(center: float):
-    """Bokeh formatter that shows a ``PlateCarree(central_longitude=center)`` x as a longitude in [0, 360)."""
+def lon_hover_formatter(center: float, decimals: int = 2):
+    """Bokeh hover formatter: a ``PlateCarree(central_longitude=center)`` x as readers write it (125.00°W).
+
+    Same convention as the axis ticks (:func:`lon_tick_formatter`): °E/°W in
+    (-180, 180], whatever the data's own longitude convention (0-360 stays in the data).
+    """
     from bokeh.models import CustomJSHover
 
-    return CustomJSHover(code=f"return (((value + {center:.6f}) % 360 + 360) % 360).toFixed(2) + '°E';")
+    return CustomJSHover(code=f"const v = value + {center:.6f};" + LON_JS.replace("DEC", str(int(decimals))))
+
+
+def lat_hover_formatter(decimals: int = 2):
+    """Bokeh hover formatter for latitudes: 20.30°N, 15.00°S, 0.00°."""
+    from bokeh.models import CustomJSHover
+
+    return CustomJSHover(code=(
+        f"const l = Math.round(value * 100) / 100; const a = Math.abs(l).toFixed({int(decimals)});"
+        "return l > 0 ? a + '°N' : (l < 0 ? a + '°S' : a + '°');"))
+
+
+def class_hover_formatter():
+    """Bokeh hover formatter that names a class value: TC, AR or none."""
+    from bokeh.models import CustomJSHover
+
+    return CustomJSHover(code=(f"const n = {CLASS_NAMES_JS}; const k = Math.round(value);"
+                               "return (k in n) ? n[k] : String(value);"))
 
 
 def lon_tick_formatter(center: float):
     """Bokeh tick formatter for the x axis of a ``PlateCarree(central_longitude=center)`` map: 30°E, 150°W."""
     from bokeh.models import CustomJSTickFormatter
 
+    # Ticks print without forced decimals (30°E, 127.5°W); the rule is the hover's (LON_JS).
     return CustomJSTickFormatter(code=(
-        f"let l = (((tick + {center:.6f}) % 360) + 540) % 360 - 180; l = Math.round(l * 100) / 100;"
-        "if (Math.abs(l) < 1e-9 || Math.abs(Math.abs(l) - 180) < 1e-9) return Math.abs(l) + '°';"
-        "return l > 0 ? l + '°E' : (-l) + '°W';"))
+        f"const v = tick + {center:.6f};"
+        + LON_JS.replace("a.toFixed(DEC)", "String(a)")))
 
 
 def lat_tick_formatter():

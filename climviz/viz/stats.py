@@ -30,6 +30,7 @@ from climviz.data.schema import AR, CLASSES, TC
 from climviz.errors import DataError
 from climviz.viz import _grid
 from climviz.viz.overlays import lat_tick_formatter, lon_tick_formatter, resolve_projection
+from climviz.viz.style import CLASS_COLORS, CLASS_SHORT
 
 __all__ = ["class_frequency", "frequency_map", "frequency_difference", "difference_map", "histogram"]
 
@@ -160,7 +161,7 @@ def _grid_image(da: xr.DataArray, *, cmap: str, clim: tuple[float, float], label
     name = str(da.name or "value")
     prep = _grid.prepare(da.astype(np.float64), None, center=center, max_shape=max_shape)
     img = field_image(prep, name=name, label=label, crs=crs, cmap=cmap, clim=clim, fast=True,
-                      center=center, with_class=False)
+                      center=center, with_class=False, fmt="0.0")
     opts: dict[str, Any] = dict(projection=crs, frame_width=frame_width, data_aspect=1, title=title,
                                 xlabel="longitude", ylabel="latitude", xformatter=lon_tick_formatter(center),
                                 yformatter=lat_tick_formatter())
@@ -185,7 +186,8 @@ def frequency_map(mask: Any, cls: int = TC, *, projection: Any = None, cmap: str
     f.name = "frequency"
     unit = "%" if percent else "fraction"
     top = float(f.max()) if float(f.max()) > 0 else scale
-    label = f"{CLASSES[int(cls)].replace('_', ' ')} frequency ({unit})"
+    label = f"{CLASS_SHORT[int(cls)]} frequency ({unit} of time steps)"
+    f.attrs["long_name"] = f"{CLASSES[int(cls)].replace('_', ' ')} frequency"
     _, ov, _ = _grid_image(f, cmap=cmap, clim=(0.0, top), label=label, projection=projection,
                            frame_width=frame_width, title=title or label, max_shape=max_shape)
     return ov
@@ -227,7 +229,9 @@ def difference_map(mask_a: Any, mask_b: Any, cls: int = TC, *, block_steps: int 
     d.name = "difference"
     lim = float(np.nanmax(np.abs(d.values))) or scale
     unit = "percentage points" if percent else "fraction"
-    label = f"{CLASSES[int(cls)].replace('_', ' ')} frequency {labels[1]} - {labels[0]} ({unit})"
+    label = f"{CLASS_SHORT[int(cls)]} frequency {labels[1]} − {labels[0]} ({unit})"
+    if title is None:
+        title = f"{CLASSES[int(cls)].replace('_', ' ')} frequency, {labels[1]} − {labels[0]}"
     _, _, center = resolve_projection(projection)
     sig = res["significant"].values
     if stipple_every > 1:
@@ -245,8 +249,32 @@ def difference_map(mask_a: Any, mask_b: Any, cls: int = TC, *, block_steps: int 
     return ov.opts(legend_position="bottom_left")
 
 
+#: Reader-facing names and units of the usual event/track columns: (label, unit, display scale).
+_COLUMN_LABELS = {
+    "area_km2": ("event area", "km²"), "max_area_km2": ("largest area", "km²"),
+    "lifetime_h": ("lifetime", "h"), "lifetime": ("lifetime", "h"), "path_length_km": ("path length", "km"),
+    "n_cells": ("grid cells", ""), "n_steps": ("time steps", ""),
+}
+
+
+def _auto_edges(vals: np.ndarray, log: bool) -> np.ndarray:
+    """Bin edges for ``bins="auto"``: numpy's rule, at most 30 bins, a unit-wide bin around a single value."""
+    if log:
+        lv = np.log10(vals)
+        e = np.histogram_bin_edges(lv, bins="auto")
+        if e.size > 31:
+            e = np.linspace(lv.min(), lv.max(), 31)
+        return 10.0 ** e if lv.max() > lv.min() else np.logspace(lv.min() - 0.5, lv.min() + 0.5, 2)
+    lo, hi = float(vals.min()), float(vals.max())
+    if hi <= lo:  # all equal: one bin of width ~10 % of the value (or 1) centred on it
+        w = max(abs(lo) * 0.1, 1.0)
+        return np.array([lo - w / 2, lo + w / 2])
+    e = np.histogram_bin_edges(vals, bins="auto")
+    return e if e.size <= 31 else np.linspace(lo, hi, 31)
+
+
 def histogram(table: pd.DataFrame, column: str = "area_km2", *, by: str | None = "class",
-              bins: int | Sequence[float] = 30, log: bool = False, density: bool = False,
+              bins: int | str | Sequence[float] = "auto", log: bool = False, density: bool = False,
               classes: Sequence[int] = (TC, AR), title: str | None = None, width: int = 500, height: int = 320):
     """Histogram of an event or track statistic, one translucent histogram per class.
 
@@ -255,11 +283,14 @@ def histogram(table: pd.DataFrame, column: str = "area_km2", *, by: str | None =
     table
         Event table (``area_km2``...) or track table (``lifetime_h``, ``max_area_km2``...).
     column
-        Numeric column to histogram. Timedeltas are shown in hours.
+        Numeric column to histogram. Timedeltas are shown in hours; areas of a
+        million km² or more in million km² (axis ticks stay plain numbers).
     by
         Column to split by (``"class"``), or None for one histogram.
     bins
-        Number of bins or bin edges (shared by all classes).
+        ``"auto"`` (numpy's rule on all values, at most 30 bins; a single value
+        gets one bin 10 % of its size wide, not a sliver), a number of bins, or
+        bin edges in the column's units (e.g. ``np.arange(0, 78, 6)`` hours).
     log
         Logarithmic bins (``column`` must be > 0).
     density
@@ -268,9 +299,11 @@ def histogram(table: pd.DataFrame, column: str = "area_km2", *, by: str | None =
     Returns
     -------
     holoviews.Overlay
-        One ``hv.Histogram`` per class, labelled TC / AR.
+        One ``hv.Histogram`` per class, labelled TC / AR, in the class colours of
+        :data:`climviz.viz.style.CLASS_COLORS`.
     """
     import holoviews as hv
+    from bokeh.models import NumeralTickFormatter
 
     from climviz.viz._backend import ensure_bokeh
 
@@ -278,15 +311,26 @@ def histogram(table: pd.DataFrame, column: str = "area_km2", *, by: str | None =
     if column not in table.columns:
         raise DataError(f"histogram: column {column!r} not in the table; columns: {list(table.columns)}")
     vals = table[column]
-    unit_label = column
+    name, unit = _COLUMN_LABELS.get(column, (column, ""))
     if pd.api.types.is_timedelta64_dtype(vals):
         vals = vals / pd.Timedelta(hours=1)
-        unit_label = f"{column} (h)"
+        unit = "h"
     vals = pd.to_numeric(vals, errors="coerce").to_numpy(float)
     finite = np.isfinite(vals)
     if log and np.any(vals[finite] <= 0):
         raise DataError(f"histogram: log bins need positive values, {column!r} has values <= 0")
-    if np.isscalar(bins) or isinstance(bins, (int, np.integer)):
+    scale = 1.0
+    if unit == "km²" and finite.any() and np.nanmax(np.abs(vals[finite])) >= 1e6:
+        scale, unit = 1e-6, "million km²"
+    vals = vals * scale
+    unit_label = f"{name} ({unit})" if unit else name
+    if isinstance(bins, str):
+        if bins != "auto":
+            raise DataError(f"histogram: bins must be 'auto', a number or bin edges, found {bins!r}")
+        edges = _auto_edges(vals[finite], log) if finite.any() else np.linspace(0, 1, 11)
+    elif np.isscalar(bins) or isinstance(bins, (int, np.integer)):
+        if int(bins) < 1:
+            raise DataError(f"histogram: bins must be >= 1, found {bins!r}")
         if not finite.any():
             edges = np.linspace(0, 1, int(bins) + 1)
         elif log:
@@ -294,14 +338,16 @@ def histogram(table: pd.DataFrame, column: str = "area_km2", *, by: str | None =
             edges = np.logspace(lo, hi if hi > lo else lo + 1, int(bins) + 1)
         else:
             lo, hi = vals[finite].min(), vals[finite].max()
-            edges = np.linspace(lo, hi if hi > lo else lo + 1, int(bins) + 1)
+            if hi <= lo:
+                w = max(abs(lo) * 0.1, 1.0)
+                lo, hi = lo - w / 2, lo + w / 2
+            edges = np.linspace(lo, hi, int(bins) + 1)
     else:
-        edges = np.asarray(bins, dtype=float)
-    from climviz.viz._grid import CLASS_COLORS, CLASS_SHORT
+        edges = np.asarray(bins, dtype=float) * scale
 
     groups: list[tuple[str, np.ndarray, str | None]] = []
     if by is None:
-        groups.append((column, vals[finite], None))
+        groups.append((name, vals[finite], None))
     else:
         if by not in table.columns:
             raise DataError(f"histogram: column {by!r} (by) not in the table; columns: {list(table.columns)}")
@@ -309,15 +355,21 @@ def histogram(table: pd.DataFrame, column: str = "area_km2", *, by: str | None =
         for cls in classes:
             sel = finite & (key == cls)
             groups.append((CLASS_SHORT.get(cls, str(cls)), vals[sel], CLASS_COLORS.get(cls)))
-    ylabel = "density" if density else "count"
+    ylabel = "density" if density else ("tracks" if column in ("lifetime_h", "lifetime", "path_length_km",
+                                                               "max_area_km2", "n_steps") else "count")
+    span = float(np.nanmax(np.abs(edges))) if edges.size else 1.0
+    xfmt = "0,0" if span >= 100 else ("0.0" if span >= 1 else "0.00")
     hists = []
     for label, v, colour in groups:
         counts, _ = np.histogram(v, bins=edges, density=density and v.size > 0)
         h = hv.Histogram((edges, counts), kdims=[hv.Dimension(column, label=unit_label)],
                          vdims=[hv.Dimension("count", label=ylabel)], label=label)
-        style = dict(fill_alpha=0.5, line_color="black", width=width, height=height, logx=log, tools=["hover"])
+        style = dict(fill_alpha=0.6, line_color="white", width=width, height=height, logx=log,
+                     tools=["hover"], xformatter=NumeralTickFormatter(format=xfmt),
+                     yformatter=NumeralTickFormatter(format="0.00" if density else "0,0"))
         if colour:
             style["fill_color"] = colour
         hists.append(h.opts(**style))
-    return hv.Overlay(hists).opts(title=title or f"{unit_label} by {by}" if by else (title or unit_label),
-                                  legend_position="top_right")
+    if title is None:
+        title = f"{unit_label} by class" if by == "class" else (f"{unit_label} by {by}" if by else unit_label)
+    return hv.Overlay(hists).opts(title=title, legend_position="top_right")

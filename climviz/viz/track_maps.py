@@ -18,8 +18,8 @@ import pandas as pd
 
 from climviz.data.schema import AR, TC
 from climviz.errors import DataError
-from climviz.viz._grid import CLASS_COLORS, CLASS_SHORT
 from climviz.viz.overlays import lat_tick_formatter, lon_tick_formatter, resolve_projection
+from climviz.viz.style import CLASS_COLORS, CLASS_SHORT, format_number, lat_label, lon_label
 
 __all__ = ["tracks", "track_paths", "split_at_seam"]
 
@@ -252,9 +252,26 @@ def tracks(
             summ[c] = pd.to_datetime(summ[c]).dt.strftime("%Y-%m-%d %H:%M")
     if "lifetime" in summ.columns and pd.api.types.is_timedelta64_dtype(summ["lifetime"]):
         summ["lifetime"] = summ["lifetime"] / pd.Timedelta(hours=1)
-    vdims = ["track_id", "kind", glat, glon, *stat_cols]
-    tips = [("track", "@track_id"), ("class", "@kind"), ("genesis", f"@{{{glat}}}{{0.0}}°N @{{{glon}}}{{0.0}}°E")]
-    tips += [(c, f"@{{{c}}}") for c in stat_cols]
+    # Hover text as readers write it, in the axes' convention (°E/°W), numbers with fixed decimals
+    # and thousands separators (1,213.4 km, not 1.213e+3); the data keep their own convention.
+    summ["genesis_text"] = [f"{lat_label(a)} {lon_label(o)}" for a, o in zip(summ[glat], summ[glon])]
+    tips = [("track", "@track_id"), ("class", "@kind"), ("genesis", "@genesis_text")]
+    shown = {"start": ("start", None), "end": ("end", None), "lifetime_h": ("lifetime", "h"),
+             "lifetime": ("lifetime", "h"), "n_steps": ("time steps", None),
+             "path_length_km": ("path length", "km"), "max_area_km2": ("largest area", "km²")}
+    text_cols = []
+    for c in stat_cols:
+        title, unit = shown[c]
+        if c in ("start", "end"):
+            col = c
+        else:
+            col = f"{c}_text"
+            decimals = 0 if c in ("n_steps", "max_area_km2") else 1
+            summ[col] = [format_number(v, decimals) + (f" {unit}" if unit else "") for v in summ[c]]
+        text_cols.append(col)
+        tips.append((title, f"@{{{col}}}"))
+    vdims = ["track_id", "kind", glat, glon, "genesis_text", *stat_cols,
+             *[c for c in text_cols if c not in stat_cols]]
     genesis = hv.Points(summ, kdims=["x", "y"], vdims=vdims, group="Genesis").opts(
         color="kind", cmap={CLASS_SHORT[c]: CLASS_COLORS[c] for c in CLASS_SHORT}, size=8, line_color="black",
         tools=[HoverTool(tooltips=tips)], show_legend=False, marker="circle")

@@ -40,7 +40,7 @@ def test_widgets_change_map_and_table(run, events, bokeh):
     assert np.nanmean(image_values(app)) == pytest.approx(np.nanmean(v0) + 20.0, rel=1e-5)
     assert set(app.table.value["area_km2"]) == {1.0e6 + 2, 2.0e6}
     app.cls.value = 2
-    assert app.table.value["class"].tolist() == [2]
+    assert app.table.value["class"].tolist() == ["AR"]  # shown by name, not 2
     assert {e.label for e in app.map_pane.object if e.group == "Mask"} == {"AR"}
     app.variable.value = "PSL"
     img = [e for e in app.map_pane.object if e.group == "Image"][0]
@@ -65,7 +65,7 @@ def test_clicking_an_event_marker_shows_its_row_and_track(run, events, bokeh):
 
 def test_selecting_a_table_row_selects_the_event(run, events, bokeh):
     app = viz.explore(run, events=events)
-    ar_pos = int(np.flatnonzero(app.table.value["class"].to_numpy() == 2)[0])
+    ar_pos = int(np.flatnonzero(app.table.value["class"].to_numpy() == "AR")[0])
     app.table.selection = [ar_pos]
     assert app.selected["class"] == 2
     track = [e for e in app.map_pane.object if e.group == "SelectedTrack"][0]

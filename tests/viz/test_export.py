@@ -75,7 +75,7 @@ def test_static_map_fills_mask_regions_with_the_class_colour(run):
     import matplotlib.colors as mcolors
     import matplotlib.pyplot as plt
 
-    from climviz.viz._grid import CLASS_COLORS
+    from climviz.viz.style import CLASS_COLORS, MASK_ALPHA, STYLES
 
     fig = viz.static_map(xr.zeros_like(run["TMQ"]), mask=run["LABELS"], time=0, clim=(0, 1), colorbar=False)
     ax = fig.axes[0]
@@ -83,8 +83,10 @@ def test_static_map_fills_mask_regions_with_the_class_colour(run):
     # Centre of the TC (rows 14-15, columns 10-12 -> lat 22.5, lon 82.5) vs a place far from it.
     i, j = pixel(fig, ax, 82.5, 22.5, rgb)
     tc = np.array(mcolors.to_rgb(CLASS_COLORS[1])) * 255
-    white = np.array([247, 251, 255])  # 'Blues' at 0
-    expected = 0.45 * tc + 0.55 * white  # alpha 0.45 over the field
+    import matplotlib as mpl
+
+    white = np.array(mpl.colormaps[STYLES["TMQ"].cmap](0.0)[:3]) * 255  # TMQ's colour map at its minimum
+    expected = MASK_ALPHA * tc + (1 - MASK_ALPHA) * white  # the fill's alpha over the field
     assert np.abs(rgb[i, j] - expected).max() < 12
     k, m = pixel(fig, ax, -100.0, -50.0, rgb)
     assert np.abs(rgb[k, m] - white).max() < 12

@@ -114,7 +114,7 @@ def test_difference_map_stipples_exactly_the_significant_cells(bokeh):
     clim = img.opts.get("style").kwargs.get("clim") or img.opts.get("plot").kwargs.get("clim")
     lim = 100 * np.abs(res["difference"].values).max()
     assert clim == pytest.approx((-lim, lim))
-    assert "future - past" in ov.opts.get("plot").kwargs["title"]
+    assert "future − past" in ov.opts.get("plot").kwargs["title"]
     bokeh.render(ov)
 
 

@@ -55,7 +55,14 @@ def test_tracks_from_rows_draw_paths_per_class_and_genesis_points(track_rows, bo
     fig = bokeh.render(ov)
     hover = [t for t in fig.tools if type(t).__name__ == "HoverTool"][0]
     names = [n for n, _ in hover.tooltips]
-    assert {"track", "class", "genesis", "lifetime_h", "max_area_km2"} <= set(names)
+    assert {"track", "class", "genesis", "lifetime", "largest area"} <= set(names)
+    # Hover reads like the axes: °E/°W (track 7 starts at 190°E in the data, drawn at 170°W),
+    # numbers with fixed decimals and units, never 1.213e+3.
+    assert g.loc[7, "genesis_text"] == "10.0°N 170.0°W"
+    assert g.loc[7, "lifetime_h_text"] == "9.0 h"
+    assert g.loc[9, "max_area_km2_text"] == "3,000,000 km²"
+    tips = dict(hover.tooltips)
+    assert tips["genesis"] == "@genesis_text" and tips["lifetime"] == "@{lifetime_h_text}"
     assert [i.label.value for i in fig.legend[0].items] == ["TC", "AR"]
 
 
