@@ -69,7 +69,11 @@ class DeepLabConfig:
     Attributes
     ----------
     backbone
-        ``"resnet"`` (bottleneck ResNet, the paper) or ``"xception"`` (DeepCAM).
+        ``"resnet_v2"`` (slim's pre-activation ResNet v2 with the ``deconv1x`` decoder: the
+        SC18 graph, :class:`~climviz.models.deeplab_sc18.DeepLabSC18`), ``"xception"``
+        (the MLPerf HPC DeepCAM reference, function for function) or ``"resnet"``
+        (climviz's lighter torchvision-style ResNet v1 with a learned-upsampling decoder,
+        presets ``resnet50-os16`` and ``tiny``).
     blocks
         ResNet: bottleneck blocks per stage (4 stages). Xception: ignored.
     width
@@ -93,35 +97,49 @@ class DeepLabConfig:
         Channels of the 1x1 reduction of the stride-4 features.
     decoder_channels
         Channels of the decoder convolutions and transposed convolutions.
+    full_res_channels
+        ``resnet_v2`` only: widths of the two full-resolution 3x3 convolutions on the raw
+        fields (64, 128 in the reference).
+    activation_checkpointing
+        ``resnet_v2`` only: recompute the full-resolution head in the backward pass instead
+        of keeping its activations (same results, less memory, about 10% more FLOPs).
     lon_padding
         ``"circular"`` (the globe wraps) or ``"zero"``.
     lat_padding
         Padding of the input rows to a multiple of the stride: ``"reflect"`` or ``"zero"``.
     """
 
-    backbone: str = "resnet"
+    backbone: str = "resnet_v2"
     blocks: tuple[int, ...] = (3, 4, 6, 3)
     width: int = 64
     expansion: int = 4
     stem_channels: int = 64
     xception_middle_blocks: int = 16
     xception_scale: float = 1.0
-    output_stride: int = 16
+    output_stride: int = 8
     aspp_channels: int = 256
     aspp_rates: tuple[int, ...] = (6, 12, 18)
     low_level_channels: int = 48
     decoder_channels: int = 256
+    full_res_channels: tuple[int, ...] = (64, 128)
+    activation_checkpointing: bool = False
     lon_padding: LonPadding = "circular"
     lat_padding: LatPadding = "reflect"
 
     def __post_init__(self) -> None:
         self.blocks = tuple(int(b) for b in self.blocks)
         self.aspp_rates = tuple(int(r) for r in self.aspp_rates)
-        if self.backbone not in ("resnet", "xception"):
-            raise ConfigError(f"deeplabv3plus option 'backbone' must be 'resnet' or 'xception', got {self.backbone!r}")
+        self.full_res_channels = tuple(int(c) for c in self.full_res_channels)
+        self.activation_checkpointing = bool(self.activation_checkpointing)
+        if self.backbone not in ("resnet", "resnet_v2", "xception"):
+            raise ConfigError(
+                f"deeplabv3plus option 'backbone' must be 'resnet_v2', 'xception' or 'resnet', got {self.backbone!r}")
+        if len(self.full_res_channels) != 2 or min(self.full_res_channels) < 1:
+            raise ConfigError(
+                f"deeplabv3plus option 'full_res_channels' must be 2 positive integers, got {self.full_res_channels!r}")
         if self.output_stride not in (8, 16):
             raise ConfigError(f"deeplabv3plus option 'output_stride' must be 8 or 16, got {self.output_stride!r}")
-        if self.backbone == "resnet" and (len(self.blocks) != 4 or min(self.blocks) < 1):
+        if self.backbone in ("resnet", "resnet_v2") and (len(self.blocks) != 4 or min(self.blocks) < 1):
             raise ConfigError(f"deeplabv3plus option 'blocks' must be 4 positive integers, got {self.blocks!r}")
         if len(self.aspp_rates) != 3:
             raise ConfigError(f"deeplabv3plus option 'aspp_rates' must have 3 rates, got {self.aspp_rates!r}")
@@ -300,25 +318,49 @@ class XceptionEncoder(nn.Module):
         self.low_channels = ch(128)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
-        low = self.block1(self.stem(x))
-        x = self.exit(self.middle(self.entry(self.relu(low))))
+        # the reference keeps a reference to block1's output and then applies an in-place
+        # ReLU to it: the low-level skip the decoder sees is rectified
+        low = self.relu(self.block1(self.stem(x)))
+        x = self.exit(self.middle(self.entry(low)))
         return x, low
 
 
 # --------------------------------------------------------------------------- head
 
 
-class ASPP(nn.Module):
-    """Atrous spatial pyramid pooling: 1x1, three dilated 3x3, image-level pooling."""
+class ChannelAffine(nn.Module):
+    """``weights * x + bias`` per channel (the DeepCAM reference's ``TrainableAffine``)."""
 
-    def __init__(self, cin: int, cout: int, rates: tuple[int, ...], lon: LonPadding) -> None:
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weights = nn.Parameter(torch.ones(channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.weights * x + self.bias
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling: 1x1, three dilated 3x3, image-level pooling.
+
+    The image-level branch has no BatchNorm (a 1x1 map has no spatial statistics at
+    batch 1): a 1x1 convolution with bias (``pool_affine=False``) or, as in the DeepCAM
+    reference, without bias followed by a per-channel affine map (``pool_affine=True``).
+    """
+
+    def __init__(self, cin: int, cout: int, rates: tuple[int, ...], lon: LonPadding,
+                 pool_affine: bool = False) -> None:
         super().__init__()
         self.branches = nn.ModuleList(
             [conv_bn_relu(cin, cout, 1, lon_padding=lon)]
             + [conv_bn_relu(cin, cout, 3, dilation=r, lon_padding=lon) for r in rates]
         )
-        # image-level branch: no BatchNorm (a 1x1 map has no spatial statistics at batch 1)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=True), nn.ReLU(inplace=True))
+        if pool_affine:
+            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False),
+                                      ChannelAffine(cout), nn.ReLU(inplace=True))
+        else:
+            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=True),
+                                      nn.ReLU(inplace=True))
         self.project = conv_bn_relu(cout * (len(rates) + 2), cout, 1, lon_padding=lon)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
@@ -349,12 +391,16 @@ class DeepLabV3Plus(SegmentationNet):
     """
 
     def __init__(self, in_channels: int = 16, num_classes: int = 3, config: DeepLabConfig | None = None) -> None:
-        cfg = config or DeepLabConfig()
+        cfg = config or DeepLabConfig(backbone="resnet")
+        if cfg.backbone == "resnet_v2":
+            raise ConfigError("DeepLabV3Plus builds backbone 'resnet' or 'xception'; "
+                              "'resnet_v2' is climviz.models.deeplab_sc18.DeepLabSC18 (use build())")
         super().__init__(cfg, in_channels, num_classes, multiple=max(16, cfg.output_stride))
         lon = cfg.lon_padding
-        self.encoder = ResNetEncoder(in_channels, cfg) if cfg.backbone == "resnet" else XceptionEncoder(in_channels, cfg)
+        deepcam = cfg.backbone == "xception"
+        self.encoder = ResNetEncoder(in_channels, cfg) if not deepcam else XceptionEncoder(in_channels, cfg)
         rates = tuple(r * 16 // cfg.output_stride for r in cfg.aspp_rates)
-        self.aspp = ASPP(self.encoder.out_channels, cfg.aspp_channels, rates, lon)
+        self.aspp = ASPP(self.encoder.out_channels, cfg.aspp_channels, rates, lon, pool_affine=deepcam)
         self.low_level = conv_bn_relu(self.encoder.low_channels, cfg.low_level_channels, 1, lon_padding=lon)
         dc = cfg.decoder_channels
         n_up = {16: 2, 8: 1}[cfg.output_stride]  # x2 steps from 1/output_stride to 1/4
@@ -366,9 +412,13 @@ class DeepLabV3Plus(SegmentationNet):
             GeoConv2d(dc, dc, 1, bias=True, lon_padding=lon),
         )
         self.up_to_2 = _deconv_bn_relu(dc, dc, lon)
+        # the DeepCAM reference's last transposed convolution has no bias
         self.classifier = GeoConvTranspose2d(dc, num_classes, 3, stride=2, padding=1, output_padding=1,
-                                             bias=True, lon_padding=lon)
-        init_weights(self)
+                                             bias=not deepcam, lon_padding=lon)
+        if deepcam:
+            init_deepcam(self)
+        else:
+            init_weights(self)
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for an input whose height and width are multiples of 16."""
@@ -376,3 +426,32 @@ class DeepLabV3Plus(SegmentationNet):
         y = self.up_to_4(self.aspp(feats))
         y = self.fuse(torch.cat([y, self.low_level(low)], dim=1))
         return self.classifier(self.up_to_2(y))
+
+
+def init_deepcam(net: DeepLabV3Plus) -> None:
+    """Initialise as the MLPerf HPC DeepCAM reference does.
+
+    ``torch.nn.init.kaiming_normal_`` with its defaults (fan-in, gain sqrt(2): standard
+    deviation ``sqrt(2 / (C_in/groups * k * k))``) for every convolution of the encoder and
+    of the four ASPP branches, BatchNorm weight 1 / bias 0 there; everything else (the
+    image-pooling convolution and affine map, the ASPP projection, the low-level 1x1
+    convolution and the whole decoder) keeps PyTorch's default initialisation, because the
+    reference never calls its decoder's ``__init_weight``.
+    """
+    for part in (net.encoder, net.aspp.branches):
+        for m in part.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def build_deeplab(in_channels: int = 16, num_classes: int = 3, config: DeepLabConfig | None = None) -> nn.Module:
+    """The DeepLabv3+ class that ``config.backbone`` asks for (used by the registry)."""
+    cfg = config or DeepLabConfig()
+    if cfg.backbone == "resnet_v2":
+        from climviz.models.deeplab_sc18 import DeepLabSC18
+
+        return DeepLabSC18(in_channels=in_channels, num_classes=num_classes, config=cfg)
+    return DeepLabV3Plus(in_channels=in_channels, num_classes=num_classes, config=cfg)

@@ -33,6 +33,8 @@ __all__ = [
     "conv_bn_relu",
     "pad_to_multiple",
     "init_weights",
+    "TFSameConvTranspose2d",
+    "tf_same_max_pool",
 ]
 
 LonPadding = Literal["circular", "zero"]
@@ -238,3 +240,73 @@ def init_weights(module: nn.Module) -> None:
             if m.weight is not None:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+
+def _tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """Padding (before, after) TensorFlow's ``padding="SAME"`` adds to one axis."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def tf_same_max_pool(x: torch.Tensor, kernel: int = 3, stride: int = 2, *,
+                     lon_padding: LonPadding = "circular") -> torch.Tensor:
+    """Max-pool with TensorFlow's ``"SAME"`` alignment (the root pool of slim's ResNet v2).
+
+    TensorFlow pads an even-sized axis at the *end* only (window ``i`` covers input
+    ``2i .. 2i+2`` for a 3x3 stride-2 pool), PyTorch's ``padding=1`` pads both sides
+    (window ``i`` covers ``2i-1 .. 2i+1``). Padding is ``-inf`` (it never wins), except in
+    longitude with ``lon_padding="circular"``, where the columns wrap around.
+
+    Parameters
+    ----------
+    x
+        ``(N, C, lat, lon)``.
+    kernel, stride
+        Pool window and stride (cells).
+    lon_padding
+        ``"circular"`` or ``"zero"`` (``"zero"`` = TensorFlow exactly).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, C, ceil(lat / stride), ceil(lon / stride))``.
+    """
+    top, bottom = _tf_same_pads(x.shape[-2], kernel, stride)
+    left, right = _tf_same_pads(x.shape[-1], kernel, stride)
+    if lon_padding == "circular":
+        x = wrap_lon(x, left, right)
+        left = right = 0
+    if top or bottom or left or right:
+        x = F.pad(x, (left, right, top, bottom), value=float("-inf"))
+    return F.max_pool2d(x, kernel, stride=stride)
+
+
+class TFSameConvTranspose2d(GeoConvTranspose2d):
+    """Transposed convolution with TensorFlow's ``padding="SAME"`` alignment.
+
+    ``tf.layers.conv2d_transpose(strides=s, padding="same")`` maps ``n`` cells to ``s*n``
+    and places the contribution of input cell ``i`` through kernel tap ``a`` at output
+    ``s*i + a - p``, ``p = max(k - s, 0) // 2`` (0 for the 3x3 stride-2 layers of the
+    SC18 networks); PyTorch's ``padding=1, output_padding=1`` shifts it by one cell. This
+    layer computes the unpadded transposed convolution and crops (latitude, and longitude
+    with ``lon_padding="zero"``) or folds the overhanging columns around the globe
+    (``lon_padding="circular"``). Weights have PyTorch's layout ``(C_in, C_out, k, k)``;
+    a TensorFlow kernel ``(k, k, C_out, C_in)`` maps to it by ``permute(3, 2, 0, 1)``.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel_size: int = 3, stride: int = 2, *, bias: bool = True,
+                 lon_padding: LonPadding = "circular") -> None:
+        super().__init__(cin, cout, kernel_size, stride=stride, padding=0, output_padding=0, bias=bias,
+                         lon_padding=lon_padding)
+        self._tf_begin = max(kernel_size - stride, 0) // 2
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:  # noqa: D102
+        h, w = x.shape[-2:]
+        s, b = self.stride[0], self._tf_begin
+        y = super().forward(x)
+        if self.lon_padding == "circular":
+            if b:
+                y = torch.roll(y, -b, dims=-1)
+            return y[..., b : b + s * h, :]
+        return y[..., b : b + s * h, b : b + s * w]

@@ -4,36 +4,49 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from climviz.errors import ConfigError
-from climviz.models.deeplabv3plus import DeepLabConfig, DeepLabV3Plus
-from climviz.models.tiramisu import Tiramisu, TiramisuConfig
+from climviz.models.cgnet import CGNet, CGNetConfig
+from climviz.models.deeplabv3plus import DeepLabConfig, build_deeplab
+from climviz.models.tiramisu import TiramisuConfig, build_tiramisu
 
 __all__ = ["build", "list_models", "preset_config", "MODELS", "PRESETS"]
 
-#: name -> (network class, config class)
-MODELS: dict[str, tuple[type[nn.Module], type]] = {
-    "deeplabv3plus": (DeepLabV3Plus, DeepLabConfig),
-    "tiramisu": (Tiramisu, TiramisuConfig),
+#: name -> (network factory ``f(in_channels=, num_classes=, config=)``, config class)
+MODELS: dict[str, tuple[Callable[..., nn.Module], type]] = {
+    "deeplabv3plus": (build_deeplab, DeepLabConfig),
+    "tiramisu": (build_tiramisu, TiramisuConfig),
+    "cgnet": (CGNet, CGNetConfig),
 }
 
-#: name -> preset -> (config overrides, one-line description)
+#: name -> preset -> (config overrides, one-line description). Sizes at 16 input fields,
+#: 3 classes; training FLOPs (forward + backward) per 768x1152 sample from
+#: :func:`climviz.models.train_flops_per_sample`.
 PRESETS: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
     "deeplabv3plus": {
         "paper": (
             {},
-            "Kurth et al. SC18: ResNet-50 encoder, output stride 16, ASPP, learned upsampling decoder",
+            "Kurth et al. SC18 graph: ResNet-50 v2, output stride 8, ASPP 12/24/36, deconv1x decoder "
+            "with full-resolution branch; 43.71 M params, 13.05 TF/sample",
         ),
         "deepcam": (
-            {"backbone": "xception"},
-            "MLPerf HPC DeepCAM reference: aligned Xception encoder, output stride 16, deconv decoder",
+            {"backbone": "xception", "output_stride": 16},
+            "MLPerf HPC DeepCAM reference: aligned Xception, output stride 16, deconv decoder; "
+            "56.45 M params, 1.96 TF/sample",
+        ),
+        "resnet50-os16": (
+            {"backbone": "resnet", "output_stride": 16},
+            "climviz's lighter variant: ResNet-50 v1 (torchvision layout), output stride 16, "
+            "learned-upsampling decoder at 1/4..1/2; 42.23 M params, 1.72 TF/sample",
         ),
         "tiny": (
             {
+                "backbone": "resnet",
+                "output_stride": 16,
                 "blocks": (1, 1, 1, 1),
                 "width": 8,
                 "stem_channels": 16,
@@ -41,27 +54,45 @@ PRESETS: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
                 "low_level_channels": 16,
                 "decoder_channels": 32,
             },
-            "paper layout, one bottleneck per stage, width 8: for CPUs and teaching",
+            "resnet50-os16 layout, one bottleneck per stage, width 8: for CPUs and teaching",
         ),
     },
     "tiramisu": {
         "paper": (
             {},
-            "Kurth et al. SC18: dense blocks 2-2-2-4-5 (+5 bottleneck), growth rate 32",
+            "Kurth et al. SC18 graph: 5x5 kernels, blocks 2-2-2-4-5 growth 32, conv-ReLU-dropout "
+            "without BatchNorm, stride 16; 7.80 M params, 4.22 TF/sample",
+        ),
+        "fcdensenet-os32": (
+            {"style": "fc-densenet", "down_layers": (2, 2, 2, 4, 5), "kernel_size": 3, "first_channels": 48},
+            "climviz's lighter variant: FC-DenseNet layers (BN-ReLU-3x3 conv), blocks 2-2-2-4-5 "
+            "+ 5, growth 32, stride 32; 5.49 M params, 1.56 TF/sample",
         ),
         "tiny": (
             {
+                "style": "fc-densenet",
+                "kernel_size": 3,
                 "down_layers": (2, 2, 2, 2),
                 "bottleneck_layers": 2,
                 "growth_rate": 8,
                 "first_channels": 16,
                 "dropout": 0.0,
             },
-            "four dense blocks of 2 layers, growth rate 8: for CPUs and teaching",
+            "four FC-DenseNet blocks of 2 layers, growth rate 8: for CPUs and teaching",
+        ),
+    },
+    "cgnet": {
+        "paper": (
+            {},
+            "ClimateNet CGNet (Kashinath et al. 2021), M=3, N=21: 0.518 M params (0.494 M at 4 fields), "
+            "0.076 TF/sample",
+        ),
+        "tiny": (
+            {"stage3_blocks": 3},
+            "CGNet with 2 stage-3 context-guided blocks instead of 20: for CPUs and teaching",
         ),
     },
 }
-
 
 def _check_name_preset(name: str, preset: str) -> None:
     if name not in MODELS:
@@ -109,10 +140,12 @@ def build(
     Parameters
     ----------
     name
-        ``"deeplabv3plus"`` or ``"tiramisu"``.
+        ``"deeplabv3plus"``, ``"tiramisu"`` or ``"cgnet"``.
     preset
-        ``"paper"`` (published sizes), ``"deepcam"`` (DeepLabv3+ only: the MLPerf HPC
-        DeepCAM reference) or ``"tiny"`` (CPU-sized).
+        ``"paper"`` (the published network: Kurth et al.'s TensorFlow graphs, ClimateNet's
+        CGNet), ``"deepcam"`` (DeepLabv3+: the MLPerf HPC DeepCAM reference),
+        ``"resnet50-os16"`` / ``"fcdensenet-os32"`` (climviz's lighter variants) or
+        ``"tiny"`` (CPU-sized); see :data:`PRESETS` or :func:`list_models`.
     in_channels
         Number of input fields (16 = the ClimateNet / DeepCAM channels).
     num_classes
@@ -142,10 +175,10 @@ def build(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"build() argument {key!r} must be a positive integer, got {value!r}")
     cfg = preset_config(name, preset, **overrides)
-    cls = MODELS[name][0]
+    factory = MODELS[name][0]
 
     def make() -> nn.Module:
-        return cls(in_channels=in_channels, num_classes=num_classes, config=cfg)
+        return factory(in_channels=in_channels, num_classes=num_classes, config=cfg)
 
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
@@ -170,6 +203,12 @@ def _params_on_meta(name: str, preset: str, in_channels: int, num_classes: int) 
     return count_parameters(net)
 
 
+@functools.lru_cache(maxsize=None)
+def _multiple_on_meta(name: str, preset: str) -> int:
+    with torch.device("meta"):
+        return int(build(name, preset).multiple)
+
+
 def list_models(in_channels: int = 16, num_classes: int = 3) -> "Any":
     """Table of the available networks and presets with their parameter counts.
 
@@ -184,8 +223,7 @@ def list_models(in_channels: int = 16, num_classes: int = 3) -> "Any":
     rows = []
     for name, presets in PRESETS.items():
         for preset, (_, desc) in presets.items():
-            cfg = preset_config(name, preset)
-            multiple = max(16, cfg.output_stride) if name == "deeplabv3plus" else 2 ** len(cfg.down_layers)
+            multiple = _multiple_on_meta(name, preset)
             rows.append(
                 {
                     "name": name,

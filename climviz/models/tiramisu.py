@@ -53,6 +53,11 @@ class TiramisuConfig:
 
     Attributes
     ----------
+    style
+        ``"sc18"``: the graph of Kurth et al. (conv-ReLU-dropout dense layers without
+        BatchNorm, strided 1x1 transitions, :class:`~climviz.models.tiramisu_sc18.TiramisuSC18`);
+        ``"fc-densenet"``: Jegou et al.'s FC-DenseNet (BatchNorm-ReLU-conv-dropout layers,
+        1x1 conv + max-pool transitions, :class:`Tiramisu`).
     down_layers
         Layers of each dense block on the way down (one 2x downsampling after each).
     bottleneck_layers
@@ -73,17 +78,20 @@ class TiramisuConfig:
         Padding of the input rows to a multiple of the stride: ``"reflect"`` or ``"zero"``.
     """
 
-    down_layers: tuple[int, ...] = (2, 2, 2, 4, 5)
+    style: str = "sc18"
+    down_layers: tuple[int, ...] = (2, 2, 2, 4)
     bottleneck_layers: int = 5
     up_layers: tuple[int, ...] | None = None
     growth_rate: int = 32
-    kernel_size: int = 3
-    first_channels: int = 48
+    kernel_size: int = 5
+    first_channels: int = 64
     dropout: float = 0.2
     lon_padding: LonPadding = "circular"
     lat_padding: LatPadding = "reflect"
 
     def __post_init__(self) -> None:
+        if self.style not in ("sc18", "fc-densenet"):
+            raise ConfigError(f"tiramisu option 'style' must be 'sc18' or 'fc-densenet', got {self.style!r}")
         self.down_layers = tuple(int(n) for n in self.down_layers)
         if self.up_layers is None:
             self.up_layers = tuple(reversed(self.down_layers))
@@ -159,7 +167,7 @@ class Tiramisu(SegmentationNet):
     """
 
     def __init__(self, in_channels: int = 16, num_classes: int = 3, config: TiramisuConfig | None = None) -> None:
-        cfg = config or TiramisuConfig()
+        cfg = config or TiramisuConfig(style="fc-densenet")
         super().__init__(cfg, in_channels, num_classes, multiple=2 ** len(cfg.down_layers))
         lon, g, p, k = cfg.lon_padding, cfg.growth_rate, float(cfg.dropout), int(cfg.kernel_size)
         self.first = GeoConv2d(in_channels, cfg.first_channels, 3, padding=1, bias=True, lon_padding=lon)
@@ -203,3 +211,13 @@ class Tiramisu(SegmentationNet):
             x = full if i == last else new
         return self.classifier(x)
 
+
+
+def build_tiramisu(in_channels: int = 16, num_classes: int = 3, config: TiramisuConfig | None = None) -> nn.Module:
+    """The Tiramisu class that ``config.style`` asks for (used by the registry)."""
+    cfg = config or TiramisuConfig()
+    if cfg.style == "sc18":
+        from climviz.models.tiramisu_sc18 import TiramisuSC18
+
+        return TiramisuSC18(in_channels=in_channels, num_classes=num_classes, config=cfg)
+    return Tiramisu(in_channels=in_channels, num_classes=num_classes, config=cfg)
