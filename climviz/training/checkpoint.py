@@ -8,6 +8,16 @@ so loading never executes pickled code; the payload therefore contains only
 tensors and plain Python values (dict, list, str, int, float, bool, None).
 
 Every function accepts the file or the directory holding it.
+
+Checks: a checkpoint whose weights hold NaN or infinite values is never written
+(:func:`save_checkpoint` raises a :class:`~climviz.errors.CheckpointError` naming
+the file and the tensors, see :func:`nonfinite_tensors`) and never loaded; a
+checkpoint whose channel list does not fit its network (``model_kwargs
+in_channels`` or the first convolution's input width) is a ``CheckpointError``
+naming the file. A disk that fills up, or a read-only directory, while saving is
+an :class:`~climviz.errors.OutputError` naming the file; an earlier checkpoint
+at the same path stays intact, and temporaries of killed saves are removed by
+the next save (:func:`climviz.utils.atomic.remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -18,7 +28,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from climviz.errors import CheckpointError
-from climviz.utils.atomic import atomic_path
+from climviz.utils.atomic import atomic_path, remove_stale_temps
+from climviz.utils.output import translate_write_errors
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -30,6 +41,9 @@ __all__ = [
     "load_model",
     "checkpoint_sha256",
     "find_latest_checkpoint",
+    "nonfinite_tensors",
+    "check_finite_weights",
+    "remove_stale_checkpoint_temps",
 ]
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -74,11 +88,126 @@ def _plain(v: Any) -> Any:
                           f"({v!r:.80}); use tensors or plain Python values")
 
 
+def nonfinite_tensors(state: Mapping[str, Any]) -> dict[str, int]:
+    """Names of the floating-point tensors in ``state`` holding NaN/inf, with their counts.
+
+    Parameters
+    ----------
+    state : Mapping
+        A ``state_dict`` (name -> tensor); nested mappings are searched with dotted names,
+        non-tensor values are ignored.
+
+    Returns
+    -------
+    dict
+        ``{name: number of non-finite values}`` (empty when all are finite), in state order.
+    """
+    import torch
+
+    out: dict[str, int] = {}
+
+    def visit(prefix: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() or value.is_complex():
+                bad = int((~torch.isfinite(value.detach())).sum().item())
+                if bad:
+                    out[prefix] = bad
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                visit(f"{prefix}.{k}" if prefix else str(k), v)
+
+    visit("", state)
+    return out
+
+
+def check_finite_weights(state: Mapping[str, Any], where: str | os.PathLike = "model") -> None:
+    """Raise a :class:`~climviz.errors.CheckpointError` if any weight in ``state`` is NaN/inf.
+
+    This is the check :func:`save_checkpoint` and :func:`load_checkpoint` apply to
+    ``model_state``; a training loop may call it on ``model.state_dict()`` to stop
+    before saving.
+
+    Parameters
+    ----------
+    state : Mapping
+        ``model.state_dict()`` or a checkpoint's ``model_state``.
+    where : str or os.PathLike
+        The checkpoint file (or a description) named in the message.
+
+    Raises
+    ------
+    CheckpointError
+        Naming ``where``, the first tensors with non-finite values and their counts.
+    """
+    bad = nonfinite_tensors(state)
+    if bad:
+        total = sum(bad.values())
+        shown = ", ".join(f"{k} ({n})" for k, n in list(bad.items())[:5])
+        more = f" and {len(bad) - 5} more tensors" if len(bad) > 5 else ""
+        raise CheckpointError(
+            f"{where}: {total} non-finite (NaN/inf) weight value(s) in {len(bad)} tensor(s): "
+            f"{shown}{more}; the training diverged (try a lower learning rate)"
+        )
+
+
+def _check_channels_fit(file: Path, payload: Mapping[str, Any]) -> None:
+    """The channel list must match the network's input width (model_kwargs / first conv)."""
+    channels = payload.get("channels")
+    if not isinstance(channels, (list, tuple)) or not channels:
+        raise CheckpointError(f"{file}: checkpoint channels: expected a non-empty list of "
+                              f"variable names, found {channels!r}")
+    n = len(channels)
+    kwargs = payload.get("model_kwargs") or {}
+    declared = kwargs.get("in_channels") if isinstance(kwargs, Mapping) else None
+    if declared is not None and declared != n:
+        raise CheckpointError(f"{file}: checkpoint lists {n} channels {list(channels)} but its "
+                              f"network takes in_channels={declared}; the checkpoint is inconsistent")
+    state = payload.get("model_state")
+    if isinstance(state, Mapping):
+        first = next((v for v in state.values() if getattr(v, "ndim", 0) == 4), None)
+        width = int(first.shape[1]) if first is not None else None
+        if declared is None and width is not None and width != n:
+            raise CheckpointError(f"{file}: checkpoint lists {n} channels {list(channels)} but the "
+                                  f"first convolution of its weights takes {width} input channels")
+
+
+def remove_stale_checkpoint_temps(directory: str | os.PathLike) -> list[Path]:
+    """Remove temporaries of killed checkpoint saves under a run directory.
+
+    Looks at ``directory/checkpoint.pt`` and ``directory/epoch_*/checkpoint.pt``
+    (the names :func:`save_checkpoint` writes) and removes their
+    ``.checkpoint.pt.<hex>.tmp`` siblings. Call it when a run resumes, before training.
+
+    Returns
+    -------
+    list of pathlib.Path
+        What was removed.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    removed = remove_stale_temps(d / CHECKPOINT_FILE)
+    for sub in sorted(d.glob("epoch_*")):
+        if sub.is_dir():
+            removed += remove_stale_temps(sub / CHECKPOINT_FILE)
+    return removed
+
+
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` to ``path`` (a directory or a ``.pt`` file) atomically.
 
     ``format``/``format_version``/``climviz_version`` are filled in when missing.
     Returns the checkpoint file path.
+
+    Raises
+    ------
+    CheckpointError
+        A required key is missing, a value cannot be stored, or ``model_state``
+        holds NaN/inf values (nothing is written; the message names the file and
+        the tensors).
+    OutputError
+        The file cannot be written (disk full, read-only or unwritable directory);
+        a checkpoint that was at ``path`` before is left intact.
     """
     import torch
 
@@ -92,10 +221,15 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise CheckpointError(f"{file}: checkpoint payload lacks key(s) {missing}")
+    if isinstance(data["model_state"], Mapping):
+        check_finite_weights(data["model_state"], file)
     data = _plain(data)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(file) as tmp:
-        torch.save(data, tmp)
+    _check_channels_fit(file, data)
+    with translate_write_errors(file, what="checkpoint"), atomic_path(file) as tmp:
+        with open(tmp, "wb") as fh:  # a Python file: a full disk surfaces as OSError(ENOSPC)
+            torch.save(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
     return file
 
 
@@ -122,7 +256,9 @@ def load_checkpoint(
     Raises
     ------
     CheckpointError
-        File missing, not a climviz checkpoint, corrupt, newer format, or mismatched.
+        File missing, not a climviz checkpoint, corrupt, newer format, weights with
+        NaN/inf values, a channel list that does not fit the network, or mismatched
+        with ``expect_model``/``expect_channels``; the message names the file.
     """
     import torch
 
@@ -146,6 +282,11 @@ def load_checkpoint(
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"{file}: checkpoint lacks key(s) {missing}")
+    if not isinstance(payload["model_state"], Mapping):
+        raise CheckpointError(f"{file}: checkpoint model_state: expected a state dict, found "
+                              f"{type(payload['model_state']).__name__}")
+    check_finite_weights(payload["model_state"], file)
+    _check_channels_fit(file, payload)
     if expect_model is not None:
         name, preset = (expect_model, None) if isinstance(expect_model, str) else expect_model
         if payload["model"] != name or (preset is not None and payload["preset"] != preset):

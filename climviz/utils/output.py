@@ -61,8 +61,25 @@ _WRAPPED_MESSAGES = (
 )
 
 
+def _root_os_error(exc: BaseException) -> BaseException:
+    """The innermost ``OSError`` with an errno in the cause/context chain (else ``exc``)."""
+    seen = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and isinstance(cur.errno, int):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return exc
+
+
 def describe_os_error(exc: BaseException) -> str:
-    """A short human-readable cause for an ``OSError`` (or a library error wrapping one)."""
+    """A short human-readable cause for an ``OSError`` (or a library error wrapping one).
+
+    The ``__cause__``/``__context__`` chain is searched for the operating system's
+    error number (torch, for one, wraps ``ENOSPC`` into a ``RuntimeError``).
+    """
+    exc = _root_os_error(exc)
     err = getattr(exc, "errno", None)
     if isinstance(err, int) and err in _WRITE_ERRNOS:
         name = errno.errorcode.get(err, str(err))
@@ -81,6 +98,8 @@ def _is_write_failure(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return True
     if isinstance(exc, RuntimeError):  # torch.save, netCDF4, zarr wrappers
+        if isinstance(_root_os_error(exc), OSError):
+            return True
         text = str(exc)
         return any(needle in text for needle, _ in _WRAPPED_MESSAGES)
     return False
