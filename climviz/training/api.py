@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import sys
 import time
@@ -11,50 +10,11 @@ from typing import Any, Mapping
 
 from climviz.errors import CheckpointError, ConfigError
 from climviz.training.checkpoint import checkpoint_file, find_latest_checkpoint
-from climviz.training.config import TrainConfig
-from climviz.training.result import TrainResult, metrics_frame
+from climviz.training.config import TrainConfig, as_config
+from climviz.training.ray import train_on_ray
+from climviz.training.result import TrainResult, default_run_dir, result_from_history
 
 __all__ = ["train", "as_config", "default_run_dir", "result_from_history"]
-
-
-def as_config(config: TrainConfig | Mapping[str, Any] | str | os.PathLike) -> TrainConfig:
-    """A :class:`TrainConfig` from a config, a dict, or a YAML/JSON file path."""
-    if isinstance(config, TrainConfig):
-        return config
-    if isinstance(config, Mapping):
-        return TrainConfig.from_dict(config)
-    if isinstance(config, (str, os.PathLike)):
-        return TrainConfig.from_file(config)
-    raise ConfigError(f"train: config must be a TrainConfig, a dict or a YAML/JSON path, found "
-                      f"{type(config).__name__}")
-
-
-def default_run_dir(cfg: TrainConfig, storage_path: str | os.PathLike | None,
-                    name: str | None) -> Path:
-    """``storage_path/name`` (defaults ``./climviz_runs`` and ``<model>-<preset>-<UTC time>``)."""
-    root = Path(storage_path) if storage_path is not None else Path("climviz_runs")
-    if name is None:
-        name = f"{cfg.model}-{cfg.preset}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}"
-    return (root / name).resolve()
-
-
-def result_from_history(history: list[dict], cfg: TrainConfig, checkpoint_dir: Path,
-                        wall_time_s: float, run_path: Path | None) -> TrainResult:
-    """Build the :class:`TrainResult` of a finished run from its metrics rows and checkpoints."""
-    from climviz.training.loop import epoch_dir
-
-    latest = find_latest_checkpoint(checkpoint_dir)
-    if latest is None:
-        raise CheckpointError(f"{checkpoint_dir}: the run wrote no checkpoint")
-    best = latest
-    scored = [r for r in history if r.get("miou") == r.get("miou")]   # drop NaN
-    for r in sorted(scored, key=lambda r: -r["miou"]):
-        f = checkpoint_file(epoch_dir(checkpoint_dir, int(r["epoch"])))
-        if f.exists():
-            best = f
-            break
-    return TrainResult(checkpoint=latest, best_checkpoint=best, metrics=metrics_frame(history),
-                       config=cfg, wall_time_s=wall_time_s, run_path=run_path)
 
 
 def _print_row(row: dict, ckpt: Path | None) -> None:
@@ -113,8 +73,6 @@ def train(
     """
     cfg = as_config(config)
     if use_ray:
-        from climviz.training.ray import train_on_ray
-
         return train_on_ray(cfg, data, address=address, num_workers=num_workers, use_gpu=use_gpu,
                             resources_per_worker=resources_per_worker, storage_path=storage_path,
                             name=name, resume=resume, max_failures=max_failures,

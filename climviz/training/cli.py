@@ -26,10 +26,10 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["register", "run", "main", "build_parser", "RESULT_PREFIX"]
+from climviz.training.result import RESULT_PREFIX, result_from_json, result_to_json
 
-#: Prefix of the result line printed at the end of a successful run.
-RESULT_PREFIX = "CLIMVIZ_RESULT "
+__all__ = ["register", "run", "main", "build_parser", "RESULT_PREFIX", "result_to_json",
+           "result_from_json"]
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -103,59 +103,6 @@ def _overrides(items: list[str]) -> dict[str, Any]:
                 pass
         out[key.strip()] = parsed
     return out
-
-
-def result_to_json(res: Any) -> dict[str, Any]:
-    """A TrainResult as a JSON-able dict (paths as strings, metrics as records)."""
-    import math
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
-            try:
-                return clean(v.item())
-            except (AttributeError, ValueError):
-                return str(v)
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, (str, int, float, bool)) or v is None:
-            return v
-        return str(v)
-
-    return clean({
-        "checkpoint": str(res.checkpoint) if res.checkpoint is not None else None,
-        "best_checkpoint": str(res.best_checkpoint) if res.best_checkpoint is not None else None,
-        "metrics": res.metrics.to_dict("records"),
-        "config": res.config.to_dict(),
-        "wall_time_s": float(res.wall_time_s),
-        "run_path": str(res.run_path) if res.run_path is not None else None,
-        "extra": dict(getattr(res, "extra", {}) or {}),
-    })
-
-
-def result_from_json(d: dict[str, Any]) -> Any:
-    """Inverse of :func:`result_to_json` (None metrics values come back as NaN)."""
-    from pathlib import Path
-
-    import numpy as np
-    import pandas as pd
-
-    from climviz.training.config import TrainConfig
-    from climviz.training.result import TrainResult, metrics_frame
-
-    rows = [{k: (np.nan if v is None else v) for k, v in r.items()} for r in d.get("metrics", [])]
-    return TrainResult(
-        checkpoint=Path(d["checkpoint"]) if d.get("checkpoint") else None,
-        best_checkpoint=Path(d["best_checkpoint"]) if d.get("best_checkpoint") else None,
-        metrics=metrics_frame(rows) if rows else pd.DataFrame(),
-        config=TrainConfig.from_dict(d["config"]),
-        wall_time_s=float(d.get("wall_time_s", float("nan"))),
-        run_path=Path(d["run_path"]) if d.get("run_path") else None,
-        extra=dict(d.get("extra") or {}),
-    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,12 +25,13 @@ from climviz.data.schema import CHANNELS, NUM_CLASSES
 from climviz.errors import ConfigError
 from climviz.utils.atomic import atomic_path
 
-__all__ = ["TrainConfig", "MODEL_PRESETS", "OPTIMIZERS", "SCHEDULES", "PRECISIONS"]
+__all__ = ["TrainConfig", "as_config", "MODEL_PRESETS", "OPTIMIZERS", "SCHEDULES", "PRECISIONS"]
 
 #: Known model names and their presets (kept in sync with ``climviz.models``).
 MODEL_PRESETS: dict[str, tuple[str, ...]] = {
-    "deeplabv3plus": ("paper", "deepcam", "tiny"),
-    "tiramisu": ("paper", "tiny"),
+    "deeplabv3plus": ("paper", "deepcam", "resnet50-os16", "tiny"),
+    "tiramisu": ("paper", "fcdensenet-os32", "tiny"),
+    "cgnet": ("paper", "tiny"),
 }
 OPTIMIZERS = ("adamw", "lamb", "larc", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
@@ -38,6 +39,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCALINGS = ("none", "linear", "sqrt")
 CLASS_WEIGHTINGS = ("inverse", "inverse_sqrt", "none")
 OVERLAP_LOSSES = ("dice", "jaccard")
+LOSSES = ("weighted_ce", "jaccard")
 
 
 @dataclass
@@ -131,6 +133,16 @@ class TrainConfig:
         and benchmarks.
     log_every
         Print a progress line every this many optimizer steps (``train(progress=True)``).
+    max_nonfinite_steps
+        Stop with a :class:`~climviz.training.loop.DivergenceError` after this many
+        consecutive optimizer steps with a non-finite loss (each one is skipped, as the
+        GradScaler skips overflowing steps); None = never stop.
+    loss
+        ``"weighted_ce"``: class-weighted cross entropy (``class_weights``) plus
+        ``dice_weight`` x the ``overlap_loss`` term; ``"jaccard"``: the ClimateNet CGNet
+        recipe, softmax Jaccard (IoU) loss ``1 - mean_c |P_c T_c| / (|P_c + T_c| -
+        |P_c T_c| + 1e-7)`` alone (Prabhat et al. 2021; use with ``optimizer="adam"``-like
+        AdamW at ``lr=1e-3``, ``weight_decay=0``).
     """
 
     model: str = "deeplabv3plus"
@@ -176,6 +188,8 @@ class TrainConfig:
     compile: bool = False
     max_steps_per_epoch: int | None = None
     log_every: int = 10
+    max_nonfinite_steps: int | None = 5
+    loss: str = "weighted_ce"
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -203,7 +217,7 @@ class TrainConfig:
             self.model_overrides = {}
         # ints given as floats in YAML (e.g. 1e3) are accepted when integral
         for name in ("epochs", "batch_size", "grad_accum", "seed", "checkpoint_every",
-                     "loader_workers", "num_classes", "log_every"):
+                     "loader_workers", "num_classes", "log_every", "max_nonfinite_steps"):
             v = getattr(self, name)
             if isinstance(v, float) and v.is_integer():
                 setattr(self, name, int(v))
@@ -343,6 +357,8 @@ class TrainConfig:
         check_bool("compile")
         check_int("max_steps_per_epoch", 1, optional=True)
         check_int("log_every", 1)
+        check_int("max_nonfinite_steps", 1, optional=True)
+        check_choice("loss", LOSSES)
 
     # ------------------------------------------------------------------ derived values
     def scaled_lr(self, world_size: int) -> float:
@@ -469,6 +485,18 @@ class TrainConfig:
             return cls.from_yaml(path)
         raise ConfigError(f"{path}: config files end in .yaml, .yml or .json, "
                           f"found {path.suffix!r}")
+
+
+def as_config(config: TrainConfig | Mapping[str, Any] | str | os.PathLike) -> TrainConfig:
+    """A :class:`TrainConfig` from a config, a dict, or a YAML/JSON file path."""
+    if isinstance(config, TrainConfig):
+        return config
+    if isinstance(config, Mapping):
+        return TrainConfig.from_dict(config)
+    if isinstance(config, (str, os.PathLike)):
+        return TrainConfig.from_file(config)
+    raise ConfigError(f"train: config must be a TrainConfig, a dict or a YAML/JSON path, found "
+                      f"{type(config).__name__}")
 
 
 def scale_lr(lr: float, world_size: int, rule: str = "linear") -> float:

@@ -25,6 +25,8 @@ from typing import IO, Any, Mapping
 from urllib.parse import urlparse
 
 from climviz.errors import ClusterError, ConfigError
+from climviz.training.config import as_config
+from climviz.training.result import RESULT_PREFIX, default_run_dir, result_from_json
 
 __all__ = ["submit_training", "TrainingJob", "TERMINAL_STATES"]
 
@@ -185,8 +187,6 @@ class TrainingJob:
         ClusterError
             If the job failed or was stopped (the message holds the end of its logs).
         """
-        from climviz.training.cli import RESULT_PREFIX, result_from_json
-
         status = self.wait(timeout_s)
         logs = self.logs()
         if status != "SUCCEEDED":
@@ -255,7 +255,6 @@ def submit_training(
     -------
     TrainingJob
     """
-    from climviz.training.api import as_config, default_run_dir
     from climviz.utils.atomic import atomic_path
 
     cfg = as_config(config)

@@ -1,74 +1,83 @@
-"""The per-process training loop, run as is (``train(..., use_ray=False)``) or on every
+"""The per-process training engine, run as is (``train(..., use_ray=False)``) or on every
 Ray worker (``train(..., use_ray=True)``).
 
-One call of :func:`run_training` does the whole run in this process: open the data,
-split it by time (validation = the last block of time steps), fit or reuse the
-normalization, compute class weights on the training split, build the model,
-optimizer, LR schedule and mixed-precision helper, optionally resume from a
-checkpoint, then for each epoch train, validate, record a metrics row, write a
-checkpoint (rank 0) and call ``report`` (every rank).
+A run is a :class:`~climviz.training.state.TrainState` passed through five stages, as
+in Ray Train's examples:
 
-With ``world_size > 1`` it expects ``torch.distributed`` to be initialised (Ray does
-it): the model is wrapped in DDP, each worker sees distinct time steps
-(``DistributedSampler``; validation is sharded without padding), and losses,
-sample counts and confusion matrices are summed over workers before metrics are
-computed.
+1. :func:`~climviz.training.state.setup`: open the data, split it by time (validation =
+   the last block of time steps), fit or reuse the normalization, compute class weights
+   on the training split, build loaders, model, optimizer, LR schedule, mixed-precision
+   helper and loss;
+2. :func:`~climviz.training.state.restore`: continue from a checkpoint (weights,
+   optimizer, grad scaler, history, epoch and step counts);
+3. :func:`train_epoch`: one pass over this worker's shard of the training split;
+4. :func:`validate`: loss and confusion matrix on this worker's share of the
+   validation split;
+5. :func:`end_epoch`: sum over workers, compute the metrics row, write a checkpoint
+   (rank 0) and call ``report`` (every rank).
+
+:func:`run_training` strings them together. With ``world_size > 1`` it expects
+``torch.distributed`` to be initialised (Ray does it): the model is wrapped in DDP,
+each worker sees distinct time steps (``DistributedSampler``; validation is sharded
+without padding), and losses, sample counts and confusion matrices are summed over
+workers before metrics are computed.
+
+Divergence: a step whose loss is not finite is skipped (no weight update, as the
+GradScaler does for overflowing gradients); ``cfg.max_nonfinite_steps`` consecutive
+ones, or non-finite weights at the end of an epoch, stop the run with a
+:class:`DivergenceError` naming the epoch and step, before any checkpoint of that
+epoch is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import resource
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 
-from climviz.data.schema import CLASS_KEYS, LABEL_VAR
-from climviz.errors import ConfigError, DataError
-from climviz.training.checkpoint import _clean_state_dict, load_checkpoint, save_checkpoint
+from climviz.data.schema import CLASS_KEYS
+from climviz.errors import ConfigError
+from climviz.training.checkpoint import load_checkpoint, save_checkpoint
 from climviz.training.config import TrainConfig
-from climviz.training.loss import WeightedLoss, class_counts, class_weights_from_counts
 from climviz.training.metrics import all_reduce_sum, confusion_matrix, metrics_from_confusion
-from climviz.training.optim import build_optimizer, build_scheduler
-from climviz.training.precision import MixedPrecision
+from climviz.training.state import (TrainState, apply_lr, open_training_data, restore,
+                                    scheduler_state, setup)
 
-__all__ = ["run_training", "open_training_data", "epoch_dir"]
+__all__ = ["run_training", "open_training_data", "epoch_dir", "TrainState", "setup", "restore",
+           "wrap_model", "train_epoch", "validate", "end_epoch", "DivergenceError",
+           "EpochTotals"]
 
 ReportFn = Callable[[dict, "Path | None"], None]
 StepFn = Callable[[dict], None]
 
 
+class DivergenceError(ConfigError):
+    """Training diverged: non-finite losses or weights (lower the learning rate)."""
+
+
+@dataclass
+class EpochTotals:
+    """This worker's sums over one epoch's training or validation batches."""
+
+    loss_sum: torch.Tensor
+    samples: int
+    seconds: float = 0.0
+    confusion: torch.Tensor | None = None
+
+
 def epoch_dir(checkpoint_dir: str | os.PathLike, epoch: int) -> Path:
     """``checkpoint_dir/epoch_XXXX`` for a completed epoch (1-based)."""
     return Path(checkpoint_dir) / f"epoch_{epoch:04d}"
-
-
-def open_training_data(data: Any, cfg: TrainConfig):
-    """Open ``data`` (Dataset, path, list of paths, glob; default ``cfg.data``) and check
-    that it has the configured channels and the label variable."""
-    import xarray as xr
-
-    data = cfg.training_data(data)
-    if isinstance(data, xr.Dataset):
-        ds = data
-    else:
-        from climviz.data import open_run
-
-        ds = open_run(list(data) if isinstance(data, tuple) else data)
-    missing = [c for c in cfg.channels if c not in ds.data_vars]
-    if missing:
-        raise DataError(f"training data: channel(s) {missing} not found; the data has "
-                        f"{sorted(ds.data_vars)}")
-    if LABEL_VAR not in ds.data_vars:
-        raise DataError(f"training data: label variable {LABEL_VAR!r} not found; training needs "
-                        f"labelled time steps (see climviz.labels.label_run for heuristic labels)")
-    return ds
 
 
 def _seed_everything(seed: int) -> None:
@@ -110,17 +119,254 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _train_class_weights(ds, train_idx: np.ndarray, cfg: TrainConfig) -> np.ndarray:
-    if not isinstance(cfg.class_weights, str):
-        return np.asarray(cfg.class_weights, dtype=np.float64)
-    if cfg.class_weights == "none":
-        return np.ones(cfg.num_classes)
-    labels = ds[LABEL_VAR]
-    block = 32
-    blocks = (np.asarray(labels.isel(time=train_idx[i:i + block]).values)
-              for i in range(0, len(train_idx), block))
-    counts = class_counts(blocks, cfg.num_classes)
-    return class_weights_from_counts(counts, cfg.class_weights)
+def wrap_model(state: TrainState) -> TrainState:
+    """Wrap the bare model for training (DDP with several workers, ``torch.compile``)."""
+    model: torch.nn.Module = state.net
+    if state.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        dev = state.device
+        model = DDP(state.net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if state.cfg.compile:
+        model = torch.compile(model)
+    state.model = model
+    state.eval_model = torch.compile(state.net) if state.cfg.compile else state.net
+    return state
+
+
+def _start_epoch(state: TrainState, epoch: int) -> None:
+    # reseed augmentation by (seed, epoch, rank) at each epoch: random crops and rolls
+    # (in this process or in fresh loader workers) are then the same whether or not
+    # the run was interrupted and resumed
+    cfg = state.cfg
+    torch.manual_seed(_epoch_seed(cfg.seed, epoch, state.rank))
+    s = _epoch_seed(cfg.seed, epoch, state.rank) % 2**31
+    state.train_ds.seed = s
+    if state.train_loader.generator is not None:
+        state.train_loader.generator.manual_seed(s)
+    state.sampler.set_epoch(epoch)
+    if state.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(state.device)
+
+
+def _micro_batches(state: TrainState) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(micro-batch number, x, y)`` on the device, for at most one epoch of steps."""
+    n = state.steps_per_epoch * state.cfg.grad_accum
+    for micro, (x, y) in enumerate(itertools.islice(state.train_loader, n)):
+        yield (micro, *_to_device(x, y, state.device, state.cfg.channels_last))
+
+
+def _check_finite_loss(state: TrainState, finite: bool, epoch: int, step: int,
+                       loss: float) -> None:
+    """Count consecutive non-finite steps (agreed by all workers); stop past the limit."""
+    if state.distributed:
+        flag = torch.tensor([0.0 if finite else 1.0], dtype=torch.float64, device=state.device)
+        finite = float(all_reduce_sum(flag)[0]) == 0.0
+    state.nonfinite_streak = 0 if finite else state.nonfinite_streak + 1
+    limit = state.cfg.max_nonfinite_steps
+    if limit is not None and state.nonfinite_streak >= limit:
+        raise DivergenceError(
+            f"training diverged at epoch {epoch + 1}, step {step} (global step "
+            f"{state.global_step}): the loss was not finite ({loss}) for {state.nonfinite_streak} "
+            f"consecutive optimizer steps (TrainConfig.max_nonfinite_steps="
+            f"{limit}); lower the learning rate (TrainConfig.lr={state.cfg.lr:g}), add "
+            f"warm-up or gradient clipping; no checkpoint of this epoch was written")
+
+
+def train_epoch(state: TrainState, epoch: int, step_callback: StepFn | None = None) -> EpochTotals:
+    """Stage 3: one epoch of optimizer steps on this worker's shard (0-based ``epoch``)."""
+    cfg, amp = state.cfg, state.amp
+    _start_epoch(state, epoch)
+    state.model.train()
+    _sync(state.device)
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=state.device)
+    n_samples, step, finite = 0, 0, True
+    order = list(iter(state.sampler))          # this rank's dataset indices, in batch order
+    step_times: list[int] = []
+    state.optimizer.zero_grad(set_to_none=True)
+    for micro, x, y in _micro_batches(state):
+        last_micro = (micro + 1) % cfg.grad_accum == 0
+        sync_ctx = (state.model.no_sync() if state.distributed and not last_micro
+                    and hasattr(state.model, "no_sync") else contextlib.nullcontext())
+        with sync_ctx:
+            with amp.autocast():
+                logits = state.model(x)
+            loss = state.loss_fn(logits, y)
+            amp.backward(loss / cfg.grad_accum)
+        finite = finite and bool(torch.isfinite(loss.detach()))
+        loss_sum += loss.detach().double() * x.shape[0]
+        if step_callback is not None:
+            first = micro * cfg.batch_size
+            step_times.extend(int(state.train_idx[i]) for i in order[first:first + x.shape[0]])
+        n_samples += x.shape[0]
+        if not last_micro:
+            continue
+        if finite or amp.scaler is not None:    # the scaler skips (and rescales) on its own
+            applied = amp.step(state.optimizer, clip_norm=cfg.grad_clip)
+        else:
+            applied = False
+            amp.skipped_steps += 1
+        state.optimizer.zero_grad(set_to_none=True)
+        state.global_step += 1
+        step += 1
+        apply_lr(state)
+        _check_finite_loss(state, finite, epoch, step, float(loss.detach()))
+        finite = True
+        if step_callback is not None:
+            step_callback({"epoch": epoch + 1, "step": step,
+                           "steps_per_epoch": state.steps_per_epoch,
+                           "global_step": state.global_step, "loss": float(loss.detach()),
+                           "lr": state.optimizer.param_groups[0]["lr"],
+                           "batch_size": len(step_times), "time_indices": step_times,
+                           "applied": applied, "rank": state.rank,
+                           "world_size": state.world_size})
+            step_times = []
+    _sync(state.device)
+    return EpochTotals(loss_sum, n_samples, time.perf_counter() - t0)
+
+
+def validate(state: TrainState) -> EpochTotals:
+    """Stage 4: loss sum and confusion matrix on this worker's share of the validation split."""
+    cfg = state.cfg
+    if state.distributed:
+        # BatchNorm running statistics drift apart on each worker's own batches:
+        # average them so every worker (and the checkpoint) holds the same model
+        _average_buffers(state.net, state.world_size)
+    state.model.eval()
+    state.eval_model.eval()
+    cm = torch.zeros((cfg.num_classes, cfg.num_classes), dtype=torch.int64, device=state.device)
+    val_sum = torch.zeros((), dtype=torch.float64, device=state.device)
+    n_val = 0
+    with torch.no_grad():
+        for x, y in state.val_loader:
+            x, y = _to_device(x, y, state.device, cfg.channels_last)
+            with state.amp.autocast():
+                logits = state.eval_model(x)
+            val_sum += state.loss_fn(logits, y).double() * x.shape[0]
+            n_val += x.shape[0]
+            cm += confusion_matrix(logits.argmax(1), y, cfg.num_classes)
+    return EpochTotals(val_sum, n_val, confusion=cm)
+
+
+def _metrics_row(state: TrainState, epoch: int, train: EpochTotals, val: EpochTotals,
+                 t0: float) -> dict[str, Any]:
+    """The epoch's metrics row, from the sums over all workers."""
+    cfg, dev = state.cfg, state.device
+
+    def f64(v: float) -> torch.Tensor:
+        return torch.tensor(float(v), dtype=torch.float64, device=dev)
+
+    totals = all_reduce_sum(torch.stack([train.loss_sum, f64(train.samples), val.loss_sum,
+                                         f64(val.samples), f64(train.seconds)]))
+    cm = all_reduce_sum(val.confusion)
+    _sync(dev)
+    t = totals.cpu().tolist()
+    mean_train_time = t[4] / state.world_size
+    images_per_s = t[1] / mean_train_time if mean_train_time > 0 else float("nan")
+    elapsed = state.elapsed_offset + (time.perf_counter() - state.run_start)
+    quality = metrics_from_confusion(cm.cpu(), CLASS_KEYS if cfg.num_classes == 3
+                                     else tuple(str(i) for i in range(cfg.num_classes)))
+    if (cfg.target_miou is not None and math.isnan(state.target_time)
+            and quality["miou"] >= cfg.target_miou):
+        state.target_time = elapsed
+    return {
+        "epoch": epoch + 1, "global_step": state.global_step,
+        "train_loss": t[0] / t[1] if t[1] else float("nan"),
+        "val_loss": t[2] / t[3] if t[3] else float("nan"),
+        **quality,
+        "images_per_s": images_per_s, "flops_per_s": images_per_s * state.flops_per_sample,
+        "lr": float(state.optimizer.param_groups[0]["lr"]),
+        "epoch_time_s": time.perf_counter() - t0, "train_time_s": mean_train_time,
+        "elapsed_s": elapsed, "peak_memory_mb": _peak_memory_mb(dev),
+        "skipped_steps": state.amp.skipped_steps, "world_size": state.world_size,
+        "time_to_target_s": state.target_time, "samples": int(t[1]),
+        "global_batch_size": state.global_batch_size, "precision": state.amp.name,
+        "train_flops_per_sample": state.flops_per_sample,
+    }
+
+
+def _check_finite_weights(state: TrainState, epoch: int) -> None:
+    """Stop before a checkpoint with non-finite weights or statistics could be written."""
+    bad = [k for k, v in state.net.state_dict().items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise DivergenceError(
+            f"training diverged in epoch {epoch + 1} (global step {state.global_step}): "
+            f"{len(bad)} weight/statistics tensor(s) hold non-finite values (first: {bad[0]}); "
+            f"lower the learning rate (TrainConfig.lr={state.cfg.lr:g}), add warm-up or "
+            f"gradient clipping; no checkpoint of this epoch was written")
+
+
+def _save(state: TrainState, epoch: int) -> Path:
+    cfg = state.cfg
+    ckpt = epoch_dir(state.checkpoint_dir, epoch + 1)
+    save_checkpoint(ckpt, {
+        "model": cfg.model, "preset": cfg.preset,
+        "model_kwargs": {"in_channels": len(cfg.channels), "num_classes": cfg.num_classes,
+                         "overrides": dict(cfg.model_overrides)},
+        "channels": list(cfg.channels),
+        "normalizer": state.normalizer.to_dict(),
+        "config": cfg.to_dict(),
+        "grid": list(state.grid),
+        "epoch": epoch + 1,
+        "global_step": state.global_step,
+        "metrics": state.history,
+        "best_epoch": state.best_epoch,
+        "class_weights": [float(w) for w in state.weights],
+        "model_state": state.net.state_dict(),
+        "optimizer_state": state.optimizer.state_dict(),
+        "scheduler_state": scheduler_state(state),
+        "scaler_state": state.amp.state_dict(),
+    })
+    _prune(state.checkpoint_dir, cfg.keep_checkpoints, keep_epoch=state.best_epoch)
+    return ckpt
+
+
+def end_epoch(state: TrainState, epoch: int, train: EpochTotals, val: EpochTotals, t0: float,
+              report: ReportFn | None = None) -> dict[str, Any]:
+    """Stage 5: metrics row (summed over workers), checkpoint (rank 0), ``report``."""
+    row = _metrics_row(state, epoch, train, val, t0)
+    state.history.append(row)
+    if not math.isnan(row["miou"]) and row["miou"] > state.best_miou:
+        state.best_miou, state.best_epoch = row["miou"], epoch + 1
+    _check_finite_weights(state, epoch)
+    ckpt: Path | None = None
+    last = epoch + 1 == state.cfg.epochs
+    if state.rank == 0 and ((epoch + 1) % state.cfg.checkpoint_every == 0 or last):
+        ckpt = _save(state, epoch)
+    if report is not None:
+        report(dict(row), ckpt)
+    return row
+
+
+@contextlib.contextmanager
+def _determinism(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
+    prev_deterministic = torch.are_deterministic_algorithms_enabled()
+    prev_benchmark = torch.backends.cudnn.benchmark
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(prev_deterministic)
+        torch.backends.cudnn.benchmark = prev_benchmark
+
+
+def _check_world(rank: int, world_size: int) -> None:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(f"run_training: rank {rank} is not in 0..world_size-1 "
+                          f"(world_size={world_size})")
+    if world_size > 1:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise ConfigError(f"run_training: world_size={world_size} needs torch.distributed "
+                              f"to be initialised (use train(..., use_ray=True))")
 
 
 def run_training(
@@ -178,324 +424,38 @@ def run_training(
         global_step, train_loss, val_loss, iou_background, iou_tc, iou_ar, miou,
         pixel_accuracy, images_per_s, flops_per_s, lr, epoch_time_s, elapsed_s,
         peak_memory_mb, skipped_steps, world_size, time_to_target_s, ...``.
+
+    Raises
+    ------
+    DivergenceError
+        ``cfg.max_nonfinite_steps`` consecutive non-finite losses, or non-finite
+        weights at the end of an epoch.
     """
-    import xarray as xr
-
-    from climviz import models
-    from climviz.data import Normalizer, SegmentationDataset, make_loader, time_split
-
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, Mapping) else cfg
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ConfigError(f"run_training: rank {rank} is not in 0..world_size-1 "
-                          f"(world_size={world_size})")
-    distributed = world_size > 1
-    if distributed:
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            raise ConfigError(f"run_training: world_size={world_size} needs torch.distributed "
-                              f"to be initialised (use train(..., use_ray=True))")
+    _check_world(rank, world_size)
     device = torch.device(device) if device is not None else _default_device()
-    checkpoint_dir = Path(checkpoint_dir)
-
-    # ---------------------------------------------------------------- resume state
     payload = None
     if resume_from is not None:
         payload = load_checkpoint(resume_from, map_location="cpu",
                                   expect_model=(cfg.model, cfg.preset),
                                   expect_channels=cfg.channels)
         if normalizer is None and payload.get("normalizer"):
-            normalizer = Normalizer.from_dict(payload["normalizer"])
-
-    prev_deterministic = torch.are_deterministic_algorithms_enabled()
-    prev_benchmark = torch.backends.cudnn.benchmark
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    try:
+            normalizer = payload["normalizer"]
+    with _determinism(cfg, device):
         _seed_everything(cfg.seed)
-
-        # ------------------------------------------------------------ data
-        ds = open_training_data(data, cfg)
-        n_times = int(ds.sizes["time"])
-        train_idx, val_idx = time_split(n_times, cfg.val_fraction)
-        train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
-        need = cfg.effective_batch_size(world_size)
-        if len(val_idx) < 1 or len(train_idx) < need:
-            raise DataError(f"training data: {n_times} time steps split into {len(train_idx)} "
-                            f"train / {len(val_idx)} validation (val_fraction={cfg.val_fraction}); "
-                            f"one optimizer step needs {need} training time steps "
-                            f"(batch_size x grad_accum x workers)")
-        if normalizer is None:
-            normalizer = Normalizer.fit(ds.isel(time=train_idx), channels=cfg.channels)
-        if not isinstance(normalizer, Mapping):
-            normalizer = normalizer.to_dict()
-        # always use the stored (JSON) form, so a resumed run normalizes bit-identically
-        normalizer = Normalizer.from_dict(normalizer)
-        if list(normalizer.channels) != list(cfg.channels):
-            raise ConfigError(f"TrainConfig.channels: {list(cfg.channels)} differ from the "
-                              f"normalizer's channels {list(normalizer.channels)}")
-        if payload is not None and payload.get("class_weights") is not None:
-            weights = np.asarray(payload["class_weights"], dtype=np.float64)
-        else:
-            weights = _train_class_weights(ds, train_idx, cfg)
-
-        grid = (int(ds.sizes["lat"]), int(ds.sizes["lon"]))
-        sample_hw = tuple(cfg.crop) if cfg.crop is not None else grid
-        if sample_hw[0] > grid[0] or sample_hw[1] > grid[1]:
-            raise ConfigError(f"TrainConfig.crop: {list(sample_hw)} is larger than the grid "
-                              f"{list(grid)}")
-        # paths are reopened lazily by each DataLoader worker; a Dataset is used as is
-        raw = data if data is not None else cfg.data
-        source = (ds if isinstance(raw, xr.Dataset)
-                  else list(raw) if isinstance(raw, (tuple, list)) else raw)
-        from torch.utils.data import DistributedSampler
-
-        train_ds = SegmentationDataset(source, channels=cfg.channels, normalizer=normalizer,
-                                       time_indices=train_idx, crop=cfg.crop,
-                                       random_roll=cfg.random_roll, seed=cfg.seed)
-        sampler = DistributedSampler(train_ds, num_replicas=world_size, rank=rank, shuffle=True,
-                                     seed=cfg.seed, drop_last=True)
-        train_loader = make_loader(train_ds, cfg.batch_size, sampler=sampler,
-                                   num_workers=cfg.loader_workers, drop_last=True, seed=cfg.seed,
-                                   persistent_workers=False)
-
-        def start_epoch_data(epoch: int) -> None:
-            # reseed augmentation by (seed, epoch, rank) at each epoch: random crops and rolls
-            # (in this process or in fresh loader workers) are then the same whether or not
-            # the run was interrupted and resumed
-            s = _epoch_seed(cfg.seed, epoch, rank) % 2**31
-            train_ds.seed = s
-            if train_loader.generator is not None:
-                train_loader.generator.manual_seed(s)
-            sampler.set_epoch(epoch)
-
-        val_ds = SegmentationDataset(source, channels=cfg.channels, normalizer=normalizer,
-                                     time_indices=val_idx)
-        val_loader = make_loader(val_ds, cfg.val_batch_size or cfg.batch_size,
-                                 sampler=list(range(rank, len(val_ds), world_size)),
-                                 num_workers=cfg.loader_workers, seed=cfg.seed)
-        batches_per_epoch = len(train_loader)
-        steps_per_epoch = batches_per_epoch // cfg.grad_accum
-        if cfg.max_steps_per_epoch is not None:
-            steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-        if steps_per_epoch < 1:
-            raise DataError(f"training data: {len(train_idx)} training time steps give no full "
-                            f"optimizer step of {need} samples")
-
-        # ------------------------------------------------------------ model & optimizer
-        torch.manual_seed(cfg.seed)
-        in_channels = len(cfg.channels)
-        net = models.build(cfg.model, preset=cfg.preset, in_channels=in_channels,
-                           num_classes=cfg.num_classes, **cfg.model_overrides)
-        flops_per_sample = float(models.train_flops_per_sample(net, (in_channels, *sample_hw)))
-        net.to(device)
-        if cfg.channels_last:
-            net.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(net, cfg, world_size)
-        scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
-        amp = MixedPrecision(cfg.precision, device)
-        loss_fn = WeightedLoss(weights, cfg.dice_weight, cfg.overlap_loss).to(device)
-
-        history: list[dict[str, Any]] = []
-        start_epoch, global_step = 0, 0
-        if payload is not None:
-            try:
-                net.load_state_dict(_clean_state_dict(payload["model_state"]))
-            except RuntimeError as e:
-                from climviz.errors import CheckpointError
-
-                raise CheckpointError(f"{resume_from}: weights do not fit {cfg.model}/"
-                                      f"{cfg.preset} with overrides {cfg.model_overrides}: {e}") from e
-            if payload.get("optimizer_state"):
-                optimizer.load_state_dict(payload["optimizer_state"])
-            if payload.get("scheduler_state"):
-                sd = dict(payload["scheduler_state"])
-                # keep this run's schedule shape (epochs may have been extended)
-                sd["lr_lambdas"] = [None] * len(sd.get("lr_lambdas", [None]))
-                scheduler.load_state_dict(sd)
-                # a resumed run may use another worker count (or lr): rescale the peak LR
-                peak = cfg.scaled_lr(world_size)
-                if any(not math.isclose(b, peak, rel_tol=1e-9) for b in scheduler.base_lrs):
-                    factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
-                    scheduler.base_lrs = [peak] * len(optimizer.param_groups)
-                    for group in optimizer.param_groups:
-                        group["initial_lr"] = peak
-                        group["lr"] = peak * factor
-                    scheduler._last_lr = [peak * factor] * len(optimizer.param_groups)
-            amp.load_state_dict(payload.get("scaler_state"))
-            history = [dict(r) for r in payload.get("metrics", [])]
-            start_epoch = int(payload.get("epoch", 0))
-            global_step = int(payload.get("global_step", 0))
-
-        model: torch.nn.Module = net
-        if distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
-        if cfg.compile:
-            model = torch.compile(model)
-        eval_model = torch.compile(net) if cfg.compile else net
-
-        target_time = next((r.get("time_to_target_s") for r in history
-                            if r.get("time_to_target_s") is not None
-                            and not math.isnan(r["time_to_target_s"])), float("nan"))
-        elapsed_offset = float(history[-1].get("elapsed_s", 0.0)) if history else 0.0
-        run_start = time.perf_counter()
-        best_miou = max((r.get("miou", float("nan")) for r in history
-                         if not math.isnan(r.get("miou", float("nan")))), default=-1.0)
-        if payload is not None and payload.get("best_epoch") is not None:
-            best_epoch = int(payload["best_epoch"])
-        else:
-            best_epoch = None
-
-        for epoch in range(start_epoch, cfg.epochs):
-            torch.manual_seed(_epoch_seed(cfg.seed, epoch, rank))
-            start_epoch_data(epoch)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-
-            # -------------------------------------------------------- train
-            model.train()
-            _sync(device)
+        state = setup(cfg, data, normalizer=normalizer, rank=rank, world_size=world_size,
+                      device=device, checkpoint_dir=checkpoint_dir,
+                      class_weights=None if payload is None else payload.get("class_weights"))
+        restore(state, payload, resume_from)
+        wrap_model(state)
+        state.run_start = time.perf_counter()
+        for epoch in range(state.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            n_samples = 0
-            step, micro = 0, 0
-            order = list(iter(sampler))          # this rank's dataset indices, in batch order
-            step_times: list[int] = []
-            optimizer.zero_grad(set_to_none=True)
-            for x, y in train_loader:
-                x, y = _to_device(x, y, device, cfg.channels_last)
-                last_micro = (micro + 1) % cfg.grad_accum == 0
-                sync_ctx = (model.no_sync() if distributed and not last_micro and hasattr(model, "no_sync")
-                            else contextlib.nullcontext())
-                with sync_ctx:
-                    with amp.autocast():
-                        logits = model(x)
-                    loss = loss_fn(logits, y)
-                    amp.backward(loss / cfg.grad_accum)
-                loss_sum += loss.detach().double() * x.shape[0]
-                if step_callback is not None:
-                    first = micro * cfg.batch_size
-                    step_times.extend(int(train_idx[i]) for i in order[first:first + x.shape[0]])
-                n_samples += x.shape[0]
-                micro += 1
-                if not last_micro:
-                    continue
-                applied = amp.step(optimizer, clip_norm=cfg.grad_clip)
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                global_step += 1
-                step += 1
-                if step_callback is not None:
-                    step_callback({"epoch": epoch + 1, "step": step,
-                                   "steps_per_epoch": steps_per_epoch, "global_step": global_step,
-                                   "loss": float(loss.detach()),
-                                   "lr": optimizer.param_groups[0]["lr"],
-                                   "batch_size": len(step_times), "time_indices": step_times,
-                                   "applied": applied, "rank": rank, "world_size": world_size})
-                    step_times = []
-                if step >= steps_per_epoch:
-                    break
-            _sync(device)
-            train_time = time.perf_counter() - t0
-
-            # -------------------------------------------------------- validate
-            if distributed:
-                # BatchNorm running statistics drift apart on each worker's own batches:
-                # average them so every worker (and the checkpoint) holds the same model
-                _average_buffers(net, world_size)
-            model.eval()
-            eval_model.eval()
-            cm = torch.zeros((cfg.num_classes, cfg.num_classes), dtype=torch.int64, device=device)
-            val_sum = torch.zeros((), dtype=torch.float64, device=device)
-            n_val = 0
-            with torch.no_grad():
-                for x, y in val_loader:
-                    x, y = _to_device(x, y, device, cfg.channels_last)
-                    with amp.autocast():
-                        logits = eval_model(x)
-                    val_sum += loss_fn(logits, y).double() * x.shape[0]
-                    n_val += x.shape[0]
-                    cm += confusion_matrix(logits.argmax(1), y, cfg.num_classes)
-            totals = torch.stack([loss_sum, torch.tensor(float(n_samples), dtype=torch.float64,
-                                                         device=device),
-                                  val_sum, torch.tensor(float(n_val), dtype=torch.float64,
-                                                        device=device),
-                                  torch.tensor(train_time, dtype=torch.float64, device=device)])
-            totals = all_reduce_sum(totals)
-            cm = all_reduce_sum(cm)
-            _sync(device)
-            epoch_time = time.perf_counter() - t0
-            t = totals.cpu().tolist()
-            mean_train_time = t[4] / world_size
-            images_per_s = t[1] / mean_train_time if mean_train_time > 0 else float("nan")
-            elapsed = elapsed_offset + (time.perf_counter() - run_start)
-            quality = metrics_from_confusion(cm.cpu(), CLASS_KEYS if cfg.num_classes == 3
-                                             else tuple(str(i) for i in range(cfg.num_classes)))
-            if (cfg.target_miou is not None and math.isnan(target_time)
-                    and quality["miou"] >= cfg.target_miou):
-                target_time = elapsed
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "global_step": global_step,
-                "train_loss": t[0] / t[1] if t[1] else float("nan"),
-                "val_loss": t[2] / t[3] if t[3] else float("nan"),
-                **quality,
-                "images_per_s": images_per_s,
-                "flops_per_s": images_per_s * flops_per_sample,
-                "lr": float(optimizer.param_groups[0]["lr"]),
-                "epoch_time_s": epoch_time,
-                "train_time_s": mean_train_time,
-                "elapsed_s": elapsed,
-                "peak_memory_mb": _peak_memory_mb(device),
-                "skipped_steps": amp.skipped_steps,
-                "world_size": world_size,
-                "time_to_target_s": target_time,
-                "samples": int(t[1]),
-                "global_batch_size": need,
-                "precision": amp.name,
-                "train_flops_per_sample": flops_per_sample,
-            }
-            history.append(row)
-            if not math.isnan(row["miou"]) and row["miou"] > best_miou:
-                best_miou, best_epoch = row["miou"], epoch + 1
-
-            # -------------------------------------------------------- checkpoint & report
-            ckpt: Path | None = None
-            last = epoch + 1 == cfg.epochs
-            if rank == 0 and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
-                ckpt = epoch_dir(checkpoint_dir, epoch + 1)
-                save_checkpoint(ckpt, {
-                    "model": cfg.model, "preset": cfg.preset,
-                    "model_kwargs": {"in_channels": in_channels, "num_classes": cfg.num_classes,
-                                     "overrides": dict(cfg.model_overrides)},
-                    "channels": list(cfg.channels),
-                    "normalizer": normalizer.to_dict(),
-                    "config": cfg.to_dict(),
-                    "grid": list(grid),
-                    "epoch": epoch + 1,
-                    "global_step": global_step,
-                    "metrics": history,
-                    "best_epoch": best_epoch,
-                    "class_weights": [float(w) for w in weights],
-                    "model_state": net.state_dict(),
-                    "optimizer_state": optimizer.state_dict(),
-                    "scheduler_state": scheduler.state_dict(),
-                    "scaler_state": amp.state_dict(),
-                })
-                _prune(checkpoint_dir, cfg.keep_checkpoints, keep_epoch=best_epoch)
-            if report is not None:
-                report(dict(row), ckpt)
-        return history
-    finally:
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(prev_deterministic)
-        torch.backends.cudnn.benchmark = prev_benchmark
+            train = train_epoch(state, epoch, step_callback)
+            val = validate(state)
+            end_epoch(state, epoch, train, val, t0, report)
+        return state.history
 
 
 def _average_buffers(net: torch.nn.Module, world_size: int) -> None:

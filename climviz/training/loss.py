@@ -4,6 +4,10 @@ Background covers > 95 % of the pixels of a climate mask, so an unweighted loss 
 minimised by predicting "background" everywhere. As in Kurth et al. (2018), each
 class is weighted by its inverse frequency (or the square root of it) on the
 training split.
+
+The ClimateNet CGNet recipe (Prabhat et al. 2021, ``andregraubner/ClimateNet``
+``climatenet/utils/losses.py``) trains with a softmax Jaccard (IoU) loss alone
+instead: :func:`jaccard_loss`, selected by ``TrainConfig(loss="jaccard")``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from torch import nn
 from climviz.errors import ConfigError, DataError
 
 __all__ = ["class_counts", "class_weights_from_counts", "class_weights_from_labels",
-           "WeightedLoss", "soft_overlap_loss"]
+           "WeightedLoss", "soft_overlap_loss", "jaccard_loss", "JaccardLoss", "build_loss"]
 
 
 def class_counts(labels: np.ndarray | Iterable[np.ndarray], num_classes: int = 3) -> np.ndarray:
@@ -125,3 +129,42 @@ class WeightedLoss(nn.Module):
         if self.dice_weight > 0:
             loss = loss + self.dice_weight * soft_overlap_loss(logits, target.long(), self.overlap)
         return loss
+
+
+def jaccard_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Softmax Jaccard (IoU) loss of ClimateNet's CGNet recipe.
+
+    ``1 - mean_c I_c / (U_c + eps)`` with ``P = softmax(logits)``, ``T`` the one-hot
+    target, ``I_c = sum P_c T_c`` and ``U_c = sum (P_c + T_c) - I_c``, sums over the
+    batch and the grid; classes are averaged with equal weight (as
+    ``climatenet.utils.losses.jaccard_loss``). Computed in float32 (dimensionless).
+    """
+    probs = logits.float().softmax(dim=1)
+    onehot = F.one_hot(target.long(), probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    dims = (0, 2, 3)
+    inter = (probs * onehot).sum(dims)
+    union = (probs + onehot).sum(dims) - inter
+    return 1.0 - (inter / (union + eps)).mean()
+
+
+class JaccardLoss(nn.Module):
+    """:func:`jaccard_loss` as a module (``TrainConfig(loss="jaccard")``)."""
+
+    def __init__(self, eps: float = 1e-7) -> None:
+        super().__init__()
+        self.eps = float(eps)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
+            raise ValueError(f"loss: expected logits (N, C, H, W) and target (N, H, W), found "
+                             f"{tuple(logits.shape)} and {tuple(target.shape)}")
+        return jaccard_loss(logits, target, self.eps)
+
+
+def build_loss(cfg, weights=None) -> nn.Module:
+    """The loss module named by ``cfg.loss`` (``weights``: per-class weights for the CE)."""
+    if cfg.loss == "jaccard":
+        return JaccardLoss()
+    if cfg.loss == "weighted_ce":
+        return WeightedLoss(weights, cfg.dice_weight, cfg.overlap_loss)
+    raise ConfigError(f"TrainConfig.loss: expected 'weighted_ce' or 'jaccard', found {cfg.loss!r}")

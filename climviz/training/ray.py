@@ -53,6 +53,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from climviz.errors import CheckpointError, ClimvizError, ClusterError, ConfigError
+from climviz.training.checkpoint import checkpoint_file, find_latest_checkpoint
+from climviz.training.config import TrainConfig, as_config
+from climviz.training.result import TrainResult, default_run_dir, metrics_frame, result_from_history
 
 __all__ = ["train_on_ray", "default_num_workers"]
 
@@ -158,75 +161,62 @@ def _plain_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _train_worker(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Body of every Ray Train worker: set up, then run the engine."""
-    import ray.train
-    import torch
+class _WorkerHooks:
+    """The engine's ``step_callback`` and ``report`` on one Ray worker: progress events
+    for the driver (rank 0), test hooks, and ``ray.train.report`` with checkpoints."""
 
-    from climviz.training.config import TrainConfig
-    from climviz.training.loop import run_training
+    def __init__(self, config: Mapping[str, Any], cfg: Any, rank: int, world_size: int) -> None:
+        self.rank = rank
+        self.sink = config.get("sink")
+        self.fail_hook = _parse_fail_hook(os.environ.get(FAIL_ENV))
+        self.record_dir = os.environ.get(RECORD_ENV)
+        self.seen: list[int] | None = [] if self.record_dir else None
+        self.images_per_step = cfg.effective_batch_size(world_size)
+        self.steps_per_epoch = config.get("steps_per_epoch")
+        self.last: dict[str, Any] = {"push": -math.inf, "time": None, "step": 0}
 
-    ctx = ray.train.get_context()
-    rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
-    cfg = TrainConfig.from_dict(config["cfg"])
-    cpus = config.get("cpus_per_worker")
-    if cpus and not config["use_gpu"]:
-        torch.set_num_threads(max(1, int(cpus)))
-    if config["use_gpu"]:
-        from ray.train.torch import get_device
+    def _maybe_die(self, info: Mapping[str, Any]) -> None:
+        if self.fail_hook is None:
+            return
+        f_rank, f_step, marker = self.fail_hook
+        if self.rank == f_rank and int(info.get("global_step", -1)) == f_step and not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"pid": os.getpid(), "rank": self.rank,
+                                          "global_step": f_step, "time": time.time()}))
+            os._exit(17)  # real death of this worker process, mid-epoch
 
-        device = get_device()
-    else:
-        device = torch.device("cpu")
-    data = _resolve_worker_data(config["data"])
-    sink = config.get("sink")
-    fail_hook = _parse_fail_hook(os.environ.get(FAIL_ENV))
-    record_dir = os.environ.get(RECORD_ENV)
-    seen: list[int] | None = [] if record_dir else None
-    images_per_step = cfg.effective_batch_size(world_size)
-    steps_per_epoch = config.get("steps_per_epoch")
-    last = {"push": -math.inf, "time": None, "step": 0}
-
-    def on_step(info: dict[str, Any]) -> None:
+    def on_step(self, info: dict[str, Any]) -> None:
         now = time.perf_counter()
-        if fail_hook is not None:
-            f_rank, f_step, marker = fail_hook
-            if rank == f_rank and int(info.get("global_step", -1)) == f_step and not marker.exists():
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text(json.dumps({"pid": os.getpid(), "rank": rank,
-                                              "global_step": f_step, "time": time.time()}))
-                os._exit(17)  # real death of this worker process, mid-epoch
-        if seen is not None:
-            seen.extend(int(i) for i in info.get("time_indices", ()))
-        if rank == 0 and sink is not None:
-            rate = None
-            if last["time"] is not None and now > last["time"]:
-                rate = images_per_step * (int(info.get("step", 0)) - last["step"]) / (now - last["time"])
-            last["time"], last["step"] = now, int(info.get("step", 0))
-            if int(info.get("step", 0)) == 1:
-                rate = None
-            due = now - last["push"] >= _STEP_EVENT_INTERVAL_S or int(info.get("step", 0)) == 1
-            if due:
-                last["push"] = now
-                event = {"type": "step", "time": time.time(),
-                         "epoch": int(info.get("epoch", 0)), "step": int(info.get("step", 0)),
-                         "global_step": int(info.get("global_step", 0)),
-                         "steps_per_epoch": info.get("steps_per_epoch", steps_per_epoch),
-                         "loss": float(info.get("loss", float("nan"))),
-                         "lr": float(info.get("lr", float("nan"))),
-                         "images_per_s": rate}
-                sink.push.remote(event)
+        self._maybe_die(info)
+        if self.seen is not None:
+            self.seen.extend(int(i) for i in info.get("time_indices", ()))
+        if self.rank != 0 or self.sink is None:
+            return
+        step, last = int(info.get("step", 0)), self.last
+        rate = None
+        if last["time"] is not None and now > last["time"] and step != 1:
+            rate = self.images_per_step * (step - last["step"]) / (now - last["time"])
+        last["time"], last["step"] = now, step
+        if now - last["push"] >= _STEP_EVENT_INTERVAL_S or step == 1:
+            last["push"] = now
+            self.sink.push.remote({
+                "type": "step", "time": time.time(), "epoch": int(info.get("epoch", 0)),
+                "step": step, "global_step": int(info.get("global_step", 0)),
+                "steps_per_epoch": info.get("steps_per_epoch", self.steps_per_epoch),
+                "loss": float(info.get("loss", float("nan"))),
+                "lr": float(info.get("lr", float("nan"))), "images_per_s": rate})
 
-    def report(row: dict[str, Any], ckpt_dir: Path | None) -> None:
+    def report(self, row: dict[str, Any], ckpt_dir: Path | None) -> None:
+        import ray.train
+
         metrics = _plain_metrics(row)
-        if seen is not None:
-            epoch = int(row["epoch"])
-            path = Path(record_dir) / f"rank{rank}_epoch{epoch}.json"
+        if self.seen is not None:
+            path = Path(self.record_dir) / f"rank{self.rank}_epoch{int(row['epoch'])}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(sorted(seen)))
-            seen.clear()
-        if rank == 0 and sink is not None:
-            sink.push.remote({"type": "epoch", **metrics})
+            path.write_text(json.dumps(sorted(self.seen)))
+            self.seen.clear()
+        if self.rank == 0 and self.sink is not None:
+            self.sink.push.remote({"type": "epoch", **metrics})
         if ckpt_dir is not None:
             from ray.train import Checkpoint
 
@@ -236,26 +226,54 @@ def _train_worker(config: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             ray.train.report(metrics)
 
+
+def _worker_device(config: Mapping[str, Any]) -> Any:
+    import torch
+
+    cpus = config.get("cpus_per_worker")
+    if cpus and not config["use_gpu"]:
+        torch.set_num_threads(max(1, int(cpus)))
+    if config["use_gpu"]:
+        from ray.train.torch import get_device
+
+        return get_device()
+    return torch.device("cpu")
+
+
+def _resume_source(config: Mapping[str, Any]) -> contextlib.AbstractContextManager:
+    """Ray's latest checkpoint (a restart after a failure, or a resumed named run), else
+    the checkpoint given to ``resume=``, else nothing."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    sink = config.get("sink")
+    if ray.train.get_context().get_world_rank() == 0 and sink is not None:
+        sink.push.remote({"type": "workers_started", "time": time.time(),
+                          "resumed": checkpoint is not None})
+    if checkpoint is not None:
+        return checkpoint.as_directory()
+    return contextlib.nullcontext(config.get("resume_from") or None)
+
+
+def _train_worker(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Body of every Ray Train worker: set up, then run the engine."""
+    import ray.train
+
+    from climviz.training.loop import run_training
+
+    ctx = ray.train.get_context()
+    rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
+    cfg = TrainConfig.from_dict(config["cfg"])
+    device = _worker_device(config)
+    data = _resolve_worker_data(config["data"])
+    hooks = _WorkerHooks(config, cfg, rank, world_size)
     local_dir = Path(tempfile.mkdtemp(prefix=f"climviz-rank{rank}-"))
     try:
-        checkpoint = ray.train.get_checkpoint()
-        if rank == 0 and sink is not None:
-            sink.push.remote({"type": "workers_started", "time": time.time(),
-                              "resumed": checkpoint is not None})
-        if checkpoint is not None:
-            # a restart after a failure, or a resumed named run: Ray's latest checkpoint
-            cm = checkpoint.as_directory()
-        elif config.get("resume_from"):
-            cm = contextlib.nullcontext(config["resume_from"])
-        else:
-            cm = contextlib.nullcontext(None)
-        with cm as resume_from:
-            history = run_training(
+        with _resume_source(config) as resume_from:
+            return run_training(
                 cfg, data, normalizer=config.get("normalizer"), rank=rank,
                 world_size=world_size, device=device, checkpoint_dir=local_dir,
-                resume_from=resume_from, report=report, step_callback=on_step,
-            )
-        return history
+                resume_from=resume_from, report=hooks.report, step_callback=hooks.on_step)
     finally:
         shutil.rmtree(local_dir, ignore_errors=True)
 
@@ -300,8 +318,6 @@ def _steps_per_epoch(cfg: Any, n_times: int, world_size: int) -> int | None:
 
 
 def _has_run_state(run_dir: Path) -> bool:
-    from climviz.training.checkpoint import find_latest_checkpoint
-
     if find_latest_checkpoint(run_dir) is not None:
         return True
     return run_dir.is_dir() and any(run_dir.glob("checkpoint_manager_snapshot*.json"))
@@ -407,80 +423,19 @@ def train_on_ray(
     """
     t_call = time.time()
     t0 = time.perf_counter()
-    import xarray as xr
-
-    from climviz.training.api import as_config, default_run_dir, result_from_history
-    from climviz.training.checkpoint import checkpoint_file, find_latest_checkpoint
-    from climviz.training.cluster import connect
-    from climviz.training.progress import make_progress
-
     cfg = as_config(cfg)
     data = cfg.training_data(data)
-    if not isinstance(max_failures, int) or max_failures < -1:
-        raise ConfigError(f"train: max_failures must be an integer >= -1, found {max_failures!r}")
-    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
-        raise ConfigError(f"train: num_workers must be an integer >= 1, found {num_workers!r}")
-    if resume is True and name is None:
-        raise ConfigError("train: resume=True needs the name of the run to resume (name=...)")
+    run_dir, resume_from = _prepare_run(cfg, storage_path, name, resume, max_failures,
+                                        num_workers)
+    from climviz.training.cluster import connect
 
-    run_dir = default_run_dir(cfg, storage_path, name)
-    resume_from: str | None = None
-    if resume is True:
-        latest = find_latest_checkpoint(run_dir)
-        if latest is None:
-            raise CheckpointError(f"{run_dir}: no checkpoint to resume from (run {run_dir.name!r})")
-        resume_from = str(latest)
-    else:
-        if _has_run_state(run_dir):
-            raise ConfigError(
-                f"train: name={run_dir.name!r}: run {run_dir} already has checkpoints; pass "
-                "resume=True to continue it, or choose another name")
-        if resume:
-            f = checkpoint_file(resume)
-            if not f.exists():
-                raise CheckpointError(f"{f}: checkpoint to resume from not found")
-            resume_from = str(f.resolve())
-
-    init = dict(ray_init or {})
-    info = connect(address, timeout_s=connect_timeout_s, **init)
-
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
+    info = connect(address, timeout_s=connect_timeout_s, **dict(ray_init or {}))
     resources = dict(resources_per_worker or {})
     cpus_per_worker = float(resources.get("CPU", 1.0))
     if num_workers is None:
         num_workers = default_num_workers(info.resources, use_gpu, cpus_per_worker)
-
-    n_times = None
-    object_ref = None
-    if isinstance(data, xr.Dataset):
-        n_times = int(data.sizes.get("time", 0))
-        if data.nbytes <= max_object_bytes:
-            object_ref = ray.put(data.load())
-            data_spec: dict[str, Any] = {"kind": "object", "ref": object_ref}
-        else:
-            from climviz.utils.atomic import atomic_path
-
-            target = run_dir / "_inputs" / "data.nc"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(target) as tmp:
-                data.to_netcdf(tmp)
-            data_spec = {"kind": "value", "value": str(target)}
-    else:
-        data_spec = {"kind": "value", "value": _absolute_data(data)}
-    steps_per_epoch = _steps_per_epoch(cfg, n_times, num_workers) if n_times else None
-
-    title = f"climviz training {cfg.model}/{cfg.preset}"
-    display = make_progress(progress, cfg.epochs, title=title)
-    display.update({"type": "start", "run": run_dir.name, "epochs": cfg.epochs,
-                    "num_workers": num_workers, "address": info.address,
-                    "log_dir": info.log_dir})
-    sink = ray.remote(num_cpus=0)(_EventSink).remote()
-    poller = _Poller(sink, display).start()
-
-    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
+    data_spec, n_times = _ship_data(data, run_dir, max_object_bytes)
+    display, sink, poller = _start_progress(progress, cfg, run_dir, num_workers, info)
     worker_config = {
         "cfg": cfg.to_dict(),
         "data": data_spec,
@@ -488,11 +443,104 @@ def train_on_ray(
         "normalizer": normalizer.to_dict() if hasattr(normalizer, "to_dict") else normalizer,
         "use_gpu": bool(use_gpu),
         "cpus_per_worker": cpus_per_worker,
-        "steps_per_epoch": steps_per_epoch,
+        "steps_per_epoch": _steps_per_epoch(cfg, n_times, num_workers) if n_times else None,
         "sink": sink,
     }
+    trainer = _make_trainer(worker_config, cfg, run_dir, num_workers, use_gpu, resources,
+                            max_failures)
+    try:
+        result = _fit(trainer, run_dir, poller, display, sink)
+    finally:
+        data_spec.pop("ref", None)        # drop the object-store reference of the data
+    res = _ray_result(result, cfg, run_dir, time.perf_counter() - t0)
+    first = poller.first_step_time
+    res.extra.update({
+        "ray_address": info.address,
+        "num_workers": num_workers,
+        "log_dir": info.log_dir,
+        "time_to_first_step_s": (first - t_call) if first is not None else float("nan"),
+        "restarts": getattr(display, "restarts", 0),
+        "ray_result_path": str(result.path),
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+    })
+    return res
+
+
+def _prepare_run(cfg: TrainConfig, storage_path: Any, name: str | None,
+                 resume: bool | str | os.PathLike, max_failures: Any,
+                 num_workers: Any) -> tuple[Path, str | None]:
+    """Check the arguments; the run directory and the checkpoint to resume from."""
+    if not isinstance(max_failures, int) or max_failures < -1:
+        raise ConfigError(f"train: max_failures must be an integer >= -1, found {max_failures!r}")
+    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
+        raise ConfigError(f"train: num_workers must be an integer >= 1, found {num_workers!r}")
+    if resume is True and name is None:
+        raise ConfigError("train: resume=True needs the name of the run to resume (name=...)")
+    run_dir = default_run_dir(cfg, storage_path, name)
+    if resume is True:
+        latest = find_latest_checkpoint(run_dir)
+        if latest is None:
+            raise CheckpointError(f"{run_dir}: no checkpoint to resume from (run {run_dir.name!r})")
+        return run_dir, str(latest)
+    if _has_run_state(run_dir):
+        raise ConfigError(
+            f"train: name={run_dir.name!r}: run {run_dir} already has checkpoints; pass "
+            "resume=True to continue it, or choose another name")
+    if resume:
+        f = checkpoint_file(resume)
+        if not f.exists():
+            raise CheckpointError(f"{f}: checkpoint to resume from not found")
+        return run_dir, str(f.resolve())
+    return run_dir, None
+
+
+def _ship_data(data: Any, run_dir: Path, max_object_bytes: int) -> tuple[dict[str, Any], int | None]:
+    """How the workers get the data: an in-memory Dataset through the object store (or
+    ``<run>/_inputs/data.nc`` when larger than ``max_object_bytes``), paths as absolute
+    paths. Returns the spec and the number of time steps (None for paths)."""
+    import ray
+    import xarray as xr
+
+    if not isinstance(data, xr.Dataset):
+        return {"kind": "value", "value": _absolute_data(data)}, None
+    n_times = int(data.sizes.get("time", 0))
+    if data.nbytes <= max_object_bytes:
+        return {"kind": "object", "ref": ray.put(data.load())}, n_times
+    from climviz.utils.atomic import atomic_path
+
+    target = run_dir / "_inputs" / "data.nc"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        data.to_netcdf(tmp)
+    return {"kind": "value", "value": str(target)}, n_times
+
+
+def _start_progress(progress: Any, cfg: TrainConfig, run_dir: Path, num_workers: int,
+                    info: Any) -> tuple[Any, Any, _Poller]:
+    """The progress display, the event-sink actor the rank-0 worker pushes to, and the
+    thread draining it."""
+    import ray
+
+    from climviz.training.progress import make_progress
+
+    display = make_progress(progress, cfg.epochs, title=f"climviz training {cfg.model}/{cfg.preset}")
+    display.update({"type": "start", "run": run_dir.name, "epochs": cfg.epochs,
+                    "num_workers": num_workers, "address": info.address,
+                    "log_dir": info.log_dir})
+    sink = ray.remote(num_cpus=0)(_EventSink).remote()
+    return display, sink, _Poller(sink, display).start()
+
+
+def _make_trainer(worker_config: dict[str, Any], cfg: TrainConfig, run_dir: Path,
+                  num_workers: int, use_gpu: bool, resources: dict[str, float],
+                  max_failures: int) -> Any:
+    """The Ray Train ``TorchTrainer`` running :func:`_train_worker` on every worker."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
     keep = cfg.keep_checkpoints
-    trainer = TorchTrainer(
+    return TorchTrainer(
         _train_worker,
         train_loop_config=worker_config,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
@@ -509,15 +557,24 @@ def train_on_ray(
             worker_runtime_env={"env_vars": env} if env else None,
         ),
     )
+
+
+def _fit(trainer: Any, run_dir: Path, poller: _Poller, display: Any, sink: Any) -> Any:
+    """``trainer.fit()``; a climviz error raised in a worker is re-raised as itself, any
+    other failure becomes a :class:`ClusterError`. Stops the progress display."""
+    import ray
+
     status, error_text = "failed", None
     try:
         result = trainer.fit()
         status = "finished"
+        return result
     except KeyboardInterrupt:
         status, error_text = "interrupted", "interrupted by the user"
         raise
     except Exception as exc:
-        error_text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+        text = str(exc).strip()
+        error_text = f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
         original = _original_error(exc)
         if original is not None:
             raise original from exc
@@ -527,30 +584,19 @@ def train_on_ray(
         display.close(status, error_text)
         with contextlib.suppress(Exception):
             ray.kill(sink)
-        del object_ref
 
+
+def _ray_result(result: Any, cfg: TrainConfig, run_dir: Path, wall: float) -> TrainResult:
+    """The :class:`TrainResult` of a finished Ray run (Ray's paths when the run
+    directory is not visible here, e.g. through Ray Client)."""
     history = result.return_value
     if not history:
         frame = result.metrics_dataframe
         history = frame.to_dict("records") if frame is not None else []
-    wall = time.perf_counter() - t0
     try:
-        res = result_from_history(list(history), cfg, run_dir, wall, run_dir)
+        return result_from_history(list(history), cfg, run_dir, wall, run_dir)
     except CheckpointError:
-        # the run directory lives on the cluster (e.g. through Ray Client): use Ray's paths
-        from climviz.training.result import TrainResult, metrics_frame
-
         last = Path(result.checkpoint.path) / "checkpoint.pt" if result.checkpoint else None
-        res = TrainResult(checkpoint=last, best_checkpoint=last, metrics=metrics_frame(list(history)),
-                          config=cfg, wall_time_s=wall, run_path=Path(str(result.path)))
-    first = poller.first_step_time
-    res.extra.update({
-        "ray_address": info.address,
-        "num_workers": num_workers,
-        "log_dir": info.log_dir,
-        "time_to_first_step_s": (first - t_call) if first is not None else float("nan"),
-        "restarts": getattr(display, "restarts", 0),
-        "ray_result_path": str(result.path),
-        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-    })
-    return res
+        return TrainResult(checkpoint=last, best_checkpoint=last,
+                           metrics=metrics_frame(list(history)), config=cfg, wall_time_s=wall,
+                           run_path=Path(str(result.path)))

@@ -1,16 +1,32 @@
-"""What a training run returns: checkpoints, per-epoch metrics, config and timing."""
+"""What a training run returns: checkpoints, per-epoch metrics, config and timing.
+
+Also the run-directory layout (:func:`default_run_dir`, :func:`epoch_dir`), how a
+result is built from a finished run (:func:`result_from_history`), and the job-result
+protocol: ``climviz train`` prints ``RESULT_PREFIX + json`` (:func:`result_to_json`)
+as its last line, which :class:`climviz.training.jobs.TrainingJob` reads back
+(:func:`result_from_json`).
+"""
 
 from __future__ import annotations
 
+import datetime as _dt
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from climviz.errors import CheckpointError
+from climviz.training.checkpoint import checkpoint_file, find_latest_checkpoint
 from climviz.training.config import TrainConfig
 
-__all__ = ["TrainResult", "METRIC_COLUMNS"]
+__all__ = ["TrainResult", "METRIC_COLUMNS", "metrics_frame", "RESULT_PREFIX", "result_to_json",
+           "result_from_json", "result_from_history", "default_run_dir", "epoch_dir"]
+
+#: Prefix of the result line ``climviz train`` prints at the end of a successful run.
+RESULT_PREFIX = "CLIMVIZ_RESULT "
 
 #: Columns of ``TrainResult.metrics`` that every run fills (others may follow).
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -104,3 +120,78 @@ def metrics_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     first = [c for c in METRIC_COLUMNS if c in df.columns]
     rest = [c for c in df.columns if c not in first]
     return df[first + rest].reset_index(drop=True)
+
+
+def epoch_dir(checkpoint_dir: str | os.PathLike, epoch: int) -> Path:
+    """``checkpoint_dir/epoch_XXXX`` for a completed epoch (1-based)."""
+    return Path(checkpoint_dir) / f"epoch_{epoch:04d}"
+
+
+def default_run_dir(cfg: TrainConfig, storage_path: str | os.PathLike | None,
+                    name: str | None) -> Path:
+    """``storage_path/name`` (defaults ``./climviz_runs`` and ``<model>-<preset>-<UTC time>``)."""
+    root = Path(storage_path) if storage_path is not None else Path("climviz_runs")
+    if name is None:
+        name = f"{cfg.model}-{cfg.preset}-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}"
+    return (root / name).resolve()
+
+
+def result_from_history(history: list[dict], cfg: TrainConfig, checkpoint_dir: Path,
+                        wall_time_s: float, run_path: Path | None) -> TrainResult:
+    """Build the :class:`TrainResult` of a finished run from its metrics rows and checkpoints."""
+    latest = find_latest_checkpoint(checkpoint_dir)
+    if latest is None:
+        raise CheckpointError(f"{checkpoint_dir}: the run wrote no checkpoint")
+    best = latest
+    scored = [r for r in history if r.get("miou") == r.get("miou")]   # drop NaN
+    for r in sorted(scored, key=lambda r: -r["miou"]):
+        f = checkpoint_file(epoch_dir(checkpoint_dir, int(r["epoch"])))
+        if f.exists():
+            best = f
+            break
+    return TrainResult(checkpoint=latest, best_checkpoint=best, metrics=metrics_frame(history),
+                       config=cfg, wall_time_s=wall_time_s, run_path=run_path)
+
+
+def _json_clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
+        try:
+            return _json_clean(v.item())
+        except (AttributeError, ValueError):
+            return str(v)
+    if isinstance(v, dict):
+        return {str(k): _json_clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_clean(x) for x in v]
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def result_to_json(res: TrainResult) -> dict[str, Any]:
+    """A TrainResult as a JSON-able dict (paths as strings, metrics as records, NaN as None)."""
+    return _json_clean({
+        "checkpoint": str(res.checkpoint) if res.checkpoint is not None else None,
+        "best_checkpoint": str(res.best_checkpoint) if res.best_checkpoint is not None else None,
+        "metrics": res.metrics.to_dict("records"),
+        "config": res.config.to_dict(),
+        "wall_time_s": float(res.wall_time_s),
+        "run_path": str(res.run_path) if res.run_path is not None else None,
+        "extra": dict(getattr(res, "extra", {}) or {}),
+    })
+
+
+def result_from_json(d: dict[str, Any]) -> TrainResult:
+    """Inverse of :func:`result_to_json` (None metrics values come back as NaN)."""
+    rows = [{k: (math.nan if v is None else v) for k, v in r.items()} for r in d.get("metrics", [])]
+    return TrainResult(
+        checkpoint=Path(d["checkpoint"]) if d.get("checkpoint") else None,
+        best_checkpoint=Path(d["best_checkpoint"]) if d.get("best_checkpoint") else None,
+        metrics=metrics_frame(rows) if rows else pd.DataFrame(),
+        config=TrainConfig.from_dict(d["config"]),
+        wall_time_s=float(d.get("wall_time_s", float("nan"))),
+        run_path=Path(d["run_path"]) if d.get("run_path") else None,
+        extra=dict(d.get("extra") or {}),
+    )
