@@ -31,6 +31,7 @@ _LAZY = {
     "great_circle_km": "climviz.events.geometry",
     "lat_edges": "climviz.events.geometry",
     "lon_widths": "climviz.events.geometry",
+    "is_global_lon": "climviz.events.geometry",
     "label": "climviz.events.label",
     "label_step": "climviz.events.label",
     "table": "climviz.events.table",

@@ -16,6 +16,7 @@ __all__ = [
     "EARTH_RADIUS_KM",
     "lat_edges",
     "lon_widths",
+    "is_global_lon",
     "cell_areas",
     "great_circle_km",
     "circular_mean_deg",
@@ -68,6 +69,38 @@ def lat_edges(lat: npt.ArrayLike) -> np.ndarray:
     return np.clip(edges, -90.0, 90.0)
 
 
+def _seam_closes(lon: np.ndarray) -> bool:
+    d = np.diff(lon)
+    gap = lon[0] + 360.0 - lon[-1]
+    return bool(gap <= 1.5 * d.max() + 1e-9)
+
+
+def is_global_lon(lon: npt.ArrayLike) -> bool:
+    """Whether a longitude coordinate covers the globe (its first and last cells are neighbours).
+
+    The rule of :func:`lon_widths`: the grid is global when the gap across
+    the 0°/360° seam (``lon[0] + 360 - lon[-1]``) is no larger than 1.5 times
+    the largest spacing between neighbouring centres. A 100–180°E grid is
+    regional; a 1.25° grid over [0, 360) or [-180, 180) is global.
+
+    Parameters
+    ----------
+    lon
+        Cell-centre longitudes (degrees), strictly increasing.
+
+    Returns
+    -------
+    bool
+        True for a global (periodic) grid. A single longitude is not global.
+    """
+    lon = _as_1d(lon, "lon")
+    if lon.size < 2:
+        return False
+    if not np.all(np.diff(lon) > 0):
+        raise DataError("lon: expected strictly increasing longitudes, found repeated or unordered values")
+    return _seam_closes(lon)
+
+
 def lon_widths(lon: npt.ArrayLike) -> np.ndarray:
     """Longitudinal width (degrees) of each grid cell.
 
@@ -97,7 +130,7 @@ def lon_widths(lon: npt.ArrayLike) -> np.ndarray:
     if lon[-1] - lon[0] >= 360.0:
         raise DataError(f"lon: expected a span below 360 degrees, found {lon[-1] - lon[0]}")
     gap = lon[0] + 360.0 - lon[-1]
-    if gap <= 1.5 * d.max() + 1e-9:
+    if _seam_closes(lon):
         left, right = gap, gap  # periodic: the seam is an ordinary neighbour gap
     else:
         left, right = d[0], d[-1]

@@ -1,8 +1,10 @@
 """Connected components of class masks on a periodic latitude-longitude grid.
 
-Components are found per time step and per class with 8-connectivity; the
-first and last longitude columns are neighbours (the 0°/360° seam), the poles
-are not. Ids are int32, 0 = no event, numbered 1..n within each time step in
+Components are found per time step and per class with 8-connectivity (or
+4-connectivity on request); on a global grid the first and last longitude
+columns are neighbours (the 0°/360° seam), on a regional grid they are not
+(detected from the longitudes, see :func:`resolve_periodic`); the poles are
+never neighbours. Ids are int32, 0 = no event, numbered 1..n within each time step in
 raster order of their first cell (south-west first for ascending latitude).
 
 Implementation, per block of time steps (all vectorized, no loops over cells):
@@ -10,7 +12,8 @@ Implementation, per block of time steps (all vectorized, no loops over cells):
 1. the block is scanned once for *runs*: maximal stretches of one class along
    a grid row (``np.flatnonzero`` of the class changes);
 2. runs that touch are paired: same class, consecutive rows of one time step,
-   column ranges overlapping or meeting diagonally (8-connectivity), found
+   column ranges overlapping or meeting diagonally (8-connectivity; only
+   overlapping with 4-connectivity), found
    with two ``np.searchsorted`` calls; with ``periodic`` the runs ending in the
    last column are paired with runs starting in the first column of the same
    and the neighbouring rows (the seam);
@@ -27,6 +30,7 @@ group cells identically.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -35,13 +39,16 @@ import numpy as np
 import numpy.typing as npt
 
 from climviz.errors import DataError
-from climviz.events.geometry import EARTH_RADIUS_KM, lat_edges, lon_widths
+from climviz.events.geometry import EARTH_RADIUS_KM, is_global_lon, lat_edges, lon_widths
 
-__all__ = ["label", "label_step", "LabelOptions"]
+__all__ = ["label", "label_step", "LabelOptions", "resolve_periodic"]
 
 _STRUCT_2D = np.ones((3, 3), dtype=bool)
 _STRUCT_3D = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_3D[1] = True  # connect within a time step only
+_STRUCT_2D_4 = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+_STRUCT_3D_4 = np.zeros((3, 3, 3), dtype=bool)
+_STRUCT_3D_4[1] = _STRUCT_2D_4
 
 LAT_NAMES = ("lat", "latitude", "y", "rlat")
 LON_NAMES = ("lon", "longitude", "x", "rlon")
@@ -60,11 +67,43 @@ class LabelOptions:
         Remove components with fewer cells.
     periodic
         Treat the first and last longitude columns as neighbours.
+    connectivity
+        8 (cells touching at a corner are connected, TempestExtremes'
+        DetectBlobs and ClimateNet's default) or 4 (only cells sharing an edge).
     """
 
     min_area_km2: float = 0.0
     min_cells: int = 1
     periodic: bool = True
+    connectivity: int = 8
+
+    def __post_init__(self) -> None:
+        if self.connectivity not in (4, 8):
+            raise DataError(f"connectivity: expected 4 or 8, found {self.connectivity!r}")
+        if self.min_cells < 1:
+            raise DataError(f"min_cells: expected an integer >= 1, found {self.min_cells}")
+        if not self.min_area_km2 >= 0:
+            raise DataError(f"min_area_km2: expected a value >= 0, found {self.min_area_km2}")
+
+
+def resolve_periodic(periodic: bool | None, lon: npt.ArrayLike | None) -> bool:
+    """Whether labelling joins the first and last longitude columns.
+
+    ``periodic=None`` (the default everywhere in :mod:`climviz.events`) means:
+    periodic exactly when the longitudes cover the globe
+    (:func:`climviz.events.geometry.is_global_lon`, the rule that also sizes
+    the cells in :func:`~climviz.events.geometry.lon_widths`); a regional grid
+    such as 100–180°E is not wrapped. Without longitudes (plain numpy input
+    and no ``lon``) the grid is taken to be global. True/False force it.
+    """
+    if periodic is not None:
+        return bool(periodic)
+    if lon is None:
+        return True
+    lon = np.asarray(lon, dtype=np.float64)
+    if lon.ndim != 1 or lon.size < 2:
+        return lon.size > 1
+    return is_global_lon(lon)
 
 
 def mask_variable(mask: Any, name: str = "mask") -> Any:
@@ -262,13 +301,15 @@ def _runs_of_mask(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _run_edges(start: np.ndarray, length: np.ndarray, cls: np.ndarray, shape: tuple[int, int, int],
-               periodic: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of runs that touch (8-connectivity, same class, same time step).
+               periodic: bool, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of runs that touch (same class, same time step).
 
-    Runs in consecutive rows touch when their column ranges overlap or meet
-    diagonally; with ``periodic`` a run ending in the last column touches runs
-    starting in the first column of the same and the neighbouring rows.
+    Runs in consecutive rows touch when their column ranges overlap, or, with
+    8-connectivity, meet diagonally; with ``periodic`` a run ending in the last
+    column touches runs starting in the first column of the same row (and,
+    with 8-connectivity, of the neighbouring rows).
     """
+    diag = 1 if connectivity == 8 else 0
     T, H, W = shape
     end = start + length  # exclusive
     rowid = start // W  # global row (t * H + row)
@@ -279,8 +320,8 @@ def _run_edges(start: np.ndarray, length: np.ndarray, cls: np.ndarray, shape: tu
     base = (rowid[i_idx] + 1) * W
     c0 = start[i_idx] - rowid[i_idx] * W
     c1 = end[i_idx] - rowid[i_idx] * W
-    lo = base + np.maximum(c0 - 1, 0)
-    hi = base + np.minimum(c1, W - 1)  # inclusive
+    lo = base + np.maximum(c0 - diag, 0)
+    hi = base + np.minimum(c1 - 1 + diag, W - 1)  # inclusive
     jlo = np.searchsorted(end, lo, side="right")  # first run ending after lo
     jhi = np.searchsorted(start, hi, side="right")  # first run starting after hi
     cnt = np.maximum(jhi - jlo, 0)
@@ -297,7 +338,8 @@ def _run_edges(start: np.ndarray, length: np.ndarray, cls: np.ndarray, shape: tu
             left_of_row[rowid[left]] = left
             r = rowid[right]
             rr = row[right]
-            for d, ok in ((0, np.ones(right.size, dtype=bool)), (-1, rr > 0), (1, rr < H - 1)):
+            shifts = ((0, np.ones(right.size, dtype=bool)), (-1, rr > 0), (1, rr < H - 1))
+            for d, ok in shifts[: 3 if diag else 1]:
                 cand = np.full(right.size, -1, dtype=np.int64)
                 cand[ok] = left_of_row[r[ok] + d]
                 sel = (cand >= 0)
@@ -348,7 +390,7 @@ def _label_block(
     nr = start.size
     if nr == 0:
         return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
-    a, b = _run_edges(start, length, cls, (T, H, W), opts.periodic)
+    a, b = _run_edges(start, length, cls, (T, H, W), opts.periodic, opts.connectivity)
     graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(nr, nr)).tocsr()
     ncomp, comp = connected_components(graph, directed=False)
     # components are numbered in order of their first run (raster order), hence by time step
@@ -393,15 +435,16 @@ def _label_block_ndimage(
     """
     from scipy import ndimage
 
+    s2, s3 = (_STRUCT_2D, _STRUCT_3D) if opts.connectivity == 8 else (_STRUCT_2D_4, _STRUCT_3D_4)
     T, H, W = mask.shape
     HW = H * W
     if T == 0 or H == 0 or W == 0:
         return np.zeros(mask.shape, dtype=np.int32), np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
     out = np.empty(mask.shape, dtype=np.int32)
     if T == 1:
-        n = ndimage.label(mask[0], structure=_STRUCT_2D, output=out[0])
+        n = ndimage.label(mask[0], structure=s2, output=out[0])
     else:
-        n = ndimage.label(mask, structure=_STRUCT_3D, output=out)
+        n = ndimage.label(mask, structure=s3, output=out)
     if n == 0:
         return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
     flat = out.reshape(-1)
@@ -431,7 +474,7 @@ def _label_block_ndimage(
             # one label call: each class on its own plane, planes not connected
             planes = inside[None] & (sub_cls[None] == classes[:, None, None])
             new = np.zeros(planes.shape, dtype=np.int32)
-            k = ndimage.label(planes, structure=_STRUCT_3D, output=new)
+            k = ndimage.label(planes, structure=s3, output=new)
             merged = new.sum(axis=0, dtype=np.int32)  # planes are disjoint
             pick = merged > 0
             sub_lab[pick] = merged[pick] + nmax
@@ -446,7 +489,7 @@ def _label_block_ndimage(
         lc = mask[:, :, 0]
         rc = mask[:, :, -1]
         pa, pb = [], []
-        for d in (-1, 0, 1):
+        for d in ((-1, 0, 1) if opts.connectivity == 8 else (0,)):
             a = left[:, max(0, -d): H - max(0, d)]
             b = right[:, max(0, d): H - max(0, -d)]
             ok = (a > 0) & (b > 0)
@@ -522,8 +565,9 @@ def label_step(
     lon: npt.ArrayLike | None = None,
     min_area_km2: float = 0.0,
     min_cells: int = 1,
-    periodic: bool = True,
+    periodic: bool | None = None,
     radius_km: float = EARTH_RADIUS_KM,
+    connectivity: int = 8,
 ) -> tuple[np.ndarray, int]:
     """Label one (lat, lon) mask; return ``(labels, n_events)``.
 
@@ -533,7 +577,7 @@ def label_step(
     if arr.ndim != 2:
         raise DataError(f"mask: expected a 2-D (lat, lon) array, found shape {arr.shape}")
     geo = _geo_for(lat, lon, arr.shape, radius_km)
-    opts = LabelOptions(float(min_area_km2), int(min_cells), bool(periodic))
+    opts = LabelOptions(float(min_area_km2), int(min_cells), resolve_periodic(periodic, lon), int(connectivity))
     out, per, _ = _label_block(arr[None], geo=geo, opts=opts)
     return out[0], int(per[0])
 
@@ -551,10 +595,11 @@ def label(
     *,
     min_area_km2: float = 0.0,
     min_cells: int = 1,
-    periodic: bool = True,
+    periodic: bool | None = None,
     lat: npt.ArrayLike | None = None,
     lon: npt.ArrayLike | None = None,
     radius_km: float = EARTH_RADIUS_KM,
+    connectivity: int = 8,
 ) -> Any:
     """Connected components (events) of a class mask, per time step and class.
 
@@ -574,12 +619,18 @@ def label(
     min_cells
         Remove events with fewer grid cells.
     periodic
-        Treat the first and last longitude columns as neighbours (a global
-        grid); the poles are never connected.
+        Treat the first and last longitude columns as neighbours. None (the
+        default): only when the longitudes cover the globe (see
+        :func:`resolve_periodic`; numpy input without ``lon`` counts as
+        global), so the edge columns of a regional grid stay apart. The poles
+        are never connected.
     lat, lon
         Cell-centre coordinates (degrees) for numpy input.
     radius_km
         Sphere radius (km).
+    connectivity
+        8 (default; diagonal neighbours connect, as in TempestExtremes'
+        DetectBlobs and ClimateNet) or 4 (only edge neighbours).
 
     Returns
     -------
@@ -590,15 +641,12 @@ def label(
     """
     import xarray as xr
 
-    opts = LabelOptions(float(min_area_km2), int(min_cells), bool(periodic))
-    if opts.min_cells < 1:
-        raise DataError(f"min_cells: expected an integer >= 1, found {min_cells}")
-    if opts.min_area_km2 < 0:
-        raise DataError(f"min_area_km2: expected a value >= 0, found {min_area_km2}")
+    opts = LabelOptions(float(min_area_km2), int(min_cells), True, int(connectivity))
     mask = mask_variable(mask)
     if not isinstance(mask, xr.DataArray):
         arr = np.asarray(mask)
         geo = _geo_for(lat, lon, arr.shape[-2:], radius_km) if arr.ndim >= 2 else None
+        opts = dataclasses.replace(opts, periodic=resolve_periodic(periodic, lon))
         return _label_numpy(arr, geo, opts)
 
     latd = find_dim(mask, LAT_NAMES, "latitude")
@@ -606,6 +654,8 @@ def label(
     other = [d for d in mask.dims if d not in (latd, lond)]
     da = mask.transpose(*other, latd, lond)
     geo = None
+    opts = dataclasses.replace(
+        opts, periodic=resolve_periodic(periodic, da[lond].values if lond in da.coords else None))
     if latd in da.coords and lond in da.coords:
         geo = Geo.of(da[latd].values, da[lond].values, radius_km)
     elif opts.min_area_km2 > 0:
@@ -627,8 +677,11 @@ def label(
     result.attrs = {
         "long_name": "event id (connected component per time step and class)",
         "units": "1",
-        "comment": "0 = no event; ids unique within a time step; 8-connectivity, periodic in longitude",
+        "comment": (f"0 = no event; ids unique within a time step; {opts.connectivity}-connectivity, "
+                    + ("periodic in longitude" if opts.periodic else "not periodic in longitude (regional grid)")),
         "min_area_km2": opts.min_area_km2,
         "min_cells": opts.min_cells,
+        "connectivity": opts.connectivity,
+        "periodic": int(opts.periodic),
     }
     return result

@@ -20,7 +20,7 @@ import pandas as pd
 from climviz.data.schema import CLASSES
 from climviz.errors import DataError
 from climviz.events.geometry import EARTH_RADIUS_KM
-from climviz.events.label import Geo, LabelOptions, _label_block
+from climviz.events.label import Geo, LabelOptions, _label_block, resolve_periodic
 
 __all__ = ["skill"]
 
@@ -68,7 +68,7 @@ def skill(
         raise DataError(f"pred/truth: expected the same (time, lat, lon) shape, found {sp.shape} and {st.shape}")
     geo = Geo.of(sp.lat, sp.lon, radius_km)
     area = geo.rows[:, None] * geo.cols[None, :]
-    opts = LabelOptions(float(min_area_km2), int(min_cells), True)
+    opts = LabelOptions(float(min_area_km2), int(min_cells), resolve_periodic(None, sp.lon))
     ncls = max(classes) + 1
     inter = np.zeros(ncls)
     union = np.zeros(ncls)

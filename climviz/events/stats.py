@@ -147,8 +147,10 @@ def summarize(events: Any, *, land: Any = None, years: float | None = None,
     pandas.DataFrame
         One row per class: ``class, name, n_events`` (event rows = events x
         steps), ``n_steps``, ``events_per_step``, ``years``, area statistics
-        (``area_mean_km2, area_q10_km2...``), and with tracks ``n_tracks,
-        tracks_per_year, lifetime_mean_h, lifetime_q50_h..., path_length_mean_km``,
+        (``area_mean_km2, area_q10_km2...``), and with tracks ``n_branches``
+        (tracks that split off another track; part of that storm) and ``n_tracks``
+        (tracks born by genesis: the storms; the track statistics are over these),
+        ``tracks_per_year, lifetime_mean_h, lifetime_q50_h..., path_length_mean_km``,
         and with ``land`` ``landfalling, landfalling_fraction``.
     """
     from climviz.events.track import Tracks
@@ -176,6 +178,10 @@ def summarize(events: Any, *, land: Any = None, years: float | None = None,
             r[f"area_q{round(q * 100):02d}_km2"] = e["area_km2"].quantile(q) if len(e) else np.nan
         if trk is not None:
             t = trk[trk["class"] == c]
+            if "origin" in t.columns:
+                # a branch that split off a living track is part of that storm, not a new one
+                r["n_branches"] = int((t["origin"] == "split").sum())
+                t = t[t["origin"] != "split"]
             r["n_tracks"] = len(t)
             r["tracks_per_year"] = len(t) / yrs if yrs and np.isfinite(yrs) else np.nan
             r["lifetime_mean_h"] = t["lifetime_h"].mean()

@@ -19,7 +19,7 @@ import pandas as pd
 from climviz.errors import DataError
 from climviz.events.geometry import EARTH_RADIUS_KM
 from climviz.events._source import MaskSource
-from climviz.events.label import Geo, LabelOptions, Runs, _label_block, find_runs, mask_variable
+from climviz.events.label import Geo, LabelOptions, Runs, _label_block, find_runs, mask_variable, resolve_periodic
 
 __all__ = ["table", "label_table", "table_runs", "TABLE_COLUMNS", "STATS"]
 
@@ -267,7 +267,8 @@ def label_table(
     stats: Sequence[str] | Mapping[str, Sequence[str]] = ("min", "max", "mean"),
     min_area_km2: float = 0.0,
     min_cells: int = 1,
-    periodic: bool = True,
+    periodic: bool | None = None,
+    connectivity: int = 8,
     lat: npt.ArrayLike | None = None,
     lon: npt.ArrayLike | None = None,
     time: npt.ArrayLike | None = None,
@@ -285,8 +286,9 @@ def label_table(
     ----------
     mask, fields, stats, lat, lon, time, radius_km
         As for :func:`climviz.events.label` and :func:`climviz.events.table`.
-    min_area_km2, min_cells, periodic
-        As for :func:`climviz.events.label`.
+    min_area_km2, min_cells, periodic, connectivity
+        As for :func:`climviz.events.label` (``periodic=None``: only on a
+        global grid, detected from the longitudes).
     return_labels
         Also return the labels (in memory). With False only the table is
         kept, and memory stays bounded by one block.
@@ -307,9 +309,7 @@ def label_table(
     if isinstance(fields, xr.Dataset):
         fields = dict(fields.data_vars)
     src = MaskSource.from_any(mask, fields, lat=lat, lon=lon, time=time)
-    opts = LabelOptions(float(min_area_km2), int(min_cells), bool(periodic))
-    if opts.min_cells < 1 or opts.min_area_km2 < 0:
-        raise DataError(f"min_cells >= 1 and min_area_km2 >= 0 expected, found {min_cells}, {min_area_km2}")
+    opts = LabelOptions(float(min_area_km2), int(min_cells), resolve_periodic(periodic, src.lon), int(connectivity))
     geo = Geo.of(src.lat, src.lon, radius_km)
     spec = _stat_spec(list(src.fields), stats)
     acc = _Accumulator()

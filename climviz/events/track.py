@@ -1,14 +1,22 @@
 """Tracking events through time: overlap links, a centroid-distance fallback, and a track graph.
 
 Events of the same class in consecutive time steps are linked when they
-overlap by at least ``min_overlap`` of the smaller event's area. Small fast
-cyclones that moved off their previous footprint are linked by the distance
-between centroids (``max_distance_km``, one-to-one, nearest first).
+overlap by at least ``min_overlap`` of the smaller event's area (and, if set,
+``min_overlap_prev`` / ``min_overlap_next`` of the earlier / later event's
+area, as TempestExtremes StitchBlobs). Small fast cyclones that moved off
+their previous footprint are linked by the distance between centroids
+(``max_distance_km``, one-to-one, nearest first). With ``max_gap_steps`` an
+event that vanishes for a step is linked across the gap (ClimateNet's
+look-ahead).
 
 A track continues through a link when each end is the other's strongest
-link (mutual best overlap). All other links are kept in the graph as
-``split`` (one event feeds several) or ``merge`` (several feed one) edges,
-so merges and splits are explicit, never silently dropped.
+link: by default the one sharing the most area (km²), so where an event
+splits the track follows the larger body, not a fragment that happens to lie
+wholly inside the parent's footprint (``continue_by="iou"`` uses overlap over
+union instead). All other links are kept in the graph as ``split`` (one
+event feeds several) or ``merge`` (several feed one) edges, so merges and
+splits are explicit, never silently dropped; a track born from a split
+records its ``parent_track``.
 
 Labels are read one time block at a time (dask chunks or in-memory blocks),
 keeping only the last step of the previous block, so memory stays bounded
@@ -26,9 +34,9 @@ import pandas as pd
 
 from climviz.errors import ConfigError, DataError
 from climviz.events.geometry import EARTH_RADIUS_KM, great_circle_km
-from climviz.events.label import Geo, LabelOptions, Runs, _label_block, find_runs
+from climviz.events.label import Geo, LabelOptions, Runs, _label_block, find_runs, resolve_periodic
 
-__all__ = ["TrackConfig", "Tracks", "track", "track_masks", "overlaps"]
+__all__ = ["TrackConfig", "Tracks", "track", "track_masks", "overlaps", "TRACK_COLUMNS", "TRACK_FIELD_COLUMNS"]
 
 EDGE_COLUMNS = ("step_from", "event_from", "step_to", "event_to", "class", "overlap_km2",
                 "overlap_frac", "distance_km", "link", "kind", "track_from", "track_to")
@@ -41,17 +49,39 @@ class TrackConfig:
     Attributes
     ----------
     min_overlap
-        Link two events of consecutive steps if their overlap area is at least
-        this fraction of the smaller event's area (0 < value <= 1).
+        Link two events if their overlap area is at least this fraction of the
+        smaller event's area (0 < value <= 1).
+    min_overlap_prev, min_overlap_next
+        Also require the overlap to be at least this fraction of the earlier
+        (``prev``) / later (``next``) event's area (0 <= value <= 1; 0 = no
+        condition). These are TempestExtremes StitchBlobs' ``--min_overlap_prev``
+        and ``--min_overlap_next`` (given there in percent).
+    continue_by
+        Which link continues a track where an event splits or merges:
+        ``"overlap_km2"`` (default: the piece sharing the most area with its
+        predecessor, so a body continues and a small fragment inside the
+        parent's footprint branches off) or ``"iou"`` (the largest overlap over
+        union, which also penalises a successor much larger than its
+        predecessor). A link continues when each end is the other's best link
+        by this score (mutual best); overlap links always beat distance links.
     max_distance_km
         Centroid-distance fallback (km) for events of ``distance_classes`` that
-        found no overlap link; None disables it.
+        found no overlap link; None disables it. Across a missing step (see
+        ``max_gap_steps``) the allowance grows with the steps spanned.
     distance_classes
         Classes that may use the distance fallback (default: tropical cyclones).
+    max_gap_steps
+        Look-ahead: link an event that has no successor to one ``gap + 1``
+        steps later that has no predecessor, for gaps of 1..``max_gap_steps``
+        missing steps (by overlap, else by distance for ``distance_classes``).
+        0 (default) links consecutive steps only; 1 is ClimateNet's
+        ``future_lookup_range=2``-style bridging of one missing step.
     min_steps
         Drop tracks present in fewer time steps.
     min_lifetime_h
-        Drop tracks whose ``lifetime_h`` (end - start, hours) is shorter.
+        Minimum duration: drop tracks whose ``lifetime_h`` (end - start, hours)
+        is shorter. A number of hours, or a time span such as ``"24h"``,
+        ``"2D"`` or a ``datetime.timedelta`` (converted to hours).
     """
 
     min_overlap: float = 0.1
@@ -59,15 +89,35 @@ class TrackConfig:
     distance_classes: tuple[int, ...] = (1,)
     min_steps: int = 1
     min_lifetime_h: float = 0.0
+    min_overlap_prev: float = 0.0
+    min_overlap_next: float = 0.0
+    continue_by: str = "overlap_km2"
+    max_gap_steps: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_overlap <= 1:
             raise ConfigError(f"min_overlap: expected a fraction in (0, 1], found {self.min_overlap}")
+        for name in ("min_overlap_prev", "min_overlap_next"):
+            v = getattr(self, name)
+            if not 0 <= v <= 1:
+                raise ConfigError(f"{name}: expected a fraction in [0, 1], found {v}")
+        if self.continue_by not in ("overlap_km2", "iou"):
+            raise ConfigError(f"continue_by: expected 'overlap_km2' or 'iou', found {self.continue_by!r}")
         if self.max_distance_km is not None and self.max_distance_km < 0:
             raise ConfigError(f"max_distance_km: expected >= 0 or None, found {self.max_distance_km}")
         if self.min_steps < 1:
             raise ConfigError(f"min_steps: expected >= 1, found {self.min_steps}")
-        if self.min_lifetime_h < 0:
+        if int(self.max_gap_steps) != self.max_gap_steps or self.max_gap_steps < 0:
+            raise ConfigError(f"max_gap_steps: expected an integer >= 0, found {self.max_gap_steps}")
+        self.max_gap_steps = int(self.max_gap_steps)
+        if not isinstance(self.min_lifetime_h, (int, float, np.integer, np.floating)):
+            try:
+                self.min_lifetime_h = pd.Timedelta(self.min_lifetime_h).total_seconds() / 3600.0
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"min_lifetime_h: expected hours or a time span such as '24h', "
+                                  f"found {self.min_lifetime_h!r}") from exc
+        self.min_lifetime_h = float(self.min_lifetime_h)
+        if not self.min_lifetime_h >= 0:
             raise ConfigError(f"min_lifetime_h: expected >= 0, found {self.min_lifetime_h}")
         self.distance_classes = tuple(int(c) for c in self.distance_classes)
 
@@ -79,12 +129,18 @@ class Tracks:
     Attributes
     ----------
     tracks
-        One row per track: ``track_id, class, start, end, start_step,
-        end_step, n_steps, lifetime_h, genesis_lat, genesis_lon, lysis_lat,
-        lysis_lon, path_length_km, max_area_km2, mean_area_km2, origin
-        ("genesis" | "split"), fate ("lysis" | "merge"), n_merges_in,
-        n_splits_out`` and the field extremes over the track's life (``X_min``
-        columns: minimum; every other field statistic: maximum).
+        One row per track: the columns of :data:`TRACK_COLUMNS` (``track_id,
+        class, start, end, start_step, end_step, n_steps, lifetime_h,
+        genesis_lat, genesis_lon, lysis_lat, lysis_lon, path_length_km,
+        max_area_km2, mean_area_km2, origin ("genesis" | "split"), fate
+        ("lysis" | "merge"), n_merges_in, n_splits_out, parent_track``), then
+        the event table's field statistics aggregated over the track as
+        their names say (:data:`TRACK_FIELD_COLUMNS`): ``X_min`` is the
+        minimum over the track, ``X_max`` the maximum, ``X_mean`` the mean
+        over the track's steps weighted by event area (so the area-weighted
+        mean over all the track's cells), ``X_sum`` the sum over the steps,
+        ``X_integral_mean`` / ``X_integral_max`` the mean / maximum over the
+        steps of the per-step area integral.
     events
         The event table with a ``track_id`` column (events of dropped tracks removed).
     edges
@@ -109,36 +165,46 @@ class Tracks:
 
 # --------------------------------------------------------------------------- overlaps
 
-def _empty_overlaps() -> dict[str, np.ndarray]:
+def _empty_overlaps(with_step_to: bool = False) -> dict[str, np.ndarray]:
     z = np.zeros(0, dtype=np.int64)
-    return {"step_from": z, "event_from": z.astype(np.int32), "event_to": z.astype(np.int32),
-            "overlap_km2": np.zeros(0)}
+    out = {"step_from": z, "event_from": z.astype(np.int32), "event_to": z.astype(np.int32),
+           "overlap_km2": np.zeros(0)}
+    if with_step_to:
+        out["step_to"] = z.copy()
+    return out
 
 
 def _run_overlaps(step: np.ndarray, pos: np.ndarray, length: np.ndarray, ids: np.ndarray,
-                  HW: int, W: int, geo: Geo) -> dict[str, np.ndarray]:
-    """Overlap areas between events of consecutive steps, from runs sorted by (step, pos).
+                  HW: int, W: int, geo: Geo, lag: int = 1, first_to: int | None = None
+                  ) -> dict[str, np.ndarray]:
+    """Overlap areas between events ``lag`` steps apart, from runs sorted by (step, pos).
 
     A run of step t covers cells ``pos .. pos + length - 1`` of its row; the
-    runs of step t + 1 meeting the same cells are found with two
+    runs of step t + lag meeting the same cells are found with two
     ``np.searchsorted`` calls on the global keys ``step * HW + pos``; the overlap
     of two runs is an interval intersection within one row, whose area is a
     difference of cumulative column widths. Cost O(runs), not O(cells).
+    Only pairs whose later step is ``>= first_to`` are kept (when given).
     """
     if step.size == 0:
-        return _empty_overlaps()
+        return _empty_overlaps(True)
     key = step * HW + pos
     key_end = key + length
-    lo = key + HW
-    hi = key_end + HW - 1
+    lo = key + lag * HW
+    hi = key_end + lag * HW - 1
     jlo = np.searchsorted(key_end, lo, side="right")
     jhi = np.searchsorted(key, hi, side="right")
     cnt = np.maximum(jhi - jlo, 0)
     total = int(cnt.sum())
     if total == 0:
-        return _empty_overlaps()
+        return _empty_overlaps(True)
     i = np.repeat(np.arange(step.size), cnt)
     j = np.repeat(jlo, cnt) + (np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+    if first_to is not None:
+        sel = step[j] >= first_to
+        i, j = i[sel], j[sel]
+        if i.size == 0:
+            return _empty_overlaps(True)
     row = pos[i] // W
     c0 = np.maximum(pos[i], pos[j]) - row * W
     c1 = np.minimum(pos[i] + length[i], pos[j] + length[j]) - row * W
@@ -150,17 +216,18 @@ def _run_overlaps(step: np.ndarray, pos: np.ndarray, length: np.ndarray, ids: np
     st = uniq // (K * K)
     rem = uniq - st * K * K
     return {"step_from": st, "event_from": (rem // K).astype(np.int32), "event_to": (rem % K).astype(np.int32),
-            "overlap_km2": tot}
+            "overlap_km2": tot, "step_to": st + lag}
 
 
 class _OverlapStream:
-    """Feeds runs of labelled blocks in time order; collects overlaps of consecutive steps.
+    """Feeds runs of labelled blocks in time order; collects overlaps of steps 1..max_lag apart.
 
-    Only the runs of the last step of the previous block are carried over.
+    Only the runs of the last ``max_lag`` steps before the block are carried over.
     """
 
-    def __init__(self, geo: Geo) -> None:
+    def __init__(self, geo: Geo, max_lag: int = 1) -> None:
         self.geo = geo
+        self.max_lag = int(max_lag)
         self.carry: tuple[np.ndarray, ...] | None = None
         self.parts: list[dict[str, np.ndarray]] = []
 
@@ -175,9 +242,10 @@ class _OverlapStream:
         arrays = (step, pos, runs.length.astype(np.int64), runs.ids.astype(np.int64))
         if self.carry is not None:
             arrays = tuple(np.concatenate([c, a]) for c, a in zip(self.carry, arrays))
-        self.parts.append(_run_overlaps(*arrays, HW=HW, W=W, geo=self.geo))
+        for lag in range(1, self.max_lag + 1):
+            self.parts.append(_run_overlaps(*arrays, HW=HW, W=W, geo=self.geo, lag=lag, first_to=step0))
         last = step0 + T - 1
-        keep = arrays[0] == last
+        keep = arrays[0] > last - self.max_lag
         self.carry = tuple(a[keep] for a in arrays)
 
     def add_labels(self, block: np.ndarray, step0: int) -> None:
@@ -185,12 +253,17 @@ class _OverlapStream:
         self.add_runs(find_runs(flat, flat, block.shape[2], block.shape, labels_follow_mask=True), step0)
 
     def frame(self) -> pd.DataFrame:
-        parts = [p for p in self.parts if p["step_from"].size] or [_empty_overlaps()]
-        return pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+        parts = [p for p in self.parts if p["step_from"].size] or [_empty_overlaps(True)]
+        df = pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+        df = df.sort_values(["step_from", "step_to", "event_from", "event_to"], kind="stable")
+        cols = ["step_from", "event_from", "event_to", "overlap_km2"]
+        if self.max_lag > 1:
+            cols.insert(1, "step_to")
+        return df[cols].reset_index(drop=True)
 
 
 def overlaps(labels: Any, *, lat: Any = None, lon: Any = None, radius_km: float = EARTH_RADIUS_KM,
-             block_steps: int | None = None) -> pd.DataFrame:
+             block_steps: int | None = None, max_lag: int = 1) -> pd.DataFrame:
     """Overlap areas (km²) between events of consecutive time steps.
 
     Parameters
@@ -199,17 +272,22 @@ def overlaps(labels: Any, *, lat: Any = None, lon: Any = None, radius_km: float 
         Event ids (time, lat, lon) from :func:`climviz.events.label`: numpy
         (then give ``lat``/``lon``) or an xarray DataArray (numpy or dask; read
         one time block at a time).
+    max_lag
+        Also pair events up to this many steps apart (2: across one missing step).
 
     Returns
     -------
     pandas.DataFrame
-        ``step_from, event_from, event_to, overlap_km2``; ``step_to = step_from + 1``.
+        ``step_from, event_from, event_to, overlap_km2``; ``step_to = step_from + 1``
+        (with ``max_lag > 1`` a ``step_to`` column says which step).
     """
     from climviz.events._source import MaskSource
 
     src = MaskSource.from_any(labels, None, lat=lat, lon=lon, name="labels")
     geo = Geo.of(src.lat, src.lon, radius_km)
-    stream = _OverlapStream(geo)
+    if int(max_lag) < 1:
+        raise ConfigError(f"max_lag: expected an integer >= 1, found {max_lag}")
+    stream = _OverlapStream(geo, int(max_lag))
     for sl in src.slices(block_steps):
         block = np.asarray(src._get(src.mask, sl))
         if not np.issubdtype(block.dtype, np.integer):
@@ -234,61 +312,183 @@ def _hours(times: pd.Series) -> np.ndarray | None:
     return None
 
 
+def _distance_links(ea: pd.DataFrame, eb: pd.DataFrame, free_a: np.ndarray, free_b: np.ndarray, lag: int,
+                    max_km: float, radius_km: float) -> pd.DataFrame:
+    """One-to-one, nearest-first centroid-distance links from ``ea`` rows to ``eb`` rows ``lag`` steps later."""
+    fa = ea.loc[free_a]
+    fb = eb.loc[free_b]
+    pairs = fa.assign(step_to=fa["step"] + lag).rename(
+        columns={"step": "step_from", "event": "event_from"}).merge(
+        fb.rename(columns={"step": "step_to", "event": "event_to"}), on="step_to")
+    pairs = pairs[pairs["class_a"] == pairs["class_b"]]
+    if not len(pairs):
+        return pairs.assign(distance_km=np.zeros(0))
+    d = great_circle_km(pairs["centroid_lat_a"].to_numpy(), pairs["centroid_lon_a"].to_numpy(),
+                        pairs["centroid_lat_b"].to_numpy(), pairs["centroid_lon_b"].to_numpy(), radius_km)
+    pairs = pairs.assign(distance_km=d)
+    pairs = pairs[pairs["distance_km"] <= max_km].sort_values(
+        ["distance_km", "step_from", "event_from", "event_to"], kind="stable")
+    used_a: set[tuple[int, int]] = set()
+    used_b: set[tuple[int, int]] = set()
+    keep = []
+    for i, sa, a, b in zip(pairs.index, pairs["step_from"], pairs["event_from"], pairs["event_to"]):
+        ka, kb = (int(sa), int(a)), (int(sa) + lag, int(b))
+        if ka in used_a or kb in used_b:
+            continue
+        used_a.add(ka)
+        used_b.add(kb)
+        keep.append(i)
+    return pairs.loc[keep]
+
+
 def _link(events: pd.DataFrame, ov: pd.DataFrame, cfg: TrackConfig, radius_km: float) -> pd.DataFrame:
-    """Edges between events of consecutive steps (overlap links + distance fallback)."""
+    """Edges between events (overlap links + distance fallback, then links across missing steps).
+
+    1. Overlap links between consecutive steps that pass the thresholds
+       (``min_overlap`` of the smaller, ``min_overlap_prev`` of the earlier and
+       ``min_overlap_next`` of the later event).
+    2. Distance links (one-to-one, nearest first) between consecutive events
+       of ``distance_classes`` left without an overlap link on that side.
+    3. With ``max_gap_steps``: for gaps of 1, 2, ... missing steps, events
+       still without a successor are linked to events without a predecessor
+       ``gap + 1`` steps later, by overlap (same thresholds), else by distance
+       (``max_distance_km`` times the steps spanned).
+    """
     ev = events[["step", "event", "class", "area_km2", "centroid_lat", "centroid_lon"]]
     ea = ev.rename(columns=lambda c: c + "_a" if c not in ("step", "event") else c)
     eb = ev.rename(columns=lambda c: c + "_b" if c not in ("step", "event") else c)
+    if "step_to" not in ov.columns:
+        ov = ov.assign(step_to=ov["step_from"] + 1)
     e = ov.merge(ea.rename(columns={"step": "step_from", "event": "event_from"}), on=["step_from", "event_from"])
-    e["step_to"] = e["step_from"] + 1
     e = e.merge(eb.rename(columns={"step": "step_to", "event": "event_to"}), on=["step_to", "event_to"])
     e = e[e["class_a"] == e["class_b"]]
-    e = e.assign(overlap_frac=e["overlap_km2"] / np.minimum(e["area_km2_a"], e["area_km2_b"]))
-    e = e[e["overlap_frac"] >= cfg.min_overlap - 1e-12]
-    e = e.assign(link="overlap")
+    a_area, b_area, ovl = e["area_km2_a"], e["area_km2_b"], e["overlap_km2"]
+    e = e.assign(overlap_frac=ovl / np.minimum(a_area, b_area), overlap_iou=ovl / (a_area + b_area - ovl))
+    tol = 1e-12
+    ok = ((e["overlap_frac"] >= cfg.min_overlap - tol) & (ovl >= cfg.min_overlap_prev * a_area * (1 - tol))
+          & (ovl >= cfg.min_overlap_next * b_area * (1 - tol)))
+    e = e[ok].assign(link="overlap")
+    lag = e["step_to"] - e["step_from"]
+    gap_edges = e[lag > 1]
+    e = e[lag == 1]
+    cols = ["step_from", "event_from", "step_to", "event_to", "class_a", "overlap_km2", "overlap_frac",
+            "overlap_iou", "distance_km", "link", "centroid_lat_a", "centroid_lon_a", "centroid_lat_b",
+            "centroid_lon_b"]
+    e = e.assign(distance_km=np.nan)
+    parts = [e[cols]]
+    node_idx = pd.MultiIndex.from_arrays([ev["step"], ev["event"]])
+    dist_ok = ev["class"].isin(cfg.distance_classes).to_numpy()
 
-    if cfg.max_distance_km is not None and cfg.distance_classes and len(ev):
-        cand = ev[ev["class"].isin(cfg.distance_classes)]
-        linked_a = pd.MultiIndex.from_arrays([e["step_from"], e["event_from"]])
-        linked_b = pd.MultiIndex.from_arrays([e["step_to"], e["event_to"]])
-        idx = pd.MultiIndex.from_arrays([cand["step"], cand["event"]])
-        free_a = ea.loc[cand.index[~idx.isin(linked_a)]]
-        free_b = eb.loc[cand.index[~idx.isin(linked_b)]]
-        pairs = free_a.assign(step_to=free_a["step"] + 1).rename(
-            columns={"step": "step_from", "event": "event_from"}).merge(
-            free_b.rename(columns={"step": "step_to", "event": "event_to"}), on="step_to")
-        pairs = pairs[pairs["class_a"] == pairs["class_b"]]
-        if len(pairs):
-            d = great_circle_km(pairs["centroid_lat_a"].to_numpy(), pairs["centroid_lon_a"].to_numpy(),
-                                pairs["centroid_lat_b"].to_numpy(), pairs["centroid_lon_b"].to_numpy(),
-                                radius_km)
-            pairs = pairs.assign(distance_km=d)
-            pairs = pairs[pairs["distance_km"] <= cfg.max_distance_km].sort_values(
-                ["distance_km", "step_from", "event_from", "event_to"], kind="stable")
-            used_a: set[tuple[int, int]] = set()
-            used_b: set[tuple[int, int]] = set()
-            keep = []
-            for i, sa, a, b in zip(pairs.index, pairs["step_from"], pairs["event_from"], pairs["event_to"]):
-                ka, kb = (int(sa), int(a)), (int(sa) + 1, int(b))
-                if ka in used_a or kb in used_b:
-                    continue
-                used_a.add(ka)
-                used_b.add(kb)
-                keep.append(i)
-            dist = pairs.loc[keep].assign(overlap_km2=0.0, overlap_frac=0.0, link="distance")
-            e = pd.concat([e, dist[e.columns.intersection(dist.columns).tolist() + ["distance_km"]]],
-                          ignore_index=True)
-    if "distance_km" not in e.columns:
-        e["distance_km"] = np.nan
-    # centroid distance of every edge
+    def linked(frames: list[pd.DataFrame], side: str) -> np.ndarray:
+        if side == "from":
+            keys = [pd.MultiIndex.from_arrays([f["step_from"], f["event_from"]]) for f in frames if len(f)]
+        else:
+            keys = [pd.MultiIndex.from_arrays([f["step_to"], f["event_to"]]) for f in frames if len(f)]
+        if not keys:
+            return np.zeros(len(ev), dtype=bool)
+        return np.asarray(node_idx.isin(keys[0].append(keys[1:]) if len(keys) > 1 else keys[0]))
+
+    def add_distance(lag: int) -> None:
+        if cfg.max_distance_km is None or not cfg.distance_classes or not len(ev):
+            return
+        free_a = ev.index[dist_ok & ~linked(parts, "from")]
+        free_b = ev.index[dist_ok & ~linked(parts, "to")]
+        d = _distance_links(ea, eb, free_a, free_b, lag, cfg.max_distance_km * lag, radius_km)
+        if len(d):
+            parts.append(d.assign(overlap_km2=0.0, overlap_frac=0.0, overlap_iou=0.0, link="distance")[cols])
+
+    add_distance(1)
+    for gap in range(1, cfg.max_gap_steps + 1):
+        g = gap_edges[(gap_edges["step_to"] - gap_edges["step_from"]) == gap + 1]
+        if len(g):
+            no_out = ~linked(parts, "from")
+            no_in = ~linked(parts, "to")
+            ka = pd.MultiIndex.from_arrays([g["step_from"], g["event_from"]])
+            kb = pd.MultiIndex.from_arrays([g["step_to"], g["event_to"]])
+            sel = ka.isin(node_idx[no_out]) & kb.isin(node_idx[no_in])
+            parts.append(g[sel].assign(distance_km=np.nan)[cols])
+        add_distance(gap + 1)
+
+    e = pd.concat(parts, ignore_index=True)
     miss = e["distance_km"].isna()
     if miss.any():
         e.loc[miss, "distance_km"] = great_circle_km(
             e.loc[miss, "centroid_lat_a"].to_numpy(), e.loc[miss, "centroid_lon_a"].to_numpy(),
             e.loc[miss, "centroid_lat_b"].to_numpy(), e.loc[miss, "centroid_lon_b"].to_numpy(), radius_km)
     e = e.rename(columns={"class_a": "class"})
+    e = e.sort_values(["step_from", "step_to", "event_from", "event_to"], kind="stable")
     return e[["step_from", "event_from", "step_to", "event_to", "class", "overlap_km2", "overlap_frac",
-              "distance_km", "link"]].reset_index(drop=True)
+              "overlap_iou", "distance_km", "link"]].reset_index(drop=True)
+
+
+#: Columns of ``Tracks.tracks`` before the field columns, with what each holds.
+TRACK_COLUMNS: dict[str, str] = {
+    "track_id": "track number, 0.. in order of first appearance",
+    "class": "class of the track's events (1 = TC, 2 = AR)",
+    "start": "time of the first event",
+    "end": "time of the last event",
+    "start_step": "time step index of the first event",
+    "end_step": "time step index of the last event",
+    "n_steps": "number of time steps with an event of the track",
+    "lifetime_h": "end - start (hours); 0 for a one-step track",
+    "genesis_lat": "centroid latitude of the first event (degrees)",
+    "genesis_lon": "centroid longitude of the first event (degrees)",
+    "lysis_lat": "centroid latitude of the last event (degrees)",
+    "lysis_lon": "centroid longitude of the last event (degrees)",
+    "path_length_km": "sum of great-circle distances between consecutive centroids (km)",
+    "max_area_km2": "largest event area over the track (km2)",
+    "mean_area_km2": "mean event area over the track's steps (km2)",
+    "origin": "'genesis', or 'split' for a branch that split off (or merged out of) other tracks",
+    "fate": "'lysis', or 'merge' when the last event feeds a continuing track",
+    "n_merges_in": "number of merge links into the track",
+    "n_splits_out": "number of split links out of the track",
+    "parent_track": "for a split branch, the track it split from; -1 otherwise",
+}
+
+#: How a per-event field statistic ``<field>_<stat>`` becomes track columns.
+TRACK_FIELD_COLUMNS: dict[str, str] = {
+    "<field>_min": "minimum over the track's steps of the per-event minimum: the lifetime minimum",
+    "<field>_max": "maximum over the track's steps of the per-event maximum: the lifetime maximum",
+    "<field>_mean": ("mean over the track's steps of the per-event area-weighted mean, weighted by event "
+                     "area: the area-weighted mean over every cell of the track's life"),
+    "<field>_sum": "sum over the track's steps of the per-event sums",
+    "<field>_integral_mean": "mean over the track's steps of the per-event area integral",
+    "<field>_integral_max": "maximum over the track's steps of the per-event area integral",
+    "max_<column>, mean_<column>": "any other numeric event column: its maximum and plain mean over the steps",
+}
+
+_EVENT_BASE = {"time", "step", "event", "class", "n_cells", "area_km2", "centroid_lat", "centroid_lon",
+               "lat_min", "lat_max", "track_id"}
+
+
+def _track_field_columns(ev: pd.DataFrame, g: Any) -> dict[str, np.ndarray]:
+    """Track columns for the event table's field statistics (see :data:`TRACK_FIELD_COLUMNS`)."""
+    out: dict[str, np.ndarray] = {}
+    tid = ev["track_id"].to_numpy()
+    ntr = int(tid.max()) + 1 if tid.size else 0
+    area = ev["area_km2"].to_numpy(dtype=np.float64)
+    for col in [c for c in ev.columns if c not in _EVENT_BASE and pd.api.types.is_numeric_dtype(ev[c])]:
+        stat = col.rsplit("_", 1)[-1] if "_" in col else ""
+        if stat == "min":
+            out[col] = g[col].min().to_numpy()
+        elif stat == "max":
+            out[col] = g[col].max().to_numpy()
+        elif stat == "mean":
+            v = ev[col].to_numpy(dtype=np.float64)
+            ok = np.isfinite(v)
+            num = np.bincount(tid[ok], weights=v[ok] * area[ok], minlength=ntr)
+            den = np.bincount(tid[ok], weights=area[ok], minlength=ntr)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[col] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        elif stat == "sum":
+            out[col] = g[col].sum(min_count=1).to_numpy()
+        elif stat == "integral":
+            out[f"{col}_mean"] = g[col].mean().to_numpy()
+            out[f"{col}_max"] = g[col].max().to_numpy()
+        else:
+            out[f"max_{col}"] = g[col].max().to_numpy()
+            out[f"mean_{col}"] = g[col].mean().to_numpy()
+    return out
 
 
 def _build_tracks(events: pd.DataFrame, edges: pd.DataFrame, cfg: TrackConfig, radius_km: float) -> Tracks:
@@ -303,17 +503,18 @@ def _build_tracks(events: pd.DataFrame, edges: pd.DataFrame, cfg: TrackConfig, r
     nb = node.reindex(pd.MultiIndex.from_arrays([edges["step_to"], edges["event_to"]])).to_numpy()
     edges["node_from"] = na.astype(np.int64)
     edges["node_to"] = nb.astype(np.int64)
-    # strength: overlap fraction for overlap links; distance links are weaker than any overlap
-    strength = np.where(edges["link"].to_numpy() == "overlap", 1.0 + edges["overlap_frac"].to_numpy(),
-                        1.0 / (1.0 + edges["distance_km"].to_numpy()))
-    edges["_s"] = strength
-    best_out = edges.sort_values(["node_from", "_s", "node_to"], ascending=[True, False, True]).drop_duplicates(
-        "node_from")
-    best_in = edges.sort_values(["node_to", "_s", "node_from"], ascending=[True, False, True]).drop_duplicates(
-        "node_to")
+    # continuation score: overlap links (by shared area, or by overlap over union) beat distance
+    # links (nearest first); links across missing steps only touch events without other links
+    is_ov = edges["link"].to_numpy() == "overlap"
+    score = edges["overlap_km2" if cfg.continue_by == "overlap_km2" else "overlap_iou"].to_numpy()
+    edges["_r"] = is_ov.astype(np.int8)
+    edges["_s"] = np.where(is_ov, score, -edges["distance_km"].to_numpy())
+    best_out = edges.sort_values(["node_from", "_r", "_s", "node_to"], ascending=[True, False, False, True],
+                                 kind="stable").drop_duplicates("node_from")
+    best_in = edges.sort_values(["node_to", "_r", "_s", "node_from"], ascending=[True, False, False, True],
+                                kind="stable").drop_duplicates("node_to")
     mutual = best_out.merge(best_in, on=["node_from", "node_to"])[["node_from", "node_to"]]
     cont = pd.MultiIndex.from_frame(edges[["node_from", "node_to"]]).isin(pd.MultiIndex.from_frame(mutual))
-    outdeg = np.bincount(edges["node_from"], minlength=n)
     indeg = np.bincount(edges["node_to"], minlength=n)
     kind = np.where(cont, "continue", np.where(indeg[edges["node_to"]] > 1, "merge", "split"))
     edges["kind"] = kind
@@ -379,9 +580,16 @@ def _build_tracks(events: pd.DataFrame, edges: pd.DataFrame, cfg: TrackConfig, r
                           .to_numpy().tolist())
         last_nodes = set(node.reindex(pd.MultiIndex.from_arrays([t["end_step"], ev.loc[last_i, "event"]]))
                          .to_numpy().tolist())
-        born = other[other["node_to"].isin(first_nodes)]["track_to"].unique()
+        into_first = other[other["node_to"].isin(first_nodes)]
+        born = into_first["track_to"].unique()
         dies = other[other["node_from"].isin(last_nodes)]["track_from"].unique()
         t.loc[t["track_id"].isin(born), "origin"] = "split"
+        # the track a branch came from: its strongest non-continuing link into the branch's first event
+        par = into_first.sort_values(["track_to", "_r", "_s", "track_from"], ascending=[True, False, False, True],
+                                     kind="stable").drop_duplicates("track_to")
+        parent = np.full(len(t), -1, dtype=np.int64)
+        parent[par["track_to"].to_numpy()] = par["track_from"].to_numpy()
+        t["parent_track"] = parent
         t.loc[t["track_id"].isin(dies), "fate"] = "merge"
         t["n_merges_in"] = np.bincount(other[other["kind"] == "merge"]["track_to"], minlength=len(t))[: len(t)]
         t["n_splits_out"] = np.bincount(other[other["kind"] == "split"]["track_from"], minlength=len(t))[: len(t)]
@@ -390,10 +598,10 @@ def _build_tracks(events: pd.DataFrame, edges: pd.DataFrame, cfg: TrackConfig, r
         edges["track_to"] = np.zeros(0, np.int64)
         t["n_merges_in"] = 0
         t["n_splits_out"] = 0
-    base = {"time", "step", "event", "class", "n_cells", "area_km2", "centroid_lat", "centroid_lon",
-            "lat_min", "lat_max", "track_id"}
-    for col in [c for c in ev.columns if c not in base and pd.api.types.is_numeric_dtype(ev[c])]:
-        t[col] = (g[col].min() if col.endswith("_min") else g[col].max()).to_numpy()
+        t["parent_track"] = np.full(len(t), -1, dtype=np.int64)
+    t = t[list(TRACK_COLUMNS)].copy()
+    for name, values in _track_field_columns(ev, g).items():
+        t[name] = values
 
     # lifetime filter
     keep = (t["n_steps"] >= cfg.min_steps)
@@ -401,6 +609,7 @@ def _build_tracks(events: pd.DataFrame, edges: pd.DataFrame, cfg: TrackConfig, r
         keep &= t["lifetime_h"].fillna(-1) >= cfg.min_lifetime_h
     kept_ids = t.loc[keep, "track_id"].to_numpy()
     t = t[keep].reset_index(drop=True)
+    t.loc[~t["parent_track"].isin(kept_ids), "parent_track"] = -1
     events = events[events["track_id"].isin(kept_ids)].reset_index(drop=True)
     edges = edges[edges["track_from"].isin(kept_ids) & edges["track_to"].isin(kept_ids)]
     edges = edges[list(EDGE_COLUMNS)].sort_values(["step_from", "event_from", "event_to"], kind="stable")
@@ -464,7 +673,8 @@ def track(
         cfg = TrackConfig(**{**asdict(cfg), "distance_classes": tuple(int(c) for c in table["class"].unique())})
         ov = pd.DataFrame(_empty_overlaps())
     else:
-        ov = overlaps(labels, lat=lat, lon=lon, radius_km=radius_km, block_steps=block_steps)
+        ov = overlaps(labels, lat=lat, lon=lon, radius_km=radius_km, block_steps=block_steps,
+                      max_lag=cfg.max_gap_steps + 1)
     edges = _link(table, ov, cfg, radius_km)
     return _build_tracks(table, edges, cfg, radius_km)
 
@@ -477,7 +687,8 @@ def track_masks(
     stats: Any = ("min", "max", "mean"),
     min_area_km2: float = 0.0,
     min_cells: int = 1,
-    periodic: bool = True,
+    periodic: bool | None = None,
+    connectivity: int = 8,
     lat: Any = None,
     lon: Any = None,
     time: Any = None,
@@ -501,8 +712,9 @@ def track_masks(
         Fields and statistics for the event table (see :func:`climviz.events.table`).
     config, kw
         Tracking options (see :func:`track`).
-    min_area_km2, min_cells, periodic
-        Labelling options (see :func:`climviz.events.label`).
+    min_area_km2, min_cells, periodic, connectivity
+        Labelling options (see :func:`climviz.events.label`; ``periodic=None``:
+        only on a global grid, detected from the longitudes).
     progress
         Optional callable ``progress(steps_done, steps_total)`` called after each block.
 
@@ -519,11 +731,11 @@ def track_masks(
     if isinstance(fields, xr.Dataset):
         fields = dict(fields.data_vars)
     src = MaskSource.from_any(mask, fields, lat=lat, lon=lon, time=time)
-    opts = LabelOptions(float(min_area_km2), int(min_cells), bool(periodic))
+    opts = LabelOptions(float(min_area_km2), int(min_cells), resolve_periodic(periodic, src.lon), int(connectivity))
     geo = Geo.of(src.lat, src.lon, radius_km)
     spec = _stat_spec(list(src.fields), stats)
     acc = _Accumulator()
-    stream = _OverlapStream(geo)
+    stream = _OverlapStream(geo, cfg.max_gap_steps + 1)
     total = src.shape[0]
     for sl, m, f in src.blocks(block_steps):
         _, _, runs = _label_block(m, geo=geo, opts=opts, want_labels=False)

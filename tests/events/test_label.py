@@ -186,3 +186,88 @@ def test_a_dataset_without_a_mask_variable_is_refused_by_name():
     for call in (lambda: ev.label(ds), lambda: ev.frequency(ds, 1), lambda: ev.compare(ds, ds)):
         with pytest.raises(DataError, match=r"expected a Dataset with a variable 'mask', found \['LABELS'\]"):
             call()
+
+
+def _regional_and_global():
+    """Two blobs at the west and east edges of a 100-180E grid, and the same mask on a global grid."""
+    lat = np.arange(-20.0, 21.0, 2.5)  # 17 rows
+    lon_reg = 100.0 + 2.5 * np.arange(33)  # 100 .. 180 E
+    lon_glob = 2.5 * np.arange(144)  # 0 .. 357.5 E
+    m_reg = np.zeros((2, lat.size, lon_reg.size), dtype=np.uint8)
+    m_reg[:, 6:9, 0:2] = 2  # 100-102.5 E
+    m_reg[:, 7:10, -2:] = 2  # 177.5-180 E, rows overlapping: would touch across a seam
+    m_glob = np.zeros((2, lat.size, lon_glob.size), dtype=np.uint8)
+    m_glob[:, 6:9, 0:2] = 2
+    m_glob[:, 7:10, -2:] = 2  # across the 0/360 seam
+    return lat, lon_reg, m_reg, lon_glob, m_glob
+
+
+def test_regional_grid_edges_stay_apart_and_a_global_seam_joins():
+    from climviz.events import is_global_lon, label_table
+    from climviz.events.track import track_masks
+
+    lat, lon_reg, m_reg, lon_glob, m_glob = _regional_and_global()
+    assert not is_global_lon(lon_reg) and is_global_lon(lon_glob)
+    assert is_global_lon(np.arange(-180.0, 180.0, 1.25))
+    reg = xr.DataArray(m_reg, dims=("time", "lat", "lon"), coords={"lat": lat, "lon": lon_reg})
+    glob = xr.DataArray(m_glob, dims=("time", "lat", "lon"), coords={"lat": lat, "lon": lon_glob})
+    # detected from the coordinates: two events on the regional grid, one on the global grid
+    lab_reg = label(reg)
+    assert int(lab_reg[0].max()) == 2 and lab_reg.attrs["periodic"] == 0
+    assert int(lab_reg[0, 7, 0]) != int(lab_reg[0, 7, -1])
+    assert int(label(glob)[0].max()) == 1
+    # numpy input with lon behaves the same; periodic= overrides the detection
+    assert label_step(m_reg[0], lon=lon_reg)[1] == 2
+    assert label_step(m_reg[0], lon=lon_reg, periodic=True)[1] == 1
+    assert label_step(m_glob[0], lon=lon_glob)[1] == 1
+    assert label_step(m_glob[0], lon=lon_glob, periodic=False)[1] == 2
+    # the table: two events with their own centroids near 101.25 E and 178.75 E (not 139.75 E between them)
+    _, tab = label_table(reg)
+    t0 = tab[tab["step"] == 0].sort_values("centroid_lon")
+    assert len(t0) == 2
+    assert t0["centroid_lon"].to_numpy() == pytest.approx([101.25, 178.75], abs=1e-9)
+    _, tab_g = label_table(glob)
+    assert (tab_g["step"] == 0).sum() == 1
+    # tracking: two tracks on the regional grid, one on the global grid
+    assert len(track_masks(reg).tracks) == 2
+    assert len(track_masks(glob).tracks) == 1
+
+
+def test_four_connectivity_keeps_diagonal_neighbours_apart(random_masks):
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    mask[2, 2] = 1
+    mask[3, 3] = 1  # diagonal only
+    mask[5, 1:4] = 2
+    mask[6, 2] = 2  # shares an edge
+    assert label_step(mask)[1] == 2
+    lab, n = label_step(mask, connectivity=4)
+    assert n == 3 and lab[2, 2] != lab[3, 3] and lab[5, 1] == lab[6, 2]
+    # against scipy's 4-connected labelling, class by class, away from the seam
+    masks = random_masks.copy()
+    masks[:, :, 0] = 0
+    masks[:, :, -1] = 0
+    labels = label(masks, connectivity=4)
+    four = ndimage.generate_binary_structure(2, 1)
+    for t in range(masks.shape[0]):
+        for c in (1, 2):
+            theirs, _ = ndimage.label(masks[t] == c, structure=four)
+            assert same_partition(np.where(masks[t] == c, labels[t], 0), theirs)
+    # a diagonal contact across the seam does not connect with 4-connectivity; an edge contact does
+    seam = np.zeros((10, 20), dtype=np.uint8)
+    seam[4, 19] = 1
+    seam[5, 0] = 1
+    assert label_step(seam, connectivity=4)[1] == 2
+    seam[4, 0] = 1
+    assert label_step(seam, connectivity=4)[1] == 1
+    # the run-length and the ndimage implementations agree on 4-connectivity too
+    from climviz.events.label import LabelOptions, _label_block, _label_block_ndimage
+
+    both = np.concatenate([random_masks, np.roll(random_masks, 7, axis=2)])
+    opts = LabelOptions(connectivity=4)
+    rle, per_rle, _ = _label_block(both, geo=None, opts=opts)
+    ndi, per_ndi, _ = _label_block_ndimage(both, geo=None, opts=opts)
+    np.testing.assert_array_equal(per_rle, per_ndi)
+    for t in range(both.shape[0]):
+        assert same_partition(rle[t], ndi[t])
+    with pytest.raises(DataError, match="connectivity"):
+        label(mask, connectivity=6)

@@ -105,7 +105,8 @@ def test_fields_extremes_over_life(scene):
     t = tr.tracks.set_index("track_id")
     row = t.loc[_track_at(tr, 0, 21, 11, labels.values)]
     assert row["PSL_min"] == 101000.0 - 100.0 * 15  # the last step, hour 15
-    assert row["PSL_mean"] == pytest.approx(101000.0, rel=1e-12)  # the largest mean over life, hour 0
+    # the mean over life (equal areas at every step): hours 0, 3, ..., 15 average to 7.5
+    assert row["PSL_mean"] == pytest.approx(101000.0 - 100.0 * 7.5, rel=1e-12)
 
 
 def test_streaming_track_masks_equals_in_memory(scene):
@@ -158,3 +159,187 @@ def test_overlap_areas_match_a_cell_by_cell_count(random_masks):
     for r in got.to_dict("records"):
         assert r["overlap_km2"] == pytest.approx(expected[(r["step_from"], r["event_from"], r["event_to"])],
                                                  rel=1e-10)
+
+
+R_KM = 6371.0
+
+
+def _row_area(lat_s: float, lat_n: float, dlon: float) -> float:
+    """Area (km²) of one cell between two latitudes, dlon degrees wide, written out."""
+    return R_KM**2 * math.radians(dlon) * (math.sin(math.radians(lat_n)) - math.sin(math.radians(lat_s)))
+
+
+def _tracks_of(m: np.ndarray, **kw):
+    lat, lon = regular_grid(*m.shape[1:])
+    return track_masks(as_dataarray(m, lat, lon), **kw)
+
+
+def _tid(tr, step: int, lat_i: int, lon_i: int, m: np.ndarray) -> int:
+    lab = label(m[step])
+    return _track_at(tr, step, lat_i, lon_i, np.broadcast_to(lab, m.shape))
+
+
+def test_a_split_continues_with_the_body_not_the_fragment_inside_the_parent():
+    """A river breaks into a large body moving on and a small fragment left inside its old footprint.
+
+    The fragment overlaps the parent entirely (100 % of the smaller event, the old score), the body
+    only in part (140 of its 200 cells) but shares 140 cells against the fragment's 9: the track
+    follows the body; the fragment is a branch with the body's track as parent.
+    """
+    m = np.zeros((4, 36, 72), dtype=np.uint8)  # 5-degree global grid
+    m[0, 10:20, 10:30] = 2  # parent: 10 x 20 cells
+    m[1, 10:20, 16:36] = 2  # body: moved 6 cells east, overlaps 10 x 14 cells of the parent
+    m[1, 12:15, 10:13] = 2  # fragment: 3 x 3 cells, wholly inside the parent's footprint
+    m[2, 10:20, 22:42] = 2
+    m[2, 12:15, 10:13] = 2
+    m[3, 10:20, 28:48] = 2
+    tr = _tracks_of(m)
+    lab = label(m)
+    body = {_track_at(tr, t, 15, 10 + 6 * t + 1, lab) for t in range(4)}
+    assert len(body) == 1
+    b = tr.tracks.set_index("track_id").loc[body.pop()]
+    assert b["n_steps"] == 4 and b["lifetime_h"] == 9.0 and b["origin"] == "genesis"
+    # three equal steps of 6 x 5 degrees of longitude along the (constant) centroid latitude
+    phi = math.radians(b["genesis_lat"])
+    step_km = 2 * R_KM * math.asin(math.cos(phi) * math.sin(math.radians(15.0)))
+    assert b["path_length_km"] == pytest.approx(3 * step_km, rel=1e-9)
+    frag = tr.tracks.set_index("track_id").loc[_track_at(tr, 1, 13, 11, lab)]
+    assert frag["origin"] == "split" and frag["n_steps"] == 2
+    assert frag["parent_track"] == b.name
+    split = tr.edges[tr.edges["kind"] == "split"]
+    assert len(split) == 1 and split["overlap_km2"].iloc[0] == pytest.approx(
+        3 * sum(_row_area(-90 + 5 * r, -85 + 5 * r, 5.0) for r in range(12, 15)), rel=1e-12)
+    # the summary counts one river (the branch is part of it)
+    s = cv_summarize(tr).set_index("class")
+    assert s.loc[2, "n_tracks"] == 1 and s.loc[2, "n_branches"] == 1
+
+
+def cv_summarize(tr):
+    from climviz.events import summarize
+
+    return summarize(tr)
+
+
+def test_continue_by_overlap_area_or_by_overlap_over_union():
+    """An event followed by a huge successor sharing 3 of its columns and a small one sharing 1.
+
+    Shared area: the huge one (4 x 3 cells of the same rows) beats the small one (4 x 1); overlap
+    over union: the small one (4 / (20 + 8 - 4) = 0.17) beats the huge one (12 / (20 + 360 - 12)
+    = 0.03), counted in cells here and just as clear in km².
+    """
+    m = np.zeros((2, 36, 72), dtype=np.uint8)
+    m[0, 16:20, 20:25] = 2  # 4 x 5 cells
+    m[1, 6:26, 5:23] = 2  # huge: 20 x 18 cells, columns 5..22
+    m[1, 16:20, 24:26] = 2  # small: 4 x 2 cells, columns 24..25 (column 23 free)
+    lab = label(m)
+    tr = _tracks_of(m)
+    assert _track_at(tr, 0, 17, 21, lab) == _track_at(tr, 1, 10, 10, lab) != _track_at(tr, 1, 17, 25, lab)
+    tr = _tracks_of(m, continue_by="iou")
+    assert _track_at(tr, 0, 17, 21, lab) == _track_at(tr, 1, 17, 25, lab) != _track_at(tr, 1, 10, 10, lab)
+    with pytest.raises(ConfigError, match="continue_by"):
+        TrackConfig(continue_by="fraction")
+
+
+def test_look_ahead_links_across_one_missing_step():
+    """A river missing at step 2 and a one-cell cyclone missing at step 2, both back at step 3."""
+    m = np.zeros((5, 36, 72), dtype=np.uint8)
+    for t in (0, 1, 3, 4):
+        m[t, 20:23, 10 + t:14 + t] = 2  # drifts one cell a step; steps 1 and 3 share 2 of 4 columns
+        m[t, 10, 40 + 2 * t] = 1  # jumps two cells (10 degrees, 881 km at 37.5 S) a step
+    lab = label(m)
+    plain = _tracks_of(m)
+    # without look-ahead: two river tracks, and (881 km > 600 km) four one-step cyclones
+    assert plain.tracks.groupby("class").size().to_dict() == {1: 4, 2: 2}
+    ahead = _tracks_of(m, max_gap_steps=1, max_distance_km=900.0)
+    river = {_track_at(ahead, t, 21, 11 + t, lab) for t in (0, 1, 3, 4)}
+    assert len(river) == 1
+    row = ahead.tracks.set_index("track_id").loc[river.pop()]
+    assert row["n_steps"] == 4 and row["lifetime_h"] == 12.0
+    gap = ahead.edges[(ahead.edges["step_from"] == 1) & (ahead.edges["class"] == 2)]
+    assert gap["step_to"].tolist() == [3] and gap["link"].tolist() == ["overlap"]
+    # 2 x 3 overlap cells in rows 20..22 of the 5-degree grid
+    assert gap["overlap_km2"].iloc[0] == pytest.approx(
+        2 * sum(_row_area(-90 + 5 * r, -85 + 5 * r, 5.0) for r in range(20, 23)), rel=1e-12)
+    # the cyclone: consecutive links by distance (881 km <= 900 km), the gap (1757 km, written out)
+    # by distance with the allowance doubled for the two steps spanned
+    one = 2 * R_KM * math.asin(math.cos(math.radians(37.5)) * math.sin(math.radians(5.0)))
+    two = 2 * R_KM * math.asin(math.cos(math.radians(37.5)) * math.sin(math.radians(10.0)))
+    assert 880 < one < 900 and 1750 < two < 1800
+    cyc = {_track_at(ahead, t, 10, 40 + 2 * t, lab) for t in (0, 1, 3, 4)}
+    assert len(cyc) == 1
+    gap = ahead.edges[(ahead.edges["step_from"] == 1) & (ahead.edges["class"] == 1)]
+    assert gap["step_to"].tolist() == [3] and gap["link"].tolist() == ["distance"]
+    assert gap["distance_km"].iloc[0] == pytest.approx(two, rel=1e-9)
+    # an allowance of 880 km links neither the steps nor the gap (1760 km < 1757 km is false)
+    assert len(_tracks_of(m, max_gap_steps=1, max_distance_km=878.0).tracks.query("`class` == 1")) == 4
+    with pytest.raises(ConfigError, match="max_gap_steps"):
+        TrackConfig(max_gap_steps=-1)
+
+
+def test_overlap_thresholds_of_the_earlier_and_the_later_event():
+    """A 4 x 5 event inside a 12 x 20 successor: 100 % of the earlier, 20 / 240 of the later event."""
+    m = np.zeros((2, 36, 72), dtype=np.uint8)
+    m[0, 16:20, 20:25] = 2
+    m[1, 12:24, 12:32] = 2
+    assert len(_tracks_of(m).tracks) == 1
+    assert len(_tracks_of(m, min_overlap_prev=1.0).tracks) == 1
+    assert len(_tracks_of(m, min_overlap_next=0.05).tracks) == 1  # 20 of 240 cells, rows differ
+    assert len(_tracks_of(m, min_overlap_next=0.2).tracks) == 2
+    with pytest.raises(ConfigError, match="min_overlap_next"):
+        TrackConfig(min_overlap_next=1.5)
+
+
+def test_minimum_duration_as_a_time_span(scene):
+    labels = label(scene)
+    tab = table(labels, scene)
+    hours = track(tab, labels, max_distance_km=None, min_lifetime_h=9.0)
+    span = track(tab, labels, max_distance_km=None, min_lifetime_h="9h")
+    pd.testing.assert_frame_equal(hours.tracks, span.tracks)
+    assert TrackConfig(min_lifetime_h="1D").min_lifetime_h == 24.0
+    with pytest.raises(ConfigError, match="min_lifetime_h"):
+        TrackConfig(min_lifetime_h="soon")
+
+
+def test_track_columns_aggregate_as_named():
+    """X_min / X_max / X_mean / X_sum / X_integral_* over a track, against sums written out.
+
+    A river grows from 1 to 3 rows over three steps; the field is v_t = 10, 20, 60 at step t
+    everywhere, except one cell per step holding v_t - 5 (minimum) and one v_t + 7 (maximum).
+    """
+    lat, lon = regular_grid(36, 72)
+    m = np.zeros((3, 36, 72), dtype=np.uint8)
+    f = np.zeros((3, 36, 72))
+    v = [10.0, 20.0, 60.0]
+    for t in range(3):
+        m[t, 20:21 + t, 30:34] = 2
+        f[t] = v[t]
+        f[t, 20, 30] = v[t] - 5
+        f[t, 20, 31] = v[t] + 7
+    da = as_dataarray(m, lat, lon)
+    fld = as_dataarray(f, lat, lon).astype(float)
+    labels = label(da)
+    tab = table(labels, da, {"F": fld}, stats=["min", "max", "mean", "sum", "integral"])
+    tr = track(tab, labels)
+    assert len(tr.tracks) == 1
+    row = tr.tracks.iloc[0]
+    rows = [_row_area(-90 + 5 * r, -85 + 5 * r, 5.0) for r in range(36)]
+    areas = [4 * sum(rows[20:21 + t]) for t in range(3)]
+    # per-step area-weighted means and sums of cell values, written out
+    means, sums, integrals = [], [], []
+    for t in range(3):
+        vals = {(r, c): f[t, r, c] for r in range(20, 21 + t) for c in range(30, 34)}
+        integrals.append(sum(val * rows[r] for (r, _), val in vals.items()))
+        means.append(integrals[-1] / areas[t])
+        sums.append(sum(vals.values()))
+    assert row["F_min"] == 5.0  # step 0: 10 - 5
+    assert row["F_max"] == 67.0  # step 2: 60 + 7
+    assert row["F_mean"] == pytest.approx(sum(a * x for a, x in zip(areas, means)) / sum(areas), rel=1e-12)
+    # the area-weighted mean over the track's steps is the mean over all its cells
+    assert row["F_mean"] == pytest.approx(sum(integrals) / sum(areas), rel=1e-12)
+    assert row["F_sum"] == pytest.approx(sum(sums), rel=1e-12)
+    assert row["F_integral_mean"] == pytest.approx(np.mean(integrals), rel=1e-12)
+    assert row["F_integral_max"] == pytest.approx(max(integrals), rel=1e-12)
+    assert "F_integral" not in tr.tracks.columns
+    from climviz.events.track import TRACK_COLUMNS
+
+    assert list(tr.tracks.columns[: len(TRACK_COLUMNS)]) == list(TRACK_COLUMNS)
