@@ -30,6 +30,7 @@ import numpy as np
 import xarray as xr
 
 from climviz.errors import OutputError, OutputExistsError
+from climviz.utils.output import translate_write_errors
 
 __all__ = [
     "OutputError",
@@ -118,17 +119,13 @@ def plan_output(out: str | os.PathLike, *, overwrite: bool = False) -> OutputPla
         raise OutputExistsError(
             f"out={str(final)!r} exists; pass overwrite=True (CLI: --overwrite) to replace it"
         )
+    from climviz.utils.atomic import remove_stale_temps
+    from climviz.utils.output import check_output_location
+
     parent = final.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / f".{final.name}.{uuid.uuid4().hex[:8]}.probe"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise OutputError(
-            f"out={str(final)!r}: cannot write in directory {str(parent)!r}: "
-            f"{type(e).__name__}: {e.strerror or e}"
-        ) from e
+    check_output_location(final, overwrite=True, what=f"out={str(final)!r}")
+    remove_stale_temps(final)                      # of an earlier, killed run
+    remove_stale_temps(parent / f".{final.name}.work.zarr")
     return OutputPlan(kind, final, parent / f".{final.name}.work.zarr")
 
 
@@ -296,7 +293,8 @@ class ZarrWorkWriter:
         }
         if "probability" in ds:
             encoding["probability"] = {"chunks": (ds.sizes["class"], chunk, ny, nx)}
-        with atomic_path(self.work, overwrite=False) as tmp:
+        with translate_write_errors(self.plan.final, what="out"), \
+                atomic_path(self.work, overwrite=False) as tmp:
             ds.to_zarr(tmp, mode="w-", compute=False, encoding=encoding, consolidated=False)
 
     def pending(self) -> list[tuple[int, int]]:
@@ -313,13 +311,27 @@ class ZarrWorkWriter:
         """Write one block (``start`` on a chunk boundary), then mark it done."""
         if start % self.chunk or (stop - start != self.chunk and stop != self.n_times):
             raise ValueError(f"block {start}:{stop} is not aligned to chunks of {self.chunk}")
-        self.group["mask"][start:stop] = mask
-        if prob is not None and "probability" in self.group:
-            self.group["probability"][:, start:stop] = prob
-        self.group[DONE_VAR][start:stop] = 1
+        with translate_write_errors(self.plan.final, what="out"):
+            self.group["mask"][start:stop] = mask
+            if prob is not None and "probability" in self.group:
+                self.group["probability"][:, start:stop] = prob
+            self.group[DONE_VAR][start:stop] = 1
 
     def finish(self) -> xr.Dataset:
-        """Publish the output (rename or convert) and return it opened lazily."""
+        """Publish the output (rename or convert) and return it opened lazily.
+
+        Raises
+        ------
+        OutputError
+            Writing failed (disk full, read-only file system, ...); the work store
+            stays, so a rerun resumes, and an earlier output at ``out`` is intact.
+        """
+        with translate_write_errors(self.plan.final, what="out"):
+            self._publish()
+        final = self.plan.final
+        return xr.open_zarr(final) if self.plan.kind == "zarr" else xr.open_dataset(final)
+
+    def _publish(self) -> None:
         missing = self.pending()
         if missing:
             raise OutputError(f"{self.work}: {len(missing)} block(s) not written yet: {missing[:5]}")
@@ -335,7 +347,7 @@ class ZarrWorkWriter:
                 warnings.simplefilter("ignore")
                 zarr.consolidate_metadata(str(self.work))
             _replace_dir(self.work, final)
-            return xr.open_zarr(final)
+            return
         from climviz.utils.atomic import atomic_path
 
         with xr.open_zarr(self.work, consolidated=False) as src:
@@ -357,7 +369,6 @@ class ZarrWorkWriter:
             with atomic_path(final, overwrite=True) as tmp:
                 ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
         shutil.rmtree(self.work, ignore_errors=True)
-        return xr.open_dataset(final)
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

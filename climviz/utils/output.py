@@ -161,7 +161,7 @@ def check_output_location(
     try:
         where.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{what} {target}: cannot create directory {where}: "
+        raise OutputError(f"{what} {target}: cannot write: cannot create directory {where}: "
                           f"{describe_os_error(exc)}") from exc
     probe = where / f".{target.name if not directory else '_climviz'}.{uuid.uuid4().hex[:8]}.probe"
     try:
