@@ -98,18 +98,25 @@ def _fields(run_paths: list[str] | None, mask: Any) -> tuple[dict[str, Any] | No
 
 
 def _check_free(target: Path, overwrite: bool) -> None:
-    from climviz.errors import DataError
+    from climviz.errors import OutputExistsError
 
     if target.exists() and not overwrite:
-        raise DataError(f"{target}: exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{target}: exists; pass --overwrite to replace it")
+
+
+def _outputs(out: Path, fmt: str) -> list[Path]:
+    """Every file ``climviz events`` writes into ``out``."""
+    return [out / f"{name}.{fmt}" for name in ("events", "tracks", "track_edges")] + [
+        out / "summary.csv", out / "frequency.nc"]
 
 
 def _write_table(df: Any, path: Path, fmt: str, overwrite: bool) -> Path:
     from climviz.utils.atomic import atomic_path
+    from climviz.utils.output import translate_write_errors
 
     target = path.with_suffix(f".{fmt}")
     _check_free(target, overwrite)
-    with atomic_path(target) as tmp:
+    with translate_write_errors(target, what="--out"), atomic_path(target) as tmp:
         if fmt == "csv":
             df.to_csv(tmp, index=False)
         else:
@@ -127,8 +134,13 @@ def run(args: argparse.Namespace) -> int:
     from climviz.events.stats import frequency, summarize
     from climviz.events.track import TrackConfig, track_masks
     from climviz.utils.atomic import atomic_path
+    from climviz.utils.output import check_output_location, translate_write_errors
 
     out = Path(args.out)
+    # the output directory and every output file are checked before any time step is processed
+    check_output_location(out, directory=True, what="--out")
+    for target in _outputs(out, args.format):
+        _check_free(target, args.overwrite)
     mask = _open_masks(args.masks, args.var, args.chunk)
     fields, stats = _fields(args.run, mask)
     cfg = TrackConfig(min_overlap=args.min_overlap,
@@ -153,11 +165,9 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"{args.land}: cannot open ({exc})") from exc
         if "time" in land.dims:
             land = land.isel(time=0)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("events", "tracks", "track_edges"):
-        _check_free(out / f"{name}.{args.format}", args.overwrite)
-    _check_free(out / "summary.csv", args.overwrite)
-    _check_free(out / "frequency.nc", args.overwrite)
+    check_output_location(out, directory=True, what="--out")   # still writable after the work
+    for target in _outputs(out, args.format):
+        _check_free(target, args.overwrite)
     written = [
         _write_table(trk.events, out / "events", args.format, args.overwrite),
         _write_table(trk.tracks, out / "tracks", args.format, args.overwrite),
@@ -176,8 +186,9 @@ def run(args: argparse.Namespace) -> int:
                   "comment": "fraction of time steps each cell is inside the class"}
     target = out / "frequency.nc"
     _check_free(target, args.overwrite)
-    with atomic_path(target) as tmp:
-        maps.load().to_netcdf(tmp)
+    maps = maps.load()
+    with translate_write_errors(target, what="--out"), atomic_path(target) as tmp:
+        maps.to_netcdf(tmp)
     written.append(target)
     n_tracks = trk.tracks.groupby("class").size().to_dict() if len(trk.tracks) else {}
     print(f"{len(trk.events)} event rows, {len(trk.tracks)} tracks "

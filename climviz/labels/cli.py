@@ -59,28 +59,30 @@ def run(args: argparse.Namespace) -> int:
 
     from climviz.labels.run import label_run
     from climviz.utils.atomic import atomic_path
+    from climviz.utils.output import check_output_location, translate_write_errors
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        from climviz.errors import ConfigError
-
-        raise ConfigError(f"--out {out}: exists; pass --overwrite to replace it")
     if out.suffix not in (".nc", ".zarr"):
         from climviz.errors import ConfigError
 
         raise ConfigError(f"--out {out}: expected a .nc or .zarr path, found suffix {out.suffix!r}")
+    # every output checked (exists / writable / free space) before the detectors run
+    check_output_location(out, overwrite=args.overwrite, what="--out")
+    if args.tracks:
+        check_output_location(args.tracks, overwrite=args.overwrite, what="--tracks")
     cfg = _read_config(args.config)
     tc = False if args.no_tc else cfg.get("tc", True)
     ar = False if args.no_ar else cfg.get("ar", True)
     data = args.data[0] if len(args.data) == 1 else list(args.data)
     masks, details = label_run(data, tc=tc, ar=ar, return_details=True)
-    with atomic_path(out, overwrite=True) as tmp:
+    with translate_write_errors(out, what="--out"), atomic_path(out, overwrite=True) as tmp:
         if out.suffix == ".zarr":
             masks.to_zarr(tmp, mode="w")
         else:
             masks.to_netcdf(tmp)
     if args.tracks and details.tc is not None:
-        with atomic_path(args.tracks, overwrite=True) as tmp:
+        with translate_write_errors(args.tracks, what="--tracks"), \
+                atomic_path(args.tracks, overwrite=True) as tmp:
             details.tc.nodes.to_csv(tmp, index=False)
     counts = {name: int((masks["mask"].values == v).sum()) for name, v in (("tc", 1), ("ar", 2))}
     n_tracks = len(details.tc.tracks) if details.tc is not None else 0
