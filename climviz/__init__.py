@@ -21,6 +21,15 @@ from typing import Any
 # an explicit user setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# eccodes (cfgrib's GRIB library, loaded by xarray as soon as it lists its engines in the first
+# open_dataset) brings its own PROJ/SQLite. Loaded before pyproj, it leaves pyproj without its
+# database: "UserWarning: pyproj unable to set PROJ database path", failing cartopy projections and
+# a "double free or corruption" at exit. Loading pyproj first (when installed) avoids all three.
+try:  # noqa: SIM105
+    import pyproj  # noqa: F401
+except ImportError:
+    pass
+
 from climviz._version import __version__
 from climviz.errors import (
     CheckpointError,
