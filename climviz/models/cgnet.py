@@ -30,9 +30,9 @@ ClimateNet trains it with Adam (lr 1e-3) on the Jaccard loss of the softmax
 (``TrainConfig(model="cgnet", loss="jaccard", optimizer="adamw", weight_decay=0)``).
 
 Padding: ClimateNet wraps *both* axes (``F.pad(..., mode="circular")``), so its poles are
-neighbours. climviz wraps longitude and zero-pads latitude by default; ``lat_wrap=True``
-reproduces the reference exactly (also in the input pooling). The final bilinear x8 upsampling
-is periodic in longitude unless ``lon_padding="zero"``.
+neighbours, and its final bilinear x8 upsampling does not wrap. climviz wraps longitude
+everywhere and zero-pads latitude by default; ``lat_wrap=True, periodic_upsample=False``
+reproduces the reference exactly (checked against ClimateNet's code by the tests).
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ class CGNetConfig:
         Dropout2d before the classifier (the reference's ``dropout_flag``: 0.1 or off).
     lat_wrap
         Wrap latitude in the convolutions and input pooling, as ClimateNet does.
+    periodic_upsample
+        Make the final bilinear x8 upsampling periodic in longitude (with
+        ``lon_padding="circular"``); ClimateNet's is not.
     lon_padding
         ``"circular"`` (the globe wraps) or ``"zero"``.
     lat_padding
@@ -74,6 +77,7 @@ class CGNetConfig:
     stage3_blocks: int = 21
     dropout: float = 0.0
     lat_wrap: bool = False
+    periodic_upsample: bool = True
     lon_padding: LonPadding = "circular"
     lat_padding: LatPadding = "reflect"
 
@@ -243,7 +247,7 @@ class CGNet(SegmentationNet):
                 nn.init.kaiming_normal_(m.weight)
 
     def _upsample(self, y: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        if self.config.lon_padding != "circular":
+        if self.config.lon_padding != "circular" or not self.config.periodic_upsample:
             return F.interpolate(y, (h, w), mode="bilinear", align_corners=False)
         # periodic: one wrapped column on each side, scale 8 kept exactly, crop back
         scale = w // y.shape[-1]
