@@ -94,3 +94,25 @@ def test_inverse_weights_balance_the_classes():
     assert plain(all_bg, target) < plain(all_tc, target) / 10
     weighted = WeightedLoss(class_weights_from_labels(target.numpy(), mode="inverse"))
     torch.testing.assert_close(weighted(all_bg, target), weighted(all_tc, target))
+
+
+def test_climatenet_jaccard_loss_by_hand():
+    """ClimateNet's CGNet loss: 1 - mean_c I_c / (U_c + 1e-7) on softmax probabilities,
+    sums over batch and grid, recomputed by hand on a 1 x 2 grid with 2 classes."""
+    from climviz.training.config import TrainConfig
+    from climviz.training.loss import JaccardLoss, build_loss, jaccard_loss
+
+    logits = torch.tensor([[[[0.0, math.log(3.0)]], [[0.0, 0.0]]]])   # (1, 2, 1, 2)
+    target = torch.tensor([[[0, 1]]])
+    # pixel 1: p = (1/2, 1/2), label 0; pixel 2: p = (3/4, 1/4), label 1
+    i0, c0 = 0.5, (0.5 + 0.75) + 1          # class 0: intersection, |P| + |T|
+    i1, c1 = 0.25, (0.5 + 0.25) + 1
+    expect = 1 - (i0 / (c0 - i0 + 1e-7) + i1 / (c1 - i1 + 1e-7)) / 2
+    assert float(jaccard_loss(logits, target)) == pytest.approx(expect, rel=1e-6)
+    assert expect == pytest.approx(1 - (0.5 / 1.75 + 0.25 / 1.5) / 2)
+    # a perfect, confident prediction has loss ~0
+    sure = torch.tensor([[[[20.0, -20.0]], [[-20.0, 20.0]]]])
+    assert float(jaccard_loss(sure, target)) == pytest.approx(0.0, abs=1e-6)
+    assert isinstance(build_loss(TrainConfig(loss="jaccard")), JaccardLoss)
+    with pytest.raises(ValueError, match="expected logits"):
+        JaccardLoss()(logits[0], target)
