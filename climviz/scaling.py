@@ -34,7 +34,8 @@ from scipy.optimize import brentq
 
 from climviz.errors import ConfigError
 
-__all__ = ["Machine", "Workload", "step_time", "scaling_curve", "calibrate", "PAPER_RESULTS", "SUMMIT", "PIZ_DAINT"]
+__all__ = ["Machine", "Workload", "step_time", "scaling_curve", "calibrate", "PAPER_RESULTS", "PAPER_NETWORKS",
+           "published_samples_per_device", "SUMMIT", "PIZ_DAINT"]
 
 
 @dataclass(frozen=True)
@@ -189,3 +190,34 @@ PAPER_RESULTS = pd.DataFrame(
          "sustained_pflops": 999.0, "peak_pflops": 1130.0, "efficiency": None},
     ]
 )
+
+#: The paper's networks as Kurth et al. count them (SC18): training FLOPs per 768x1152 sample
+#: (forward + backward; the DeepLabv3+ figure also counts the zero-padded inputs of the dilated
+#: convolutions as TensorFlow 1 ran them) and parameters, next to the counts of climviz's
+#: faithful ``paper`` presets (``climviz.models.train_flops_per_sample``, meta device).
+PAPER_NETWORKS = pd.DataFrame(
+    [
+        {"network": "deeplabv3plus", "train_flops_per_sample": 14.41e12, "params": 43.7e6,
+         "climviz_preset": "paper", "climviz_train_flops_per_sample": 12.99e12, "climviz_params": 43_714_787},
+        {"network": "tiramisu", "train_flops_per_sample": 4.19e12, "params": 7.8e6,
+         "climviz_preset": "paper", "climviz_train_flops_per_sample": 4.14e12, "climviz_params": 7_801_315},
+    ]
+)
+
+
+def published_samples_per_device() -> pd.DataFrame:
+    """Training samples per second per GPU implied by the paper's sustained FLOP/s.
+
+    ``samples_per_s_per_device = sustained_pflops * 1e15 / (devices * train_flops_per_sample)``
+    with the paper's own FLOPs per sample (:data:`PAPER_NETWORKS`), so the division undoes
+    the paper's multiplication exactly: e.g. 325.8 PF/s / (27,360 x 14.41 TF) = 0.826
+    samples/s per V100 in fp32, 2.53 in fp16.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`PAPER_RESULTS` with ``train_flops_per_sample`` and ``samples_per_s_per_device``.
+    """
+    out = PAPER_RESULTS.merge(PAPER_NETWORKS[["network", "train_flops_per_sample"]], on="network")
+    out["samples_per_s_per_device"] = out["sustained_pflops"] * 1e15 / (out["devices"] * out["train_flops_per_sample"])
+    return out

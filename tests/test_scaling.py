@@ -36,7 +36,7 @@ def test_overlap_hides_communication_and_efficiency_falls_with_scale():
 
 def test_calibration_reproduces_the_published_deeplab_fp32_point():
     pub = PAPER_RESULTS.query("network == 'deeplabv3plus' and precision == 'fp32'").iloc[0]
-    w = Workload("deeplab", flops_per_sample=4.2e12, params=43.6e6, bytes_per_param=4, local_batch=2)
+    w = Workload("deeplab", flops_per_sample=14.41e12, params=43.7e6, bytes_per_param=4, local_batch=2)
     fitted, machine = calibrate(w, SUMMIT, devices=int(pub.devices), efficiency=pub.efficiency,
                                 sustained_flops=pub.sustained_pflops * 1e15)
     row = scaling_curve(fitted, machine, [int(pub.devices)]).iloc[0]
@@ -46,3 +46,27 @@ def test_calibration_reproduces_the_published_deeplab_fp32_point():
     assert fitted.achieved_fraction == pytest.approx(325.8e15 / (27360 * 0.907) / 15.7e12, rel=1e-9)
     # the effective network is slower than EDR wire speed, but not absurdly so
     assert 1e8 < machine.inter_bw < SUMMIT.inter_bw
+
+
+def test_published_samples_per_gpu_follow_from_the_papers_flop_counts():
+    from climviz.scaling import published_samples_per_device
+
+    table = published_samples_per_device().set_index(["network", "precision"])
+    # by hand: 325.8e15 / (27360 * 14.41e12), 999e15 / (27360 * 14.41e12), 21.0e15 / (5300 * 4.19e12)
+    assert table.loc[("deeplabv3plus", "fp32"), "samples_per_s_per_device"] == pytest.approx(0.82637, rel=1e-4)
+    assert table.loc[("deeplabv3plus", "fp16"), "samples_per_s_per_device"] == pytest.approx(2.53389, rel=1e-4)
+    assert table.loc[("tiramisu", "fp32"), "samples_per_s_per_device"] == pytest.approx(0.94565, rel=1e-4)
+
+
+def test_paper_networks_table_matches_the_models():
+    import torch
+
+    from climviz.models import build, count_parameters
+    from climviz.scaling import PAPER_NETWORKS
+
+    for row in PAPER_NETWORKS.itertuples():
+        with torch.device("meta"):
+            net = build(row.network, row.climviz_preset)
+        assert count_parameters(net) == row.climviz_params
+        assert abs(row.climviz_params - row.params) / row.params < 0.005
+        assert abs(row.climviz_train_flops_per_sample - row.train_flops_per_sample) / row.train_flops_per_sample < 0.1
