@@ -24,7 +24,7 @@ convolution, concatenated, BN-PReLU (the down block then reduces 2x with a 1x1 c
 connection in the non-down blocks. BatchNorm epsilon 1e-3.
 
 Sizes at 3 classes: 518,496 parameters with 16 input fields, 494,232 with ClimateNet's four
-(TMQ, U850, V850, PSL); 76.2 GFLOP per 768x1152 training sample (forward + backward,
+(TMQ, U850, V850, PSL); 74.8 GFLOP per 768x1152 training sample (forward + backward,
 :func:`climviz.models.train_flops_per_sample`, depthwise weight gradients counted once).
 ClimateNet trains it with Adam (lr 1e-3) on the Jaccard loss of the softmax
 (``TrainConfig(model="cgnet", loss="jaccard", optimizer="adamw", weight_decay=0)``).

@@ -31,9 +31,9 @@ the stride-2 transposed convolutions is kept (:func:`~climviz.models.layers.tf_s
 network is the reference graph (up to TensorFlow-to-PyTorch weight layout), with the
 default ``"circular"`` every layer wraps around in longitude.
 
-Sizes at 16 input channels and 3 classes: 43,709,251 parameters (Kurth et al.: 43.7 M;
+Sizes at 16 input channels and 3 classes: 43,714,787 parameters (Kurth et al.: 43.7 M;
 slim's unused ``postnorm`` BatchNorm after block 4, 4,096 parameters, is left out);
-13.05 TFLOP per 768x1152 training sample counted by :func:`climviz.models.train_flops_per_sample`
+4.34 TFLOP forward, 12.99 TFLOP per 768x1152 training sample counted by :func:`climviz.models.train_flops_per_sample`
 (forward + backward; the paper's 14.41 TF also counts the zero-padded inputs of the dilated
 convolutions as TensorFlow 1 ran them).
 

@@ -21,21 +21,28 @@ All convolutions wrap around in longitude (:mod:`climviz.models.layers`).
 Presets (see :func:`climviz.models.build`):
 
 ``paper``
-    ResNet-50 layout (bottleneck blocks 3-4-6-3, widths 64..512, expansion 4, 7x7 stem),
-    output stride 16 (layer 4 dilated), ASPP with 256 channels, 48 low-level channels,
-    256-channel learned-upsampling decoder. 42.23 M parameters at 16 input channels
-    and 3 classes (Kurth et al. report 43.7 M for their DeepLabv3+); 0.58 TFLOP forward,
-    1.72 TFLOP forward + backward per 768x1152 sample (see the README section of
-    :mod:`climviz.models` for the comparison with the paper).
+    Not this class: the SC18 graph (ResNet-50 v2, output stride 8, ``deconv1x`` decoder),
+    :class:`climviz.models.deeplab_sc18.DeepLabSC18` (``backbone="resnet_v2"``);
+    43,714,787 parameters, 12.99 TFLOP per 768x1152 training sample.
 ``deepcam``
-    The MLPerf HPC DeepCAM reference variant: modified aligned Xception encoder
-    (entry flow 32-64-128-256-728, 16 middle-flow blocks of 728 channels, exit flow
-    1024-1536-1536-2048, separable convolutions), output stride 16, same ASPP and
-    deconvolution decoder. 56.45 M parameters, as a hand count of the reference layout;
-    0.66 TFLOP forward per 768x1152 sample.
+    The MLPerf HPC DeepCAM reference, function for function (``backbone="xception"``):
+    modified aligned Xception encoder (entry flow 32-64-128-256-728, 16 middle-flow blocks
+    of 728 channels, exit flow 1024-1536-1536-2048, separable convolutions), output stride
+    16; the low-level skip is block 1's output *after* the ReLU (the reference rectifies it
+    in place), the image-pooling branch is a bias-free 1x1 conv + per-channel affine map,
+    the last transposed convolution has no bias, initialisation as the reference
+    (:func:`init_deepcam`). 56,454,720 parameters = the reference's; 0.655 TFLOP forward,
+    1.96 TFLOP forward + backward per 768x1152 sample. Reference state dicts load with
+    :func:`climviz.models.deepcam_keys.load_reference_state_dict`.
+``resnet50-os16``
+    climviz's lighter variant (formerly called ``paper``): torchvision's ResNet-50 v1
+    layout (bottleneck blocks 3-4-6-3, 7x7 stem), output stride 16, ASPP with 256 channels,
+    48 low-level channels, 256-channel learned-upsampling decoder ending at 1/2 resolution
+    with a transposed conv to the classes. 42,231,011 parameters; 0.58 TFLOP forward,
+    1.72 TFLOP forward + backward per 768x1152 sample. Initialisation Kaiming-normal fan-out.
 ``tiny``
-    The ``paper`` architecture, narrow (bottleneck width 8) and shallow (one block per
-    stage), for laptops and teaching: 0.44 M parameters, 13 GFLOP forward per 768x1152
+    The ``resnet50-os16`` architecture, narrow (bottleneck width 8) and shallow (one block
+    per stage), for laptops and teaching: 0.44 M parameters, 13 GFLOP forward per 768x1152
     sample.
 """
 

@@ -1,8 +1,8 @@
 """Tiramisu (fully convolutional DenseNet, Jégou et al. 2017) for climate segmentation.
 
-Kurth et al. (SC18) used a Tiramisu variant with fewer, wider layers than FC-DenseNet103:
-five dense blocks on the way down with 2, 2, 2, 4 and 5 layers and growth rate 32
-(instead of 4, 5, 7, 10, 12 layers with growth rate 16), mirrored on the way up.
+This module holds Jegou et al.'s FC-DenseNet layers (climviz's ``fcdensenet-os32`` and
+``tiny`` presets) and :class:`TiramisuConfig`, which also configures the SC18 graph of
+Kurth et al. (:mod:`climviz.models.tiramisu_sc18`, ``style="sc18"``, the ``paper`` preset).
 
 ::
 
@@ -22,12 +22,16 @@ All convolutions wrap around in longitude (:mod:`climviz.models.layers`).
 Presets (see :func:`climviz.models.build`):
 
 ``paper``
-    down blocks (2, 2, 2, 4, 5), bottleneck block of 5 layers, up blocks (5, 4, 2, 2, 2),
-    growth rate 32, 48 channels after the first convolution, dropout 0.2. Total stride 32.
-    5.49 M parameters; 0.52 TFLOP forward, 1.56 TFLOP forward + backward per 768x1152
-    sample (Kurth et al. report about 7.8 M and 4.2 TFLOP; see the README section of
-    :mod:`climviz.models`). The same code with FC-DenseNet103's layout reproduces its
-    published 9.4 M parameters (9.32 M).
+    Not this class: the SC18 graph (5x5 conv-ReLU-dropout layers, strided transitions,
+    stride 16), :class:`climviz.models.tiramisu_sc18.TiramisuSC18` (``style="sc18"``);
+    7,801,315 parameters, 4.14 TFLOP per 768x1152 training sample.
+``fcdensenet-os32``
+    climviz's lighter variant (formerly called ``paper``): this FC-DenseNet with down blocks
+    (2, 2, 2, 4, 5), bottleneck block of 5 layers, up blocks (5, 4, 2, 2, 2), growth rate 32,
+    3x3 kernels, 48 channels after the first convolution, dropout 0.2; total stride 32.
+    5,493,683 parameters; 0.52 TFLOP forward, 1.56 TFLOP forward + backward per 768x1152
+    sample. The same code with FC-DenseNet103's layout reproduces its published 9.4 M
+    parameters (9.32 M).
 ``tiny``
     four down blocks of 2 layers, growth rate 8, 16 first channels, no dropout
     (total stride 16), for laptops and teaching: 0.11 M parameters.

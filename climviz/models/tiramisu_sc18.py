@@ -26,7 +26,7 @@ trainable variables and are in the paper's parameter count. :attr:`TiramisuSC18.
 holds them (``requires_grad=False``, never run) so that the parameter count is the
 reference's: 7,801,315 at 16 input channels and 3 classes (Kurth et al.: 7.8 M; 7,504,835
 take part in the computation). Training FLOPs per 768x1152 sample (forward + backward,
-:func:`climviz.models.train_flops_per_sample`): 4.22 TF (the paper: 4.19 TF). Total stride 16.
+:func:`climviz.models.train_flops_per_sample`): 4.14 TF (the paper: 4.19 TF); 1.40 TF forward. Total stride 16.
 
 Initialisation as the reference: He-uniform (fan-in) kernels, zero biases. Dropout is
 element-wise (``tf.layers.dropout``). With ``lon_padding="zero"`` it is the reference graph;
