@@ -193,6 +193,7 @@ class Geo:
     cw: np.ndarray
     cs: np.ndarray
     cc: np.ndarray
+    radius_km: float = EARTH_RADIUS_KM
 
     @classmethod
     def of(cls, lat: npt.ArrayLike, lon: npt.ArrayLike, radius_km: float = EARTH_RADIUS_KM) -> "Geo":
@@ -209,7 +210,8 @@ class Geo:
         def cum(x: np.ndarray) -> np.ndarray:
             return np.concatenate([[0.0], np.cumsum(x)])
 
-        return cls(lat, lon, rows, cols, cum(cols), cum(cols * np.sin(lr)), cum(cols * np.cos(lr)))
+        return cls(lat, lon, rows, cols, cum(cols), cum(cols * np.sin(lr)), cum(cols * np.cos(lr)),
+                   float(radius_km))
 
 
 @functools.lru_cache(maxsize=16)

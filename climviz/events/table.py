@@ -17,17 +17,25 @@ import numpy.typing as npt
 import pandas as pd
 
 from climviz.errors import DataError
-from climviz.events.geometry import EARTH_RADIUS_KM
+from climviz.events.geometry import EARTH_RADIUS_KM, lat_edges
 from climviz.events._source import MaskSource
 from climviz.events.label import Geo, LabelOptions, Runs, _label_block, find_runs, mask_variable, resolve_periodic
 
-__all__ = ["table", "label_table", "table_runs", "TABLE_COLUMNS", "STATS"]
+__all__ = ["table", "label_table", "table_runs", "TABLE_COLUMNS", "STATS", "CENTROIDS"]
 
 #: Columns every event table has, in this order (field statistics follow).
 TABLE_COLUMNS: tuple[str, ...] = (
     "time", "step", "event", "class", "n_cells", "area_km2",
-    "centroid_lat", "centroid_lon", "lat_min", "lat_max",
+    "centroid_lat", "centroid_lon", "lat_min", "lat_max", "length_km", "width_km",
 )
+
+#: Centroid definitions (``centroid=`` of :func:`table`, :func:`label_table`, ``track_masks``).
+CENTROIDS: dict[str, str] = {
+    "circular": ("area-weighted mean latitude, and the area-weighted circular mean of longitude "
+                 "(the default; each coordinate averaged on its own)"),
+    "cartesian": ("direction of the area-weighted mean of the cells' 3-D unit vectors (the centre "
+                  "of mass on the sphere, projected to the surface)"),
+}
 
 #: Statistics available for fields inside events.
 STATS: dict[str, str] = {
@@ -69,17 +77,82 @@ def _stat_spec(field_names: list[str], stats: Sequence[str] | Mapping[str, Seque
     return spec
 
 
+def _check_centroid(centroid: str) -> str:
+    if centroid not in CENTROIDS:
+        raise DataError(f"centroid: expected one of {sorted(CENTROIDS)}, found {centroid!r}")
+    return centroid
+
+
+def _axes_km(runs: Runs, key: np.ndarray, present: np.ndarray, nk: int, cvec: np.ndarray, geo: Geo,
+             pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Length and width (km) of each event: principal axes of its area-weighted second moments.
+
+    Each cell centre is mapped to the azimuthal equidistant plane centred on the
+    event's 3-D centroid ``cvec`` (distance from the centroid along the great
+    circle, true bearing), and the 2 x 2 covariance of those positions is
+    formed with cell areas as weights, adding each cell's own extent
+    (``dx²/12``, ``dy²/12`` along the local east and north). Its eigenvalues l1 >= l2 give
+    ``length = sqrt(12 l1)`` and ``width = sqrt(12 l2)``: the sides of the
+    rectangle with the same second moments (a uniform rectangle of sides a, b
+    has variances a²/12, b²/12). Cost O(event cells).
+    """
+    H, W = runs.shape[1], runs.shape[2]
+    idx, offsets = runs.pixels()
+    row_of_run = pix // W
+    rows = np.repeat(row_of_run, runs.length)
+    c0 = pix - row_of_run * W
+    cols = np.repeat(c0 - offsets, runs.length) + np.arange(idx.size)
+    k = np.repeat(key, runs.length)
+    w = geo.rows[rows] * geo.cols[cols]
+    # unit vector p of each cell in the centroid's local frame (east, north, up), written out
+    clat = np.arcsin(np.clip(cvec[:, 2], -1.0, 1.0))
+    clon = np.arctan2(cvec[:, 1], cvec[:, 0])
+    slat_c, clat_c = np.sin(clat)[k], np.cos(clat)[k]
+    lat = np.deg2rad(geo.lat)
+    sphi, cphi = np.sin(lat)[rows], np.cos(lat)[rows]
+    dl = np.deg2rad(geo.lon)[cols] - clon[k]
+    cdl = np.cos(dl)
+    u = cphi * np.sin(dl)
+    v = clat_c * sphi - slat_c * cphi * cdl
+    dot = slat_c * sphi + clat_c * cphi * cdl
+    sin_d = np.hypot(u, v)
+    d = np.arctan2(sin_d, dot) * geo.radius_km
+    scale = np.where(sin_d > 0, d / np.where(sin_d > 0, sin_d, 1.0), 0.0)
+    x, y = u * scale, v * scale
+    sw = np.bincount(k, weights=w, minlength=nk)[present]
+
+    def m(a: np.ndarray) -> np.ndarray:
+        return np.bincount(k, weights=w * a, minlength=nk)[present] / sw
+
+    # each cell's own extent (a cell dx wide has variance dx²/12), taken along the local east
+    # and north directions: a single cell is as long and wide as itself, an n-cell row n cells long
+    dphi = np.abs(np.diff(np.deg2rad(lat_edges(geo.lat)))) * geo.radius_km
+    dx = geo.cols[cols] * cphi * geo.radius_km
+    dy = dphi[rows]
+    mx, my = m(x), m(y)
+    cxx = m(x * x + dx * dx / 12.0) - mx * mx
+    cyy = m(y * y + dy * dy / 12.0) - my * my
+    cxy = m(x * y) - mx * my
+    half = 0.5 * (cxx + cyy)
+    disc = np.sqrt(np.maximum(0.25 * (cxx - cyy) ** 2 + cxy * cxy, 0.0))
+    l1 = np.maximum(half + disc, 0.0)
+    l2 = np.maximum(half - disc, 0.0)
+    return np.sqrt(12.0 * l1), np.sqrt(12.0 * l2)
+
+
 def table_runs(
     runs: Runs,
     fields: Mapping[str, np.ndarray],
     spec: Mapping[str, tuple[str, ...]],
     geo: Geo,
     step0: int = 0,
+    centroid: str = "circular",
 ) -> dict[str, np.ndarray]:
     """Table columns (one entry per (step, event)) from the runs of a (T, H, W) block.
 
     Sizes, areas and centroids are sums over runs (cumulative sums along
-    longitude), so they cost O(runs); field statistics cost O(event cells).
+    longitude), so they cost O(runs); field statistics, length and width cost
+    O(event cells).
     """
     T, H, W = runs.shape
     out: dict[str, np.ndarray] = {}
@@ -107,6 +180,15 @@ def table_runs(
     lat_c = np.bincount(key, weights=run_area * geo.lat[row], minlength=nk)
     s = np.bincount(key, weights=rowa * (geo.cs[c1] - geo.cs[c0]), minlength=nk)
     c = np.bincount(key, weights=rowa * (geo.cc[c1] - geo.cc[c0]), minlength=nk)
+    # 3-D centre of mass: sums of area x unit vector (cos lat cos lon, cos lat sin lon, sin lat)
+    rlat = np.deg2rad(geo.lat[row])
+    vx = np.bincount(key, weights=rowa * np.cos(rlat) * (geo.cc[c1] - geo.cc[c0]), minlength=nk)
+    vy = np.bincount(key, weights=rowa * np.cos(rlat) * (geo.cs[c1] - geo.cs[c0]), minlength=nk)
+    vz = np.bincount(key, weights=run_area * np.sin(rlat), minlength=nk)
+    cvec = np.stack([vx, vy, vz], axis=-1)
+    norm = np.linalg.norm(cvec, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cvec = cvec / norm[:, None]
     klass = np.full(nk, np.iinfo(np.int16).max, dtype=np.int16)
     np.minimum.at(klass, key, runs.cls.astype(np.int16))
     kmax = np.zeros(nk, dtype=np.int16)
@@ -133,10 +215,20 @@ def table_runs(
     out["class"] = klass[present]
     out["n_cells"] = cnt[present].astype(np.int64)
     out["area_km2"] = area_p
-    out["centroid_lat"] = lat_c[present] / area_p
-    out["centroid_lon"] = np.where(lon_c >= 360.0, 0.0, lon_c)
+    if centroid == "cartesian":
+        cv_p = cvec[present]
+        degenerate = norm[present] <= 1e-9 * area_p
+        out["centroid_lat"] = np.where(degenerate, np.nan, np.rad2deg(np.arcsin(np.clip(cv_p[:, 2], -1, 1))))
+        lon3 = np.mod(np.rad2deg(np.arctan2(cv_p[:, 1], cv_p[:, 0])), 360.0)
+        lon3[degenerate | (np.hypot(cv_p[:, 0], cv_p[:, 1]) <= 1e-12)] = np.nan
+        out["centroid_lon"] = np.where(lon3 >= 360.0, 0.0, lon3)
+    else:
+        out["centroid_lat"] = lat_c[present] / area_p
+        out["centroid_lon"] = np.where(lon_c >= 360.0, 0.0, lon_c)
     out["lat_min"] = np.minimum(lat_a, lat_b)
     out["lat_max"] = np.maximum(lat_a, lat_b)
+    cvec_ok = np.where(np.isfinite(cvec), cvec, np.array([0.0, 0.0, 1.0]))
+    out["length_km"], out["width_km"] = _axes_km(runs, key, present, nk, cvec_ok, geo, pix)
     if fields:
         idx, offsets = runs.pixels()
         col_pix = np.repeat(c0 - offsets, runs.length) + np.arange(idx.size)
@@ -192,6 +284,7 @@ def table(
     time: npt.ArrayLike | None = None,
     radius_km: float = EARTH_RADIUS_KM,
     block_steps: int | None = None,
+    centroid: str = "circular",
 ) -> pd.DataFrame:
     """One row per (time step, event): size, centroid and field statistics.
 
@@ -220,14 +313,32 @@ def table(
         Sphere radius (km).
     block_steps
         Time steps per block (default: the dask chunks, or ~16 M cells).
+    centroid
+        ``"circular"`` (default): area-weighted mean latitude and circular mean
+        longitude, each averaged on its own; ``"cartesian"``: the direction of
+        the area-weighted mean 3-D unit vector (see :data:`CENTROIDS`). They
+        agree for small events and nearly so along a meridian; for events long
+        in longitude at high latitude the 3-D centroid lies poleward of the
+        circular one, because the parallel curves around the pole (a strip at
+        65°N from 0 to 80°E: 67.7°N against 65°N; a cap around the pole has its
+        3-D centroid at the pole, its circular centroid at its mean latitude).
+        The 3-D centroid does not depend on where the grid puts the poles or
+        the seam; the circular one treats latitude and longitude separately.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``time, step, event, class, n_cells, area_km2`` (km²),
-        ``centroid_lat, centroid_lon`` (degrees; area-weighted, longitude a
-        circular mean in [0, 360), NaN for a ring around the globe), ``lat_min, lat_max`` (extreme cell-centre
-        latitudes, degrees) and ``<field>_<stat>``; sorted by step then event.
+        ``centroid_lat, centroid_lon`` (degrees; see ``centroid``; longitude in
+        [0, 360), NaN where undefined, e.g. for a ring around the globe),
+        ``lat_min, lat_max`` (extreme cell-centre latitudes, degrees),
+        ``length_km, width_km`` (the event's principal axes on the sphere, km:
+        the sides of the rectangle with the same area-weighted second moments
+        in the azimuthal equidistant plane centred on the 3-D centroid, each
+        cell counted with its own extent; a lat-lon rectangle at the equator
+        40° long and 10° wide gives 4448 x 1118 km, the width stretched 0.5 %
+        by the projection; a disc of radius r gives sqrt(3) r both ways) and
+        ``<field>_<stat>``; sorted by step then event.
     """
     import xarray as xr
 
@@ -245,6 +356,7 @@ def table(
     src = MaskSource.from_any(mask, allf, lat=lat, lon=lon, time=time)
     field_names = [k for k in src.fields if k != _LABELS_KEY]
     spec = _stat_spec(field_names, stats)
+    _check_centroid(centroid)
     geo = Geo.of(src.lat, src.lon, radius_km)
     acc = _Accumulator()
     for sl, m, f in src.blocks(block_steps):
@@ -254,7 +366,7 @@ def table(
         if lab.size and lab.min() < 0:
             raise DataError(f"labels: expected non-negative event ids, found {lab.min()}")
         runs = find_runs(lab.reshape(-1), m.reshape(-1), m.shape[2], m.shape)
-        acc.add(table_runs(runs, f, spec, geo, sl.start))
+        acc.add(table_runs(runs, f, spec, geo, sl.start, centroid))
     df = _frame(acc.cols, _names(field_names, spec), src.times)
     df.attrs["radius_km"] = float(radius_km)
     return df
@@ -275,6 +387,7 @@ def label_table(
     radius_km: float = EARTH_RADIUS_KM,
     return_labels: bool = True,
     block_steps: int | None = None,
+    centroid: str = "circular",
 ) -> tuple[Any, pd.DataFrame]:
     """Label a mask and tabulate its events in one pass (faster than ``label`` then ``table``).
 
@@ -284,7 +397,7 @@ def label_table(
 
     Parameters
     ----------
-    mask, fields, stats, lat, lon, time, radius_km
+    mask, fields, stats, lat, lon, time, radius_km, centroid
         As for :func:`climviz.events.label` and :func:`climviz.events.table`.
     min_area_km2, min_cells, periodic, connectivity
         As for :func:`climviz.events.label` (``periodic=None``: only on a
@@ -312,6 +425,7 @@ def label_table(
     opts = LabelOptions(float(min_area_km2), int(min_cells), resolve_periodic(periodic, src.lon), int(connectivity))
     geo = Geo.of(src.lat, src.lon, radius_km)
     spec = _stat_spec(list(src.fields), stats)
+    _check_centroid(centroid)
     acc = _Accumulator()
     slices = src.slices(block_steps)
     out = None
@@ -324,7 +438,7 @@ def label_table(
                 out = lab  # a single block: no copy
             else:
                 out[sl] = lab
-        acc.add(table_runs(runs, f, spec, geo, sl.start))
+        acc.add(table_runs(runs, f, spec, geo, sl.start, centroid))
     df = _frame(acc.cols, _names(list(src.fields), spec), src.times)
     df.attrs["radius_km"] = float(radius_km)
     labels: Any = None

@@ -438,6 +438,8 @@ TRACK_COLUMNS: dict[str, str] = {
     "path_length_km": "sum of great-circle distances between consecutive centroids (km)",
     "max_area_km2": "largest event area over the track (km2)",
     "mean_area_km2": "mean event area over the track's steps (km2)",
+    "max_length_km": "largest event length (principal axis) over the track (km)",
+    "max_width_km": "largest event width (minor principal axis) over the track (km)",
     "origin": "'genesis', or 'split' for a branch that split off (or merged out of) other tracks",
     "fate": "'lysis', or 'merge' when the last event feeds a continuing track",
     "n_merges_in": "number of merge links into the track",
@@ -458,7 +460,7 @@ TRACK_FIELD_COLUMNS: dict[str, str] = {
 }
 
 _EVENT_BASE = {"time", "step", "event", "class", "n_cells", "area_km2", "centroid_lat", "centroid_lon",
-               "lat_min", "lat_max", "track_id"}
+               "lat_min", "lat_max", "track_id", "length_km", "width_km"}
 
 
 def _track_field_columns(ev: pd.DataFrame, g: Any) -> dict[str, np.ndarray]:
@@ -566,6 +568,8 @@ def _build_tracks(events: pd.DataFrame, edges: pd.DataFrame, cfg: TrackConfig, r
     t["path_length_km"] = path[: len(t)]
     t["max_area_km2"] = g["area_km2"].max().to_numpy()
     t["mean_area_km2"] = g["area_km2"].mean().to_numpy()
+    for col in ("length_km", "width_km"):
+        t[f"max_{col}"] = g[col].max().to_numpy() if col in ev.columns else np.nan
     tn = tid
     t["origin"] = "genesis"
     t["fate"] = "lysis"
@@ -695,6 +699,7 @@ def track_masks(
     radius_km: float = EARTH_RADIUS_KM,
     block_steps: int | None = None,
     progress: Any = None,
+    centroid: str = "circular",
     **kw: Any,
 ) -> Tracks:
     """Label, tabulate and track a long run of masks in one streaming pass.
@@ -717,6 +722,8 @@ def track_masks(
         only on a global grid, detected from the longitudes).
     progress
         Optional callable ``progress(steps_done, steps_total)`` called after each block.
+    centroid
+        ``"circular"`` or ``"cartesian"`` (see :func:`climviz.events.table`).
 
     Returns
     -------
@@ -725,7 +732,7 @@ def track_masks(
     import xarray as xr
 
     from climviz.events._source import MaskSource
-    from climviz.events.table import _Accumulator, _frame, _names, _stat_spec, table_runs
+    from climviz.events.table import _Accumulator, _check_centroid, _frame, _names, _stat_spec, table_runs
 
     cfg = _config(config, kw)
     if isinstance(fields, xr.Dataset):
@@ -739,7 +746,7 @@ def track_masks(
     total = src.shape[0]
     for sl, m, f in src.blocks(block_steps):
         _, _, runs = _label_block(m, geo=geo, opts=opts, want_labels=False)
-        acc.add(table_runs(runs, f, spec, geo, sl.start))
+        acc.add(table_runs(runs, f, spec, geo, sl.start, _check_centroid(centroid)))
         stream.add_runs(runs, sl.start)
         del runs
         if progress is not None:

@@ -159,3 +159,96 @@ def test_labels_that_mix_classes_are_refused():
     wrong = (mask > 0).astype(np.int32)  # one id over two classes
     with pytest.raises(DataError, match="covers classes 1 and 2"):
         table(wrong, mask, lat=lat, lon=lon)
+
+
+def test_cartesian_and_circular_centroids_against_written_out_sums():
+    """A meridional strip of 10-degree cells from 5N to 55N at 0E, and a polar cap."""
+    lat, lon = regular_grid(18, 36)
+    mask = np.zeros((18, 36), dtype=np.uint8)
+    mask[9:15, 0] = 2  # centres 5, 15, ..., 55 N at 0 E
+    lab = label(mask)
+    phi = [5.0 + 10.0 * k for k in range(6)]
+    areas = [band_area(p - 5.0, p + 5.0, 10.0) for p in phi]
+    circ = table(lab, mask, lat=lat, lon=lon).iloc[0]
+    cart = table(lab, mask, lat=lat, lon=lon, centroid="cartesian").iloc[0]
+    assert circ["centroid_lat"] == pytest.approx(np.average(phi, weights=areas), rel=1e-12)
+    sz = sum(a * math.sin(math.radians(p)) for a, p in zip(areas, phi))
+    cz = sum(a * math.cos(math.radians(p)) for a, p in zip(areas, phi))
+    assert cart["centroid_lat"] == pytest.approx(math.degrees(math.atan2(sz, cz)), rel=1e-12)
+    assert abs(cart["centroid_lat"] - circ["centroid_lat"]) < 0.1  # along a meridian they nearly agree
+    # a zonal strip at 65 N from 0 to 80 E (nine equal cells): the parallel curves around the pole,
+    # so the 3-D centroid lies poleward of the circular one: atan2(sin 65°, cos 65° |mean e^{iλ}|)
+    zon = np.zeros((18, 36), dtype=np.uint8)
+    zon[15, 0:9] = 2
+    lz = label(zon)
+    z_circ = table(lz, zon, lat=lat, lon=lon).iloc[0]
+    z_cart = table(lz, zon, lat=lat, lon=lon, centroid="cartesian").iloc[0]
+    lam = np.radians(10.0 * np.arange(9))
+    resultant = abs(np.exp(1j * lam).mean())
+    expected = math.degrees(math.atan2(math.sin(math.radians(65)), math.cos(math.radians(65)) * resultant))
+    assert z_circ["centroid_lat"] == pytest.approx(65.0, rel=1e-12)
+    assert z_cart["centroid_lat"] == pytest.approx(expected, rel=1e-12)
+    assert z_cart["centroid_lat"] > 67.0
+    assert z_circ["centroid_lon"] == pytest.approx(40.0) and z_cart["centroid_lon"] == pytest.approx(40.0)
+    assert cart["centroid_lon"] == pytest.approx(0.0, abs=1e-9) or cart["centroid_lon"] == pytest.approx(360.0)
+    # a cap north of 60 N: the 3-D centroid is the pole, the circular one the mean latitude (no longitude)
+    cap = np.zeros((18, 36), dtype=np.uint8)
+    cap[15:, :] = 1
+    lab = label(cap)
+    c_circ = table(lab, cap, lat=lat, lon=lon).iloc[0]
+    c_cart = table(lab, cap, lat=lat, lon=lon, centroid="cartesian").iloc[0]
+    ring_lat = [65.0, 75.0, 85.0]
+    assert c_circ["centroid_lat"] == pytest.approx(
+        np.average(ring_lat, weights=[band_area(p - 5, p + 5) for p in ring_lat]), rel=1e-12)
+    assert c_cart["centroid_lat"] == pytest.approx(90.0, abs=1e-9)
+    assert np.isnan(c_circ["centroid_lon"]) and np.isnan(c_cart["centroid_lon"])
+    with pytest.raises(DataError, match="centroid"):
+        table(lab, cap, lat=lat, lon=lon, centroid="mean")
+
+
+def test_length_and_width_of_lat_lon_rectangles_on_the_sphere():
+    """Principal axes (km) against arc lengths written out, on a 0.5-degree grid.
+
+    An equatorial rectangle 40 degrees long and 10 wide: length R * 40°, width R * 10°
+    (the off-equator rows are shorter by at most cos 5°; the area-weighted rms of cos over
+    +-5° differs from 1 by 0.13 %). A meridional rectangle from 0 to 40 N, 10 degrees wide:
+    length from the cos φ-weighted spread of latitude (the strip narrows poleward); width
+    R * 10° * sqrt(mean cos² φ) with area weights cos φ: sqrt(∫cos³φ / ∫cos φ) over 0..40°.
+    """
+    lat, lon = regular_grid(360, 720)
+    mask = np.zeros((2, 360, 720), dtype=np.uint8)
+    mask[0, 170:190, 0:80] = 2  # -5..5 N, -0.25..39.75 E
+    mask[1, 180:260, 100:120] = 2  # 0..40 N, 49.75..59.75 E
+    tab = table(label(mask), mask, lat=lat, lon=lon)
+    eq, mer = tab.iloc[0], tab.iloc[1]
+    arc = R * math.radians(40.0)  # 4447.8 km
+    assert eq["length_km"] == pytest.approx(arc, rel=2e-3)
+    # the azimuthal equidistant plane is true to distances from the centre only: across the long
+    # axis, 20° from the centre, it stretches by d / sin d (up to 2.2 %; 0.5 % in the rms width)
+    assert eq["width_km"] == pytest.approx(R * math.radians(10.0), rel=1e-2)
+    assert eq["width_km"] >= R * math.radians(10.0)
+    # along the meridian the cells' areas shrink as cos φ, so the spread is that of φ weighted by
+    # cos φ over 0..40°: moments ∫cos φ, ∫φ cos φ = [φ sin φ + cos φ], ∫φ² cos φ = [φ² sin φ + 2φ cos φ - 2 sin φ]
+    b_ = math.radians(40.0)
+    m0 = math.sin(b_)
+    m1 = b_ * math.sin(b_) + math.cos(b_) - 1.0
+    m2 = b_**2 * math.sin(b_) + 2 * b_ * math.cos(b_) - 2 * math.sin(b_)
+    var = m2 / m0 - (m1 / m0) ** 2
+    assert mer["length_km"] == pytest.approx(R * math.sqrt(12 * var), rel=2e-3)  # 4398.6 km, not 4447.8
+    s40 = math.sin(math.radians(40.0))
+    rms_cos = math.sqrt((s40 - s40**3 / 3) / s40)
+    assert mer["width_km"] == pytest.approx(R * math.radians(10.0) * rms_cos, rel=1e-2)
+    # a disc-like event: a single cell is tiny; a square's two axes are equal
+    assert eq["length_km"] > 3.9 * eq["width_km"]
+    sq = np.zeros((360, 720), dtype=np.uint8)
+    sq[176:184, 300:308] = 1
+    row = table(label(sq), sq, lat=lat, lon=lon).iloc[0]
+    assert row["length_km"] == pytest.approx(row["width_km"], rel=2e-3)
+    assert row["length_km"] == pytest.approx(R * math.radians(4.0), rel=2e-3)
+    # one 10-degree cell centred at 5 N: its own sides, R·10° north-south and R·10°·cos 5° east-west
+    lat10, lon10 = regular_grid(18, 36)
+    one = np.zeros((18, 36), dtype=np.uint8)
+    one[9, 3] = 1
+    cell = table(label(one), one, lat=lat10, lon=lon10).iloc[0]
+    assert cell["length_km"] == pytest.approx(R * math.radians(10.0), rel=1e-12)
+    assert cell["width_km"] == pytest.approx(R * math.radians(10.0) * math.cos(math.radians(5.0)), rel=1e-12)
