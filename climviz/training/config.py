@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from climviz.data.schema import CHANNELS, NUM_CLASSES
+from climviz._fields import Bool, Choice, Float, Int, bad_value, coerce_numbers, spec, validate
 from climviz.errors import ConfigError
 from climviz.utils.atomic import atomic_path
 
@@ -40,6 +41,89 @@ LR_SCALINGS = ("none", "linear", "sqrt")
 CLASS_WEIGHTINGS = ("inverse", "inverse_sqrt", "none")
 OVERLAP_LOSSES = ("dice", "jaccard")
 LOSSES = ("weighted_ce", "jaccard")
+
+
+# ---------------------------------------------------------------- field checks
+# Each is ``check(cfg, name)``, run in field order by climviz._fields.validate; the
+# simple ones (Int, Float, Choice, Bool) are declared in the field metadata directly.
+def _check_model(cfg: Any, name: str) -> None:
+    if not isinstance(cfg.model, str) or cfg.model.lower() not in MODEL_PRESETS:
+        raise bad_value(cfg, name, f"one of {list(MODEL_PRESETS)}")
+    cfg.model = cfg.model.lower()
+
+
+def _check_preset(cfg: Any, name: str) -> None:
+    presets = MODEL_PRESETS[cfg.model]
+    if not isinstance(cfg.preset, str) or cfg.preset.lower() not in presets:
+        raise bad_value(cfg, name, f"one of {list(presets)} for model {cfg.model!r}")
+    cfg.preset = cfg.preset.lower()
+
+
+def _check_model_overrides(cfg: Any, name: str) -> None:
+    v = cfg.model_overrides
+    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+        raise bad_value(cfg, name, "a mapping of keyword names to values")
+
+
+def _check_channels(cfg: Any, name: str) -> None:
+    ch = cfg.channels
+    if not isinstance(ch, tuple) or not ch or not all(isinstance(c, str) and c for c in ch):
+        raise bad_value(cfg, name, "a non-empty list of variable names")
+    dup = sorted({c for c in ch if ch.count(c) > 1})
+    if dup:
+        raise bad_value(cfg, name, f"distinct variable names (duplicated: {dup})")
+
+
+def _check_crop(cfg: Any, name: str) -> None:
+    c = cfg.crop
+    if c is not None and (not isinstance(c, tuple) or len(c) != 2 or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 32 for n in c)):
+        raise bad_value(cfg, name, "null or [height, width], two integers >= 32 grid cells")
+
+
+def _check_warmup(cfg: Any, name: str) -> None:
+    if cfg.warmup_epochs > cfg.epochs:
+        raise bad_value(cfg, name, f"at most epochs={cfg.epochs}")
+
+
+def _check_milestones(cfg: Any, name: str) -> None:
+    m = cfg.lr_milestones
+    if (not isinstance(m, tuple)
+            or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x for x in m)
+            or list(m) != sorted(set(m))):
+        raise bad_value(cfg, name, "an increasing list of epoch numbers >= 1")
+    if cfg.schedule == "step" and not m:
+        raise ConfigError("TrainConfig.lr_milestones: schedule='step' needs at least one "
+                          "milestone epoch, found []")
+
+
+def _check_betas(cfg: Any, name: str) -> None:
+    b = cfg.betas
+    if (not isinstance(b, tuple) or len(b) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x < 1
+                       for x in b)):
+        raise bad_value(cfg, name, "two numbers in [0, 1)")
+    cfg.betas = (float(b[0]), float(b[1]))
+
+
+def _check_class_weights(cfg: Any, name: str) -> None:
+    w = cfg.class_weights
+    if isinstance(w, str):
+        Choice(CLASS_WEIGHTINGS)(cfg, name)
+    elif (not isinstance(w, tuple) or len(w) != cfg.num_classes
+          or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                     and math.isfinite(x) and x > 0 for x in w)):
+        raise bad_value(cfg, name, f"one of {list(CLASS_WEIGHTINGS)} or a list of "
+                                   f"{cfg.num_classes} positive numbers")
+    else:
+        cfg.class_weights = tuple(float(x) for x in w)
+
+
+def _check_data(cfg: Any, name: str) -> None:
+    d = cfg.data
+    if d is not None and not (isinstance(d, str) and d or isinstance(d, tuple) and d
+                              and all(isinstance(p, str) and p for p in d)):
+        raise bad_value(cfg, name, "null, a path/glob, or a list of paths")
 
 
 @dataclass
@@ -145,56 +229,62 @@ class TrainConfig:
         AdamW at ``lr=1e-3``, ``weight_decay=0``).
     """
 
-    model: str = "deeplabv3plus"
-    preset: str = "tiny"
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    channels: tuple[str, ...] = CHANNELS
-    num_classes: int = NUM_CLASSES
-    epochs: int = 10
-    batch_size: int = 4
-    val_batch_size: int | None = None
-    crop: tuple[int, int] | None = None
-    random_roll: bool = False
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    lr_scaling: str = "linear"
-    warmup_epochs: float = 0.0
-    warmup_start_factor: float = 0.1
-    schedule: str = "cosine"
-    min_lr_factor: float = 0.0
-    lr_milestones: tuple[int, ...] = ()
-    lr_gamma: float = 0.1
-    momentum: float = 0.9
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 1e-4
-    larc_trust_coefficient: float = 1e-3
-    larc_clip: bool = True
-    class_weights: str | tuple[float, ...] = "inverse"
-    dice_weight: float = 0.0
-    overlap_loss: str = "dice"
-    precision: str = "auto"
-    grad_accum: int = 1
-    grad_clip: float | None = None
-    seed: int = 0
-    deterministic: bool = False
-    data: str | tuple[str, ...] | None = None
-    val_fraction: float = 0.2
-    checkpoint_every: int = 1
-    keep_checkpoints: int | None = None
-    loader_workers: int = 0
-    target_miou: float | None = None
-    channels_last: bool = False
-    compile: bool = False
-    max_steps_per_epoch: int | None = None
-    log_every: int = 10
-    max_nonfinite_steps: int | None = 5
-    loss: str = "weighted_ce"
+    model: str = field(default="deeplabv3plus", metadata=spec(_check_model))
+    preset: str = field(default="tiny", metadata=spec(_check_preset))
+    model_overrides: dict[str, Any] = field(default_factory=dict,
+                                            metadata=spec(_check_model_overrides))
+    channels: tuple[str, ...] = field(default=CHANNELS, metadata=spec(_check_channels))
+    num_classes: int = field(default=NUM_CLASSES, metadata=spec(Int(2)))
+    epochs: int = field(default=10, metadata=spec(Int(1)))
+    batch_size: int = field(default=4, metadata=spec(Int(1)))
+    val_batch_size: int | None = field(default=None, metadata=spec(Int(1, True, coerce=False)))
+    crop: tuple[int, int] | None = field(default=None, metadata=spec(_check_crop))
+    random_roll: bool = field(default=False, metadata=spec(Bool()))
+    optimizer: str = field(default="adamw", metadata=spec(Choice(OPTIMIZERS)))
+    lr: float = field(default=1e-3, metadata=spec(Float(0.0, lo_open=True)))
+    lr_scaling: str = field(default="linear", metadata=spec(Choice(LR_SCALINGS)))
+    warmup_epochs: float = field(default=0.0, metadata=spec(Float(0.0), after=_check_warmup))
+    warmup_start_factor: float = field(default=0.1, metadata=spec(Float(0.0, 1.0)))
+    schedule: str = field(default="cosine", metadata=spec(Choice(SCHEDULES)))
+    min_lr_factor: float = field(default=0.0, metadata=spec(Float(0.0, 1.0)))
+    lr_milestones: tuple[int, ...] = field(default=(), metadata=spec(_check_milestones))
+    lr_gamma: float = field(default=0.1, metadata=spec(Float(0.0, 1.0, lo_open=True)))
+    momentum: float = field(default=0.9, metadata=spec(Float(0.0, 1.0, hi_open=True)))
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata=spec(_check_betas))
+    eps: float = field(default=1e-8, metadata=spec(Float(0.0, lo_open=True)))
+    weight_decay: float = field(default=1e-4, metadata=spec(Float(0.0)))
+    larc_trust_coefficient: float = field(default=1e-3, metadata=spec(Float(0.0, lo_open=True)))
+    larc_clip: bool = field(default=True, metadata=spec(Bool()))
+    class_weights: str | tuple[float, ...] = field(default="inverse",
+                                                   metadata=spec(_check_class_weights))
+    dice_weight: float = field(default=0.0, metadata=spec(Float(0.0)))
+    overlap_loss: str = field(default="dice", metadata=spec(Choice(OVERLAP_LOSSES)))
+    precision: str = field(default="auto", metadata=spec(Choice(PRECISIONS)))
+    grad_accum: int = field(default=1, metadata=spec(Int(1)))
+    grad_clip: float | None = field(default=None,
+                                    metadata=spec(Float(0.0, lo_open=True, optional=True)))
+    seed: int = field(default=0, metadata=spec(Int(0)))
+    deterministic: bool = field(default=False, metadata=spec(Bool()))
+    data: str | tuple[str, ...] | None = field(default=None, metadata=spec(_check_data))
+    val_fraction: float = field(default=0.2,
+                                metadata=spec(Float(0.0, 1.0, lo_open=True, hi_open=True)))
+    checkpoint_every: int = field(default=1, metadata=spec(Int(1)))
+    keep_checkpoints: int | None = field(default=None, metadata=spec(Int(1, True, coerce=False)))
+    loader_workers: int = field(default=0, metadata=spec(Int(0)))
+    target_miou: float | None = field(default=None,
+                                      metadata=spec(Float(0.0, 1.0, lo_open=True, optional=True)))
+    channels_last: bool = field(default=False, metadata=spec(Bool()))
+    compile: bool = field(default=False, metadata=spec(Bool()))
+    max_steps_per_epoch: int | None = field(default=None,
+                                            metadata=spec(Int(1, True, coerce=False)))
+    log_every: int = field(default=10, metadata=spec(Int(1)))
+    max_nonfinite_steps: int | None = field(default=5, metadata=spec(Int(1, True)))
+    loss: str = field(default="weighted_ce", metadata=spec(Choice(LOSSES)))
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
         self._normalize_types()
-        self._validate()
+        validate(self)
 
     def _normalize_types(self) -> None:
         if isinstance(self.channels, str):
@@ -215,150 +305,9 @@ class TrainConfig:
             self.data = tuple(os.fspath(p) for p in self.data)
         if self.model_overrides is None:
             self.model_overrides = {}
-        # ints given as floats in YAML (e.g. 1e3) are accepted when integral
-        for name in ("epochs", "batch_size", "grad_accum", "seed", "checkpoint_every",
-                     "loader_workers", "num_classes", "log_every", "max_nonfinite_steps"):
-            v = getattr(self, name)
-            if isinstance(v, float) and v.is_integer():
-                setattr(self, name, int(v))
-        for name in ("lr", "warmup_epochs", "warmup_start_factor", "min_lr_factor", "lr_gamma",
-                     "momentum", "eps", "weight_decay", "larc_trust_coefficient", "dice_weight",
-                     "val_fraction", "grad_clip", "target_miou"):
-            v = getattr(self, name)
-            if isinstance(v, int) and not isinstance(v, bool):
-                setattr(self, name, float(v))
-            elif isinstance(v, str):
-                # PyYAML reads "1e-3" (no dot) as a string: accept numeric text
-                try:
-                    setattr(self, name, float(v))
-                except ValueError:
-                    pass
-
-    def _validate(self) -> None:
-        def bad(key: str, expected: str) -> ConfigError:
-            return ConfigError(
-                f"TrainConfig.{key}: expected {expected}, found {getattr(self, key)!r}"
-            )
-
-        def check_int(key: str, minimum: int, *, optional: bool = False) -> None:
-            v = getattr(self, key)
-            if optional and v is None:
-                return
-            if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-                raise bad(key, f"an integer >= {minimum}" + (" or null" if optional else ""))
-
-        def check_float(key: str, lo: float, hi: float = math.inf, *, lo_open: bool = False,
-                        hi_open: bool = False, optional: bool = False) -> None:
-            v = getattr(self, key)
-            if optional and v is None:
-                return
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            if ok:
-                ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-            if not ok:
-                lo_s = f"> {lo}" if lo_open else f">= {lo}"
-                hi_s = "" if hi == math.inf else (f" and < {hi}" if hi_open else f" and <= {hi}")
-                raise bad(key, f"a finite number {lo_s}{hi_s}" + (" or null" if optional else ""))
-
-        def check_choice(key: str, choices: Sequence[str]) -> None:
-            v = getattr(self, key)
-            if not isinstance(v, str) or v.lower() not in choices:
-                raise bad(key, f"one of {list(choices)}")
-            setattr(self, key, v.lower())
-
-        def check_bool(key: str) -> None:
-            if not isinstance(getattr(self, key), bool):
-                raise bad(key, "true or false")
-
-        if not isinstance(self.model, str) or self.model.lower() not in MODEL_PRESETS:
-            raise bad("model", f"one of {list(MODEL_PRESETS)}")
-        self.model = self.model.lower()
-        presets = MODEL_PRESETS[self.model]
-        if not isinstance(self.preset, str) or self.preset.lower() not in presets:
-            raise bad("preset", f"one of {list(presets)} for model {self.model!r}")
-        self.preset = self.preset.lower()
-        if not isinstance(self.model_overrides, dict) or not all(
-            isinstance(k, str) for k in self.model_overrides
-        ):
-            raise bad("model_overrides", "a mapping of keyword names to values")
-        if (not isinstance(self.channels, tuple) or not self.channels
-                or not all(isinstance(c, str) and c for c in self.channels)):
-            raise bad("channels", "a non-empty list of variable names")
-        dup = sorted({c for c in self.channels if self.channels.count(c) > 1})
-        if dup:
-            raise bad("channels", f"distinct variable names (duplicated: {dup})")
-        check_int("num_classes", 2)
-        check_int("epochs", 1)
-        check_int("batch_size", 1)
-        check_int("val_batch_size", 1, optional=True)
-        if self.crop is not None:
-            if (not isinstance(self.crop, tuple) or len(self.crop) != 2
-                    or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 32
-                               for n in self.crop)):
-                raise bad("crop", "null or [height, width], two integers >= 32 grid cells")
-        check_bool("random_roll")
-        check_choice("optimizer", OPTIMIZERS)
-        check_float("lr", 0.0, lo_open=True)
-        check_choice("lr_scaling", LR_SCALINGS)
-        check_float("warmup_epochs", 0.0)
-        if self.warmup_epochs > self.epochs:
-            raise bad("warmup_epochs", f"at most epochs={self.epochs}")
-        check_float("warmup_start_factor", 0.0, 1.0)
-        check_choice("schedule", SCHEDULES)
-        check_float("min_lr_factor", 0.0, 1.0)
-        if (not isinstance(self.lr_milestones, tuple)
-                or not all(isinstance(m, int) and not isinstance(m, bool) and 1 <= m
-                           for m in self.lr_milestones)
-                or list(self.lr_milestones) != sorted(set(self.lr_milestones))):
-            raise bad("lr_milestones", "an increasing list of epoch numbers >= 1")
-        if self.schedule == "step" and not self.lr_milestones:
-            raise ConfigError("TrainConfig.lr_milestones: schedule='step' needs at least one "
-                              "milestone epoch, found []")
-        check_float("lr_gamma", 0.0, 1.0, lo_open=True)
-        check_float("momentum", 0.0, 1.0, hi_open=True)
-        if (not isinstance(self.betas, tuple) or len(self.betas) != 2
-                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
-                           for b in self.betas)):
-            raise bad("betas", "two numbers in [0, 1)")
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        check_float("eps", 0.0, lo_open=True)
-        check_float("weight_decay", 0.0)
-        check_float("larc_trust_coefficient", 0.0, lo_open=True)
-        check_bool("larc_clip")
-        if isinstance(self.class_weights, str):
-            check_choice("class_weights", CLASS_WEIGHTINGS)
-        elif (not isinstance(self.class_weights, tuple)
-              or len(self.class_weights) != self.num_classes
-              or not all(isinstance(w, (int, float)) and not isinstance(w, bool)
-                         and math.isfinite(w) and w > 0 for w in self.class_weights)):
-            raise bad("class_weights", f"one of {list(CLASS_WEIGHTINGS)} or a list of "
-                                       f"{self.num_classes} positive numbers")
-        else:
-            self.class_weights = tuple(float(w) for w in self.class_weights)
-        check_float("dice_weight", 0.0)
-        check_choice("overlap_loss", OVERLAP_LOSSES)
-        check_choice("precision", PRECISIONS)
-        check_int("grad_accum", 1)
-        check_float("grad_clip", 0.0, lo_open=True, optional=True)
-        check_int("seed", 0)
-        check_bool("deterministic")
-        if self.data is not None and not (
-            isinstance(self.data, str) and self.data
-            or isinstance(self.data, tuple) and self.data
-            and all(isinstance(p, str) and p for p in self.data)
-        ):
-            raise bad("data", "null, a path/glob, or a list of paths")
-        check_float("val_fraction", 0.0, 1.0, lo_open=True, hi_open=True)
-        check_int("checkpoint_every", 1)
-        check_int("keep_checkpoints", 1, optional=True)
-        check_int("loader_workers", 0)
-        check_float("target_miou", 0.0, 1.0, lo_open=True, optional=True)
-        check_bool("channels_last")
-        check_bool("compile")
-        check_int("max_steps_per_epoch", 1, optional=True)
-        check_int("log_every", 1)
-        check_int("max_nonfinite_steps", 1, optional=True)
-        check_choice("loss", LOSSES)
+        # ints given as floats in YAML (e.g. 1e3) are accepted when integral; numeric
+        # text (PyYAML reads "1e-3", without a dot, as a string) is accepted as a number
+        coerce_numbers(self)
 
     # ------------------------------------------------------------------ derived values
     def scaled_lr(self, world_size: int) -> float:
