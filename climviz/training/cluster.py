@@ -14,8 +14,15 @@
 
 An unreachable address raises :class:`climviz.ClusterError` within
 ``timeout_s`` seconds: the TCP port is probed first, then the GCS is asked for
-its cluster id in a background thread, so a wrong host or port never leaves a
+its cluster id in a background thread (for ``ray://``: the Ray Client server
+must complete a gRPC handshake), so a wrong host or port never leaves a
 notebook cell hanging on Ray's own (minutes long) reconnection loop.
+
+Through Ray Client, the head node's proxier starts one server process per
+driver; when that process dies while starting (a loaded head node), Ray reports
+``ConnectionAbortedError: Initialization failure from server``. :func:`connect`
+then retries a bounded number of times (3 attempts, backing off 2 s and 4 s)
+and raises a ``ClusterError`` that says where the head node's logs are.
 
 Calling :func:`connect` again in the same process reuses the connection, so
 ``train`` can be called many times in one kernel.
@@ -23,6 +30,7 @@ Calling :func:`connect` again in the same process reuses the connection, so
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -185,6 +193,74 @@ def _probe_gcs(gcs_address: str, timeout_s: float, address: str) -> None:
     )
 
 
+def _probe_client(host: str, port: int, timeout_s: float, address: str) -> None:
+    """Raise ClusterError unless a gRPC server (the Ray Client server) answers at host:port.
+
+    A port that accepts TCP connections but does not speak gRPC (HTTP/2) never
+    becomes ready; Ray Client itself would retry for about 30-40 s with growing
+    timeouts, so the channel is checked here within ``timeout_s``. Skipped for TLS
+    (``RAY_USE_TLS``), where a plain channel cannot become ready.
+    """
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true", "yes"):
+        return
+    import grpc
+
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=max(timeout_s, 0.1))
+    except grpc.FutureTimeoutError:
+        raise ClusterError(
+            f"Cannot reach the Ray cluster at {address!r}: port {host}:{port} is open but no "
+            f"Ray Client server answered (no gRPC handshake within {timeout_s:g} s). Is it the "
+            "client port of the head node (`ray start --head --ray-client-server-port=10001`)?"
+        ) from None
+    finally:
+        channel.close()
+
+
+#: Failures of Ray Client's connection set-up that a new attempt can cure: the proxier on
+#: the head node starts one "specific server" process per client, and when that process
+#: dies while starting (seen on loaded machines) the client gets ConnectionAbortedError
+#: "Initialization failure from server" (or a ConnectionError after a reset).
+_CLIENT_RETRYABLE = (ConnectionAbortedError, ConnectionError)
+
+
+def _init_client(ray: Any, client_url: str, requested: str, *, log_to_driver: bool,
+                 namespace: str | None, timeout_s: float, attempts: int = 3) -> Any:
+    """``ray.init(ray://...)`` with a bounded retry of aborted connection set-ups."""
+    start = time.monotonic()
+    errors: list[str] = []
+    for attempt in range(1, attempts + 1):
+        try:
+            return ray.init(address=client_url, log_to_driver=log_to_driver, namespace=namespace)
+        except _CLIENT_RETRYABLE as exc:
+            first_line = str(exc).strip().splitlines()
+            errors.append(f"attempt {attempt}: {type(exc).__name__}: "
+                          f"{first_line[0] if first_line else ''}"
+                          + (f" ... {first_line[-1]}" if len(first_line) > 1 else ""))
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            elapsed = time.monotonic() - start
+            if attempt == attempts or elapsed + 2.0 * attempt > max(timeout_s, 2.0 * attempts):
+                break
+            time.sleep(2.0 * attempt)           # let the proxier reap and free the server's port
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            raise ClusterError(
+                f"Cannot connect to the Ray Client server at {requested!r}: "
+                f"{type(exc).__name__}: {exc}. Is it the client port of the head node "
+                "(`ray start --head --ray-client-server-port=10001`)?"
+            ) from exc
+    raise ClusterError(
+        f"Cannot connect to the Ray Client server at {requested!r}: the server aborted the "
+        f"connection set-up {len(errors)} time(s) ({'; '.join(errors)}). The head node's "
+        "proxier could not start a client server process for this driver; its logs are "
+        "ray_client_server.err and ray_client_server_<port>.err in the head node's Ray "
+        "session logs (by default /tmp/ray/session_latest/logs)."
+    )
+
+
 def _resolve_auto(address: str) -> str:
     """Turn 'auto' into the GCS address of the cluster started on this machine."""
     from ray._private import services
@@ -335,6 +411,7 @@ def connect(
     if requested is not None and "://" in requested:
         _, host, port = parse_address(requested)
         _probe_tcp(host, port, timeout_s, requested)
+        _probe_client(host, port, max(deadline - time.monotonic(), 1.0), requested)
         client_url = f"ray://{host}:{port}"
     elif requested is not None:
         resolved = _resolve_auto(requested) if requested == "auto" else requested
@@ -379,14 +456,8 @@ def connect(
         return info
 
     if client_url is not None:
-        try:
-            ctx = ray.init(address=client_url, log_to_driver=log_to_driver, namespace=namespace)
-        except Exception as exc:
-            raise ClusterError(
-                f"Cannot connect to the Ray Client server at {requested!r}: "
-                f"{type(exc).__name__}: {exc}. Is it the client port of the head node "
-                "(`ray start --head --ray-client-server-port=10001`)?"
-            ) from exc
+        ctx = _init_client(ray, client_url, str(requested), log_to_driver=log_to_driver,
+                           namespace=namespace, timeout_s=timeout_s)
     else:
         try:
             ctx = ray.init(address=gcs, log_to_driver=log_to_driver, namespace=namespace)

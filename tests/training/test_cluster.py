@@ -65,17 +65,72 @@ def test_refused_address_fails_fast_with_a_clear_error(scheme):
     assert time.monotonic() - t0 < 10
 
 
-def test_open_port_without_ray_fails_within_the_timeout():
-    """Ray itself would retry for minutes; connect gives up after timeout_s."""
+@pytest.mark.parametrize("scheme, message", [("", "no Ray GCS answered"),
+                                             ("ray://", "no Ray Client server answered")])
+def test_open_port_without_ray_fails_within_the_timeout(scheme, message):
+    """Ray itself would retry for minutes (GCS) or ~40 s (Ray Client); connect gives up
+    after timeout_s."""
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
         srv.listen(8)
         port = srv.getsockname()[1]
         t0 = time.monotonic()
-        with pytest.raises(ClusterError, match="no Ray GCS answered"):
-            connect(f"127.0.0.1:{port}", timeout_s=3)
+        with pytest.raises(ClusterError, match=rf"127\.0\.0\.1:{port}.*{message}"):
+            connect(f"{scheme}127.0.0.1:{port}", timeout_s=3)
         elapsed = time.monotonic() - t0
     assert 2.5 <= elapsed < 10
+
+
+class FlakyRay:
+    """Stands in for the ``ray`` module in ``_init_client``: ``init`` fails as Ray Client does
+    when the head's proxier finds its client server process dead (issue 18.10)."""
+
+    def __init__(self, failures: int):
+        self.failures, self.calls, self.shutdowns = failures, 0, 0
+
+    def init(self, **kwargs):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionAbortedError(
+                "Initialization failure from server:\nTraceback (most recent call last):\n"
+                "psutil.ZombieProcess: PID still exists but it's a zombie (pid=4242)")
+        return "context"
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+def test_client_connection_setup_is_retried_a_bounded_number_of_times(monkeypatch):
+    from climviz.training import cluster
+
+    waits: list[float] = []
+    monkeypatch.setattr(cluster.time, "sleep", waits.append)
+    ray = FlakyRay(failures=2)
+    assert cluster._init_client(ray, "ray://h:1", "ray://h:1", log_to_driver=False, namespace=None,
+                                timeout_s=60) == "context"
+    assert ray.calls == 3 and ray.shutdowns == 2 and waits == [2.0, 4.0]
+    ray = FlakyRay(failures=99)
+    with pytest.raises(ClusterError) as err:
+        cluster._init_client(ray, "ray://h:1", "ray://h:1", log_to_driver=False, namespace=None,
+                             timeout_s=60)
+    msg = str(err.value)
+    assert ray.calls == 3 and "'ray://h:1'" in msg and "aborted the connection set-up 3 time(s)" in msg
+    assert "ZombieProcess" in msg and "ray_client_server_<port>.err" in msg
+
+
+def test_other_client_errors_are_not_retried(monkeypatch):
+    from climviz.training import cluster
+
+    class Broken(FlakyRay):
+        def init(self, **kwargs):
+            self.calls += 1
+            raise RuntimeError("Version mismatch: client 3.11, server 3.12")
+
+    ray = Broken(0)
+    with pytest.raises(ClusterError, match="'ray://h:1': RuntimeError: Version mismatch"):
+        cluster._init_client(ray, "ray://h:1", "ray://h:1", log_to_driver=False, namespace=None,
+                             timeout_s=60)
+    assert ray.calls == 1
 
 
 def test_auto_uses_ray_address_variable(monkeypatch):
