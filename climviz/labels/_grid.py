@@ -19,10 +19,10 @@ from climviz.events.geometry import EARTH_RADIUS_KM, cell_areas, great_circle_km
 
 __all__ = [
     "Grid",
-    "normalize_run",
-    "relative_vorticity",
     "gather_windows",
     "label_periodic",
+    "normalize_run",
+    "relative_vorticity",
     "time_hours",
 ]
 
@@ -51,7 +51,21 @@ class Grid:
     dlat_min_deg: float
 
     @classmethod
-    def from_coords(cls, lat: np.ndarray, lon: np.ndarray) -> "Grid":
+    def from_coords(cls, lat: np.ndarray, lon: np.ndarray, periodic: bool | None = None) -> Grid:
+        """Describe a grid from its cell-centre coordinates.
+
+        Parameters
+        ----------
+        lat, lon
+            Latitudes (ascending) and longitudes (increasing, regular spacing), degrees.
+        periodic
+            ``None`` (default): periodic in longitude exactly when the grid covers
+            the globe, i.e. the gap across the 0/360° seam is no larger than 1.5
+            longitude spacings (the rule of
+            :func:`climviz.events.geometry.lon_widths`); a regional grid such as
+            100–180°E is not wrapped (TempestExtremes' ``--regional``). True/False
+            force it.
+        """
         lat = np.asarray(lat, dtype=np.float64)
         lon = np.asarray(lon, dtype=np.float64)
         if lat.ndim != 1 or lat.size < 3 or not np.all(np.diff(lat) > 0):
@@ -64,8 +78,9 @@ class Grid:
                 f"lon: expected a regular longitude spacing, found spacings from {dl.min()} to {dl.max()} degrees"
             )
         dlon = float(dl.mean())
-        periodic = bool(abs(lon[0] + 360.0 - lon[-1] - dlon) <= 0.5 * dlon)
-        return cls(lat, lon, periodic, dlon, float(np.diff(lat).min()))
+        if periodic is None:
+            periodic = bool(360.0 - (lon[-1] - lon[0]) <= 1.5 * float(dl.max()) + 1e-9)
+        return cls(lat, lon, bool(periodic), dlon, float(np.diff(lat).min()))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -118,6 +133,30 @@ def normalize_run(ds: xr.Dataset, needed: list[str]) -> xr.Dataset:
         ds = ds.assign_coords(lon=np.mod(lon, 360.0)).sortby("lon")
     elif lon.size > 1 and not np.all(np.diff(lon) > 0):
         ds = ds.sortby("lon")
+    return _unsplit_regional(ds)
+
+
+def _unsplit_regional(ds: xr.Dataset) -> xr.Dataset:
+    """Keep a regional grid that crosses 0°E in one piece (e.g. 340..380 instead of 0..20 + 340..360).
+
+    After longitudes are mapped to [0, 360) and sorted, a regional grid that
+    straddles the prime meridian has one gap larger than its spacing in the
+    middle. The columns west of the meridian (340..360) are put first and those
+    east of it continue past 360° (360..380), so longitudes stay increasing and
+    regular; distances (great-circle) are unaffected.
+    """
+    lon = np.asarray(ds.lon.values, dtype=np.float64)
+    if lon.size < 3:
+        return ds
+    dl = np.diff(lon)
+    step = float(np.median(dl))
+    big = np.flatnonzero(dl > 1.5 * step)
+    seam_gap = 360.0 - (lon[-1] - lon[0])
+    if big.size == 1 and seam_gap <= 1.5 * step:
+        k = int(big[0]) + 1  # first column of the eastern (in the map) part
+        order = np.r_[np.arange(k, lon.size), np.arange(k)]
+        new_lon = np.r_[lon[k:], lon[:k] + 360.0]
+        ds = ds.isel(lon=order).assign_coords(lon=new_lon)
     return ds
 
 

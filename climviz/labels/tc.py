@@ -1,45 +1,63 @@
-"""Tropical cyclone detector in the spirit of TempestExtremes DetectNodes + StitchNodes (and TECA).
+"""Tropical cyclone detector: TempestExtremes DetectNodes + StitchNodes, in numpy.
 
-The detection, per time step, vectorized over all time steps of a block:
+Detection per time step (vectorized over the time steps of a block), in the
+order and with the semantics of TempestExtremes' ``DetectNodes`` (Ullrich &
+Zarzycki 2017; Ullrich et al. 2021, GMD 14, 5023):
 
-1. **Candidates**: local minima of sea-level pressure (``PSL``), found with
-   :func:`scipy.ndimage.minimum_filter` over a window of about
-   ``merge_distance_km`` (periodic in longitude), within ``max_abs_lat``.
-2. **Cyclonic vorticity**: the maximum of the 850 hPa relative vorticity
-   (``U850``/``V850``, or the lowest model level ``UBOT``/``VBOT`` when 850 hPa
-   winds are absent), multiplied by the sign of the latitude (cyclones turn
-   counter-clockwise in the northern hemisphere, clockwise in the southern),
-   within ``vorticity_radius_km`` must reach ``min_vorticity_per_s``.
-3. **Wind**: the largest wind speed (same level) within ``wind_radius_km`` must
-   reach ``min_wind_ms``.
-4. **Warm core**: the mean of the upper-air temperatures (``T200`` and ``T500``)
-   within ``warm_core_radius_km`` must exceed their mean in the surrounding
-   annulus (out to ``warm_core_outer_radius_km``) by ``min_warm_core_k``.
-5. **Closed contour**: as TempestExtremes' ``closedcontourcmd "PSL,200.0,5.5,0"``,
-   the region of cells connected to the centre with PSL below the centre value
-   plus ``closed_contour_dpsl_pa`` must not reach ``closed_contour_radius_km``
-   (a flood fill from the centre on the great-circle disc).
+1. **Candidates**: local minima of sea-level pressure (``PSL``): cells with no
+   strictly lower neighbour, the neighbours being the 4 cells of TE's default
+   rectilinear connectivity (``connectivity=8`` is TE's ``--diag_connect``).
+   Longitude wraps only on a global grid (see :class:`~climviz.labels._grid.Grid`;
+   ``periodic=`` overrides it, TE's ``--regional``).
+2. **Location**: ``|lat| <= max_abs_lat`` (TE ``--minlat/--maxlat``), applied
+   before merging, as TE does.
+3. **Merge**: a candidate is dropped when another candidate with strictly lower
+   PSL lies within ``merge_distance_km`` on the sphere (great-circle distance;
+   TE ``--mergedist``, a kd-tree range query on the unit sphere). Nothing else
+   suppresses a candidate: a deeper low farther away, or a lower cell that is not
+   itself a candidate, does not. Of equal minima within that distance the first
+   (in grid order) is kept, as with TE's ``--mergeequal``.
+4. **Thresholds** (:class:`Threshold`, TE ``--thresholdcmd``): the largest (for
+   ``>``/``>=``) or smallest (``<``/``<=``) value of a field expression within a
+   great-circle distance of the candidate is compared with a value. The default
+   set is built from whichever fields the run has: hemisphere-signed 850 hPa
+   relative vorticity (from ``U850``/``V850``, a ``VORT850`` variable, or
+   ``ABSV850`` minus the Coriolis parameter; the lowest model level as a
+   fallback) and the 850 hPa wind speed.
+5. **Closed contours** (:class:`ClosedContour`, TE ``--closedcontourcmd``): from
+   the candidate (or from the extremum of the field within ``search_km`` of it),
+   a flood fill through neighbouring cells whose value has not yet changed by
+   ``delta`` must not reach a cell farther than ``distance_km``. The defaults are
+   the published TC recipe: ``PSL,200.0,5.5,0`` (PSL rises by 200 Pa within 5.5°;
+   Zarzycki & Ullrich 2017, Ullrich et al. 2021) and a warm core,
+   ``_AVG(T200,T500),-0.4,8.0,1.1`` (the upper-tropospheric mean temperature
+   falls by 0.4 K within 8° of its maximum within 1.1°; the CAM recipe of
+   TempestExtremes' documentation, Zarzycki & Ullrich 2017) or, for runs with
+   geopotential height instead, the 300–500 hPa thickness
+   ``_DIFF(Z300,Z500),-6.0,6.5,1.0`` (TE's ``-58.8`` m² s⁻² of geopotential is
+   6.0 m of height; Zarzycki & Ullrich 2017, Ullrich et al. 2021).
 
-Accepted nodes are stitched into tracks (as StitchNodes): a node continues the
-track whose last node is nearest, if within ``max_speed_km_per_h`` times the
-elapsed hours, allowing gaps of up to ``max_gap_h``; tracks shorter than
-``min_duration_h`` are dropped. A disc is drawn around each node of a kept track
-as the TC mask, its radius taken from the wind field (default: where the
-azimuthally averaged wind drops below ``mask_wind_ms`` outside the radius of
-maximum wind), from the pressure field, or fixed.
+Which criteria ran, and how many candidates each rejected, is recorded in the
+nodes table's ``attrs`` (``criteria``, ``skipped``, ``rejected``) and in
+:class:`TCResult`.
 
-Defaults follow the TempestExtremes TC recipe (Zarzycki & Ullrich 2017:
-PSL rise of 200 Pa within 5.5°, candidates merged within 6°, tracks moving at
-most 8° per 6 h, lasting 54 h with gaps up to 24 h) with a TECA-style
-vorticity and warm-core test; the vorticity threshold is modest so that it also
-works on coarse (1–2°) grids, where vortices are smoothed.
+Accepted nodes are stitched into tracks (as ``StitchNodes``): a node continues
+the track whose last node is nearest, within ``max_speed_km_per_h`` times the
+elapsed hours (TE ``--range 8.0`` degrees per 6 h), allowing gaps up to
+``max_gap_h`` (``--maxgap 24h``); tracks shorter than ``min_duration_h``
+(``--mintime 54h``) are dropped, and optionally tracks whose first node lies
+poleward of ``genesis_max_abs_lat``. A disc is drawn around each node of a kept
+track as the TC mask, its radius taken from the wind field, the pressure field,
+or fixed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -48,106 +66,424 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from climviz.errors import ConfigError, DataError
-from climviz.events.geometry import great_circle_km
+from climviz.events.geometry import EARTH_RADIUS_KM, great_circle_km
 from climviz.labels._config import DictConfig
-from climviz.labels._grid import Grid, gather_windows, normalize_run, relative_vorticity, time_hours
+from climviz.labels._grid import (
+    Grid,
+    gather_windows,
+    normalize_run,
+    relative_vorticity,
+    time_hours,
+)
 
-__all__ = ["TCConfig", "TCResult", "detect_tc_nodes", "stitch_nodes", "tc_mask", "detect_tc"]
+__all__ = [
+    "COARSE_GRID",
+    "ClosedContour",
+    "TCConfig",
+    "TCResult",
+    "Threshold",
+    "detect_tc",
+    "detect_tc_nodes",
+    "stitch_nodes",
+    "tc_mask",
+]
 
-_STRUCT_3D = np.zeros((3, 3, 3), dtype=bool)
-_STRUCT_3D[1] = True
+#: Kilometres per degree of great circle on the climviz sphere (R = 6371.0 km): 111.195 km.
+KM_PER_DEG = float(np.deg2rad(1.0) * EARTH_RADIUS_KM)
+_OMEGA = 7.292115e-5  # Earth's rotation rate (s⁻¹), for the Coriolis parameter f = 2Ω sin φ
+
+
+def _cross(conn: int) -> np.ndarray:
+    """3-D structuring element joining cells within one time step only (4 or 8 neighbours)."""
+    st = np.zeros((3, 3, 3), dtype=bool)
+    st[1] = ndimage.generate_binary_structure(2, 1 if conn == 4 else 2)
+    return st
+
+
+# --------------------------------------------------------------------------- field expressions
+
+_FUNCS = {"_AVG", "_DIFF", "_SUM", "_VECMAG", "_CYC", "_ABS", "_NEG"}
+
+
+def _parse(expr: str) -> Any:
+    """Parse a TE-style field expression: ``NAME`` or ``_FUNC(expr, ...)`` → nested tuples."""
+    s = expr.replace(" ", "")
+    pos = 0
+
+    def node() -> Any:
+        nonlocal pos
+        m = re.compile(r"_?[A-Za-z][A-Za-z0-9_]*").match(s, pos)
+        if not m:
+            raise ConfigError(f"field expression {expr!r}: expected a name or _FUNC(...) at position {pos}")
+        name = m.group(0)
+        pos = m.end()
+        if pos < len(s) and s[pos] == "(":
+            if name not in _FUNCS:
+                raise ConfigError(f"field expression {expr!r}: unknown function {name}; expected one of {sorted(_FUNCS)}")
+            pos += 1
+            args = [node()]
+            while pos < len(s) and s[pos] == ",":
+                pos += 1
+                args.append(node())
+            if pos >= len(s) or s[pos] != ")":
+                raise ConfigError(f"field expression {expr!r}: expected ')' at position {pos}")
+            pos += 1
+            nargs = {"_DIFF": 2, "_VECMAG": 2, "_CYC": 1, "_ABS": 1, "_NEG": 1}.get(name)
+            if nargs is not None and len(args) != nargs:
+                raise ConfigError(f"field expression {expr!r}: {name} takes {nargs} argument(s), found {len(args)}")
+            return (name, *args)
+        return name
+
+    tree = node()
+    if pos != len(s):
+        raise ConfigError(f"field expression {expr!r}: unexpected text {s[pos:]!r}")
+    return tree
+
+
+def _leaves(tree: Any) -> list[str]:
+    if isinstance(tree, str):
+        return [tree]
+    return [leaf for arg in tree[1:] for leaf in _leaves(arg)]
+
+
+_VORT = re.compile(r"^VORT(\w+)$")
+
+
+class _Fields:
+    """Evaluates field expressions on one block of a normalized run (cached).
+
+    Leaf names are variables of the run, or derived: ``VORT<lev>`` is the
+    relative vorticity (s⁻¹) of level ``<lev>``: the run's own ``VORT<lev>``
+    variable, else computed from ``U<lev>``/``V<lev>``, else ``ABSV<lev>`` minus
+    the Coriolis parameter.
+    """
+
+    def __init__(self, ds: xr.Dataset, grid: Grid) -> None:
+        self.ds = ds
+        self.grid = grid
+        self.cache: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def sources(name: str, names: set[str]) -> list[str] | None:
+        """Run variables a leaf needs, or None if the run cannot provide it."""
+        if name in names:
+            return [name]
+        m = _VORT.match(name)
+        if m:
+            lev = m.group(1)
+            if f"U{lev}" in names and f"V{lev}" in names:
+                return [f"U{lev}", f"V{lev}"]
+            if f"ABSV{lev}" in names:
+                return [f"ABSV{lev}"]
+        return None
+
+    def leaf(self, name: str) -> np.ndarray:
+        if name in self.cache:
+            return self.cache[name]
+        names = set(map(str, self.ds.data_vars))
+        if name in names:
+            out = np.asarray(self.ds[name].values, dtype=np.float64)
+        else:
+            src = self.sources(name, names)
+            if src is None:
+                raise DataError(f"run: expected variable {name!r} (or what derives it), found {sorted(names)}")
+            if len(src) == 2:
+                out = relative_vorticity(self.ds[src[0]].values, self.ds[src[1]].values, self.grid).astype(np.float64)
+            else:
+                f = 2 * _OMEGA * np.sin(np.deg2rad(self.grid.lat))[:, None]
+                out = np.asarray(self.ds[src[0]].values, dtype=np.float64) - f
+        self.cache[name] = out
+        return out
+
+    def eval(self, expr: str) -> np.ndarray:
+        if expr in self.cache:
+            return self.cache[expr]
+        out = self._eval(_parse(expr))
+        self.cache[expr] = out
+        return out
+
+    def _eval(self, tree: Any) -> np.ndarray:
+        if isinstance(tree, str):
+            return self.leaf(tree)
+        name, *args = tree
+        vals = [self._eval(a) for a in args]
+        if name == "_AVG":
+            return np.mean(vals, axis=0)
+        if name == "_SUM":
+            return np.sum(vals, axis=0)
+        if name == "_DIFF":
+            return vals[0] - vals[1]
+        if name == "_VECMAG":
+            return np.hypot(vals[0], vals[1])
+        if name == "_CYC":  # hemisphere-signed: cyclonic positive in both hemispheres
+            return vals[0] * np.sign(self.grid.lat)[:, None]
+        if name == "_ABS":
+            return np.abs(vals[0])
+        return -vals[0]  # _NEG
+
+
+# --------------------------------------------------------------------------- criteria
+
+
+def _km(deg: float) -> float:
+    return float(deg) * KM_PER_DEG
+
+
+@dataclass(frozen=True)
+class ClosedContour:
+    """A closed-contour criterion (TempestExtremes ``--closedcontourcmd``).
+
+    Attributes
+    ----------
+    field
+        Field expression: a variable (``"PSL"``), or ``_AVG(a,b,...)``,
+        ``_DIFF(a,b)``, ``_SUM(...)``, ``_VECMAG(u,v)``, ``_CYC(x)`` (times the
+        sign of the latitude), ``_ABS(x)``, ``_NEG(x)``, nested.
+    delta
+        Change of the field (its units) that closes the contour: positive, the
+        field must *rise* by ``delta`` around a minimum; negative, it must
+        *fall* by ``-delta`` around a maximum (a warm core).
+    distance_km
+        ... within this great-circle distance (km) of the reference point.
+    search_km
+        The reference point is the minimum (``delta > 0``) or maximum
+        (``delta < 0``) of the field within this distance (km) of the candidate;
+        0 means the candidate itself (TE's 4th argument, in degrees there).
+    """
+
+    field: str
+    delta: float
+    distance_km: float
+    search_km: float = 0.0
+
+    def __post_init__(self) -> None:
+        _parse(self.field)
+        if not np.isfinite(self.delta) or self.delta == 0:
+            raise ConfigError(f"ClosedContour({self.field!r}).delta: expected a non-zero number, found {self.delta!r}")
+        if not np.isfinite(self.distance_km) or self.distance_km <= 0:
+            raise ConfigError(
+                f"ClosedContour({self.field!r}).distance_km: expected a positive number, found {self.distance_km!r}")
+        if not np.isfinite(self.search_km) or self.search_km < 0:
+            raise ConfigError(
+                f"ClosedContour({self.field!r}).search_km: expected a non-negative number, found {self.search_km!r}")
+
+    @classmethod
+    def from_te(cls, text: str) -> ClosedContour:
+        """From TempestExtremes' syntax ``"var,delta,dist_deg,minmaxdist_deg"`` (degrees of great circle)."""
+        parts = [p.strip() for p in _split_top(text)]
+        if len(parts) != 4:
+            raise ConfigError(f"closed contour {text!r}: expected 'field,delta,distance_deg,search_deg'")
+        try:
+            return cls(parts[0], float(parts[1]), _km(float(parts[2])), _km(float(parts[3])))
+        except ValueError as exc:
+            raise ConfigError(f"closed contour {text!r}: {exc}") from exc
+
+    def describe(self) -> str:
+        kind = "rises" if self.delta > 0 else "falls"
+        ref = (f" of its {'minimum' if self.delta > 0 else 'maximum'} within {self.search_km:.0f} km"
+               if self.search_km > 0 else "")
+        return f"closed contour: {self.field} {kind} by {abs(self.delta):g} within {self.distance_km:.0f} km{ref}"
+
+
+_OPS = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A threshold criterion (TempestExtremes ``--thresholdcmd``).
+
+    The largest (``op`` ``>``/``>=``) or smallest (``<``/``<=``) value of
+    ``field`` within ``distance_km`` of the candidate (the candidate's own cell
+    when 0) must satisfy ``op value``.
+    """
+
+    field: str
+    op: str
+    value: float
+    distance_km: float = 0.0
+
+    def __post_init__(self) -> None:
+        _parse(self.field)
+        if self.op not in _OPS:
+            raise ConfigError(f"Threshold({self.field!r}).op: expected one of {sorted(_OPS)}, found {self.op!r}")
+        if not np.isfinite(self.value):
+            raise ConfigError(f"Threshold({self.field!r}).value: expected a number, found {self.value!r}")
+        if not np.isfinite(self.distance_km) or self.distance_km < 0:
+            raise ConfigError(
+                f"Threshold({self.field!r}).distance_km: expected a non-negative number, found {self.distance_km!r}")
+
+    @classmethod
+    def from_te(cls, text: str) -> Threshold:
+        """From TempestExtremes' syntax ``"var,op,value,dist_deg"``."""
+        parts = [p.strip() for p in _split_top(text)]
+        if len(parts) != 4:
+            raise ConfigError(f"threshold {text!r}: expected 'field,op,value,distance_deg'")
+        try:
+            return cls(parts[0], parts[1], float(parts[2]), _km(float(parts[3])))
+        except ValueError as exc:
+            raise ConfigError(f"threshold {text!r}: {exc}") from exc
+
+    def describe(self) -> str:
+        stat = "max" if self.op.startswith(">") else "min"
+        where = f" within {self.distance_km:.0f} km" if self.distance_km > 0 else " at the centre"
+        return f"threshold: {stat} of {self.field}{where} {self.op} {self.value:g}"
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas outside parentheses."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+            continue
+        depth += (ch == "(") - (ch == ")")
+        cur += ch
+    out.append(cur)
+    return out
+
+
+def _as_criterion(value: Any, cls: type, name: str) -> Any:
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        return cls.from_te(value)
+    if isinstance(value, dict):
+        try:
+            return cls(**value)
+        except TypeError as exc:
+            raise ConfigError(f"TCConfig.{name}: {exc}") from exc
+    raise ConfigError(f"TCConfig.{name}: expected {cls.__name__}, a TE string or a dict, found {value!r}")
+
+
+# --------------------------------------------------------------------------- configuration
 
 
 @dataclass
 class TCConfig(DictConfig):
-    """Thresholds of the tropical cyclone detector (all lengths are great-circle km).
+    """Settings of the tropical cyclone detector (all lengths are great-circle km).
+
+    Defaults follow TempestExtremes' published TC recipe (Zarzycki & Ullrich
+    2017; Ullrich et al. 2021) on 0.25–1° grids; :data:`COARSE_GRID` holds the
+    changes for 2–2.5° grids.
 
     Attributes
     ----------
     psl_var
-        Sea-level pressure variable (Pa). Default ``"PSL"``.
+        Sea-level pressure variable (Pa), searched for minima. Default ``"PSL"``.
     wind_vars
         Pairs of (eastward, northward) wind variables (m s⁻¹), tried in order:
         default 850 hPa winds, else the lowest model level.
+    vorticity_vars
+        Relative-vorticity leaves tried in order when no wind pair is complete
+        (``VORT850``: the run's variable, or ``ABSV850`` minus f).
     warm_core_vars
-        Upper-air temperatures (K) averaged for the warm-core test. Default
-        ``("T200", "T500")``.
+        Temperatures (K) averaged for the warm-core test. Default ``("T200", "T500")``.
+    thickness_vars
+        Geopotential heights (m) whose difference is the warm-core field when
+        the temperatures are missing. Default ``("Z300", "Z500")``.
+    connectivity
+        Neighbours of a cell for local minima and flood fills: 4 (TE's default
+        on rectilinear grids) or 8 (TE ``--diag_connect``).
+    periodic
+        Longitude wraps around: None (default) when the grid covers the globe.
     max_abs_lat
-        Candidates lie within ``|lat| <= max_abs_lat`` (degrees). Default 50.
+        Candidates lie within ``|lat| <= max_abs_lat`` (degrees). Default 50
+        (the recipe's latitude threshold).
     merge_distance_km
-        Size of the minimum-filter window: of PSL minima closer than this,
-        only the deepest is a candidate. Default 667 km (6°).
-    closed_contour_dpsl_pa
-        Required PSL rise (Pa) around the centre. Default 200 Pa.
-    closed_contour_radius_km
-        ... within this distance (km). Default 611 km (5.5°).
-    min_vorticity_per_s
-        Minimum of the hemisphere-signed relative vorticity (s⁻¹; cyclonic
-        positive in both hemispheres) ... Default 5e-5 s⁻¹.
-    vorticity_radius_km
-        ... reached somewhere within this distance of the centre (km). Default 300 km.
-    min_wind_ms
-        Minimum of the largest wind speed (m s⁻¹) ... Default 10 m s⁻¹.
-    wind_radius_km
-        ... within this distance (km). Default 300 km.
-    min_warm_core_k
-        Minimum warm-core anomaly (K): mean upper-air temperature within
-        ``warm_core_radius_km`` minus its mean between that radius and
-        ``warm_core_outer_radius_km``. Default 0.5 K.
-    warm_core_radius_km, warm_core_outer_radius_km
-        Default 300 km and 900 km.
+        A candidate is dropped if a deeper candidate lies within this distance.
+        Default 667.2 km (6°, ``--mergedist 6.0``).
+    closed_contour_dpsl_pa, closed_contour_radius_km
+        The default PSL closed contour: a 200 Pa rise within 611.6 km (5.5°).
+    warm_core
+        ``"closed_contour"`` (default; the recipe), ``"annulus"`` (the older
+        climviz test: the mean within ``warm_core_radius_km`` exceeds the mean of
+        the annulus out to ``warm_core_outer_radius_km`` by ``min_warm_core_k``)
+        or ``"off"``.
+    warm_core_delta_k, warm_core_distance_km, warm_core_search_km
+        The default warm-core closed contour: the T200/T500 mean falls by 0.4 K
+        within 889.6 km (8°) of its maximum within 122.3 km (1.1°).
+    warm_core_source
+        Which warm-core field the default contour uses: ``"auto"`` (default):
+        the thickness when the run has ``thickness_vars`` (the recipe of Ullrich
+        et al. 2021), else the temperatures; ``"thickness"`` / ``"temperature"``
+        prefer one (falling back to the other, recorded in ``skipped``).
+    thickness_delta_m, thickness_distance_km, thickness_search_km
+        The thickness variant: Z300−Z500 falls by 6.0 m within 722.8 km (6.5°)
+        of its maximum within 111.2 km (1.0°) (TE's ``-58.8`` m² s⁻² of geopotential).
+    closed_contours
+        None (default): the PSL and warm-core contours above. Otherwise the full
+        list, each a :class:`ClosedContour`, a TE string (``"PSL,200.0,5.5,0"``,
+        degrees) or a dict.
+    thresholds
+        None (default): cyclonic vorticity and wind speed (below), each when the
+        run has the fields. Otherwise the full list, each a :class:`Threshold`,
+        a TE string (``"_CYC(VORT850),>=,5e-5,2.7"``) or a dict.
+    min_vorticity_per_s, vorticity_radius_km
+        Default vorticity criterion: hemisphere-signed 850 hPa relative
+        vorticity reaches 5e-5 s⁻¹ within 300 km (a TECA-style test; TE's recipe
+        has none, the PSL contour does its work on fine grids). None disables it.
+    min_wind_ms, wind_radius_km
+        Default wind criterion: 850 hPa wind speed reaches 10 m s⁻¹ within 300 km
+        (the recipe applies ``wind >= 10`` in StitchNodes). None disables it.
     stitch
         ``"auto"`` (default) stitches into tracks when the run spans at least
-        ``min_duration_h``, and otherwise keeps every node with a warning (a
-        run of single snapshots cannot have tracks); True always stitches;
-        False never.
+        ``min_duration_h``, and otherwise keeps every node with a warning; True
+        always stitches; False never.
     max_speed_km_per_h
         Largest distance (km) a centre may move per hour between two nodes of a
-        track. Default 148 km/h (8° per 6 h).
+        track. Default 148 km/h (8° per 6 h, ``--range 8.0``).
     max_gap_h
-        Longest gap (hours) inside a track. Default 24 h.
+        Longest gap (hours) inside a track. Default 24 h (``--maxgap 24h``).
     min_duration_h
-        Shortest kept track, first to last node (hours). Default 54 h.
+        Shortest kept track, first to last node (hours). Default 54 h (``--mintime 54h``).
+    genesis_max_abs_lat
+        Keep only tracks whose first node has ``|lat|`` at most this (degrees);
+        None (default) keeps all.
     time_step_h
         Hours between time steps, only needed when the time coordinate is numeric.
     mask_method
-        How the TC mask radius is found: ``"wind"`` (default: outward from the
-        radius of maximum azimuthal-mean wind, the first radius where it drops
-        below ``mask_wind_ms``), ``"psl"`` (the first radius where the
-        azimuthal-mean PSL exceeds the centre value by ``mask_dpsl_pa``) or
-        ``"fixed"`` (``mask_radius_km``).
-    mask_wind_ms
-        Default 12 m s⁻¹.
-    mask_dpsl_pa
-        Default 500 Pa.
-    mask_radius_km
-        Radius (km) of the ``"fixed"`` method, and the fallback. Default 300 km.
-    min_mask_radius_km, max_mask_radius_km
-        The radius is clipped to this range (km). Default 100 km and 800 km.
-    candidate_chunk
-        Candidates processed at once (memory bound). Default 256.
-    time_block
-        Time steps read at once (memory bound). Default 16.
+        How the TC mask radius is found: ``"wind"`` (default; falls back to
+        ``"psl"`` when the run has no complete wind pair), ``"psl"`` or ``"fixed"``.
+    mask_wind_ms, mask_dpsl_pa, mask_radius_km, min_mask_radius_km, max_mask_radius_km
+        Mask radius settings (see :func:`tc_mask`).
+    candidate_chunk, time_block
+        Candidates / time steps processed at once (memory bound).
     """
 
     psl_var: str = "PSL"
     wind_vars: tuple[tuple[str, str], ...] = (("U850", "V850"), ("UBOT", "VBOT"))
+    vorticity_vars: tuple[str, ...] = ("VORT850", "VORTBOT")
     warm_core_vars: tuple[str, ...] = ("T200", "T500")
+    thickness_vars: tuple[str, str] = ("Z300", "Z500")
+    connectivity: int = 4
+    periodic: bool | None = None
     max_abs_lat: float = 50.0
-    merge_distance_km: float = 667.0
+    merge_distance_km: float = 6.0 * KM_PER_DEG
     closed_contour_dpsl_pa: float = 200.0
-    closed_contour_radius_km: float = 611.0
-    min_vorticity_per_s: float = 5e-5
-    vorticity_radius_km: float = 300.0
-    min_wind_ms: float = 10.0
-    wind_radius_km: float = 300.0
+    closed_contour_radius_km: float = 5.5 * KM_PER_DEG
+    warm_core: Literal["closed_contour", "annulus", "off"] = "closed_contour"
+    warm_core_source: Literal["auto", "thickness", "temperature"] = "auto"
+    warm_core_delta_k: float = 0.4
+    warm_core_distance_km: float = 8.0 * KM_PER_DEG
+    warm_core_search_km: float = 1.1 * KM_PER_DEG
+    thickness_delta_m: float = 6.0
+    thickness_distance_km: float = 6.5 * KM_PER_DEG
+    thickness_search_km: float = 1.0 * KM_PER_DEG
     min_warm_core_k: float = 0.5
     warm_core_radius_km: float = 300.0
     warm_core_outer_radius_km: float = 900.0
+    closed_contours: tuple[Any, ...] | None = None
+    thresholds: tuple[Any, ...] | None = None
+    min_vorticity_per_s: float | None = 5e-5
+    vorticity_radius_km: float = 300.0
+    min_wind_ms: float | None = 10.0
+    wind_radius_km: float = 300.0
     stitch: bool | Literal["auto"] = "auto"
     max_speed_km_per_h: float = 148.0
     max_gap_h: float = 24.0
     min_duration_h: float = 54.0
+    genesis_max_abs_lat: float | None = None
     time_step_h: float | None = None
     mask_method: Literal["wind", "psl", "fixed"] = "wind"
     mask_wind_ms: float = 12.0
@@ -161,21 +497,43 @@ class TCConfig(DictConfig):
     def __post_init__(self) -> None:
         self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[assignment]
         self.warm_core_vars = tuple(self.warm_core_vars)
+        self.vorticity_vars = tuple(self.vorticity_vars)
+        self.thickness_vars = tuple(self.thickness_vars)  # type: ignore[assignment]
+        if self.closed_contours is not None:
+            self.closed_contours = tuple(_as_criterion(c, ClosedContour, "closed_contours")
+                                         for c in self.closed_contours)
+        if self.thresholds is not None:
+            self.thresholds = tuple(_as_criterion(c, Threshold, "thresholds") for c in self.thresholds)
         positive = (
             "merge_distance_km", "closed_contour_radius_km", "vorticity_radius_km", "wind_radius_km",
             "warm_core_radius_km", "warm_core_outer_radius_km", "max_speed_km_per_h", "mask_radius_km",
-            "max_mask_radius_km",
+            "max_mask_radius_km", "warm_core_delta_k", "warm_core_distance_km", "thickness_delta_m",
+            "thickness_distance_km",
         )
         for key in positive:
             value = getattr(self, key)
             if not np.isfinite(value) or value <= 0:
                 raise ConfigError(f"TCConfig.{key}: expected a positive number, found {value!r}")
-        for key in ("closed_contour_dpsl_pa", "max_gap_h", "min_duration_h", "min_mask_radius_km", "mask_dpsl_pa"):
+        for key in ("closed_contour_dpsl_pa", "max_gap_h", "min_duration_h", "min_mask_radius_km", "mask_dpsl_pa",
+                    "warm_core_search_km", "thickness_search_km"):
             value = getattr(self, key)
             if not np.isfinite(value) or value < 0:
                 raise ConfigError(f"TCConfig.{key}: expected a non-negative number, found {value!r}")
+        if self.connectivity not in (4, 8):
+            raise ConfigError(f"TCConfig.connectivity: expected 4 or 8, found {self.connectivity!r}")
+        if self.periodic not in (None, True, False):
+            raise ConfigError(f"TCConfig.periodic: expected None, True or False, found {self.periodic!r}")
         if not 0 < self.max_abs_lat <= 90:
             raise ConfigError(f"TCConfig.max_abs_lat: expected a latitude in (0, 90], found {self.max_abs_lat!r}")
+        if self.genesis_max_abs_lat is not None and not 0 < self.genesis_max_abs_lat <= 90:
+            raise ConfigError(
+                f"TCConfig.genesis_max_abs_lat: expected None or a latitude in (0, 90], found {self.genesis_max_abs_lat!r}")
+        if self.warm_core_source not in ("auto", "thickness", "temperature"):
+            raise ConfigError(f"TCConfig.warm_core_source: expected 'auto', 'thickness' or 'temperature', "
+                              f"found {self.warm_core_source!r}")
+        if self.warm_core not in ("closed_contour", "annulus", "off"):
+            raise ConfigError(
+                f"TCConfig.warm_core: expected 'closed_contour', 'annulus' or 'off', found {self.warm_core!r}")
         if self.warm_core_outer_radius_km <= self.warm_core_radius_km:
             raise ConfigError(
                 "TCConfig.warm_core_outer_radius_km: expected more than warm_core_radius_km "
@@ -192,13 +550,42 @@ class TCConfig(DictConfig):
             raise ConfigError(f"TCConfig.stitch: expected True, False or 'auto', found {self.stitch!r}")
         if not self.wind_vars or any(len(p) != 2 for p in self.wind_vars):
             raise ConfigError(f"TCConfig.wind_vars: expected (u, v) name pairs, found {self.wind_vars!r}")
-        if not self.warm_core_vars:
+        if self.warm_core != "off" and not self.warm_core_vars:
             raise ConfigError("TCConfig.warm_core_vars: expected at least one temperature variable, found none")
+        if len(self.thickness_vars) != 2:
+            raise ConfigError(f"TCConfig.thickness_vars: expected two height variables, found {self.thickness_vars!r}")
         if self.time_step_h is not None and not self.time_step_h > 0:
             raise ConfigError(f"TCConfig.time_step_h: expected a positive number of hours, found {self.time_step_h!r}")
         for key in ("candidate_chunk", "time_block"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"TCConfig.{key}: expected a positive integer, found {getattr(self, key)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        for key in ("closed_contours", "thresholds"):
+            if getattr(self, key) is not None:
+                d[key] = [dataclasses.asdict(c) for c in getattr(self, key)]
+        return d
+
+
+#: Changes to :class:`TCConfig` for coarse (2° and coarser) grids, such as the GFS 2.5° file.
+#: The warm core is taken from the 1000–200 hPa thickness ``Z200 - Z1000`` (the channels
+#: climviz runs carry), which must fall by 18.8 m within 8° of its maximum within 1.1°:
+#: by the hypsometric equation a layer-mean warming of ΔT raises the thickness by
+#: (R_d/g)·ln(1000/200)·ΔT = 47.1 m K⁻¹ · ΔT, so 18.8 m is the recipe's 0.4 K (as TE's
+#: 58.8 m² s⁻² = 6.0 m of 300–500 hPa thickness is 0.4 K times 14.95 m K⁻¹). Why not the
+#: T200/T500 mean: 200 hPa is near the tropopause, and above an extratropical low the
+#: lowered tropopause puts warm stratospheric air at 200 hPa; on the GFS file a 1011 hPa
+#: low at 35°S 5°W passes the T200/T500 contour while the thickness, which integrates
+#: the whole troposphere, rejects it and keeps Jova and Irwin. Without Z200/Z1000 the
+#: T200/T500 contour is used. ``detect_tc_nodes`` applies this when the latitude spacing
+#: is 2° or more and no config is given (``coarse="auto"``).
+COARSE_GRID: dict[str, Any] = {
+    "thickness_vars": ("Z200", "Z1000"),
+    "thickness_delta_m": 18.8,
+    "thickness_distance_km": 8.0 * KM_PER_DEG,
+    "thickness_search_km": 1.1 * KM_PER_DEG,
+}
 
 
 @dataclass
@@ -209,9 +596,13 @@ class TCResult:
     ----------
     nodes
         One row per node that passed every test: ``time_index, time, lat, lon,
-        psl_pa, vorticity_per_s`` (hemisphere-signed), ``max_wind_ms,
-        warm_core_k, radius_km`` (mask radius) and ``track_id`` (-1 when not in
-        a kept track, or when stitching was off).
+        psl_pa, vorticity_per_s`` (hemisphere-signed maximum within
+        ``vorticity_radius_km``; NaN when the run has no vorticity), ``max_wind_ms``
+        (NaN without a wind pair), ``warm_core_k`` (the warm-core field's
+        maximum near the centre minus its mean at the contour distance; for the
+        ``"annulus"`` method, the disc-minus-annulus difference), ``radius_km``
+        (mask radius) and ``track_id`` (-1 when not in a kept track, or when
+        stitching was off).
     tracks
         One row per kept track: ``track_id, start, end, duration_h, n_nodes,
         min_psl_pa, max_wind_ms, path_km, lat_start, lon_start``.
@@ -220,6 +611,12 @@ class TCResult:
     stitched
         Whether nodes were stitched into tracks (only nodes of kept tracks are
         in the mask then).
+    config
+        The settings used.
+    criteria
+        Descriptions of the criteria that ran, in order.
+    skipped
+        Criteria that could not run, with the reason (fields missing).
     """
 
     nodes: pd.DataFrame
@@ -227,33 +624,277 @@ class TCResult:
     mask: xr.DataArray
     stitched: bool
     config: TCConfig = field(default_factory=TCConfig)
+    criteria: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
 
-def _pick_wind(ds: xr.Dataset, cfg: TCConfig) -> tuple[str, str]:
-    for u, v in cfg.wind_vars:
-        if u in ds.data_vars and v in ds.data_vars:
-            return u, v
-    raise DataError(
-        f"run: expected one of the wind pairs {[list(p) for p in cfg.wind_vars]} for TC detection, "
-        f"found variables {sorted(map(str, ds.data_vars))}"
-    )
+# --------------------------------------------------------------------------- the plan: which criteria run
 
 
-def _disc_max(win: np.ndarray, dist: np.ndarray, radius: float) -> np.ndarray:
-    inside = dist <= radius
-    return np.where(inside, np.nan_to_num(win, nan=-np.inf), -np.inf).max(axis=(1, 2))
+@dataclass
+class _Plan:
+    thresholds: list[Threshold]
+    contours: list[ClosedContour]
+    warm_contour: int | None  # index in contours of the warm-core contour (for warm_core_k)
+    annulus: bool
+    wind: tuple[str, str] | None
+    vort: str | None
+    needed: list[str]
+    criteria: list[str]
+    skipped: list[str]
 
 
-def _closed_contour(win: np.ndarray, dist: np.ndarray, hy: int, hx: int, dpsl: float, radius: float) -> np.ndarray:
-    """Flood fill from the centre below (centre + dpsl) must stay strictly inside the disc."""
-    disc = dist <= radius
-    boundary = disc & ~ndimage.binary_erosion(disc, structure=_STRUCT_3D, border_value=0)
-    centre = win[:, hy, hx]
-    below = disc & (win < (centre + dpsl)[:, None, None])
-    below[:, hy, hx] = True
-    lab, _ = ndimage.label(below, structure=_STRUCT_3D)
-    own = lab == lab[:, hy, hx][:, None, None]
-    return ~(own & boundary).any(axis=(1, 2))
+def _plan(ds: xr.Dataset, cfg: TCConfig) -> _Plan:
+    """Decide which criteria run on this run, from its variables."""
+    names = set(map(str, ds.data_vars))
+    wind = next(((u, v) for u, v in cfg.wind_vars if u in names and v in names), None)
+    vort_leaves = [f"VORT{u[1:]}" for u, _ in cfg.wind_vars if u.startswith("U")] if wind is None else [
+        f"VORT{wind[0][1:]}"]
+    vort = None
+    for leaf in ([*vort_leaves, *cfg.vorticity_vars] if wind is not None else [*cfg.vorticity_vars, *vort_leaves]):
+        if _Fields.sources(leaf, names) is not None:
+            vort = leaf
+            break
+    skipped: list[str] = []
+    thresholds: list[Threshold]
+    if cfg.thresholds is not None:
+        thresholds = list(cfg.thresholds)
+    else:
+        thresholds = []
+        if cfg.min_vorticity_per_s is not None:
+            if vort is not None:
+                thresholds.append(Threshold(f"_CYC({vort})", ">=", cfg.min_vorticity_per_s, cfg.vorticity_radius_km))
+            else:
+                skipped.append("vorticity: no 850 hPa / lowest-level winds, VORT850 or ABSV850 in the run")
+        if cfg.min_wind_ms is not None:
+            if wind is not None:
+                thresholds.append(Threshold(f"_VECMAG({wind[0]},{wind[1]})", ">=", cfg.min_wind_ms, cfg.wind_radius_km))
+            else:
+                skipped.append(f"wind speed: none of the wind pairs {[list(p) for p in cfg.wind_vars]} is complete")
+        if not thresholds and (cfg.min_vorticity_per_s is not None or cfg.min_wind_ms is not None):
+            raise DataError(
+                f"run: expected one of the wind pairs {[list(p) for p in cfg.wind_vars]} or a vorticity variable "
+                f"{list(cfg.vorticity_vars)} (or ABSV850) for TC detection, found variables {sorted(names)}"
+            )
+    annulus = False
+    warm_contour = None
+    if cfg.closed_contours is not None:
+        contours = list(cfg.closed_contours)
+        for k, c in enumerate(contours):
+            if c.delta < 0 and warm_contour is None:
+                warm_contour = k
+    else:
+        contours = [ClosedContour(cfg.psl_var, cfg.closed_contour_dpsl_pa, cfg.closed_contour_radius_km, 0.0)]
+        if cfg.warm_core == "closed_contour":
+            has_thick = all(v in names for v in cfg.thickness_vars)
+            has_temp = all(v in names for v in cfg.warm_core_vars)
+            if has_thick and cfg.warm_core_source in ("auto", "thickness"):
+                contours.append(ClosedContour(f"_DIFF({cfg.thickness_vars[0]},{cfg.thickness_vars[1]})",
+                                              -cfg.thickness_delta_m, cfg.thickness_distance_km,
+                                              cfg.thickness_search_km))
+            elif has_temp and cfg.warm_core_source in ("auto", "temperature", "thickness"):
+                if cfg.warm_core_source == "thickness":
+                    skipped.append(f"warm core from the thickness {list(cfg.thickness_vars)}: not in the run; "
+                                   f"the temperatures {list(cfg.warm_core_vars)} are used")
+                fld = (cfg.warm_core_vars[0] if len(cfg.warm_core_vars) == 1
+                       else f"_AVG({','.join(cfg.warm_core_vars)})")
+                contours.append(ClosedContour(fld, -cfg.warm_core_delta_k, cfg.warm_core_distance_km,
+                                              cfg.warm_core_search_km))
+            elif has_thick:
+                contours.append(ClosedContour(f"_DIFF({cfg.thickness_vars[0]},{cfg.thickness_vars[1]})",
+                                              -cfg.thickness_delta_m, cfg.thickness_distance_km,
+                                              cfg.thickness_search_km))
+            else:
+                raise DataError(
+                    f"run: expected the warm-core temperatures {list(cfg.warm_core_vars)} or the heights "
+                    f"{list(cfg.thickness_vars)} for TC detection (or warm_core='off'), found variables {sorted(names)}"
+                )
+            warm_contour = 1
+        elif cfg.warm_core == "annulus":
+            missing = [v for v in cfg.warm_core_vars if v not in names]
+            if missing:
+                raise DataError(f"run: expected variable(s) {missing} for the warm-core test, found {sorted(names)}")
+            annulus = True
+        else:
+            skipped.append("warm core: warm_core='off'")
+    needed = {cfg.psl_var}
+    for expr in [t.field for t in thresholds] + [c.field for c in contours]:
+        for leaf in _leaves(_parse(expr)):
+            src = _Fields.sources(leaf, names)
+            if src is None:
+                raise DataError(f"run: expected variable {leaf!r} (used by {expr!r}) for TC detection, "
+                                f"found variables {sorted(names)}")
+            needed.update(src)
+    if annulus:
+        needed.update(cfg.warm_core_vars)
+    if wind is not None:
+        needed.update(wind)
+    if vort is not None:
+        needed.update(_Fields.sources(vort, names) or [])
+    criteria = [(f"candidates: local minima of {cfg.psl_var} ({cfg.connectivity} neighbours), "
+                 f"|lat| <= {cfg.max_abs_lat:g}, merged within {cfg.merge_distance_km:.0f} km")]
+    criteria += [t.describe() for t in thresholds]
+    criteria += [c.describe() for c in contours]
+    if annulus:
+        criteria.append(f"warm core (annulus): mean of {list(cfg.warm_core_vars)} within {cfg.warm_core_radius_km:g} km "
+                        f"exceeds the {cfg.warm_core_outer_radius_km:g} km annulus by {cfg.min_warm_core_k:g} K")
+    return _Plan(thresholds, contours, warm_contour, annulus, wind, vort, sorted(needed), criteria, skipped)
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+def _windows(field_: np.ndarray, t: np.ndarray, i: np.ndarray, j: np.ndarray, km: float, grid: Grid):
+    """Windows around K cells reaching ``km`` (plus one cell) everywhere; values, validity, lat, lon."""
+    lat_max = float(np.abs(grid.lat[i]).max()) if i.size else 0.0
+    hy, hx = grid.cells_for_km(km + 1.5 * grid.dlat_min_deg * KM_PER_DEG, lat_max)
+    hx = max(hx, 1)
+    nlat, nlon = grid.shape
+    rows = i[:, None] + np.arange(-hy, hy + 1)[None, :]
+    cols = j[:, None] + np.arange(-hx, hx + 1)[None, :]
+    row_ok = (rows >= 0) & (rows < nlat)
+    col_ok = np.ones_like(cols, dtype=bool) if grid.periodic else (cols >= 0) & (cols < nlon)
+    rows_c = np.clip(rows, 0, nlat - 1)
+    cols_c = np.mod(cols, nlon) if grid.periodic else np.clip(cols, 0, nlon - 1)
+    win = field_[t[:, None, None], rows_c[:, :, None], cols_c[:, None, :]]
+    valid = row_ok[:, :, None] & col_ok[:, None, :]
+    return win, valid, grid.lat[rows_c], grid.lon[cols_c], hy, hx
+
+
+def _local_minima(psl: np.ndarray, grid: Grid, cfg: TCConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells with no strictly lower neighbour (TE FindAllLocalMinima), within the latitude bounds."""
+    ff = np.where(np.isfinite(psl), psl, np.inf)
+    pad = np.pad(ff, ((0, 0), (1, 1), (0, 0)), mode="edge")  # no neighbour beyond the poles
+    pad = np.pad(pad, ((0, 0), (0, 0), (1, 1)), mode="wrap" if grid.periodic else "edge")
+    ny, nx = psl.shape[1:]
+    cand = np.isfinite(psl) & (np.abs(grid.lat) <= cfg.max_abs_lat)[None, :, None]
+    offsets = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+    if cfg.connectivity == 8:
+        offsets += [(-1, -1), (-1, 1), (1, -1), (1, 1)]
+    for dy, dx in offsets:  # a neighbour strictly lower: not a minimum (edge copies are equal, never lower)
+        cand &= ~(pad[:, 1 + dy:1 + dy + ny, 1 + dx:1 + dx + nx] < ff)
+    return np.nonzero(cand)
+
+
+def _merge(t: np.ndarray, i: np.ndarray, j: np.ndarray, val: np.ndarray, grid: Grid, km: float,
+           shape: tuple[int, int, int]) -> np.ndarray:
+    """Keep-mask of candidates: none of the same step is deeper within ``km`` (TE ``--mergedist``).
+
+    "Deeper" is a lower value, or an equal value earlier in grid order (so of equal
+    minima within ``km`` the first stays, as TE's ``--mergeequal``; plain TE keeps
+    both). Exact on the sphere: the candidates' ranks are put on the grid, and for
+    each pair (row, row offset) the longitudes within ``km`` of a cell centre form
+    one contiguous range, so the smallest rank within the great-circle disc is the
+    smallest over row offsets of a 1-D running minimum of the right width.
+    """
+    k = t.size
+    if k < 2:
+        return np.ones(k, dtype=bool)
+    order = np.lexsort((j, i, t, val))  # by value, then grid order
+    rank = np.empty(k, dtype=np.float64)
+    rank[order] = np.arange(k, dtype=np.float64)
+    field_ = np.full(shape, np.inf)
+    field_[t, i, j] = rank
+    nlat, nlon = grid.shape
+    phi = np.deg2rad(grid.lat)
+    cos_r = np.cos(km / EARTH_RADIUS_KM)
+    hy = min(int(np.ceil(np.rad2deg(km / EARTH_RADIUS_KM) / grid.dlat_min_deg)) + 1, nlat - 1)
+    best = np.full(k, np.inf)
+    filtered: dict[int, np.ndarray] = {}
+    for dy in range(-hy, hy + 1):
+        rows2 = i + dy
+        ok = (rows2 >= 0) & (rows2 < nlat)
+        if not ok.any():
+            continue
+        p1, p2 = phi[i[ok]], phi[rows2[ok]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = (cos_r - np.sin(p1) * np.sin(p2)) / (np.cos(p1) * np.cos(p2))
+        reach = c <= 1.0 + 1e-12
+        dlam = np.rad2deg(np.arccos(np.clip(c, -1.0, 1.0)))
+        w = np.floor(dlam / grid.dlon_deg + 1e-9).astype(np.int64)
+        w = np.where(np.cos(p1) * np.cos(p2) <= 1e-12, nlon, w)  # a pole row: every column
+        idx = np.flatnonzero(ok)
+        for width in np.unique(w[reach]):
+            sel = reach & (w == width)
+            width = int(min(width, nlon))
+            if width not in filtered:
+                if grid.periodic and 2 * width + 1 >= nlon:
+                    filtered[width] = np.broadcast_to(field_.min(axis=2, keepdims=True), shape)
+                else:
+                    filtered[width] = ndimage.minimum_filter1d(
+                        field_, size=2 * width + 1, axis=2, mode="wrap" if grid.periodic else "constant",
+                        cval=np.inf)
+            m = idx[sel]
+            best[m] = np.minimum(best[m], filtered[width][t[m], rows2[m], j[m]])
+    return ~(best < rank)
+
+
+def _threshold_stat(fld: np.ndarray, t, i, j, crit: Threshold, grid: Grid) -> np.ndarray:
+    if crit.distance_km == 0:
+        return fld[t, i, j]
+    win, valid, la, lo, _, _ = _windows(fld, t, i, j, crit.distance_km, grid)
+    d = great_circle_km(grid.lat[i][:, None, None], grid.lon[j][:, None, None], la[:, :, None], lo[:, None, :])
+    inside = valid & (d <= crit.distance_km) & np.isfinite(win)
+    if crit.op.startswith(">"):
+        return np.where(inside, win, -np.inf).max(axis=(1, 2))
+    return np.where(inside, win, np.inf).min(axis=(1, 2))
+
+
+def _closed_contour(fld: np.ndarray, t, i, j, cc: ClosedContour, grid: Grid, conn: int) -> tuple[np.ndarray, np.ndarray]:
+    """TE HasClosedContour for K candidates at once; returns (passed, core-minus-ring value).
+
+    From the reference cell (the candidate, or the extremum within ``search_km``),
+    cells are visited breadth-first through the grid's neighbours; the fill goes on
+    from a cell while the field has changed by less than ``delta`` there, and the
+    test fails as soon as a visited cell lies farther than ``distance_km`` from the
+    reference. Equivalently: with S the connected set of cells, containing the
+    reference, that have changed by less than ``delta``, S and its neighbours
+    must all lie within ``distance_km``.
+    """
+    k = t.size
+    if k == 0:
+        return np.zeros(0, bool), np.zeros(0)
+    win, valid, la, lo, hy, hx = _windows(fld, t, i, j, cc.search_km + cc.distance_km, grid)
+    finite = valid & np.isfinite(win)
+    kk = np.arange(k)
+    if cc.search_km > 0:
+        d0 = great_circle_km(grid.lat[i][:, None, None], grid.lon[j][:, None, None], la[:, :, None], lo[:, None, :])
+        near = finite & (d0 <= cc.search_km)
+        near[:, hy, hx] = True
+        score = np.where(near, win if cc.delta < 0 else -win, -np.inf)
+        flat = score.reshape(k, -1).argmax(axis=1)
+        oy, ox = np.unravel_index(flat, win.shape[1:])
+    else:
+        oy, ox = np.full(k, hy), np.full(k, hx)
+    ref = win[kk, oy, ox]
+    d = great_circle_km(la[kk, oy][:, None, None], lo[kk, ox][:, None, None], la[:, :, None], lo[:, None, :])
+    change = (win - ref[:, None, None]) if cc.delta > 0 else (ref[:, None, None] - win)
+    grow = finite & (change < abs(cc.delta))
+    grow[kk, oy, ox] = True
+    st = _cross(conn)
+    lab, _ = ndimage.label(grow, structure=st)
+    own = lab == lab[kk, oy, ox][:, None, None]
+    reach = ndimage.binary_dilation(own, structure=st) & valid
+    passed = ~(reach & (d > cc.distance_km)).any(axis=(1, 2))
+    cell_km = grid.dlat_min_deg * KM_PER_DEG
+    ring = finite & (d <= cc.distance_km) & (d > cc.distance_km - 1.5 * cell_km)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ring_mean = np.where(ring, win, 0.0).sum(axis=(1, 2)) / ring.sum(axis=(1, 2))
+    depth = (ref - ring_mean) if cc.delta < 0 else (ring_mean - ref)
+    return passed, depth
+
+
+def _annulus_warm_core(tcore: np.ndarray, t, i, j, grid: Grid, cfg: TCConfig) -> np.ndarray:
+    ry, rx = grid.cells_for_km(cfg.warm_core_outer_radius_km, cfg.max_abs_lat)
+    win, d, rows = gather_windows(tcore, t, i, j, ry, rx, grid)
+    w = np.cos(np.deg2rad(grid.lat[rows]))[:, :, None] * np.isfinite(win)
+    win0 = np.nan_to_num(win)
+    inner = d <= cfg.warm_core_radius_km
+    ring = (d > cfg.warm_core_radius_km) & (d <= cfg.warm_core_outer_radius_km)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m_in = (win0 * w * inner).sum((1, 2)) / (w * inner).sum((1, 2))
+        m_out = (win0 * w * ring).sum((1, 2)) / (w * ring).sum((1, 2))
+    return m_in - m_out
 
 
 def _radial_profile(win: np.ndarray, dist: np.ndarray, dr: float, nbins: int) -> np.ndarray:
@@ -275,14 +916,14 @@ def _first_true(cond: np.ndarray) -> np.ndarray:
 
 
 def _mask_radius(
-    cfg: TCConfig, psl_win: np.ndarray, spd_win: np.ndarray, dist: np.ndarray, dr: float
+    method: str, cfg: TCConfig, psl_win: np.ndarray, spd_win: np.ndarray | None, dist: np.ndarray, dr: float
 ) -> np.ndarray:
     k = psl_win.shape[0]
-    if cfg.mask_method == "fixed" or k == 0:
+    if method == "fixed" or k == 0:
         return np.full(k, cfg.mask_radius_km)
     nbins = int(np.ceil(cfg.max_mask_radius_km / dr)) + 1
     edges = np.arange(nbins) * dr  # inner edge of each ring
-    if cfg.mask_method == "wind":
+    if method == "wind" and spd_win is not None:
         prof = _radial_profile(spd_win, dist, dr, nbins)
         rmw = np.nanargmax(np.where(np.isnan(prof), -np.inf, prof), axis=1)
         after = np.arange(nbins)[None, :] > rmw[:, None]
@@ -295,73 +936,63 @@ def _mask_radius(
     return np.clip(radius, cfg.min_mask_radius_km, cfg.max_mask_radius_km)
 
 
-def _block_nodes(
-    psl: np.ndarray, u: np.ndarray, v: np.ndarray, tcore: np.ndarray, grid: Grid, cfg: TCConfig
-) -> dict[str, np.ndarray]:
-    """Nodes of one block of time steps (arrays (time, lat, lon)); vectorized over time."""
-    hy, hx = grid.cells_for_km(cfg.merge_distance_km, cfg.max_abs_lat)
-    modes = ("nearest", "nearest", "wrap" if grid.periodic else "nearest")
-    psl_f = np.where(np.isfinite(psl), psl, np.inf)
-    low = ndimage.minimum_filter(psl_f, size=(1, 2 * hy + 1, 2 * hx + 1), mode=modes)
-    cand = (psl_f == low) & np.isfinite(psl) & (np.abs(grid.lat) <= cfg.max_abs_lat)[None, :, None]
-    # one candidate per plateau of equal minima
-    lab, n = ndimage.label(cand, structure=_STRUCT_3D)
-    flat = np.flatnonzero(lab)
-    _, first = np.unique(lab.ravel()[flat], return_index=True)
-    t, i, j = np.unravel_index(flat[first], psl.shape)
-    sign = np.sign(grid.lat[i])
-    keep = sign != 0
-    t, i, j, sign = t[keep], i[keep], j[keep], sign[keep]
+_COLUMNS = ["time_index", "lat", "lon", "psl_pa", "vorticity_per_s", "max_wind_ms", "warm_core_k", "radius_km"]
 
-    zeta = relative_vorticity(u, v, grid)
-    speed = np.hypot(u, v).astype(np.float32)
-    out: dict[str, list[np.ndarray]] = {k: [] for k in
-                                        ("t", "i", "j", "psl", "vort", "wind", "warm", "radius")}
+
+def _block_nodes(blk: xr.Dataset, grid: Grid, cfg: TCConfig, plan: _Plan, rejected: dict[str, int]) -> dict:
+    """Nodes of one block of time steps (time, lat, lon); vectorized over time and candidates."""
+    fields = _Fields(blk, grid)
+    psl = fields.leaf(cfg.psl_var)
+    t, i, j = _local_minima(psl, grid, cfg)
+    keep = _merge(t, i, j, psl[t, i, j], grid, cfg.merge_distance_km, psl.shape)
+    rejected["merge"] = rejected.get("merge", 0) + int((~keep).sum())
+    t, i, j = t[keep], i[keep], j[keep]
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("t", "i", "j", "vort", "wind", "warm", "radius")}
+    mask_method = cfg.mask_method if (cfg.mask_method != "wind" or plan.wind is not None) else "psl"
     dr = max(grid.dlat_min_deg * 111.195, 25.0)
-    for s in range(0, t.size, int(cfg.candidate_chunk)):
-        tt, ii, jj, sg = t[s:s + cfg.candidate_chunk], i[s:s + cfg.candidate_chunk], \
-            j[s:s + cfg.candidate_chunk], sign[s:s + cfg.candidate_chunk]
-        # cyclonic vorticity (hemisphere-signed)
-        ry, rx = grid.cells_for_km(cfg.vorticity_radius_km, cfg.max_abs_lat)
-        win, d, _ = gather_windows(zeta, tt, ii, jj, ry, rx, grid)
-        vort = _disc_max(win * sg[:, None, None], d, cfg.vorticity_radius_km)
-        ok = vort >= cfg.min_vorticity_per_s
-        tt, ii, jj, sg, vort = tt[ok], ii[ok], jj[ok], sg[ok], vort[ok]
-        # wind
-        ry, rx = grid.cells_for_km(cfg.wind_radius_km, cfg.max_abs_lat)
-        win, d, _ = gather_windows(speed, tt, ii, jj, ry, rx, grid)
-        wind = _disc_max(win, d, cfg.wind_radius_km)
-        ok = wind >= cfg.min_wind_ms
-        tt, ii, jj, sg, vort, wind = tt[ok], ii[ok], jj[ok], sg[ok], vort[ok], wind[ok]
-        # warm core: area-weighted (cos lat) means inside the disc and in the annulus
-        ry, rx = grid.cells_for_km(cfg.warm_core_outer_radius_km, cfg.max_abs_lat)
-        win, d, rows = gather_windows(tcore, tt, ii, jj, ry, rx, grid)
-        w = np.cos(np.deg2rad(grid.lat[rows]))[:, :, None] * np.isfinite(win)
-        win0 = np.nan_to_num(win)
-        inner = d <= cfg.warm_core_radius_km
-        ring = (d > cfg.warm_core_radius_km) & (d <= cfg.warm_core_outer_radius_km)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            m_in = (win0 * w * inner).sum((1, 2)) / (w * inner).sum((1, 2))
-            m_out = (win0 * w * ring).sum((1, 2)) / (w * ring).sum((1, 2))
-        warm = m_in - m_out
-        ok = warm >= cfg.min_warm_core_k
-        tt, ii, jj, vort, wind, warm = tt[ok], ii[ok], jj[ok], vort[ok], wind[ok], warm[ok]
-        # closed contour of PSL
-        ry, rx = grid.cells_for_km(cfg.closed_contour_radius_km, cfg.max_abs_lat)
-        win, d, _ = gather_windows(psl, tt, ii, jj, ry, rx, grid)
-        ok = _closed_contour(win, d, ry, rx, cfg.closed_contour_dpsl_pa, cfg.closed_contour_radius_km)
-        tt, ii, jj, vort, wind, warm = tt[ok], ii[ok], jj[ok], vort[ok], wind[ok], warm[ok]
-        # mask radius
-        if cfg.mask_method == "fixed":
+    chunk = int(cfg.candidate_chunk)
+    for s in range(0, t.size, chunk):
+        tt, ii, jj = t[s:s + chunk], i[s:s + chunk], j[s:s + chunk]
+        for crit in plan.thresholds:
+            stat = _threshold_stat(fields.eval(crit.field), tt, ii, jj, crit, grid)
+            ok = _OPS[crit.op](stat, crit.value)
+            rejected[crit.describe()] = rejected.get(crit.describe(), 0) + int((~ok).sum())
+            tt, ii, jj = tt[ok], ii[ok], jj[ok]
+        warm = np.full(tt.size, np.nan)
+        for n, cc in enumerate(plan.contours):
+            ok, depth = _closed_contour(fields.eval(cc.field), tt, ii, jj, cc, grid, cfg.connectivity)
+            rejected[cc.describe()] = rejected.get(cc.describe(), 0) + int((~ok).sum())
+            if n == plan.warm_contour:
+                warm = depth
+            tt, ii, jj, warm = tt[ok], ii[ok], jj[ok], warm[ok]
+        if plan.annulus:
+            tcore = fields.eval(f"_AVG({','.join(cfg.warm_core_vars)})" if len(cfg.warm_core_vars) > 1
+                                else cfg.warm_core_vars[0])
+            warm = _annulus_warm_core(tcore, tt, ii, jj, grid, cfg)
+            ok = warm >= cfg.min_warm_core_k
+            key = "warm core (annulus)"
+            rejected[key] = rejected.get(key, 0) + int((~ok).sum())
+            tt, ii, jj, warm = tt[ok], ii[ok], jj[ok], warm[ok]
+        # reported values (whether or not they were criteria)
+        vort = (_threshold_stat(fields.eval(f"_CYC({plan.vort})"), tt, ii, jj,
+                                Threshold("PSL", ">=", 0.0, cfg.vorticity_radius_km), grid)
+                if plan.vort is not None else np.full(tt.size, np.nan))
+        speed = fields.eval(f"_VECMAG({plan.wind[0]},{plan.wind[1]})") if plan.wind is not None else None
+        wind = (_threshold_stat(speed, tt, ii, jj, Threshold("PSL", ">=", 0.0, cfg.wind_radius_km), grid)
+                if speed is not None else np.full(tt.size, np.nan))
+        if mask_method == "fixed" or tt.size == 0:
             radius = np.full(tt.size, cfg.mask_radius_km)
         else:
             ry, rx = grid.cells_for_km(cfg.max_mask_radius_km, cfg.max_abs_lat)
             pw, d, _ = gather_windows(psl, tt, ii, jj, ry, rx, grid)
-            sw, _, _ = gather_windows(speed, tt, ii, jj, ry, rx, grid)
-            radius = _mask_radius(cfg, pw, sw, d, dr)
-        for key, val in zip(out, (tt, ii, jj, psl[tt, ii, jj], vort, wind, warm, radius)):
+            sw = gather_windows(speed, tt, ii, jj, ry, rx, grid)[0] if speed is not None else None
+            radius = _mask_radius(mask_method, cfg, pw, sw, d, dr)
+        for key, val in zip(out, (tt, ii, jj, vort, wind, warm, radius)):
             out[key].append(np.asarray(val))
-    return {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
+    res = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
+    res["psl"] = psl[res["t"].astype(np.int64), res["i"].astype(np.int64), res["j"].astype(np.int64)] \
+        if res["t"].size else np.zeros(0)
+    return res
 
 
 def _window_rows_cols(i: np.ndarray, j: np.ndarray, hy: int, hx: int, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
@@ -372,42 +1003,81 @@ def _window_rows_cols(i: np.ndarray, j: np.ndarray, hy: int, hx: int, grid: Grid
     return rows[:, :, None], cols[:, None, :]
 
 
-def _prepare(ds: xr.Dataset, cfg: TCConfig) -> tuple[xr.Dataset, tuple[str, str], Grid]:
+def _resolve_config(config: TCConfig | dict | None, overrides: dict[str, Any], ds: xr.Dataset | None,
+                    coarse: bool | str) -> TCConfig:
+    if isinstance(config, dict):
+        config = TCConfig.from_dict(config)
+    if config is not None and not isinstance(config, TCConfig):
+        raise ConfigError(f"config: expected a TCConfig, a dict or None, found {type(config).__name__}")
+    if coarse not in (True, False, "auto"):
+        raise ConfigError(f"coarse: expected True, False or 'auto', found {coarse!r}")
+    use_coarse = False
+    if coarse == "auto" and config is None and ds is not None and "lat" in ds.coords and ds["lat"].size > 1:
+        use_coarse = float(np.abs(np.diff(ds["lat"].values.astype(np.float64))).min()) >= 2.0
+    elif coarse is True:
+        use_coarse = True
+    base = dataclasses.asdict(config) if config is not None else {}
+    if use_coarse:
+        base = {**base, **COARSE_GRID}
+    if overrides:
+        known = {f.name for f in dataclasses.fields(TCConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"detect_tc_nodes: unknown setting(s) {unknown}; expected TCConfig fields")
+        base = {**base, **overrides}
+    if config is not None and not use_coarse and not overrides:
+        return config
+    return TCConfig(**base)
+
+
+def _prepare(ds: xr.Dataset, cfg: TCConfig) -> tuple[xr.Dataset, _Plan, Grid]:
     if not isinstance(ds, xr.Dataset):
         raise DataError(f"run: expected an xarray.Dataset, found {type(ds).__name__}")
-    uv = _pick_wind(ds, cfg)
-    ds = normalize_run(ds, [cfg.psl_var, *uv, *cfg.warm_core_vars])
-    return ds, uv, Grid.from_coords(ds.lat.values, ds.lon.values)
+    if cfg.psl_var not in ds.data_vars:
+        raise DataError(f"run: expected variable {cfg.psl_var!r} (sea-level pressure, Pa) for TC detection, "
+                        f"found variables {sorted(map(str, ds.data_vars))}")
+    plan = _plan(ds, cfg)
+    ds = normalize_run(ds, plan.needed)
+    return ds, plan, Grid.from_coords(ds.lat.values, ds.lon.values, cfg.periodic)
 
 
-def detect_tc_nodes(ds: xr.Dataset, config: TCConfig | None = None) -> pd.DataFrame:
-    """Find TC centres (nodes) at every time step: PSL minima passing all tests.
+def detect_tc_nodes(ds: xr.Dataset, config: TCConfig | dict | None = None, *, coarse: bool | str = "auto",
+                    **settings: Any) -> pd.DataFrame:
+    """Find TC centres (nodes) at every time step, as TempestExtremes' DetectNodes.
 
     Parameters
     ----------
     ds
-        Run with ``PSL`` (Pa), 850 hPa or lowest-level winds (m s⁻¹) and
-        ``T200``/``T500`` (K) on (time, lat, lon).
+        Run on (time, lat, lon) (or one time step on (lat, lon)) with ``PSL``
+        (Pa); for the default criteria also ``T200``/``T500`` (K) or
+        ``Z300``/``Z500`` (m), and 850 hPa or lowest-level winds (m s⁻¹) and/or
+        ``VORT850``/``ABSV850`` (s⁻¹). Criteria whose fields are missing are
+        skipped (recorded), but at least one wind or vorticity test must run.
     config
-        Thresholds; default :class:`TCConfig()`.
+        Settings: a :class:`TCConfig`, a dict of its fields, or None (defaults).
+    coarse
+        ``"auto"`` (default): with no ``config`` given and a latitude spacing of
+        2° or more, apply :data:`COARSE_GRID`; True always, False never.
+    **settings
+        :class:`TCConfig` fields overriding ``config`` (e.g. ``periodic=False``,
+        ``max_abs_lat=40``).
 
     Returns
     -------
     pandas.DataFrame
         ``time_index, time, lat, lon, psl_pa, vorticity_per_s, max_wind_ms,
-        warm_core_k, radius_km``, ordered by time.
+        warm_core_k, radius_km``, ordered by time. ``attrs``: ``criteria`` (what
+        ran), ``skipped`` (what could not, and why), ``rejected`` (candidates
+        each criterion removed), ``config`` (the settings, as a dict).
     """
-    cfg = config or TCConfig()
-    ds, (uname, vname), grid = _prepare(ds, cfg)
+    cfg = _resolve_config(config, settings, ds if isinstance(ds, xr.Dataset) else None, coarse)
+    norm, plan, grid = _prepare(ds, cfg)
     parts = []
-    nt = ds.sizes["time"]
+    rejected: dict[str, int] = {}
+    nt = norm.sizes["time"]
     for t0 in range(0, nt, int(cfg.time_block)):
-        blk = ds.isel(time=slice(t0, t0 + cfg.time_block))
-        psl = np.asarray(blk[cfg.psl_var].values, dtype=np.float64)
-        u = np.asarray(blk[uname].values, dtype=np.float32)
-        v = np.asarray(blk[vname].values, dtype=np.float32)
-        tcore = np.mean([np.asarray(blk[n].values, dtype=np.float32) for n in cfg.warm_core_vars], axis=0)
-        r = _block_nodes(psl, u, v, tcore, grid, cfg)
+        blk = norm.isel(time=slice(t0, t0 + cfg.time_block)).load()
+        r = _block_nodes(blk, grid, cfg, plan, rejected)
         parts.append(pd.DataFrame({
             "time_index": r["t"].astype(np.int64) + t0,
             "lat": grid.lat[r["i"].astype(np.int64)],
@@ -419,9 +1089,12 @@ def detect_tc_nodes(ds: xr.Dataset, config: TCConfig | None = None) -> pd.DataFr
             "radius_km": r["radius"].astype(np.float64),
         }))
     nodes = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["time_index", "lat", "lon", "psl_pa", "vorticity_per_s", "max_wind_ms", "warm_core_k", "radius_km"])
-    nodes.insert(1, "time", ds.time.values[nodes["time_index"].to_numpy(dtype=np.int64)])
-    return nodes.sort_values(["time_index", "lat", "lon"], ignore_index=True)
+        {c: np.zeros(0, dtype=np.int64 if c == "time_index" else np.float64) for c in _COLUMNS})
+    nodes.insert(1, "time", norm.time.values[nodes["time_index"].to_numpy(dtype=np.int64)])
+    nodes = nodes.sort_values(["time_index", "lat", "lon"], ignore_index=True)
+    nodes.attrs.update(criteria=list(plan.criteria), skipped=list(plan.skipped), rejected=dict(rejected),
+                       config=cfg.to_dict())
+    return nodes
 
 
 def stitch_nodes(nodes: pd.DataFrame, hours: np.ndarray, config: TCConfig | None = None) -> tuple[np.ndarray, pd.DataFrame]:
@@ -439,7 +1112,8 @@ def stitch_nodes(nodes: pd.DataFrame, hours: np.ndarray, config: TCConfig | None
     hours
         Hours since the start for every time index of the run.
     config
-        ``max_speed_km_per_h``, ``max_gap_h``, ``min_duration_h``.
+        ``max_speed_km_per_h``, ``max_gap_h``, ``min_duration_h``,
+        ``genesis_max_abs_lat``.
 
     Returns
     -------
@@ -494,7 +1168,11 @@ def stitch_nodes(nodes: pd.DataFrame, hours: np.ndarray, config: TCConfig | None
                        "psl": nodes["psl_pa"].to_numpy(), "wind": nodes["max_wind_ms"].to_numpy()})
     g = df.groupby("raw", sort=True)
     dur = g["h"].max() - g["h"].min()
-    kept = dur.index[dur.to_numpy() >= cfg.min_duration_h - 1e-9]
+    ok = dur.to_numpy() >= cfg.min_duration_h - 1e-9
+    if cfg.genesis_max_abs_lat is not None:
+        first_lat = df.sort_values("h").groupby("raw", sort=True)["lat"].first().reindex(dur.index)
+        ok &= np.abs(first_lat.to_numpy()) <= cfg.genesis_max_abs_lat
+    kept = dur.index[ok]
     final = pd.Series(np.arange(kept.size), index=kept)
     track_id = df["raw"].map(final).fillna(-1).to_numpy(dtype=np.int64)
     rows = []
@@ -517,7 +1195,7 @@ def _empty_tracks() -> pd.DataFrame:
                                  "max_wind_ms", "path_km", "lat_start", "lon_start"])
 
 
-def tc_mask(nodes: pd.DataFrame, like: xr.Dataset | xr.DataArray) -> xr.DataArray:
+def tc_mask(nodes: pd.DataFrame, like: xr.Dataset | xr.DataArray, periodic: bool | None = None) -> xr.DataArray:
     """Paint a disc of ``radius_km`` around every node; boolean DataArray (time, lat, lon).
 
     Parameters
@@ -526,8 +1204,10 @@ def tc_mask(nodes: pd.DataFrame, like: xr.Dataset | xr.DataArray) -> xr.DataArra
         ``time_index, lat, lon, radius_km`` per node (lat/lon on the grid of ``like``).
     like
         Provides the ``time``, ``lat`` (ascending) and ``lon`` coordinates.
+    periodic
+        Discs wrap across the 0/360° seam: None (default) when the grid is global.
     """
-    grid = Grid.from_coords(like["lat"].values, like["lon"].values)
+    grid = Grid.from_coords(like["lat"].values, like["lon"].values, periodic)
     nt = like.sizes["time"] if "time" in like.dims else 1
     mask = np.zeros((nt, *grid.shape), dtype=bool)
     if len(nodes):
@@ -556,25 +1236,27 @@ def tc_mask(nodes: pd.DataFrame, like: xr.Dataset | xr.DataArray) -> xr.DataArra
                         attrs={"long_name": "tropical cyclone mask (heuristic)"})
 
 
-def detect_tc(ds: xr.Dataset, config: TCConfig | None = None) -> TCResult:
-    """Detect tropical cyclones: nodes, tracks and a mask.
+def detect_tc(ds: xr.Dataset, config: TCConfig | dict | None = None, *, coarse: bool | str = "auto",
+              **settings: Any) -> TCResult:
+    """Detect tropical cyclones: nodes (:func:`detect_tc_nodes`), tracks (:func:`stitch_nodes`) and a mask.
 
     Parameters
     ----------
     ds
         A climate run (see :func:`detect_tc_nodes` for the variables needed).
-    config
-        Thresholds; default :class:`TCConfig()`.
+    config, coarse, **settings
+        As :func:`detect_tc_nodes`.
 
     Returns
     -------
     TCResult
         Nodes, tracks, the boolean mask (on the run's grid normalized to
-        latitude ascending, longitude in [0, 360)) and whether nodes were stitched.
+        latitude ascending, longitude in [0, 360)), whether nodes were stitched,
+        and which criteria ran.
     """
-    cfg = config or TCConfig()
+    cfg = _resolve_config(config, settings, ds if isinstance(ds, xr.Dataset) else None, coarse)
     nodes = detect_tc_nodes(ds, cfg)
-    norm, _, _ = _prepare(ds, cfg)
+    norm, plan, _ = _prepare(ds, cfg)
     hours = time_hours(norm["time"], cfg.time_step_h)
     span = float(hours[-1] - hours[0]) if hours.size else 0.0
     stitch = cfg.stitch
@@ -586,6 +1268,7 @@ def detect_tc(ds: xr.Dataset, config: TCConfig | None = None) -> TCResult:
                 "nodes are not stitched into tracks and every detected node is kept",
                 UserWarning, stacklevel=2,
             )
+    attrs = dict(nodes.attrs)
     if stitch:
         track_id, tracks = stitch_nodes(nodes, hours, cfg)
         nodes = nodes.assign(track_id=track_id)
@@ -594,5 +1277,7 @@ def detect_tc(ds: xr.Dataset, config: TCConfig | None = None) -> TCResult:
         nodes = nodes.assign(track_id=np.full(len(nodes), -1, dtype=np.int64))
         tracks = _empty_tracks()
         kept = nodes
-    mask = tc_mask(kept, norm)
-    return TCResult(nodes=nodes, tracks=tracks, mask=mask, stitched=bool(stitch), config=cfg)
+    nodes.attrs.update(attrs)
+    mask = tc_mask(kept, norm, periodic=cfg.periodic)
+    return TCResult(nodes=nodes, tracks=tracks, mask=mask, stitched=bool(stitch), config=cfg,
+                    criteria=list(plan.criteria), skipped=list(plan.skipped))
