@@ -10,9 +10,21 @@ torch.compile, threads); the fastest one per network is reported as the default.
 On a CUDA machine the same is measured in fp16 autocast against the measured fp16
 matmul rate of the GPU.
 
+The reference presets (``paper`` DeepLabv3+ and Tiramisu, ``deepcam``, ``cgnet``) run on
+crops of the 768x1152 grid (96x144 by default); every FLOP count is the crop's own
+(``count_flops`` / ``train_flops_per_sample`` at the crop's shape). Each timing is the
+median of at least 5 repetitions after a warm-up, with the interquartile range and the
+extremes saved next to it (``*_s_p25``, ``*_s_p75``, ``*_s_min``, ``*_s_max``).
+
+It also measures the activation memory a training step keeps for the backward pass
+(bytes of the distinct tensors autograd saves, parameters excluded) at two crops, checks
+that it grows in proportion to the grid, and extrapolates it to one 768x1152 sample
+(``figures["memory"]``: a straight line through both crops; an extrapolation, not a
+measurement at the full grid).
+
 Usage::
 
-    python benchmarks/bench_models.py            # full: paper presets at 128x192
+    python benchmarks/bench_models.py            # full: reference presets at 96x144
     python benchmarks/bench_models.py --quick    # small grids, fewer variants (~ minutes)
 
 Writes ``benchmarks/results/models.json`` (``models_quick.json`` with
@@ -47,9 +59,22 @@ from climviz.models import build, count_flops, matmul_peak_flops, train_flops_pe
 PRESETS = [
     ("deeplabv3plus", "tiny"),
     ("tiramisu", "tiny"),
+    ("cgnet", "tiny"),
     ("deeplabv3plus", "paper"),
-    ("deeplabv3plus", "deepcam"),
     ("tiramisu", "paper"),
+    ("deeplabv3plus", "deepcam"),
+    ("cgnet", "paper"),
+    ("deeplabv3plus", "resnet50-os16"),
+    ("tiramisu", "fcdensenet-os32"),
+]
+
+#: presets whose activation memory is measured (name, preset, build overrides, label)
+MEMORY_CASES = [
+    ("deeplabv3plus", "paper", {}, "deeplabv3plus_paper"),
+    ("deeplabv3plus", "paper", {"activation_checkpointing": True}, "deeplabv3plus_paper_checkpointing"),
+    ("tiramisu", "paper", {}, "tiramisu_paper"),
+    ("deeplabv3plus", "deepcam", {}, "deeplabv3plus_deepcam"),
+    ("cgnet", "paper", {}, "cgnet_paper"),
 ]
 
 
@@ -84,8 +109,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], Any], device: torch.device, *, min_time: float, min_reps: int = 2) -> float:
-    """Seconds per call: one warm-up call, then repeat until ``min_time`` (median of reps)."""
+def time_call(fn: Callable[[], Any], device: torch.device, *, min_time: float, min_reps: int = 5) -> dict[str, float]:
+    """Seconds per call: one warm-up call, then at least ``min_reps`` timed calls and at
+    least ``min_time`` seconds; median, quartiles, extremes and the number of calls."""
     fn()
     _sync(device)
     times = []
@@ -97,7 +123,36 @@ def time_call(fn: Callable[[], Any], device: torch.device, *, min_time: float, m
         times.append(time.perf_counter() - t0)
         if len(times) >= 50:
             break
-    return float(np.median(times))
+    q25, q50, q75 = np.percentile(times, [25, 50, 75])
+    return {"median": float(q50), "p25": float(q25), "p75": float(q75), "min": float(min(times)),
+            "max": float(max(times)), "reps": len(times)}
+
+
+def activation_bytes(name: str, preset: str, grid: tuple[int, int], overrides: dict[str, Any]) -> int:
+    """Bytes of the distinct tensors autograd keeps for the backward pass of one sample.
+
+    Counted with :func:`torch.autograd.graph.saved_tensors_hooks` during a training-mode
+    forward on the CPU (fp32, batch 1): every saved tensor's storage is counted once
+    (views share it), the parameters are left out. Tensors recomputed by activation
+    checkpointing are not kept and so not counted.
+    """
+    net = build(name, preset, seed=0, **overrides).train()
+    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        ptr = st.data_ptr()
+        if ptr not in params and ptr not in seen:
+            seen[ptr] = st.nbytes()
+        return t
+
+    x = torch.randn(1, 16, *grid)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = net(x)
+    total = sum(seen.values()) + out.numel() * out.element_size()
+    del out, net
+    return int(total)
 
 
 def measure(
@@ -148,12 +203,15 @@ def measure(
             net.zero_grad(set_to_none=True)
 
         net.eval()
-        t_fwd = time_call(fwd, device, min_time=min_time)
+        s_fwd = time_call(fwd, device, min_time=min_time)
         net.train()
-        t_train = time_call(train, device, min_time=min_time)
+        s_train = time_call(train, device, min_time=min_time)
+        t_fwd, t_train = s_fwd["median"], s_train["median"]
     finally:
         torch.set_num_threads(old_threads)
-    return {
+    spread = {f"{kind}_s_{k}": v for kind, st in (("forward", s_fwd), ("train", s_train))
+              for k, v in st.items() if k != "median"}
+    return {**spread,
         "name": name,
         "preset": preset,
         "variant": variant["label"],
@@ -236,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small grids, fewer variants")
     parser.add_argument("--grid", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="grid of the paper presets (default 128 192, quick 64 96)")
+                        help="crop of the reference presets (default 96 144, quick 64 96)")
     parser.add_argument("--tiny-grid", type=int, nargs=2, default=None, metavar=("H", "W"),
                         help="grid of the tiny presets (default 96 144, quick 64 96)")
     parser.add_argument("--tiny-batch", type=int, default=None, help="batch of the tiny presets (4, quick 2)")
@@ -248,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     quick = args.quick
-    grid = tuple(args.grid or ((64, 96) if quick else (128, 192)))
+    grid = tuple(args.grid or ((64, 96) if quick else (96, 144)))
     tiny_grid = tuple(args.tiny_grid or ((64, 96) if quick else (96, 144)))
     min_time = args.min_time if args.min_time is not None else (0.3 if quick else 1.0)
     tiny_batch = args.tiny_batch or (2 if quick else 4)
@@ -263,8 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine.load_average_1min_at_start and _at_end); absolute rates are noisy, "
         "ratios are measured against a matmul rate taken in the same run with the same "
         "number of threads (suffix _1t / _2t).",
-        "FLOPs: torch.utils.flop_counter (1 multiply-add = 2 FLOPs), convolutions only; "
-        "train = forward + backward (no optimizer step).",
+        "FLOPs: torch.utils.flop_counter (1 multiply-add = 2 FLOPs), convolutions and matrix "
+        "products, depthwise weight gradients counted once; counted at the crop that was "
+        "timed; train = forward + backward (no optimizer step).",
+        "Timings: median of >= 5 repetitions after a warm-up; *_s_p25/_p75/_min/_max give the spread.",
     ]
 
     machine = {**machine_info(), **machine_extras()}
@@ -309,7 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         g = tiny_grid if tiny else grid
         batch = tiny_batch if tiny else 1
         results = []
-        for variant in cpu_variants(quick, with_compile, tiny):
+        variants = cpu_variants(quick, with_compile, tiny)
+        if not tiny:  # the reference networks take seconds per step: the three telling variants
+            variants = [v for v in variants if v["label"] in
+                        ("fp32_1t", "fp32_2t", "bf16_autocast_channels_last_1t")]
+        for variant in variants:
             try:
                 r = measure(name, preset, g, batch, variant, cpu, min_time)
             except Exception as exc:  # record and go on (e.g. compile unavailable)
@@ -343,6 +407,37 @@ def main(argv: list[str] | None = None) -> int:
                 ratios[f"train_{key}_{r['variant']}_speedup_vs_fp32_2t"] = base["train_s"] / r["train_s"]
         print(f"  -> fastest: training {best['variant']}, forward {best_fwd['variant']}", flush=True)
 
+    # ---- activation memory of a training step, measured at two crops, extrapolated
+    mem_grids = [(32, 48), (64, 96)] if quick else [(48, 72), (96, 144)]
+    figures["memory"] = {}
+    for name, preset, overrides, label in MEMORY_CASES:
+        if (name, preset) not in [tuple(p) for p in presets]:
+            continue
+        small, large = (activation_bytes(name, preset, g, overrides) for g in mem_grids)
+        c0, c1 = (g[0] * g[1] for g in mem_grids)
+        # straight line through both points: the wrapped longitude columns and the padding
+        # to the stride add a share that shrinks with the grid, so bytes/cell of the larger
+        # crop alone would overestimate
+        per_cell = (large - small) / (c1 - c0)
+        full = small + per_cell * (768 * 1152 - c0)
+        figures["memory"][label] = {
+            "grids": [list(g) for g in mem_grids], "bytes": [small, large],
+            "growth_for_4x_cells": large / small, "bytes_per_cell_slope": per_cell,
+            "extrapolated_bytes_per_768x1152_sample": full,
+            "proportional_bytes_per_768x1152_sample": large / c1 * 768 * 1152,
+        }
+        ratios[f"memory_{label}_growth_for_4x_cells"] = large / small
+        print(f"memory {label}: {small / 2**20:.0f} MiB at {mem_grids[0]}, {large / 2**20:.0f} MiB at "
+              f"{mem_grids[1]} (x{large / small:.2f}) -> {full / 2**30:.1f} GiB per 768x1152 sample "
+              "(extrapolated)", flush=True)
+    if "deeplabv3plus_paper" in figures["memory"] and "deeplabv3plus_paper_checkpointing" in figures["memory"]:
+        ratios["memory_deeplabv3plus_paper_checkpointing_vs_plain"] = (
+            figures["memory"]["deeplabv3plus_paper_checkpointing"]["bytes"][1]
+            / figures["memory"]["deeplabv3plus_paper"]["bytes"][1])
+    notes.append("Memory: bytes of the distinct tensors autograd saves for the backward pass (fp32, "
+                 "batch 1, parameters excluded) at two crops; the 768x1152 figure is extrapolated "
+                 "along the straight line through both (bytes vs grid cells), not measured at that size.")
+
     one_faster = [k for k, v in defaults.items() if not k.endswith("_forward") and v.endswith("_1t")]
     if one_faster:
         notes.append(
@@ -361,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"GPU matmul fp16 {mm16 / 1e12:.1f} TFLOP/s, fp32 {mm32g / 1e12:.1f} TFLOP/s", flush=True)
         gpu_grid = (768, 1152)
         for name, preset in presets:
-            batch = 8 if preset == "tiny" else 2
+            batch = 8 if preset == "tiny" else 1
             for variant in (
                 {"label": "cuda_fp16_autocast_channels_last", "channels_last": True, "autocast": torch.float16},
                 {"label": "cuda_fp32_channels_last", "channels_last": True},
@@ -386,9 +481,9 @@ def main(argv: list[str] | None = None) -> int:
         "models", figures, ratios, " ".join(notes), quick=quick, out=args.out, machine=machine,
         packages=("torch",),
         config={
-            "grid_paper_presets": list(grid),
+            "grid_reference_presets": list(grid),
             "grid_tiny_presets": list(tiny_grid),
-            "batch_paper_presets": 1,
+            "batch_reference_presets": 1,
             "batch_tiny_presets": tiny_batch,
             "min_time_s": min_time,
             "compile_tried": with_compile,
