@@ -184,3 +184,31 @@ def save_result(
     path = write_result(out if out is not None else result_path(name, quick), payload)
     print(f"wrote {path}")
     return path
+
+
+def timed(fn: Any, repeats: int = 5, warmup: int = 1) -> dict[str, Any]:
+    """Wall times of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones.
+
+    Returns
+    -------
+    dict
+        ``median_s``, ``min_s``, ``max_s``, ``spread`` (``(max - min) / median``: how far
+        one run can stray, large when the machine is shared), ``runs_s`` (every time),
+        and the 1-minute load average before and after.
+    """
+    import statistics
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1; found {repeats}")
+    for _ in range(warmup):
+        fn()
+    load_before = load_average()
+    runs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t)
+    med = statistics.median(runs)
+    return {"median_s": med, "min_s": min(runs), "max_s": max(runs),
+            "spread": (max(runs) - min(runs)) / med if med > 0 else 0.0, "runs_s": runs,
+            "load_before": load_before, "load_after": load_average()}
