@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from climviz.errors import ConfigError
 
-__all__ = ["Int", "Float", "Choice", "Bool", "spec", "validate", "coerce_numbers", "bad_value"]
+__all__ = ["Bool", "Choice", "Float", "Int", "bad_value", "coerce_numbers", "spec", "validate"]
 
 _KEY = "climviz_check"
 

@@ -52,11 +52,8 @@ def _import_nodes(tree: ast.AST, local: bool):
             stack.extend(node.body + node.orelse + node.finalbody)
             for h in node.handlers:
                 stack.extend(h.body)
-        elif isinstance(node, (ast.With, ast.For, ast.While)):
-            stack.extend(node.body)
-        elif isinstance(node, ast.ClassDef):
-            stack.extend(node.body)
-        elif local and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        elif isinstance(node, (ast.With, ast.For, ast.While, ast.ClassDef)) or (
+                local and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))):
             stack.extend(node.body)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from climviz.errors import CheckpointError, ConfigError
 from climviz.training.checkpoint import checkpoint_file, find_latest_checkpoint
@@ -14,7 +15,7 @@ from climviz.training.config import TrainConfig, as_config
 from climviz.training.ray import train_on_ray
 from climviz.training.result import TrainResult, default_run_dir, result_from_history
 
-__all__ = ["train", "as_config", "default_run_dir", "result_from_history"]
+__all__ = ["as_config", "default_run_dir", "result_from_history", "train"]
 
 
 def _print_row(row: dict, ckpt: Path | None) -> None:

@@ -28,8 +28,15 @@ from typing import Any
 
 from climviz.training.result import RESULT_PREFIX, result_from_json, result_to_json
 
-__all__ = ["register", "run", "main", "build_parser", "RESULT_PREFIX", "result_to_json",
-           "result_from_json"]
+__all__ = [
+    "RESULT_PREFIX",
+    "build_parser",
+    "main",
+    "register",
+    "result_from_json",
+    "result_to_json",
+    "run",
+]
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:

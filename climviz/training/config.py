@@ -17,16 +17,26 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from climviz._fields import (
+    Bool,
+    Choice,
+    Float,
+    Int,
+    bad_value,
+    coerce_numbers,
+    spec,
+    validate,
+)
 from climviz.data.schema import CHANNELS, NUM_CLASSES
-from climviz._fields import Bool, Choice, Float, Int, bad_value, coerce_numbers, spec, validate
 from climviz.errors import ConfigError
 from climviz.utils.atomic import atomic_path
 
-__all__ = ["TrainConfig", "as_config", "MODEL_PRESETS", "OPTIMIZERS", "SCHEDULES", "PRECISIONS"]
+__all__ = ["MODEL_PRESETS", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "TrainConfig", "as_config"]
 
 #: Known model names and their presets (kept in sync with ``climviz.models``).
 MODEL_PRESETS: dict[str, tuple[str, ...]] = {
@@ -330,7 +340,7 @@ class TrainConfig:
         """Samples per optimizer step across all workers: batch_size * grad_accum * W."""
         return self.batch_size * self.grad_accum * world_size
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated)."""
         d = self.to_dict()
         unknown = sorted(set(changes) - set(d))
@@ -348,7 +358,7 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
         """Build from a mapping; unknown keys raise ConfigError naming them."""
         if not isinstance(d, Mapping):
             raise ConfigError(f"TrainConfig: expected a mapping of keys to values, found "
@@ -392,7 +402,7 @@ class TrainConfig:
         return path
 
     @classmethod
-    def from_yaml(cls, text_or_path: str | os.PathLike) -> "TrainConfig":
+    def from_yaml(cls, text_or_path: str | os.PathLike) -> TrainConfig:
         """Parse YAML text, or read a YAML file when given an existing path."""
         import yaml
 
@@ -419,7 +429,7 @@ class TrainConfig:
         return cls.from_dict(d)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "TrainConfig":
+    def from_file(cls, path: str | os.PathLike) -> TrainConfig:
         """Read a ``.yaml``/``.yml`` or ``.json`` config file."""
         path = Path(path)
         if not path.exists():

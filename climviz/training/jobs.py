@@ -19,16 +19,17 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Mapping
+from typing import IO, Any
 from urllib.parse import urlparse
 
 from climviz.errors import ClusterError, ConfigError
 from climviz.training.config import as_config
 from climviz.training.result import RESULT_PREFIX, default_run_dir, result_from_json
 
-__all__ = ["submit_training", "TrainingJob", "TERMINAL_STATES"]
+__all__ = ["TERMINAL_STATES", "TrainingJob", "submit_training"]
 
 #: Job states after which nothing changes any more.
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -62,7 +63,7 @@ def _client(address: str, timeout_s: float = 30.0) -> Any:
 
         headers = dict(AuthenticationTokenLoader.instance().get_token_for_http_header(
             ignore_auth_mode=True) or {})
-    except Exception:  # a Ray without token authentication: no header
+    except Exception:  # noqa: BLE001 -- a Ray without token authentication: no header
         headers = {}
     try:
         return JobSubmissionClient(address, headers=headers or None)
@@ -111,7 +112,7 @@ class TrainingJob:
         return self._client_obj
 
     @classmethod
-    def attach(cls, job_id: str, address: str | None = None) -> "TrainingJob":
+    def attach(cls, job_id: str, address: str | None = None) -> TrainingJob:
         """Find a job submitted earlier (e.g. from a notebook that was closed)."""
         address = _dashboard_address(address)
         client = _client(address)

@@ -38,9 +38,10 @@ import os
 import resource
 import shutil
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,13 +50,34 @@ from climviz.data.schema import CLASS_KEYS
 from climviz.errors import ConfigError
 from climviz.training.checkpoint import load_checkpoint, save_checkpoint
 from climviz.training.config import TrainConfig
-from climviz.training.metrics import all_reduce_sum, confusion_matrix, metrics_from_confusion
-from climviz.training.state import (TrainState, apply_lr, open_training_data, restore,
-                                    scheduler_state, setup)
+from climviz.training.metrics import (
+    all_reduce_sum,
+    confusion_matrix,
+    metrics_from_confusion,
+)
+from climviz.training.state import (
+    TrainState,
+    apply_lr,
+    open_training_data,
+    restore,
+    scheduler_state,
+    setup,
+)
 
-__all__ = ["run_training", "open_training_data", "epoch_dir", "TrainState", "setup", "restore",
-           "wrap_model", "train_epoch", "validate", "end_epoch", "DivergenceError",
-           "EpochTotals"]
+__all__ = [
+    "DivergenceError",
+    "EpochTotals",
+    "TrainState",
+    "end_epoch",
+    "epoch_dir",
+    "open_training_data",
+    "restore",
+    "run_training",
+    "setup",
+    "train_epoch",
+    "validate",
+    "wrap_model",
+]
 
 ReportFn = Callable[[dict, "Path | None"], None]
 StepFn = Callable[[dict], None]
@@ -94,7 +116,7 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 def _default_device() -> torch.device:
     if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")
 
 

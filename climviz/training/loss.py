@@ -12,7 +12,7 @@ instead: :func:`jaccard_loss`, selected by ``TrainConfig(loss="jaccard")``.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -21,8 +21,16 @@ from torch import nn
 
 from climviz.errors import ConfigError, DataError
 
-__all__ = ["class_counts", "class_weights_from_counts", "class_weights_from_labels",
-           "WeightedLoss", "soft_overlap_loss", "jaccard_loss", "JaccardLoss", "build_loss"]
+__all__ = [
+    "JaccardLoss",
+    "WeightedLoss",
+    "build_loss",
+    "class_counts",
+    "class_weights_from_counts",
+    "class_weights_from_labels",
+    "jaccard_loss",
+    "soft_overlap_loss",
+]
 
 
 def class_counts(labels: np.ndarray | Iterable[np.ndarray], num_classes: int = 3) -> np.ndarray:

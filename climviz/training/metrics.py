@@ -11,8 +11,13 @@ import torch
 
 from climviz.data.schema import CLASS_KEYS
 
-__all__ = ["confusion_matrix", "iou_from_confusion", "pixel_accuracy", "metrics_from_confusion",
-           "all_reduce_sum"]
+__all__ = [
+    "all_reduce_sum",
+    "confusion_matrix",
+    "iou_from_confusion",
+    "metrics_from_confusion",
+    "pixel_accuracy",
+]
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 3) -> torch.Tensor:

@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,8 +23,15 @@ from torch.optim import Optimizer
 from climviz.errors import ConfigError
 from climviz.training.config import TrainConfig, scale_lr
 
-__all__ = ["LAMB", "LARC", "WarmupDecay", "param_groups", "build_optimizer", "build_scheduler",
-           "scale_lr"]
+__all__ = [
+    "LAMB",
+    "LARC",
+    "WarmupDecay",
+    "build_optimizer",
+    "build_scheduler",
+    "param_groups",
+    "scale_lr",
+]
 
 
 def _closure_loss(closure: Any) -> Any:
@@ -238,7 +246,7 @@ class WarmupDecay:
                               f"(is the training split smaller than one batch?)")
         self.steps_per_epoch = int(steps_per_epoch)
         self.total_steps = int(steps_per_epoch * epochs)
-        self.warmup_steps = int(round(warmup_epochs * steps_per_epoch))
+        self.warmup_steps = round(warmup_epochs * steps_per_epoch)
         self.start = float(warmup_start_factor)
         self.schedule = schedule
         self.min = float(min_lr_factor)

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
 from climviz.errors import ConfigError
 
-__all__ = ["cpu_has_native_bf16", "resolve_precision", "PrecisionPlan", "MixedPrecision"]
+__all__ = ["MixedPrecision", "PrecisionPlan", "cpu_has_native_bf16", "resolve_precision"]
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

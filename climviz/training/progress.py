@@ -32,13 +32,13 @@ import time
 from typing import IO, Any
 
 __all__ = [
+    "EPOCH_COLUMNS",
+    "NullProgress",
     "Progress",
     "TextProgress",
     "WidgetProgress",
-    "NullProgress",
-    "make_progress",
     "in_notebook",
-    "EPOCH_COLUMNS",
+    "make_progress",
 ]
 
 #: (metrics key, column title, format) shown for each epoch.
@@ -76,7 +76,7 @@ def in_notebook() -> bool:
         return False
     try:
         shell = ip_mod.get_ipython()
-    except Exception:
+    except Exception:  # noqa: BLE001 -- any IPython failure means "not a notebook"
         return False
     if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
         return False

@@ -49,15 +49,21 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from climviz.errors import CheckpointError, ClimvizError, ClusterError, ConfigError
 from climviz.training.checkpoint import checkpoint_file, find_latest_checkpoint
 from climviz.training.config import TrainConfig, as_config
-from climviz.training.result import TrainResult, default_run_dir, metrics_frame, result_from_history
+from climviz.training.result import (
+    TrainResult,
+    default_run_dir,
+    metrics_frame,
+    result_from_history,
+)
 
-__all__ = ["train_on_ray", "default_num_workers"]
+__all__ = ["default_num_workers", "train_on_ray"]
 
 #: Environment variables (test hooks) forwarded from the driver to the Ray workers.
 FORWARDED_ENV_PREFIX = "CLIMVIZ_"
@@ -99,7 +105,7 @@ class _Poller:
         self._thread = threading.Thread(target=self._run, name="climviz-progress", daemon=True)
         self._lock = threading.Lock()
 
-    def start(self) -> "_Poller":
+    def start(self) -> _Poller:
         self._thread.start()
         return self
 
@@ -109,14 +115,14 @@ class _Poller:
         with self._lock:
             try:
                 events = ray.get(self.sink.drain.remote(), timeout=30)
-            except Exception:
+            except Exception:  # noqa: BLE001 -- progress is best effort; training goes on
                 return
             for ev in events:
                 if ev.get("type") == "step" and self.first_step_time is None:
                     self.first_step_time = float(ev.get("time", time.time()))
                 try:
                     self.progress.update(ev)
-                except Exception:  # a display problem must not stop training
+                except Exception:  # noqa: BLE001, S110 -- a display problem must not stop training
                     pass
 
     def _run(self) -> None:
@@ -313,7 +319,7 @@ def _steps_per_epoch(cfg: Any, n_times: int, world_size: int) -> int | None:
         if cfg.max_steps_per_epoch is not None:
             steps = min(steps, cfg.max_steps_per_epoch)
         return int(steps) if steps > 0 else None
-    except Exception:
+    except Exception:  # noqa: BLE001 -- only the progress bar's total; the engine decides
         return None
 
 

@@ -22,8 +22,17 @@ from climviz.errors import CheckpointError
 from climviz.training.checkpoint import checkpoint_file, find_latest_checkpoint
 from climviz.training.config import TrainConfig
 
-__all__ = ["TrainResult", "METRIC_COLUMNS", "metrics_frame", "RESULT_PREFIX", "result_to_json",
-           "result_from_json", "result_from_history", "default_run_dir", "epoch_dir"]
+__all__ = [
+    "METRIC_COLUMNS",
+    "RESULT_PREFIX",
+    "TrainResult",
+    "default_run_dir",
+    "epoch_dir",
+    "metrics_frame",
+    "result_from_history",
+    "result_from_json",
+    "result_to_json",
+]
 
 #: Prefix of the result line ``climviz train`` prints at the end of a successful run.
 RESULT_PREFIX = "CLIMVIZ_RESULT "
@@ -98,7 +107,7 @@ class TrainResult:
                 "extra": dict(self.extra)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainResult":
+    def from_dict(cls, d: dict[str, Any]) -> TrainResult:
         """Inverse of :meth:`to_dict`."""
         rows = [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in d["metrics"]]
         return cls(checkpoint=Path(d["checkpoint"]), best_checkpoint=Path(d["best_checkpoint"]),

@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +34,14 @@ from climviz.training.loss import build_loss, class_counts, class_weights_from_c
 from climviz.training.optim import WarmupDecay, build_optimizer
 from climviz.training.precision import MixedPrecision
 
-__all__ = ["TrainState", "setup", "restore", "apply_lr", "scheduler_state",
-           "open_training_data"]
+__all__ = [
+    "TrainState",
+    "apply_lr",
+    "open_training_data",
+    "restore",
+    "scheduler_state",
+    "setup",
+]
 
 
 @dataclass

@@ -9,8 +9,13 @@ import pytest
 import torch
 
 from climviz.errors import DataError
-from climviz.training.loss import (WeightedLoss, class_counts, class_weights_from_counts,
-                                   class_weights_from_labels, soft_overlap_loss)
+from climviz.training.loss import (
+    WeightedLoss,
+    class_counts,
+    class_weights_from_counts,
+    class_weights_from_labels,
+    soft_overlap_loss,
+)
 
 
 def test_inverse_frequency_weights_by_hand():
