@@ -38,7 +38,8 @@ from climviz.utils.atomic import atomic_path
 
 __all__ = ["MODEL_PRESETS", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "TrainConfig", "as_config"]
 
-#: Known model names and their presets (kept in sync with ``climviz.models``).
+#: Known model names and their presets: the keys of ``climviz.models.registry.PRESETS``,
+#: held here without importing torch (tests/training/test_config.py checks they agree).
 MODEL_PRESETS: dict[str, tuple[str, ...]] = {
     "deeplabv3plus": ("paper", "deepcam", "resnet50-os16", "tiny"),
     "tiramisu": ("paper", "fcdensenet-os32", "tiny"),

@@ -151,3 +151,11 @@ def test_lr_scaling_rules():
     assert math.isclose(TrainConfig(lr=0.01, lr_scaling="linear").scaled_lr(1), 0.01)
     with pytest.raises(ConfigError, match="world_size"):
         scale_lr(0.1, 0)
+
+
+def test_model_presets_agree_with_the_model_registry():
+    from climviz.models.registry import PRESETS
+    from climviz.training.config import MODEL_PRESETS
+
+    assert {k: set(v) for k, v in MODEL_PRESETS.items()} == {k: set(v) for k, v in PRESETS.items()}
+    assert TrainConfig(model="cgnet", preset="tiny", loss="jaccard").model == "cgnet"
