@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from climviz.events import label, label_table, table
-from climviz.events.track import track_masks
+from climviz.events.tracking import track_masks
 
 from _common import PeakRSS, machine_info, save_result  # benchmarks/_common.py (this script's folder)
 

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from climviz.errors import DataError
-from climviz.events.label import LAT_NAMES, LON_NAMES, _check_mask_array, find_dim, mask_variable
+from climviz.events.labelling import LAT_NAMES, LON_NAMES, _check_mask_array, find_dim, mask_variable
 
 #: Cells per block for in-memory input (bounds temporaries to a few hundred MB).
 BLOCK_CELLS = 16_000_000

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from climviz.data.schema import CLASSES
     from climviz.errors import DataError
     from climviz.events.stats import frequency, summarize
-    from climviz.events.track import TrackConfig, track_masks
+    from climviz.events.tracking import TrackConfig, track_masks
     from climviz.utils.atomic import atomic_path
     from climviz.utils.output import check_output_location, translate_write_errors
 

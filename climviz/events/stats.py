@@ -18,7 +18,7 @@ _GROUPS = ("season", "month", "year", "dayofyear", "hour")
 def _mask_da(mask: Any, name: str = "mask") -> Any:
     import xarray as xr
 
-    from climviz.events.label import mask_variable
+    from climviz.events.labelling import mask_variable
 
     mask = mask_variable(mask, name)
     if not isinstance(mask, xr.DataArray):
@@ -109,7 +109,7 @@ def land_lookup(land: Any, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
     if not isinstance(land, xr.DataArray):
         raise DataError(f"land: expected a DataArray (lat, lon), found {type(land).__name__}")
-    from climviz.events.label import LAT_NAMES, LON_NAMES, find_dim
+    from climviz.events.labelling import LAT_NAMES, LON_NAMES, find_dim
 
     latd = find_dim(land, LAT_NAMES, "latitude")
     lond = find_dim(land, LON_NAMES, "longitude")
@@ -132,7 +132,7 @@ def summarize(events: Any, *, land: Any = None, years: float | None = None,
     Parameters
     ----------
     events
-        A :class:`~climviz.events.track.Tracks` (event and track statistics) or
+        A :class:`~climviz.events.Tracks` (event and track statistics) or
         an event table from :func:`climviz.events.table` (event statistics only).
     land
         Optional land mask/fraction DataArray (lat, lon); a track is
@@ -153,7 +153,7 @@ def summarize(events: Any, *, land: Any = None, years: float | None = None,
         ``tracks_per_year, lifetime_mean_h, lifetime_q50_h..., path_length_mean_km``,
         and with ``land`` ``landfalling, landfalling_fraction``.
     """
-    from climviz.events.track import Tracks
+    from climviz.events.tracking import Tracks
 
     if isinstance(events, Tracks):
         tab, trk = events.events, events.tracks

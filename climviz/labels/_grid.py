@@ -289,7 +289,7 @@ def label_periodic(mask: np.ndarray, periodic: bool = True) -> tuple[np.ndarray,
     n : int
         Number of components.
     """
-    from climviz.events.label import label
+    from climviz.events.labelling import label
 
     mask = np.asarray(mask, dtype=bool)
     lab = np.asarray(label(mask.view(np.uint8), periodic=periodic), dtype=np.int32)

@@ -164,7 +164,7 @@ def test_bad_masks_are_clear_errors():
 
 def test_run_length_labelling_groups_cells_like_the_ndimage_path(random_masks):
     """The run-length algorithm against scipy.ndimage.label plus a seam union-find, seam included."""
-    from climviz.events.label import LabelOptions, _label_block, _label_block_ndimage
+    from climviz.events.labelling import LabelOptions, _label_block, _label_block_ndimage
 
     masks = np.concatenate([random_masks, np.roll(random_masks, 7, axis=2)])  # events across the seam
     opts = LabelOptions(min_cells=2)
@@ -204,7 +204,7 @@ def _regional_and_global():
 
 def test_regional_grid_edges_stay_apart_and_a_global_seam_joins():
     from climviz.events import is_global_lon, label_table
-    from climviz.events.track import track_masks
+    from climviz.events.tracking import track_masks
 
     lat, lon_reg, m_reg, lon_glob, m_glob = _regional_and_global()
     assert not is_global_lon(lon_reg) and is_global_lon(lon_glob)
@@ -260,7 +260,7 @@ def test_four_connectivity_keeps_diagonal_neighbours_apart(random_masks):
     seam[4, 0] = 1
     assert label_step(seam, connectivity=4)[1] == 1
     # the run-length and the ndimage implementations agree on 4-connectivity too
-    from climviz.events.label import LabelOptions, _label_block, _label_block_ndimage
+    from climviz.events.labelling import LabelOptions, _label_block, _label_block_ndimage
 
     both = np.concatenate([random_masks, np.roll(random_masks, 7, axis=2)])
     opts = LabelOptions(connectivity=4)

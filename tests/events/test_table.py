@@ -252,3 +252,4 @@ def test_length_and_width_of_lat_lon_rectangles_on_the_sphere():
     cell = table(label(one), one, lat=lat10, lon=lon10).iloc[0]
     assert cell["length_km"] == pytest.approx(R * math.radians(10.0), rel=1e-12)
     assert cell["width_km"] == pytest.approx(R * math.radians(10.0) * math.cos(math.radians(5.0)), rel=1e-12)
+

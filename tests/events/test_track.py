@@ -10,7 +10,7 @@ import pytest
 
 from climviz.errors import ConfigError, DataError
 from climviz.events import label, table, track
-from climviz.events.track import TrackConfig, track_masks
+from climviz.events.tracking import TrackConfig, track_masks
 
 from .conftest import as_dataarray, regular_grid
 
@@ -139,7 +139,7 @@ def test_bad_tracking_inputs():
 def test_overlap_areas_match_a_cell_by_cell_count(random_masks):
     """Run-interval overlaps against the plain per-cell definition, areas written out."""
     from climviz.events import label
-    from climviz.events.track import overlaps
+    from climviz.events.tracking import overlaps
 
     lat, lon = regular_grid(*random_masks.shape[1:])
     labels = label(random_masks)
@@ -340,6 +340,6 @@ def test_track_columns_aggregate_as_named():
     assert row["F_integral_mean"] == pytest.approx(np.mean(integrals), rel=1e-12)
     assert row["F_integral_max"] == pytest.approx(max(integrals), rel=1e-12)
     assert "F_integral" not in tr.tracks.columns
-    from climviz.events.track import TRACK_COLUMNS
+    from climviz.events.tracking import TRACK_COLUMNS
 
     assert list(tr.tracks.columns[: len(TRACK_COLUMNS)]) == list(TRACK_COLUMNS)

@@ -16,7 +16,7 @@ import pytest
 
 import climviz as cv
 from climviz.events import great_circle_km, summarize
-from climviz.events.track import track_masks
+from climviz.events.tracking import track_masks
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ import pandas as pd
 
 from climviz.errors import ConfigError, DataError
 from climviz.events.geometry import EARTH_RADIUS_KM, great_circle_km
-from climviz.events.label import Geo, LabelOptions, Runs, _label_block, find_runs, resolve_periodic
+from climviz.events.labelling import Geo, LabelOptions, Runs, _label_block, find_runs, resolve_periodic
 
 __all__ = ["TrackConfig", "Tracks", "track", "track_masks", "overlaps", "TRACK_COLUMNS", "TRACK_FIELD_COLUMNS"]
 
@@ -729,10 +729,17 @@ def track_masks(
     -------
     Tracks
     """
-    import xarray as xr
-
     from climviz.events._source import MaskSource
-    from climviz.events.table import _Accumulator, _check_centroid, _frame, _names, _stat_spec, table_runs
+    from climviz.events.tables import (
+        _Accumulator,
+        _check_centroid,
+        _frame,
+        _names,
+        _stat_spec,
+        table_runs,
+    )
+
+    import xarray as xr
 
     cfg = _config(config, kw)
     if isinstance(fields, xr.Dataset):

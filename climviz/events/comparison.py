@@ -86,7 +86,7 @@ def _series(mask: Any, classes: tuple[int, ...], radius_km: float, min_cells: in
             block_steps: int | None) -> tuple[dict[str, np.ndarray], Any]:
     """Per-step series per class: covered area fraction, event count, total event area."""
     from climviz.events._source import MaskSource
-    from climviz.events.table import label_table
+    from climviz.events.tables import label_table
 
     src = MaskSource.from_any(mask)
     _, tab = label_table(mask, return_labels=False, min_cells=min_cells, min_area_km2=min_area_km2,

@@ -19,7 +19,7 @@ import pandas as pd
 from climviz.errors import DataError
 from climviz.events.geometry import EARTH_RADIUS_KM, lat_edges
 from climviz.events._source import MaskSource
-from climviz.events.label import Geo, LabelOptions, Runs, _label_block, find_runs, mask_variable, resolve_periodic
+from climviz.events.labelling import Geo, LabelOptions, Runs, _label_block, find_runs, mask_variable, resolve_periodic
 
 __all__ = ["table", "label_table", "table_runs", "TABLE_COLUMNS", "STATS", "CENTROIDS"]
 

@@ -20,7 +20,7 @@ import pandas as pd
 from climviz.data.schema import CLASSES
 from climviz.errors import DataError
 from climviz.events.geometry import EARTH_RADIUS_KM
-from climviz.events.label import Geo, LabelOptions, _label_block, resolve_periodic
+from climviz.events.labelling import Geo, LabelOptions, _label_block, resolve_periodic
 
 __all__ = ["skill"]
 
@@ -82,7 +82,7 @@ def skill(
     for sl in slices:
         p = sp._get(sp.mask, sl)
         t = st._get(st.mask, sl)
-        from climviz.events.label import _check_mask_array
+        from climviz.events.labelling import _check_mask_array
 
         p = _check_mask_array(np.asarray(p), "pred")
         t = _check_mask_array(np.asarray(t), "truth")
