@@ -39,7 +39,7 @@ from climviz.events.labelling import Geo, LabelOptions, Runs, _label_block, find
 __all__ = ["TrackConfig", "Tracks", "track", "track_masks", "overlaps", "TRACK_COLUMNS", "TRACK_FIELD_COLUMNS"]
 
 EDGE_COLUMNS = ("step_from", "event_from", "step_to", "event_to", "class", "overlap_km2",
-                "overlap_frac", "distance_km", "link", "kind", "track_from", "track_to")
+                "overlap_frac", "overlap_iou", "distance_km", "link", "kind", "track_from", "track_to")
 
 
 @dataclass
@@ -144,8 +144,11 @@ class Tracks:
     events
         The event table with a ``track_id`` column (events of dropped tracks removed).
     edges
-        The track graph: every link between events of consecutive steps,
-        with ``kind`` "continue", "split" or "merge" and the tracks at both ends.
+        The track graph: every link between events of consecutive steps (or
+        across missing steps, ``step_to - step_from > 1``): ``overlap_km2``,
+        ``overlap_frac`` (of the smaller event), ``overlap_iou`` (overlap over
+        union), centroid ``distance_km``, ``link`` ("overlap" | "distance"),
+        ``kind`` ("continue" | "split" | "merge") and the tracks at both ends.
     config
         The :class:`TrackConfig` used.
     """
