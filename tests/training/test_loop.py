@@ -254,3 +254,16 @@ def test_two_process_ddp_shards_data_and_sums_confusion_matrices(small_run, tiny
     expect = metrics_from_confusion(cm)
     assert row0["miou"] == pytest.approx(expect["miou"], abs=1e-6)
     assert row0["pixel_accuracy"] == pytest.approx(expect["pixel_accuracy"], abs=1e-6)
+
+
+def test_cgnet_trains_with_the_climatenet_jaccard_recipe(small_run, tiny_config, tmp_path):
+    """ClimateNet's recipe: CGNet, softmax Jaccard loss, Adam(W) at lr 1e-3 without decay."""
+    cfg = tiny_config(model="cgnet", preset="tiny", loss="jaccard", lr=1e-3, weight_decay=0.0,
+                      warmup_epochs=0, schedule="constant", epochs=1, max_steps_per_epoch=3)
+    steps = []
+    rows = run_training(cfg, small_run, checkpoint_dir=tmp_path, step_callback=steps.append)
+    assert len(steps) == 3 and all(0.0 <= s["loss"] <= 1.0 for s in steps)   # 1 - mean IoU
+    assert all(s["lr"] == pytest.approx(1e-3) for s in steps)
+    assert 0.0 <= rows[0]["val_loss"] <= 1.0
+    net, meta = load_model(epoch_dir(tmp_path, 1))
+    assert type(net).__name__ == "CGNet" and meta["config"]["loss"] == "jaccard"
