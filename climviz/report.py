@@ -7,7 +7,7 @@
   run's ``LABELS``, next to the heuristic detectors on the same steps), maps, training
   curves, event counts and links to everything else; plain HTML, no JavaScript.
 * ``explorer.html`` -- an interactive, self-contained map (time slider, variable
-  choice, class toggles in the legend) with the events table.
+  choice, class check boxes) with the events of the step shown.
 * ``scorecard.csv`` -- IoU per class and event-level POD / FAR / CSI, model and heuristic.
 * ``events.csv``, ``tracks.csv``, ``event_counts.csv`` -- events, tracks, and counts and mean
   areas per class.
@@ -250,7 +250,7 @@ def tracks_map(tracks, path: Path, title: str = "event tracks") -> Path:
     ax.add_feature(coastline_feature("c"))
     ev = tracks.events
     seen: set[int] = set()
-    for tid, g in ev.sort_values("time").groupby("track_id"):
+    for _, g in ev.sort_values("time").groupby("track_id"):
         cls = int(g["class"].iloc[0])
         lon = ((g["centroid_lon"].to_numpy() + 180.0) % 360.0) - 180.0
         lat = g["centroid_lat"].to_numpy()
@@ -386,7 +386,7 @@ def explorer_page(run, masks, tab: pd.DataFrame, path: Path, *, variables: Seque
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
 
-    from climviz.viz import CLASS_LONG
+    from climviz.viz import CLASS_COLORS, CLASS_LONG
     from climviz.viz.coastlines import coastline_lines
     from climviz.viz.style import display_field
 
@@ -435,14 +435,12 @@ def explorer_page(run, masks, tab: pd.DataFrame, path: Path, *, variables: Seque
         class_frames[cls] = [_class_rgba(mask.isel(time=i).values, cls) for i in range(mask.sizes["time"])]
         src = ColumnDataSource({"image": [class_frames[cls][0]]})
         class_renderers.append(fig.image_rgba(image="image", source=src, x=x0, y=y0, dw=w, dh=h,
-                                              legend_label=CLASS_LONG[cls]))
+                                              name=f"class_{cls}"))
     xs, ys = [], []
     for line in coastline_lines("c"):
         xs.append(line[:, 0].tolist())
         ys.append(line[:, 1].tolist())
     fig.multi_line(xs, ys, line_color="black", line_width=0.7)
-    fig.legend.location = "bottom_left"
-    fig.legend.click_policy = "hide"
     fig.xgrid.grid_line_color = fig.ygrid.grid_line_color = "#555555"
     fig.xgrid.grid_line_alpha = fig.ygrid.grid_line_alpha = 0.35
     fig.xgrid.grid_line_dash = fig.ygrid.grid_line_dash = [4, 4]
@@ -456,8 +454,10 @@ def explorer_page(run, masks, tab: pd.DataFrame, path: Path, *, variables: Seque
     all_events["_step"] = [int(s) for s in step_of]
     ev_src = ColumnDataSource({k: [x for x, s in zip(v, all_events["_step"]) if s == 0]
                                for k, v in all_events.items()})
-    table = DataTable(source=ev_src, columns=[TableColumn(field=str(c), title=str(c)) for c in t.columns],
-                      width=1000, height=230, index_position=None, sortable=True)
+    widths = {"time (UTC)": 130, "class": 50, "event": 50, "track": 50}
+    table = DataTable(source=ev_src, columns=[TableColumn(field=str(c), title=str(c), width=widths.get(str(c), 110))
+                                              for c in t.columns],
+                      width=1250, height=230, index_position=None, sortable=True, autosize_mode="none")
     ev_head = Div(text=f"<b>Events at this step</b> ({int((step_of == 0).sum())} of {len(tab)} in the run; "
                        f"all in events.csv)")
 
@@ -466,7 +466,10 @@ def explorer_page(run, masks, tab: pd.DataFrame, path: Path, *, variables: Seque
     when = Div(text=f"<b>{stamps[0]}</b>")
     select = Select(title="variable", value=first, options=[(k, labels[k]) for k in frames], width=280)
     toggles = CheckboxGroup(labels=[CLASS_LONG[1], CLASS_LONG[2]], active=[0, 1], inline=True)
-    args = {"slider": slider, "select": select, "img_src": img_src, "mapper": mapper, "cbar": cbar, "fig": fig, "when": when,
+    key = Div(text=" ".join(f"<span style='color:{CLASS_COLORS[c]};font-size:1.3em'>&#9632;</span> {CLASS_LONG[c]}"
+                            for c in (1, 2)))
+    args = {"slider": slider, "select": select, "img_src": img_src, "mapper": mapper, "cbar": cbar, "fig": fig,
+            "when": when,
                 "frames": frames, "clims": clims, "labels": labels, "palettes": palettes, "stamps": stamps,
                 "tc_src": class_renderers[0].data_source, "ar_src": class_renderers[1].data_source,
                 "tc_frames": class_frames[1], "ar_frames": class_frames[2], "ev_src": ev_src, "all_events": all_events,
@@ -485,16 +488,18 @@ def explorer_page(run, masks, tab: pd.DataFrame, path: Path, *, variables: Seque
         const d = {};
         for (const c of Object.keys(all_events)) d[c] = keep.map(k => all_events[c][k]);
         ev_src.data = d;
-        ev_head.text = '<b>Events at this step</b> (' + keep.length + ' of ' + n_total + ' in the run; all in events.csv)';
+        ev_head.text = '<b>Events at this step</b> (' + keep.length + ' of ' + n_total
+                       + ' in the run; all in events.csv)';
     """)
     slider.js_on_change("value", update)
     select.js_on_change("value", update)
     toggles.js_on_change("active", CustomJS(args={"r": class_renderers, "toggles": toggles}, code="""
         r[0].visible = toggles.active.includes(0); r[1].visible = toggles.active.includes(1);"""))
     intro = Div(text=f"<h2>{html.escape(title)}</h2><p>Move the <b>time step</b> slider, pick a <b>variable</b>, "
-                     "tick the <b>classes</b> to show (or click them in the legend). Everything is embedded: "
+                     "tick the <b>classes</b> to show. Everything is embedded: "
                      "this page works offline.</p>", width=1000)
-    layout = column(intro, row(select, column(Div(text="classes"), toggles)), row(slider, when), fig, ev_head, table)
+    layout = column(intro, row(select, column(Div(text="classes shown"), toggles, key)), row(slider, when), fig,
+                    ev_head, table)
     page = file_html(layout, INLINE, title=title)
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
