@@ -1081,7 +1081,7 @@ def detect_tc_nodes(ds: xr.Dataset, config: TCConfig | dict | None = None, *, co
         parts.append(pd.DataFrame({
             "time_index": r["t"].astype(np.int64) + t0,
             "lat": grid.lat[r["i"].astype(np.int64)],
-            "lon": grid.lon[r["j"].astype(np.int64)],
+            "lon": np.mod(grid.lon[r["j"].astype(np.int64)], 360.0),
             "psl_pa": r["psl"].astype(np.float64),
             "vorticity_per_s": r["vort"].astype(np.float64),
             "max_wind_ms": r["wind"].astype(np.float64),
