@@ -272,6 +272,16 @@ def test_look_ahead_links_across_one_missing_step():
     assert gap["distance_km"].iloc[0] == pytest.approx(two, rel=1e-9)
     # an allowance of 880 km links neither the steps nor the gap (1760 km < 1757 km is false)
     assert len(_tracks_of(m, max_gap_steps=1, max_distance_km=878.0).tracks.query("`class` == 1")) == 4
+    # in memory, and streamed one step at a time (two steps carried between blocks), alike
+    lat, lon = regular_grid(36, 72)
+    da = as_dataarray(m, lat, lon)
+    tab = table(lab, m, lat=lat, lon=lon, time=da["time"].values)
+    mem = track(tab, lab, lat=lat, lon=lon, max_gap_steps=1, max_distance_km=900.0)
+    pd.testing.assert_frame_equal(mem.tracks, ahead.tracks)
+    pd.testing.assert_frame_equal(mem.edges, ahead.edges)
+    for steps in (1, 2):
+        streamed = track_masks(da.chunk({"time": steps}), max_gap_steps=1, max_distance_km=900.0)
+        pd.testing.assert_frame_equal(streamed.edges, ahead.edges)
     with pytest.raises(ConfigError, match="max_gap_steps"):
         TrackConfig(max_gap_steps=-1)
 
