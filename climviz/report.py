@@ -511,7 +511,9 @@ def explorer_page(run, masks, tab: pd.DataFrame, path: Path, *, variables: Seque
 
 def _fmt(v: Any) -> str:
     if isinstance(v, (float, np.floating)):
-        return "–" if np.isnan(v) else f"{v:.3f}"
+        if np.isnan(v):
+            return "–"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3f}"
     return html.escape(str(v))
 
 
@@ -549,14 +551,15 @@ def index_page(path: Path, *, title: str, verdict: str | None, facts: list[tuple
     css = ("body{font:14px/1.45 system-ui,sans-serif;max-width:1180px;margin:1.5em auto;padding:0 1em;color:#222}"
            "table{border-collapse:collapse;margin:.5em 0}td,th{padding:3px 10px;border-bottom:1px solid #ddd;"
            "text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}"
-           "img{max-width:100%;border:1px solid #ddd;margin:.3em 0}.ok{color:#1a7f37}.bad{color:#b42318}"
+           ".facts td{text-align:left}img{max-width:100%;border:1px solid #ddd;margin:.3em 0}"
+           ".ok{color:#1a7f37}.bad{color:#b42318}"
            ".verdict{font-size:1.15em;font-weight:600;padding:.6em;border-radius:6px;background:#f6f8fa}")
     parts = [(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>")]
     if verdict:
         cls = "ok" if verdict.startswith("PASS") else "bad"
         parts.append(f"<p class='verdict {cls}'>{html.escape(verdict)}</p>")
-    parts.append("<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+    parts.append("<table class='facts'>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                                       for k, v in facts) + "</table>")
     parts.append("<h2>Skill against the labels</h2>")
     if card is not None:
@@ -790,22 +793,15 @@ def report(masks, *, run=None, out: str | Path = "climviz_report", overwrite: bo
              ("event_counts.csv", "counts and mean areas per class")]
     if card is not None:
         links.insert(1, ("scorecard.csv", "skill per class, model and heuristic"))
-    for key in ("training_metrics", "masks", "summary"):
-        links.append((f"{key}.csv" if key == "training_metrics" else ("masks.nc" if key == "masks" else "summary.json"),
-                      {"training_metrics": "per-epoch training metrics", "masks": "predicted masks (CF netCDF)",
-                       "summary": "the printed summary"}[key]))
+    links += [("training_metrics.csv", "per-epoch training metrics"), ("masks.nc", "the masks (CF netCDF)")]
+    if training_metrics is not None:
+        links.append(("summary.json", "the printed summary"))
+    present = {p.name for p in out.iterdir()} | {"summary.json"}
     index_page(out / "index.html", title=title, verdict=verdict, facts=facts or [], card=card,
-               no_skill_reason=no_skill, counts=counts, images=images, links=[lk for lk in links
-                                                                               if lk[0] in _names(files, out)])
+               no_skill_reason=no_skill, counts=counts, images=images,
+               links=[lk for lk in links if lk[0] in present])
     files["index"] = out / "index.html"
     return DemoReport(out=out, files=files, summary=summary)
-
-
-def _names(files: dict[str, Path], out: Path) -> set[str]:
-    names = {p.name for p in files.values()}
-    names.update(p.name for p in out.iterdir()) if out.is_dir() else None
-    names.update({"training_metrics.csv", "masks.nc", "summary.json"} & {p.name for p in out.glob("*")})
-    return names
 
 
 def _pair(a: float, b: float | None) -> str:
