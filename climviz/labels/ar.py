@@ -16,7 +16,7 @@
    250 kg m⁻¹ s⁻¹, the common fixed threshold, e.g. Rutz et al. 2014) or, with
    ``percentile`` set, above that percentile of IVT (per grid cell over time, as
    Guan & Waliser 2015, or over the whole run) and never below ``threshold``.
-3. **Connected regions** per time step (8-connectivity, periodic in longitude,
+3. **Connected regions** per time step (8-connectivity, periodic in longitude on a global grid only,
    not across the poles: the convention of :func:`climviz.events.label`, which a
    test checks; a class-free labeller is used here because it is several times
    faster on a single binary mask); cells equatorward of
@@ -88,6 +88,9 @@ class ARConfig(DictConfig):
         None keeps them. Default 15 (the deep-tropical moisture band is not an AR).
     time_block
         Time steps processed at once (memory bound). Default 16.
+    periodic
+        Regions join across the 0/360° seam: None (default) exactly when the
+        grid covers the globe (a regional grid is not wrapped); True/False force it.
     """
 
     ivt_var: str | None = "IVT"
@@ -103,6 +106,7 @@ class ARConfig(DictConfig):
     ivt_north_var: str | None = "IVT_north"
     exclude_tropics_deg: float | None = 15.0
     time_block: int = 16
+    periodic: bool | None = None
 
     def __post_init__(self) -> None:
         self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[assignment]
@@ -330,7 +334,7 @@ def detect_ar(ds: xr.Dataset, config: ARConfig | None = None) -> ARResult:
     """
     cfg = config or ARConfig()
     ivt = integrated_vapour_transport(ds, cfg)
-    grid = Grid.from_coords(ivt.lat.values, ivt.lon.values)
+    grid = Grid.from_coords(ivt.lat.values, ivt.lon.values, cfg.periodic)
     thr = _threshold(ivt, cfg)
     thr_np = thr.values if isinstance(thr, xr.DataArray) else thr
     allowed = np.ones(grid.lat.size, dtype=bool)

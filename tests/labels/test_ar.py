@@ -146,3 +146,18 @@ def test_dask_backed_runs_give_the_same_answer():
         eager, chunked = detect_ar(ds, cfg), detect_ar(lazy, cfg)
         np.testing.assert_array_equal(chunked.mask.values, eager.mask.values)
     assert eager.mask.values.any()
+
+
+def test_regional_grid_edges_are_not_joined_unless_forced():
+    from climviz.labels import ARConfig, detect_ar
+    from tests.labels.conftest import as_run, filament_fields
+
+    lat = np.arange(10.0, 70.01, 1.0)
+    lon = np.arange(100.0, 180.01, 1.0)  # 100-180 E: regional
+    west = filament_fields(lat, lon, 40.0, 100.0, length_km=3000.0, width_km=300.0)
+    east = filament_fields(lat, lon, 40.0, 180.0, length_km=3000.0, width_km=300.0)
+    f = {"TMQ": np.maximum(west["TMQ"], east["TMQ"]), "U850": west["U850"], "V850": west["V850"]}
+    ds = as_run([f], lat, lon)
+    cfg = {"ivt_var": None, "min_poleward_ivt": None}
+    assert len(detect_ar(ds, ARConfig(**cfg)).regions) == 2
+    assert len(detect_ar(ds, ARConfig(**cfg, periodic=True)).regions) == 1  # joined across 100/180 E
