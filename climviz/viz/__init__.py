@@ -25,6 +25,7 @@ _LAZY = {
     "save_html": "climviz.viz.export",
     "save_static": "climviz.viz.export",
     "save_png": "climviz.viz.export",
+    "notebook_html": "climviz.viz.export",
     "static_map": "climviz.viz.export",
     "coastline_feature": "climviz.viz.coastlines",
     "land_feature": "climviz.viz.coastlines",

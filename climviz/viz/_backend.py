@@ -40,3 +40,15 @@ def ensure_bokeh() -> None:
         pn.extension("tabulator", inline=True)
         hv.extension("bokeh", logo=False, inline=True)
         _NOTEBOOK_READY = True
+
+
+def fixed_size_hook(plot, element) -> None:
+    """HoloViews hook for maps sized by ``frame_width``/``frame_height``: no Bokeh W-1005 warning.
+
+    HoloViews marks such figures ``sizing_mode="fixed"`` without ``width``/``height``
+    (the frame, not the whole figure, has the fixed size), and Bokeh's validator then
+    prints ``W-1005 (FIXED_SIZING_MODE)`` each time the figure is saved or shown,
+    although the size is fully determined. Leaving ``sizing_mode`` unset keeps the
+    same layout and says nothing.
+    """
+    plot.state.sizing_mode = None

@@ -27,7 +27,7 @@ from climviz.errors import DataError
 from climviz.utils.atomic import atomic_path
 from climviz.viz import _grid
 
-__all__ = ["save_html", "static_map", "save_static", "save_png"]
+__all__ = ["save_html", "static_map", "save_static", "save_png", "notebook_html"]
 
 _STATIC_FORMATS = ("png", "pdf", "svg")
 
@@ -104,6 +104,51 @@ def inline_cdn_urls(html: str) -> str:
         return cache[rel]
 
     return _CDN_RE.sub(repl, html)
+
+
+_REMOTE_SCRIPT_RE = re.compile(r"<script[^>]*\ssrc=[\"']https?://[^\"']*[\"'][^>]*>\s*</script>", re.I)
+_REMOTE_LINK_RE = re.compile(r"<link[^>]*\shref=[\"']https?://[^\"']*[\"'][^>]*/?>", re.I)
+
+
+def notebook_html(notebook: Any, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Export an executed notebook to one HTML file that renders offline, maps included.
+
+    The notebook's maps carry BokehJS and Panel inline already (climviz loads
+    them with ``inline=True``, see :func:`climviz.viz._backend.ensure_bokeh`);
+    here nbconvert's ``lab`` template writes the page, Panel's stylesheet URLs
+    become ``data:`` URIs (:func:`inline_cdn_urls`), and the template's remote
+    scripts (require.js, MathJax from a CDN) are left out, so opening the file
+    requests nothing from the network. LaTeX in markdown cells then shows as
+    source text.
+
+    Parameters
+    ----------
+    notebook
+        An executed ``nbformat.NotebookNode`` or the path of an ``.ipynb`` file.
+    path
+        Output ``.html`` file (written atomically).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import copy
+
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(notebook), as_version=4) if isinstance(notebook, (str, os.PathLike)) \
+        else copy.deepcopy(notebook)
+    for cell in nb.cells:  # Panel's comm placeholders carry no data; nbconvert would warn about each
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = [o for o in cell.get("outputs", [])
+                               if o.get("output_type") not in ("display_data", "execute_result") or o.get("data")]
+    html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    html = _REMOTE_LINK_RE.sub("", _REMOTE_SCRIPT_RE.sub("", inline_cdn_urls(html)))
+    path = Path(path)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return path
 
 
 def _pcolormesh_edges(c: np.ndarray) -> np.ndarray:

@@ -111,6 +111,21 @@ def field_image(prep: _grid.Prepared, *, name: str, label: str, crs: Any, cmap: 
     return img.opts(**opts)
 
 
+def _step(c: np.ndarray) -> float:
+    return float(np.median(np.abs(np.diff(c)))) if c.size > 1 else 1.0
+
+
+def frame_height_for(frame_width: int, xspan: float, yspan: float) -> int:
+    """Plot height (pixels) that gives equal x and y scales for a ``xspan`` x ``yspan`` extent.
+
+    Setting it (with the width) fixes the figure's size, so Bokeh neither has to
+    guess a height nor warns ``W-1005 FIXED_SIZING_MODE`` when the map is saved.
+    """
+    if xspan <= 0 or yspan <= 0:
+        return int(frame_width // 2)
+    return int(max(120, round(frame_width * yspan / xspan)))
+
+
 def _robust_clim(field: xr.DataArray, max_steps: int = 24, *, diverging: bool = False,
                  center: float = 0.0) -> tuple[float, float] | None:
     """Colour limits of a (possibly long, large, dask-backed) field: see :func:`_grid.robust_limits`.
@@ -220,7 +235,7 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
     """
     import holoviews as hv
 
-    from climviz.viz._backend import ensure_bokeh
+    from climviz.viz._backend import ensure_bokeh, fixed_size_hook
     from climviz.viz.coastlines import coastlines
 
     ensure_bokeh()
@@ -270,9 +285,12 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
         return hv.Overlay([*layers, coast]).opts(title=frame_title)
 
     plot_opts: dict[str, Any] = dict(projection=crs, frame_width=frame_width, legend_position="top_left",
-                                     show_grid=False)
+                                     show_grid=False, hooks=[fixed_size_hook])
     if fast:
-        plot_opts["data_aspect"] = 1
+        lon_v, lat_v = field["lon"].values.astype(float), field["lat"].values.astype(float)
+        xspan = 360.0 if periodic else float(np.ptp((lon_v - center + 180.0) % 360.0)) + _step(lon_v)
+        yspan = min(180.0, float(np.ptp(lat_v)) + _step(lat_v))
+        plot_opts.update(data_aspect=1, frame_height=frame_height_for(frame_width, xspan, yspan))
         if periodic:
             plot_opts["xlim"] = (-180.0, 180.0)
         plot_opts["xlabel"], plot_opts["ylabel"] = "longitude", "latitude"
@@ -280,7 +298,9 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
         plot_opts["yformatter"] = lat_tick_formatter()
     else:
         # Projected coordinates are metres: keep shapes (equal aspect), hide meaningless axes.
-        plot_opts.update(data_aspect=1, xaxis=None, yaxis=None)
+        (x0, x1), (y0, y1) = crs.x_limits, crs.y_limits
+        plot_opts.update(data_aspect=1, xaxis=None, yaxis=None,
+                         frame_height=frame_height_for(frame_width, x1 - x0, y1 - y0))
 
     def title_for(t: Any) -> str:
         if title is not None:

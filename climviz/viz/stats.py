@@ -162,7 +162,13 @@ def _grid_image(da: xr.DataArray, *, cmap: str, clim: tuple[float, float], label
     prep = _grid.prepare(da.astype(np.float64), None, center=center, max_shape=max_shape)
     img = field_image(prep, name=name, label=label, crs=crs, cmap=cmap, clim=clim, fast=True,
                       center=center, with_class=False, fmt="0.0")
+    from climviz.viz._backend import fixed_size_hook
+    from climviz.viz.maps import frame_height_for
+
+    xspan = 360.0 if prep.periodic else float(np.ptp(prep.lon)) + float(np.median(np.diff(prep.lon)) if prep.lon.size > 1 else 1.0)
+    yspan = min(180.0, float(np.ptp(prep.lat)) + (float(np.median(np.diff(prep.lat))) if prep.lat.size > 1 else 1.0))
     opts: dict[str, Any] = dict(projection=crs, frame_width=frame_width, data_aspect=1, title=title,
+                                frame_height=frame_height_for(frame_width, xspan, yspan), hooks=[fixed_size_hook],
                                 xlabel="longitude", ylabel="latitude", xformatter=lon_tick_formatter(center),
                                 yformatter=lat_tick_formatter())
     if prep.periodic:

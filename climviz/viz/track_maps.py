@@ -277,7 +277,11 @@ def tracks(
         tools=[HoverTool(tooltips=tips)], show_legend=False, marker="circle")
     layers.append(genesis)
     layers.append(coastlines(coastline_resolution, projection=crs, geo=False))
-    plot_opts = dict(projection=crs, frame_width=frame_width, data_aspect=1, xlim=(-180.0, 180.0),
+    from climviz.viz._backend import fixed_size_hook
+
+    plot_opts = dict(projection=crs, frame_width=frame_width, frame_height=frame_width // 2, data_aspect=1,
+                     hooks=[fixed_size_hook],
+                     xlim=(-180.0, 180.0),
                      ylim=(-90.0, 90.0), xlabel="longitude", ylabel="latitude", title=title,
                      xformatter=lon_tick_formatter(center), yformatter=lat_tick_formatter(),
                      legend_position="top_left")
