@@ -96,3 +96,20 @@ def test_stale_temporaries_of_a_killed_run_are_removed(checkpoint, run, tmp_path
         p.write_bytes(b"keep")
     cv.predict(checkpoint, run, out=out, progress=False).close()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["pred.nc", *(p.name for p in keep)])
+
+
+def test_predict_refuses_a_checkpoint_with_nonfinite_weights(checkpoint, run, tmp_path):
+    """Issue 18.3: NaN weights used to give an all-background mask without complaint."""
+    import torch
+
+    from climviz.errors import CheckpointError
+
+    payload = torch.load(checkpoint, weights_only=True)
+    key = next(k for k, v in payload["model_state"].items() if v.is_floating_point() and v.ndim == 4)
+    payload["model_state"][key].view(-1)[0] = float("nan")
+    bad = tmp_path / "diverged" / "checkpoint.pt"
+    bad.parent.mkdir()
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError, match=rf"{bad}: 1 non-finite .* {key} \(1\)"):
+        cv.predict(bad, run, out=tmp_path / "masks.nc", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged"]
