@@ -256,8 +256,6 @@ def submit_training(
     -------
     TrainingJob
     """
-    from climviz.utils.atomic import atomic_path
-
     cfg = as_config(config)
     data = cfg.training_data(data)
     if resume is True and name is None:
@@ -270,24 +268,45 @@ def submit_training(
     job_dir.mkdir(parents=True, exist_ok=True)
     config_path = job_dir / "config.yaml"
     cfg.replace(data=None).to_yaml(config_path)
+    argv = [python or (sys.executable if _is_loopback(address) else "python"),
+            "-m", "climviz.training.cli", str(config_path),
+            "--data", *_job_data_args(data, job_dir),
+            "--address", "auto", "--storage-path", str(run_dir.parent), "--name", run_dir.name,
+            "--max-failures", str(int(max_failures)),
+            "--result-json", str(job_dir / "result.json"),
+            *_job_options(num_workers, use_gpu, resources_per_worker, resume)]
+    env = dict(runtime_env or {})
+    env_vars = dict(env.get("env_vars") or {})
+    env_vars.setdefault("PYTHONUNBUFFERED", "1")
+    env["env_vars"] = env_vars
+    job_id = _submit(client, address, " ".join(shlex.quote(a) for a in argv), env,
+                     submission_id, run_dir, agent_wait_s)
+    return TrainingJob(job_id=str(job_id), address=address, name=run_dir.name,
+                       run_path=run_dir, _client_obj=client)
 
+
+def _job_data_args(data: Any, job_dir: Path) -> list[str]:
+    """The job's ``--data`` arguments: an in-memory Dataset is written to
+    ``<job_dir>/data.nc`` first; paths are made absolute.
+    """
     import xarray as xr
+
+    from climviz.utils.atomic import atomic_path
 
     if isinstance(data, xr.Dataset):
         data_path = job_dir / "data.nc"
         with atomic_path(data_path) as tmp:
             data.to_netcdf(tmp)
-        data_args = [str(data_path)]
-    elif isinstance(data, (list, tuple)):
-        data_args = [os.path.abspath(os.fspath(d)) for d in data]
-    else:
-        data_args = [os.path.abspath(os.fspath(data))]
+        return [str(data_path)]
+    if isinstance(data, (list, tuple)):
+        return [os.path.abspath(os.fspath(d)) for d in data]
+    return [os.path.abspath(os.fspath(data))]
 
-    exe = python or (sys.executable if _is_loopback(address) else "python")
-    argv = [exe, "-m", "climviz.training.cli", str(config_path), "--data", *data_args,
-            "--address", "auto", "--storage-path", str(run_dir.parent), "--name", run_dir.name,
-            "--max-failures", str(int(max_failures)),
-            "--result-json", str(job_dir / "result.json")]
+
+def _job_options(num_workers: int | None, use_gpu: bool,
+                 resources_per_worker: Mapping[str, float] | None,
+                 resume: bool | str | os.PathLike) -> list[str]:
+    argv: list[str] = []
     if num_workers is not None:
         argv += ["--num-workers", str(int(num_workers))]
     if use_gpu:
@@ -298,29 +317,27 @@ def submit_training(
         argv.append("--resume")
     elif resume:
         argv += ["--resume", os.path.abspath(os.fspath(resume))]
-    entrypoint = " ".join(shlex.quote(a) for a in argv)
+    return argv
 
-    env = dict(runtime_env or {})
-    env_vars = dict(env.get("env_vars") or {})
-    env_vars.setdefault("PYTHONUNBUFFERED", "1")
-    env["env_vars"] = env_vars
-    # A freshly started head node answers "No available agent to submit job" until its dashboard
-    # agent has registered (seconds); that one answer is retried for a bounded time.
+
+def _submit(client: Any, address: str, entrypoint: str, env: dict[str, Any],
+            submission_id: str | None, run_dir: Path, agent_wait_s: float) -> str:
+    """Submit the job. A freshly started head node answers "No available agent to submit
+    job" until its dashboard agent has registered (seconds); that one answer is retried
+    for ``agent_wait_s`` seconds.
+    """
     deadline = time.monotonic() + agent_wait_s
     while True:
         try:
-            job_id = client.submit_job(
+            return str(client.submit_job(
                 entrypoint=entrypoint,
                 runtime_env=env,
                 submission_id=submission_id,
                 metadata={"climviz_run": run_dir.name, "climviz_run_path": str(run_dir)},
-            )
-            break
+            ))
         except Exception as exc:
             if "No available agent" in str(exc) and time.monotonic() < deadline:
                 time.sleep(1.0)
                 continue
             raise ClusterError(f"Submitting the training job to {address} failed: "
                                f"{type(exc).__name__}: {exc}") from exc
-    return TrainingJob(job_id=str(job_id), address=address, name=run_dir.name,
-                       run_path=run_dir, _client_obj=client)
