@@ -16,8 +16,8 @@
    250 kg m⁻¹ s⁻¹, the common fixed threshold, e.g. Rutz et al. 2014) or, with
    ``percentile`` set, above that percentile of IVT (per grid cell over time, as
    Guan & Waliser 2015, or over the whole run) and never below ``threshold``.
-3. **Connected regions** per time step (8-connectivity, periodic in longitude on a global grid only,
-   not across the poles: the convention of :func:`climviz.events.label`, which a
+3. **Connected regions** per time step (8-connectivity, periodic in longitude
+   on a global grid only, not across the poles: the convention of :func:`climviz.events.label`, which a
    test checks; a class-free labeller is used here because it is several times
    faster on a single binary mask); cells equatorward of
    ``exclude_tropics_deg`` are not candidates (optional).
@@ -115,14 +115,18 @@ class ARConfig(DictConfig):
             if not np.isfinite(v) or v <= 0:
                 raise ConfigError(f"ARConfig.{key}: expected a positive number, found {v!r}")
         if not np.isfinite(self.threshold) or self.threshold < 0:
-            raise ConfigError(f"ARConfig.threshold: expected a non-negative IVT in kg m-1 s-1, found {self.threshold!r}")
+            raise ConfigError(
+                f"ARConfig.threshold: expected a non-negative IVT in kg m-1 s-1, found {self.threshold!r}")
         if self.percentile is not None and not 0 < self.percentile < 100:
-            raise ConfigError(f"ARConfig.percentile: expected a value in (0, 100) or None, found {self.percentile!r}")
+            raise ConfigError(
+                f"ARConfig.percentile: expected a value in (0, 100) or None, found {self.percentile!r}")
         if self.percentile_scope not in ("cell", "global"):
-            raise ConfigError(f"ARConfig.percentile_scope: expected 'cell' or 'global', found {self.percentile_scope!r}")
+            raise ConfigError(
+                f"ARConfig.percentile_scope: expected 'cell' or 'global', found {self.percentile_scope!r}")
         if self.exclude_tropics_deg is not None and not 0 <= self.exclude_tropics_deg < 90:
             raise ConfigError(
-                f"ARConfig.exclude_tropics_deg: expected a latitude in [0, 90) or None, found {self.exclude_tropics_deg!r}"
+                "ARConfig.exclude_tropics_deg: expected a latitude in [0, 90) or None, "
+                f"found {self.exclude_tropics_deg!r}"
             )
         if not self.wind_vars or any(len(p) != 2 for p in self.wind_vars):
             raise ConfigError(f"ARConfig.wind_vars: expected (u, v) name pairs, found {self.wind_vars!r}")

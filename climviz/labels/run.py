@@ -105,7 +105,8 @@ def label_run(
     if tc_cfg is None and ar_cfg is None:
         raise ConfigError("label_run: both detectors are off (tc=False, ar=False); nothing to label")
     ds, files = open_data(data)
-    tc_res = detect_tc(ds, tc_cfg) if tc_cfg is not None else None
+    # tc=True: the defaults, with the coarse-grid changes on 2-degree grids (see climviz.labels.tc.COARSE_GRID)
+    tc_res = detect_tc(ds, None if tc is True else tc_cfg) if tc_cfg is not None else None
     ar_res = detect_ar(ds, ar_cfg) if ar_cfg is not None else None
     like = (tc_res.mask if tc_res is not None else ar_res.mask)  # type: ignore[union-attr]
     mask = np.full(like.shape, BACKGROUND, dtype=np.uint8)
@@ -114,18 +115,16 @@ def label_run(
     if tc_res is not None:
         mask[tc_res.mask.values] = TC
     methods = []
-    if tc_cfg is not None:
-        methods.append("TC: PSL minima with closed contour, cyclonic 850 hPa vorticity, wind, warm core, "
-                       "stitched tracks (TempestExtremes/TECA-style)" if tc_res.stitched else  # type: ignore[union-attr]
-                       "TC: PSL minima with closed contour, cyclonic 850 hPa vorticity, wind, warm core "
-                       "(TempestExtremes/TECA-style, not stitched)")
+    if tc_res is not None:
+        methods.append("TC: TempestExtremes DetectNodes-style{}: {}".format(
+            ", stitched tracks" if tc_res.stitched else ", not stitched", "; ".join(tc_res.criteria)))
     if ar_cfg is not None:
-        methods.append("AR: IVT threshold, length >= {:g} km, length/width >= {:g}, poleward transport "
-                       "(ARTMIP-style)".format(ar_cfg.min_length_km, ar_cfg.min_aspect))
+        methods.append(f"AR: IVT threshold, length >= {ar_cfg.min_length_km:g} km, "
+                       f"length/width >= {ar_cfg.min_aspect:g}, poleward transport (ARTMIP-style)")
     attrs: dict[str, Any] = {
         "model": "heuristic",
         "method": "; ".join(methods),
-        "tc_config": json.dumps(tc_cfg.to_dict()) if tc_cfg is not None else "off",
+        "tc_config": json.dumps(tc_res.config.to_dict()) if tc_res is not None else "off",
         "ar_config": json.dumps(ar_cfg.to_dict()) if ar_cfg is not None else "off",
     }
     if files:

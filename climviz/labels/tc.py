@@ -119,7 +119,8 @@ def _parse(expr: str) -> Any:
         pos = m.end()
         if pos < len(s) and s[pos] == "(":
             if name not in _FUNCS:
-                raise ConfigError(f"field expression {expr!r}: unknown function {name}; expected one of {sorted(_FUNCS)}")
+                raise ConfigError(
+                    f"field expression {expr!r}: unknown function {name}; expected one of {sorted(_FUNCS)}")
             pos += 1
             args = [node()]
             while pos < len(s) and s[pos] == ",":
@@ -279,6 +280,7 @@ class ClosedContour:
             raise ConfigError(f"closed contour {text!r}: {exc}") from exc
 
     def describe(self) -> str:
+        """One line saying what the criterion tests."""
         kind = "rises" if self.delta > 0 else "falls"
         ref = (f" of its {'minimum' if self.delta > 0 else 'maximum'} within {self.search_km:.0f} km"
                if self.search_km > 0 else "")
@@ -324,6 +326,7 @@ class Threshold:
             raise ConfigError(f"threshold {text!r}: {exc}") from exc
 
     def describe(self) -> str:
+        """One line saying what the criterion tests."""
         stat = "max" if self.op.startswith(">") else "min"
         where = f" within {self.distance_km:.0f} km" if self.distance_km > 0 else " at the centre"
         return f"threshold: {stat} of {self.field}{where} {self.op} {self.value:g}"
@@ -527,7 +530,8 @@ class TCConfig(DictConfig):
             raise ConfigError(f"TCConfig.max_abs_lat: expected a latitude in (0, 90], found {self.max_abs_lat!r}")
         if self.genesis_max_abs_lat is not None and not 0 < self.genesis_max_abs_lat <= 90:
             raise ConfigError(
-                f"TCConfig.genesis_max_abs_lat: expected None or a latitude in (0, 90], found {self.genesis_max_abs_lat!r}")
+                "TCConfig.genesis_max_abs_lat: expected None or a latitude in (0, 90], "
+                f"found {self.genesis_max_abs_lat!r}")
         if self.warm_core_source not in ("auto", "thickness", "temperature"):
             raise ConfigError(f"TCConfig.warm_core_source: expected 'auto', 'thickness' or 'temperature', "
                               f"found {self.warm_core_source!r}")
@@ -561,6 +565,7 @@ class TCConfig(DictConfig):
                 raise ConfigError(f"TCConfig.{key}: expected a positive integer, found {getattr(self, key)!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able dictionary of the settings (criteria as dicts of their fields)."""
         d = super().to_dict()
         for key in ("closed_contours", "thresholds"):
             if getattr(self, key) is not None:
@@ -736,7 +741,8 @@ def _plan(ds: xr.Dataset, cfg: TCConfig) -> _Plan:
     criteria += [t.describe() for t in thresholds]
     criteria += [c.describe() for c in contours]
     if annulus:
-        criteria.append(f"warm core (annulus): mean of {list(cfg.warm_core_vars)} within {cfg.warm_core_radius_km:g} km "
+        criteria.append(f"warm core (annulus): mean of {list(cfg.warm_core_vars)} within "
+                        f"{cfg.warm_core_radius_km:g} km "
                         f"exceeds the {cfg.warm_core_outer_radius_km:g} km annulus by {cfg.min_warm_core_k:g} K")
     return _Plan(thresholds, contours, warm_contour, annulus, wind, vort, sorted(needed), criteria, skipped)
 
@@ -840,7 +846,9 @@ def _threshold_stat(fld: np.ndarray, t, i, j, crit: Threshold, grid: Grid) -> np
     return np.where(inside, win, np.inf).min(axis=(1, 2))
 
 
-def _closed_contour(fld: np.ndarray, t, i, j, cc: ClosedContour, grid: Grid, conn: int) -> tuple[np.ndarray, np.ndarray]:
+def _closed_contour(
+    fld: np.ndarray, t: np.ndarray, i: np.ndarray, j: np.ndarray, cc: ClosedContour, grid: Grid, conn: int
+) -> tuple[np.ndarray, np.ndarray]:
     """TE HasClosedContour for K candidates at once; returns (passed, core-minus-ring value).
 
     From the reference cell (the candidate, or the extremum within ``search_km``),
@@ -1097,7 +1105,9 @@ def detect_tc_nodes(ds: xr.Dataset, config: TCConfig | dict | None = None, *, co
     return nodes
 
 
-def stitch_nodes(nodes: pd.DataFrame, hours: np.ndarray, config: TCConfig | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+def stitch_nodes(
+    nodes: pd.DataFrame, hours: np.ndarray, config: TCConfig | None = None
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Link nodes into tracks (StitchNodes-style) and keep the long-lived ones.
 
     At each time step the nodes are matched one-to-one to the open tracks by
