@@ -44,8 +44,10 @@ def _is_number(v: Any) -> bool:
 
 @dataclass(frozen=True)
 class Int:
-    """An integer ``>= minimum`` (or None when ``optional``); ``coerce``: accept integral
-    floats (``1e3`` in YAML) as ints."""
+    """An integer ``>= minimum`` (or None when ``optional``).
+
+    ``coerce``: accept integral floats (``1e3`` in YAML) as ints.
+    """
 
     minimum: int
     optional: bool = False
@@ -125,8 +127,11 @@ def validate(obj: Any) -> None:
 
 
 def coerce_numbers(obj: Any) -> None:
-    """Integral floats -> int for :class:`Int` fields; ints and numeric text -> float for
-    :class:`Float` fields (before :func:`validate`)."""
+    """Coerce YAML-read numbers before :func:`validate`.
+
+    Integral floats -> int for :class:`Int` fields; ints and numeric text -> float for
+    :class:`Float` fields.
+    """
     for f in dataclasses.fields(obj):
         checks = f.metadata.get(_KEY, ())
         v = getattr(obj, f.name)

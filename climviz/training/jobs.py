@@ -286,8 +286,9 @@ def submit_training(
 
 
 def _job_data_args(data: Any, job_dir: Path) -> list[str]:
-    """The job's ``--data`` arguments: an in-memory Dataset is written to
-    ``<job_dir>/data.nc`` first; paths are made absolute.
+    """The job's ``--data`` arguments.
+
+    An in-memory Dataset is written to ``<job_dir>/data.nc`` first; paths are made absolute.
     """
     import xarray as xr
 
@@ -322,9 +323,11 @@ def _job_options(num_workers: int | None, use_gpu: bool,
 
 def _submit(client: Any, address: str, entrypoint: str, env: dict[str, Any],
             submission_id: str | None, run_dir: Path, agent_wait_s: float) -> str:
-    """Submit the job. A freshly started head node answers "No available agent to submit
-    job" until its dashboard agent has registered (seconds); that one answer is retried
-    for ``agent_wait_s`` seconds.
+    """Submit the job; return its id.
+
+    A freshly started head node answers "No available agent to submit job" until its
+    dashboard agent has registered (seconds); that one answer is retried for
+    ``agent_wait_s`` seconds.
     """
     deadline = time.monotonic() + agent_wait_s
     while True:

@@ -1,5 +1,7 @@
-"""The per-process training engine, run as is (``train(..., use_ray=False)``) or on every
-Ray worker (``train(..., use_ray=True)``).
+"""The per-process training engine.
+
+It runs as is (``train(..., use_ray=False)``) or on every Ray worker
+(``train(..., use_ray=True)``).
 
 A run is a :class:`~climviz.training.state.TrainState` passed through five stages, as
 in Ray Train's examples:
@@ -89,7 +91,7 @@ class DivergenceError(ConfigError):
 
 @dataclass
 class EpochTotals:
-    """This worker's sums over one epoch's training or validation batches."""
+    """Sums of one worker over one epoch's training or validation batches."""
 
     loss_sum: torch.Tensor
     samples: int

@@ -46,8 +46,7 @@ def pixel_accuracy(cm) -> float:
 
 
 def metrics_from_confusion(cm, class_keys=CLASS_KEYS) -> dict[str, float]:
-    """``iou_<class>`` for each class, ``miou`` (mean over classes present) and
-    ``pixel_accuracy``."""
+    """``iou_<class>`` per class, ``miou`` (mean over classes present), ``pixel_accuracy``."""
     iou = iou_from_confusion(cm)
     keys = list(class_keys) if len(class_keys) == len(iou) else [str(i) for i in range(len(iou))]
     out = {f"iou_{k}": float(v) for k, v in zip(keys, iou)}

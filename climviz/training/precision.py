@@ -47,8 +47,11 @@ def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
 
 @dataclass(frozen=True)
 class PrecisionPlan:
-    """Resolved precision: ``name`` (fp32/bf16/fp16), autocast ``dtype`` (None = off),
-    ``use_scaler`` (dynamic loss scaling) and the ``device_type`` autocast runs on."""
+    """Resolved precision.
+
+    ``name`` (fp32/bf16/fp16), autocast ``dtype`` (None = off), ``use_scaler`` (dynamic
+    loss scaling) and the ``device_type`` autocast runs on.
+    """
 
     name: str
     dtype: torch.dtype | None

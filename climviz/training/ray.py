@@ -168,8 +168,11 @@ def _plain_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _WorkerHooks:
-    """The engine's ``step_callback`` and ``report`` on one Ray worker: progress events
-    for the driver (rank 0), test hooks, and ``ray.train.report`` with checkpoints."""
+    """The engine's ``step_callback`` and ``report`` on one Ray worker.
+
+    Progress events for the driver (rank 0), test hooks, and ``ray.train.report`` with
+    checkpoints.
+    """
 
     def __init__(self, config: Mapping[str, Any], cfg: Any, rank: int, world_size: int) -> None:
         self.rank = rank
@@ -247,8 +250,11 @@ def _worker_device(config: Mapping[str, Any]) -> Any:
 
 
 def _resume_source(config: Mapping[str, Any]) -> contextlib.AbstractContextManager:
-    """Ray's latest checkpoint (a restart after a failure, or a resumed named run), else
-    the checkpoint given to ``resume=``, else nothing."""
+    """The checkpoint this worker group continues from, as a context manager.
+
+    Ray's latest checkpoint (a restart after a failure, or a resumed named run), else
+    the checkpoint given to ``resume=``, else nothing.
+    """
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
@@ -501,9 +507,11 @@ def _prepare_run(cfg: TrainConfig, storage_path: Any, name: str | None,
 
 
 def _ship_data(data: Any, run_dir: Path, max_object_bytes: int) -> tuple[dict[str, Any], int | None]:
-    """How the workers get the data: an in-memory Dataset through the object store (or
-    ``<run>/_inputs/data.nc`` when larger than ``max_object_bytes``), paths as absolute
-    paths. Returns the spec and the number of time steps (None for paths)."""
+    """How the workers get the data; the spec and the number of time steps (None for paths).
+
+    An in-memory Dataset goes through the object store (or ``<run>/_inputs/data.nc``
+    when larger than ``max_object_bytes``); paths travel as absolute paths.
+    """
     import ray
     import xarray as xr
 
@@ -523,8 +531,7 @@ def _ship_data(data: Any, run_dir: Path, max_object_bytes: int) -> tuple[dict[st
 
 def _start_progress(progress: Any, cfg: TrainConfig, run_dir: Path, num_workers: int,
                     info: Any) -> tuple[Any, Any, _Poller]:
-    """The progress display, the event-sink actor the rank-0 worker pushes to, and the
-    thread draining it."""
+    """The progress display, the event-sink actor rank 0 pushes to, the draining thread."""
     import ray
 
     from climviz.training.progress import make_progress
@@ -566,8 +573,11 @@ def _make_trainer(worker_config: dict[str, Any], cfg: TrainConfig, run_dir: Path
 
 
 def _fit(trainer: Any, run_dir: Path, poller: _Poller, display: Any, sink: Any) -> Any:
-    """``trainer.fit()``; a climviz error raised in a worker is re-raised as itself, any
-    other failure becomes a :class:`ClusterError`. Stops the progress display."""
+    """``trainer.fit()`` with error translation; stops the progress display.
+
+    A climviz error raised in a worker is re-raised as itself, any other failure
+    becomes a :class:`ClusterError`.
+    """
     import ray
 
     status, error_text = "failed", None
@@ -593,8 +603,10 @@ def _fit(trainer: Any, run_dir: Path, poller: _Poller, display: Any, sink: Any) 
 
 
 def _ray_result(result: Any, cfg: TrainConfig, run_dir: Path, wall: float) -> TrainResult:
-    """The :class:`TrainResult` of a finished Ray run (Ray's paths when the run
-    directory is not visible here, e.g. through Ray Client)."""
+    """The :class:`TrainResult` of a finished Ray run.
+
+    Ray's paths are used when the run directory is not visible here (Ray Client).
+    """
     history = result.return_value
     if not history:
         frame = result.metrics_dataframe

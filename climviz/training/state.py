@@ -1,5 +1,4 @@
-"""The state of one training process and the two stages that make it: :func:`setup`
-and :func:`restore`.
+"""The state of one training process, and the stages that make it (setup, restore).
 
 A run is a :class:`TrainState` passed through five stages (as in Ray Train's
 examples): :func:`setup` (data, split, normalization, class weights, loaders, model,
@@ -159,8 +158,10 @@ def scheduler_state(state: TrainState) -> dict[str, Any]:
 
 
 def open_training_data(data: Any, cfg: TrainConfig):
-    """Open ``data`` (Dataset, path, list of paths, glob; default ``cfg.data``) and check
-    that it has the configured channels and the label variable."""
+    """Open ``data`` and check that it has the configured channels and the labels.
+
+    ``data``: Dataset, path, list of paths or glob; default ``cfg.data``.
+    """
     import xarray as xr
 
     data = cfg.training_data(data)
