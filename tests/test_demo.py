@@ -63,7 +63,7 @@ def test_demo_config_keeps_steps_batch_and_lr_for_any_worker_count():
         steps_per_epoch = (18 // workers) // cfg.batch_size
         assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.lr_scaling) == (epochs, batch, lr, "none")
         assert cfg.epochs * steps_per_epoch >= DEMO_STEPS["full"]
-    assert demo_config(24, num_workers=2, quick=True).epochs == 18  # 72 steps of 4 samples
+    assert demo_config(24, num_workers=2, quick=True).epochs == 24  # 96 steps of 4 samples
     assert demo_config(24, num_workers=2, epochs=3).epochs == 3
 
 
@@ -109,8 +109,8 @@ def test_demo_outputs_are_consistent_with_each_other(demo_dir, sample):
     out, _, _ = demo_dir
     summary = json.loads((out / "summary.json").read_text())
     metrics = pd.read_csv(out / "training_metrics.csv")
-    assert list(metrics["epoch"]) == list(range(1, 19)) and metrics["global_step"].iloc[-1] == 72
-    assert summary["epochs"] == 18 and summary["synthetic"] == "yes"
+    assert list(metrics["epoch"]) == list(range(1, 25)) and metrics["global_step"].iloc[-1] == 96
+    assert summary["epochs"] == 24 and summary["synthetic"] == "yes"
     masks = xr.open_dataset(out / "masks.nc")
     assert masks["mask"].dtype == np.uint8 and masks.sizes["time"] == sample.sizes["time"]
     assert set(np.unique(masks["mask"].values)) <= {0, 1, 2}
