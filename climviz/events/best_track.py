@@ -221,7 +221,10 @@ class BestTrackMatch:
     radius_km
         The matching radius.
     table
-        Hits, misses and false alarms in one frame with an ``outcome`` column.
+        Hits, misses and false alarms in one frame: ``outcome`` ("hit", "miss",
+        "false alarm"), ``time, track_id, name, lat, lon`` (the best-track
+        position; NaN for a false alarm), ``wind_kt, slp_hpa, det_lat, det_lon,
+        error_km`` and ``nearest_km`` (false alarms).
     """
 
     hits: pd.DataFrame
@@ -349,9 +352,13 @@ def match_best_track(
         "time", "track_id", "name", "best_lat", "best_lon", "wind_kt", "slp_hpa", "det_lat", "det_lon", "error_km"])
     misses = truth.iloc[miss_idx].reset_index(drop=True)
     fas = det.iloc[fa_idx].reset_index(drop=True).assign(nearest_km=np.asarray(fa_near, dtype=np.float64))
-    table = pd.concat([
+    cols = ["outcome", "time", "track_id", "name", "lat", "lon", "wind_kt", "slp_hpa", "det_lat", "det_lon",
+            "error_km", "nearest_km"]
+    parts = [
         hits.assign(outcome="hit").rename(columns={"best_lat": "lat", "best_lon": "lon"}),
         misses.assign(outcome="miss"),
-        fas[["time", "lat", "lon", "nearest_km"]].assign(outcome="false alarm"),
-    ], ignore_index=True) if (len(hits) + len(misses) + len(fas)) else pd.DataFrame(columns=["outcome"])
+        fas.assign(outcome="false alarm", det_lat=fas["lat"], det_lon=fas["lon"], lat=np.nan, lon=np.nan),
+    ]
+    parts = [p.reindex(columns=cols) for p in parts if len(p)]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
     return BestTrackMatch(hits=hits, misses=misses, false_alarms=fas, radius_km=float(radius_km), table=table)

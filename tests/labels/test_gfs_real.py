@@ -2,8 +2,8 @@
 
 At that time IBTrACS lists Hurricane Jova (2011279N10257, 16.8N 106.2W, 105 kt), Tropical
 Storm Irwin (2011278N12248, 15.1N 116.5W, 35 kt), an East Pacific low (2011280N10268, 25 kt)
-and a West Pacific depression (2011282N08136, 30 kt). The file has no meridional wind, so
-the vorticity test runs on 850 hPa absolute vorticity minus f, and the wind test is skipped.
+and a West Pacific depression (2011282N08136, 30 kt);
+the vorticity test runs on 850 hPa absolute vorticity minus f (VORT850).
 """
 
 from __future__ import annotations
@@ -78,10 +78,14 @@ def test_nothing_poleward_of_35_degrees_that_ibtracs_does_not_list(scored):
     assert (np.abs(nodes["lat"]) <= 35.0).all()
 
 
-def test_the_run_records_which_criteria_ran(scored):
+def test_the_run_records_which_criteria_ran(gfs, scored):
     nodes, _ = scored
     crit = " | ".join(nodes.attrs["criteria"])
-    assert "_CYC(VORT850)" in crit  # vorticity from absolute vorticity (no V in the file)
+    assert "_CYC(VORT850)" in crit  # 850 hPa relative vorticity (VORT850 = absolute vorticity - f)
     assert "closed contour: PSL rises by 200" in crit
     assert "_DIFF(Z200,Z1000) falls by 18.8" in crit  # the coarse-grid warm core (COARSE_GRID)
-    assert any(s.startswith("wind speed") for s in nodes.attrs["skipped"])
+    # the wind test runs exactly when the run has both 850 hPa wind components (cfgrib finds v in the
+    # GRIB2 messages that pack u and v together)
+    wind_ran = "threshold: max of _VECMAG(U850,V850)" in crit
+    assert wind_ran == ("V850" in gfs.data_vars)
+    assert wind_ran != any(s.startswith("wind speed") for s in nodes.attrs["skipped"])
