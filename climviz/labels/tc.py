@@ -433,6 +433,13 @@ class TCConfig(DictConfig):
         ``"auto"`` (default) stitches into tracks when the run spans at least
         ``min_duration_h``, and otherwise keeps every node with a warning; True
         always stitches; False never.
+    stitch_method
+        ``"assignment"`` (default; one-to-one links by least total distance,
+        the range growing with the time elapsed) or ``"te"`` (StitchNodes'
+        basic method); see :func:`stitch_nodes`.
+    range_km
+        ``"te"`` method: largest distance (km) between linked nodes, whatever
+        the gap (``--range 8.0``, 889.6 km).
     max_speed_km_per_h
         Largest distance (km) a centre may move per hour between two nodes of a
         track. Default 148 km/h (8° per 6 h, ``--range 8.0``).
@@ -483,6 +490,8 @@ class TCConfig(DictConfig):
     min_wind_ms: float | None = 10.0
     wind_radius_km: float = 300.0
     stitch: bool | Literal["auto"] = "auto"
+    stitch_method: Literal["assignment", "te"] = "assignment"
+    range_km: float = 8.0 * KM_PER_DEG
     max_speed_km_per_h: float = 148.0
     max_gap_h: float = 24.0
     min_duration_h: float = 54.0
@@ -550,6 +559,10 @@ class TCConfig(DictConfig):
             )
         if self.mask_method not in ("wind", "psl", "fixed"):
             raise ConfigError(f"TCConfig.mask_method: expected 'wind', 'psl' or 'fixed', found {self.mask_method!r}")
+        if self.stitch_method not in ("assignment", "te"):
+            raise ConfigError(f"TCConfig.stitch_method: expected 'assignment' or 'te', found {self.stitch_method!r}")
+        if not np.isfinite(self.range_km) or self.range_km <= 0:
+            raise ConfigError(f"TCConfig.range_km: expected a positive number, found {self.range_km!r}")
         if self.stitch not in (True, False, "auto"):
             raise ConfigError(f"TCConfig.stitch: expected True, False or 'auto', found {self.stitch!r}")
         if not self.wind_vars or any(len(p) != 2 for p in self.wind_vars):
@@ -1105,15 +1118,60 @@ def detect_tc_nodes(ds: xr.Dataset, config: TCConfig | dict | None = None, *, co
     return nodes
 
 
+def _stitch_te(ti: np.ndarray, lat: np.ndarray, lon: np.ndarray, hours: np.ndarray, cfg: TCConfig) -> np.ndarray:
+    """StitchNodes' GeneratePathSegmentsSetBasic + GeneratePathsBasic; raw path id per node (-1: none)."""
+    n = ti.size
+    steps = np.unique(ti)
+    by_step = {int(s): np.flatnonzero(ti == s) for s in steps}
+    nxt = np.full(n, -1, dtype=np.int64)
+    for a, s in enumerate(steps):
+        for k in by_step[int(s)]:
+            for s2 in steps[a + 1:]:
+                if hours[s2] - hours[s] > cfg.max_gap_h + 1e-9:
+                    break
+                cand = by_step[int(s2)]
+                d = great_circle_km(lat[k], lon[k], lat[cand], lon[cand])
+                m = int(np.argmin(d))  # TE: the nearest node at that step (kd_nearest3), then the range test
+                if d[m] <= cfg.range_km:
+                    nxt[k] = cand[m]
+                    break
+    raw = np.full(n, -1, dtype=np.int64)
+    used = np.zeros(n, dtype=bool)  # segments already followed
+    pid = 0
+    for s in steps:
+        for k in by_step[int(s)]:
+            if nxt[k] < 0 or used[k]:
+                continue
+            cur = k
+            if raw[cur] < 0:
+                raw[cur] = pid
+            while nxt[cur] >= 0 and not used[cur]:
+                used[cur] = True
+                cur = nxt[cur]
+                if raw[cur] >= 0:
+                    break
+                raw[cur] = pid
+            pid += 1
+    return raw
+
+
 def stitch_nodes(
     nodes: pd.DataFrame, hours: np.ndarray, config: TCConfig | None = None
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Link nodes into tracks (StitchNodes-style) and keep the long-lived ones.
 
-    At each time step the nodes are matched one-to-one to the open tracks by
-    minimum total great-circle distance (:func:`scipy.optimize.linear_sum_assignment`),
-    a match allowed only within ``max_speed_km_per_h`` × hours elapsed since the
-    track's last node and ``max_gap_h``; unmatched nodes start new tracks.
+    ``stitch_method="assignment"`` (default): at each time step the nodes are
+    matched one-to-one to the open tracks by minimum total great-circle
+    distance (:func:`scipy.optimize.linear_sum_assignment`), a match allowed
+    only within ``max_speed_km_per_h`` × hours elapsed since the track's last
+    node and ``max_gap_h`` without a node; unmatched nodes start new tracks.
+
+    ``stitch_method="te"``: TempestExtremes StitchNodes' default ("basic",
+    first come first served): each node links forward to the *nearest* node of
+    the first later step (up to ``max_gap_h`` ahead) whose nearest node lies
+    within ``range_km``; paths are then followed from the earliest, lowest-index
+    segment. Where two nodes link to the same later node TE lists that node in
+    both paths; here it stays in the first path and the second ends before it.
 
     Parameters
     ----------
@@ -1122,8 +1180,8 @@ def stitch_nodes(
     hours
         Hours since the start for every time index of the run.
     config
-        ``max_speed_km_per_h``, ``max_gap_h``, ``min_duration_h``,
-        ``genesis_max_abs_lat``.
+        ``stitch_method``, ``max_speed_km_per_h`` or ``range_km``, ``max_gap_h``,
+        ``min_duration_h``, ``genesis_max_abs_lat``.
 
     Returns
     -------
@@ -1139,46 +1197,49 @@ def stitch_nodes(
     lat = nodes["lat"].to_numpy(dtype=np.float64)
     lon = nodes["lon"].to_numpy(dtype=np.float64)
     hrs = np.asarray(hours, dtype=np.float64)[ti] if n else np.zeros(0)
-    # open tracks: last node's hour, lat, lon
-    o_id = np.zeros(0, np.int64)
-    o_h = np.zeros(0)
-    o_lat = np.zeros(0)
-    o_lon = np.zeros(0)
-    next_id = 0
-    for step in np.unique(ti):
-        sel = np.flatnonzero(ti == step)
-        h = hrs[sel[0]]
-        # a track stays open while the time without a node (beyond one step) is at most max_gap_h
-        dt_prev = float(hours[step] - hours[step - 1]) if step > 0 else 0.0
-        alive = (h - o_h - dt_prev) <= cfg.max_gap_h + 1e-9
-        o_id, o_h, o_lat, o_lon = o_id[alive], o_h[alive], o_lat[alive], o_lon[alive]
-        assigned = np.full(sel.size, -1, dtype=np.int64)
-        if o_id.size:
-            dist = great_circle_km(o_lat[:, None], o_lon[:, None], lat[sel][None, :], lon[sel][None, :])
-            limit = cfg.max_speed_km_per_h * (h - o_h)[:, None]
-            cost = np.where(dist <= limit, dist, 1e12)
-            r, c = linear_sum_assignment(cost)
-            good = cost[r, c] < 1e12
-            assigned[c[good]] = o_id[r[good]]
-            o_h[r[good]] = h
-            o_lat[r[good]] = lat[sel][c[good]]
-            o_lon[r[good]] = lon[sel][c[good]]
-        new = assigned < 0
-        new_ids = next_id + np.arange(new.sum())
-        next_id += int(new.sum())
-        assigned[new] = new_ids
-        o_id = np.concatenate([o_id, new_ids])
-        o_h = np.concatenate([o_h, np.full(new_ids.size, h)])
-        o_lat = np.concatenate([o_lat, lat[sel][new]])
-        o_lon = np.concatenate([o_lon, lon[sel][new]])
-        raw[sel] = assigned
+    if cfg.stitch_method == "te":
+        raw = _stitch_te(ti, lat, lon, np.asarray(hours, dtype=np.float64), cfg)
+    else:
+        # open tracks: last node's hour, lat, lon
+        o_id = np.zeros(0, np.int64)
+        o_h = np.zeros(0)
+        o_lat = np.zeros(0)
+        o_lon = np.zeros(0)
+        next_id = 0
+        for step in np.unique(ti):
+            sel = np.flatnonzero(ti == step)
+            h = hrs[sel[0]]
+            # a track stays open while the time without a node (beyond one step) is at most max_gap_h
+            dt_prev = float(hours[step] - hours[step - 1]) if step > 0 else 0.0
+            alive = (h - o_h - dt_prev) <= cfg.max_gap_h + 1e-9
+            o_id, o_h, o_lat, o_lon = o_id[alive], o_h[alive], o_lat[alive], o_lon[alive]
+            assigned = np.full(sel.size, -1, dtype=np.int64)
+            if o_id.size:
+                dist = great_circle_km(o_lat[:, None], o_lon[:, None], lat[sel][None, :], lon[sel][None, :])
+                limit = cfg.max_speed_km_per_h * (h - o_h)[:, None]
+                cost = np.where(dist <= limit, dist, 1e12)
+                r, c = linear_sum_assignment(cost)
+                good = cost[r, c] < 1e12
+                assigned[c[good]] = o_id[r[good]]
+                o_h[r[good]] = h
+                o_lat[r[good]] = lat[sel][c[good]]
+                o_lon[r[good]] = lon[sel][c[good]]
+            new = assigned < 0
+            new_ids = next_id + np.arange(new.sum())
+            next_id += int(new.sum())
+            assigned[new] = new_ids
+            o_id = np.concatenate([o_id, new_ids])
+            o_h = np.concatenate([o_h, np.full(new_ids.size, h)])
+            o_lat = np.concatenate([o_lat, lat[sel][new]])
+            o_lon = np.concatenate([o_lon, lon[sel][new]])
+            raw[sel] = assigned
     if n == 0:
         return raw, _empty_tracks()
     df = pd.DataFrame({"raw": raw, "h": hrs, "lat": lat, "lon": lon, "time": nodes["time"].to_numpy(),
                        "psl": nodes["psl_pa"].to_numpy(), "wind": nodes["max_wind_ms"].to_numpy()})
     g = df.groupby("raw", sort=True)
     dur = g["h"].max() - g["h"].min()
-    ok = dur.to_numpy() >= cfg.min_duration_h - 1e-9
+    ok = (dur.to_numpy() >= cfg.min_duration_h - 1e-9) & (dur.index.to_numpy() >= 0)  # -1: in no path
     if cfg.genesis_max_abs_lat is not None:
         first_lat = df.sort_values("h").groupby("raw", sort=True)["lat"].first().reindex(dur.index)
         ok &= np.abs(first_lat.to_numpy()) <= cfg.genesis_max_abs_lat

@@ -274,3 +274,66 @@ def test_criteria_are_configurable_and_recorded():
     nodes = detect_tc_nodes(ds, stitch=False, thresholds=("_VECMAG(U850,V850),>=,30.0,2.0",), warm_core="off")
     assert len(nodes) == 1 and any("warm core" in s for s in nodes.attrs["skipped"])
     assert [c.split(":")[0] for c in nodes.attrs["criteria"]] == ["candidates", "threshold", "closed contour"]
+
+
+def te_stitch_reference(times, lats, lons, range_deg, maxgap_steps):
+    """StitchNodes basic (GeneratePathSegmentsSetBasic + GeneratePathsBasic), paths as lists of (t, i)."""
+    seg = {}
+    for t in range(len(times) - 1):
+        for i in range(len(lats[t])):
+            for g in range(1, maxgap_steps + 2):
+                if t + g >= len(times) or not len(lats[t + g]):
+                    if t + g >= len(times):
+                        break
+                    continue
+                d = [deg_between(lats[t][i], lons[t][i], la, lo) for la, lo in zip(lats[t + g], lons[t + g])]
+                m = int(np.argmin(d))
+                if d[m] <= range_deg:
+                    seg[(t, i)] = (t + g, m)
+                    break
+    paths = []
+    for t in range(len(times) - 1):
+        for i in range(len(lats[t])):
+            if (t, i) not in seg:
+                continue
+            path = [(t, i)]
+            cur = (t, i)
+            while cur in seg:
+                nxt = seg.pop(cur)
+                path.append(nxt)
+                cur = nxt
+            paths.append(path)
+    return paths
+
+
+def test_te_stitching_follows_stitchnodes_basic():
+    import pandas as pd
+
+    from climviz.labels import stitch_nodes
+
+    # two storms moving west 1.5 deg per 6 h, 10 deg apart in latitude; the northern one is missed at step 3
+    # (a one-step gap), a spurious node appears once at step 5, 20 deg away from both
+    times = list(range(10))
+    lats, lons = [], []
+    for t in times:
+        la, lo = [15.0], [150.0 - 1.5 * t]
+        if t != 3:
+            la.append(25.0)
+            lo.append(160.0 - 1.5 * t)
+        if t == 5:
+            la.append(-10.0)
+            lo.append(100.0)
+        lats.append(la)
+        lons.append(lo)
+    rows = [(t, la, lo) for t in times for la, lo in zip(lats[t], lons[t])]
+    nodes = pd.DataFrame({"time_index": [r[0] for r in rows], "lat": [r[1] for r in rows],
+                          "lon": [r[2] for r in rows], "time": pd.date_range("2000", periods=10, freq="6h")[
+                              [r[0] for r in rows]], "psl_pa": 1e5, "max_wind_ms": 20.0})
+    hours = np.arange(10) * 6.0
+    ids, tracks = stitch_nodes(nodes, hours, TCConfig(stitch_method="te", min_duration_h=0.0, max_gap_h=12.0))
+    ref = te_stitch_reference(times, lats, lons, range_deg=8.0, maxgap_steps=1)
+    index = {(t, i): k for k, (t, i) in enumerate((t, i) for t in times for i in range(len(lats[t])))}
+    ours = sorted(sorted(index_key for index_key, k in index.items() if ids[k] == tid) for tid in set(ids) if tid >= 0)
+    assert ours == sorted(sorted(p) for p in ref)
+    assert len(ref) == 2 and sorted(len(p) for p in ref) == [9, 10]  # the gap is bridged, the spurious node alone
+    assert ids[index[(5, 2)]] == -1
