@@ -1,8 +1,10 @@
 """Heuristic detectors: label tropical cyclones and atmospheric rivers in runs that have no labels.
 
-* :func:`detect_tc` (:mod:`climviz.labels.tc`): TempestExtremes/TECA-style TC
-  detection (PSL minima with a closed contour, cyclonic 850 hPa vorticity,
-  wind, warm core, latitude bounds) and StitchNodes-style tracking.
+* :func:`detect_tc_nodes` / :func:`detect_tc` (:mod:`climviz.labels.tc`): TC
+  nodes as TempestExtremes' DetectNodes finds them (PSL minima merged on the
+  sphere, :class:`ClosedContour` and :class:`Threshold` criteria on field
+  expressions: PSL rise, warm core, cyclonic vorticity, wind; latitude bounds),
+  StitchNodes-style tracks and a mask; :data:`COARSE_GRID` for 2° grids.
 * :func:`detect_ar` (:mod:`climviz.labels.ar`): ARTMIP-style AR detection
   (IVT threshold, long and narrow regions on the sphere, poleward transport).
 * :func:`label_run` (:mod:`climviz.labels.run`): both, as the same CF mask
@@ -18,6 +20,9 @@ from climviz.utils.lazy import lazy_exports
 _LAZY = {
     "TCConfig": "climviz.labels.tc",
     "TCResult": "climviz.labels.tc",
+    "ClosedContour": "climviz.labels.tc",
+    "Threshold": "climviz.labels.tc",
+    "COARSE_GRID": "climviz.labels.tc",
     "detect_tc": "climviz.labels.tc",
     "detect_tc_nodes": "climviz.labels.tc",
     "stitch_nodes": "climviz.labels.tc",
