@@ -348,7 +348,8 @@ def demo(
             data = [str(p) for p in paths]
         else:
             log.warning("data_samples/ not found: generating a synthetic sample run")
-            data = str(cv.write_run(cv.synthetic_run(40, shape=(96, 144), seed=0), out / "synthetic_sample.nc",
+            data = str(cv.write_run(cv.synthetic_run(24, shape=(96, 144), seed=0, n_tc=3, n_ar=2,
+                                                      start="2000-09-01", freq="3h"), out / "synthetic_sample.nc",
                                     overwrite=True))
     ds = cv.open_run(data)
 
