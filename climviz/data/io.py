@@ -50,7 +50,6 @@ import functools
 import glob as _glob
 import os
 import re
-import warnings
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,19 +73,12 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _NC3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 _NC_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 _H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+_GRIB_SUFFIXES = (".grb", ".grib", ".grb2", ".grib2", ".grib1")
+#: ``open_run(channels=AVAILABLE)``: every channel the file has.
+AVAILABLE = "available"
 _LAT_NAMES = ("lat", "latitude", "nlat", "y")
 _LON_NAMES = ("lon", "longitude", "nlon", "x")
 _TIME_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})-(\d{2})")
-_UNIT_ALIASES = {
-    "kg m-2": {"kg m-2", "kg/m2", "kg/m^2", "kg m**-2", "mm", "kg.m-2"},
-    "m s-1": {"m s-1", "m/s", "m s**-1", "m.s-1", "ms-1"},
-    "kg kg-1": {"kg kg-1", "kg/kg", "1", "", "kg kg**-1"},
-    "Pa": {"pa"},
-    "K": {"k", "degk", "kelvin"},
-    "m": {"m", "gpm", "meters", "metre", "metres"},
-}
-
-
 # --------------------------------------------------------------------------------------
 # finding files
 # --------------------------------------------------------------------------------------
@@ -127,7 +119,8 @@ def find_files(paths: PathLike | Sequence[PathLike]) -> list[Path]:
         elif p.is_dir() and not _is_zarr_dir(p):
             found = sorted(
                 c for c in p.iterdir()
-                if (c.is_file() and c.suffix.lower() in _NC_SUFFIXES + _H5_SUFFIXES and not c.name.startswith("."))
+                if (c.is_file() and c.suffix.lower() in _NC_SUFFIXES + _H5_SUFFIXES + _GRIB_SUFFIXES
+                    and not c.name.startswith("."))
                 or (c.suffix == ".zarr" and c.is_dir())
             )
             if not found:
@@ -183,6 +176,8 @@ def _sniff(path: Path) -> str:
         return "hdf5"
     if head[:4] in _NC3_MAGIC:
         return "netcdf3"
+    if head[:4] == b"GRIB":
+        return "grib"
     if len(head) < 8:
         raise DataError(f"{path}: truncated or empty file ({len(head)} bytes); expected netCDF, HDF5 or Zarr")
     raise DataError(
@@ -266,6 +261,9 @@ class _Spec:
     shift: int = 0  # np.roll along longitude
     t_global: int = 0  # index in the combined run (for messages)
     policy: str = "raise"  # "raise" | "mask" | "none"
+    scale: float = 1.0  # conversion to canonical units: value * scale + offset
+    offset: float = 0.0
+    check_range: str | None = None  # no units in the file: check this channel's plausible range as read
 
 
 def _finish_step(a: np.ndarray, spec: _Spec) -> np.ndarray:
@@ -281,7 +279,28 @@ def _finish_step(a: np.ndarray, spec: _Spec) -> np.ndarray:
         a = a.astype(np.float32)
     if spec.fill is not None:
         a = np.where(a == spec.fill, np.nan, a).astype(a.dtype, copy=False)
+    if spec.scale != 1.0 or spec.offset != 0.0:
+        a = (a * spec.scale + spec.offset).astype(a.dtype, copy=False)
+    if spec.check_range is not None and spec.policy != "none":
+        _check_range(a, spec.check_range, spec.path, spec.name, spec.t_global)
     return _check_finite(np.ascontiguousarray(a), spec)
+
+
+def _check_range(a: np.ndarray, channel: str, path: str, name: str, t: int) -> None:
+    from climviz.data.units import check_plausible
+
+    check_plausible(a, channel, file=path, variable=name,
+                    hint=f" at time index {t}; the file gives no units, so the canonical unit was assumed: "
+                         f"pass assume_units={{{channel!r}: '<units>'}} to open_run")
+
+
+def _range_block(block: np.ndarray, *, channel: str, starts: np.ndarray, files: tuple[str, ...],
+                 block_info=None) -> np.ndarray:
+    t0 = block_info[0]["array-location"][0][0] if block_info else 0
+    for k in range(block.shape[0]):
+        fi = int(np.searchsorted(starts, t0 + k, side="right") - 1)
+        _check_range(block[k], channel, files[fi], channel, t0 + k)
+    return block
 
 
 def _check_labels(a: np.ndarray, spec: _Spec) -> None:
@@ -438,7 +457,8 @@ def read_step(
                 out[i] = _finish_step(deepcam[sp.path][..., sp.channel], sp if check else
                                       dataclasses.replace(sp, policy="none"))
             elif (sp.t is not None and sp.perm == (0, 1, 2) and not sp.flip and not sp.shift
-                  and sp.fill is None and _h5(sp.path)[sp.key].dtype == np.float32):
+                  and sp.fill is None and sp.scale == 1.0 and sp.offset == 0.0 and sp.check_range is None
+                  and _h5(sp.path)[sp.key].dtype == np.float32):
                 try:
                     _h5(sp.path)[sp.key].read_direct(out[i : i + 1], source_sel=np.s_[sp.t : sp.t + 1])
                 except OSError as exc:
@@ -463,7 +483,8 @@ def read_step(
     return out, lab
 
 
-def _open_deepcam(path: Path, f) -> _FilePart:
+def _open_deepcam(path: Path, f, user_channels: Sequence[str] | str | None = None,
+                  first: bool = True) -> _FilePart:
     if DEEPCAM_DATA not in f:
         raise DataError(f"{path}: HDF5 file without '{DEEPCAM_DATA}' (expected a DeepCAM file); found {list(f)}")
     dset = f[DEEPCAM_DATA]
@@ -472,10 +493,17 @@ def _open_deepcam(path: Path, f) -> _FilePart:
             f"{path}: variable {DEEPCAM_DATA}: expected rank 3 (lat, lon, channel), found shape {dset.shape}"
         )
     chans = dset.attrs.get("channels")
+    from_attr = chans is not None
     if chans is not None:
         chans = [c.decode() if isinstance(c, bytes) else str(c) for c in np.atleast_1d(chans)]
+    elif isinstance(user_channels, (list, tuple)) and len(user_channels) == dset.shape[2]:
+        chans = list(user_channels)  # the order the user states
     else:
-        chans = list(CHANNELS)
+        raise DataError(
+            f"{path}: variable {DEEPCAM_DATA}: no 'channels' attribute, so the order of its {dset.shape[2]} "
+            f"channels is unknown; pass channels=[...] to open_run with all {dset.shape[2]} names in the "
+            f"file's order (e.g. {list(CHANNELS)})"
+        )
     if dset.shape[2] != len(chans):
         raise DataError(
             f"{path}: variable {DEEPCAM_DATA}: expected {len(chans)} channels in the last axis "
@@ -507,7 +535,39 @@ def _open_deepcam(path: Path, f) -> _FilePart:
     dtypes = {c: np.dtype(np.float32) if dset.dtype.kind != "f" else dset.dtype for c in chans}
     if lab_key is not None:
         dtypes[LABEL_VAR] = f[lab_key].dtype
-    return _FilePart(path, times, lat, lon, {}, attrs, {}, "deepcam", specs, dtypes)
+    if first:
+        _check_deepcam_order(path, dset, chans, from_attr)
+    from climviz.data.units import CANONICAL_UNITS
+
+    order = "its 'channels' attribute" if from_attr else "the channels= given to open_run"
+    var_attrs = {c: {"units": CANONICAL_UNITS[c],
+                     "climviz_source": f"{DEEPCAM_DATA}[..., {j}] (channel order from {order}); DeepCAM files "
+                                       "are in CAM5's (canonical) units, checked against plausible ranges"}
+                 for j, c in enumerate(chans) if c in CANONICAL_UNITS}
+    return _FilePart(path, times, lat, lon, {}, attrs, var_attrs, "deepcam", specs, dtypes)
+
+
+def _check_deepcam_order(path: Path, dset, chans: list[str], from_attr: bool) -> None:
+    """Plausibility ranges per channel (climviz.data.units.PLAUSIBLE_RANGES) catch swapped channels."""
+    from climviz.data.units import plausible, PLAUSIBLE_RANGES
+
+    step = max(1, min(dset.shape[0], dset.shape[1]) // 48)
+    try:
+        sample = np.asarray(dset[::step, ::step, :], dtype=np.float64)
+    except OSError as exc:
+        raise DataError(f"{path}: variable {DEEPCAM_DATA}: cannot be read, file truncated or corrupt ({exc})") from exc
+    bad = []
+    for j, c in enumerate(chans):
+        ok, lo, hi = plausible(sample[..., j], c)
+        if not ok:
+            bad.append(f"{c} (index {j}): found {lo:.4g}..{hi:.4g}, expected {PLAUSIBLE_RANGES[c][0]:g}.."
+                       f"{PLAUSIBLE_RANGES[c][1]:g}")
+    if bad:
+        said = "its 'channels' attribute" if from_attr else "channels="
+        raise DataError(
+            f"{path}: variable {DEEPCAM_DATA}: values not plausible for the channel order given by {said} "
+            f"(swapped channels or non-canonical units?): " + "; ".join(bad)
+        )
 
 
 _NC_INTERNAL = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid", "_Netcdf4Coordinates",
@@ -570,6 +630,8 @@ def _open_nc4_fast(path: Path, f, channels: Sequence[str], first: bool = True) -
         raise DataError(f"{path}: variable {channels[0]}: expected dimensions lat/latitude and lon/longitude, "
                         f"found {tuple(ref)} with shape {f[channels[0]].shape}")
     time_in_file = "time" in f
+    n_file_times = f["time"].shape[0] if time_in_file and isinstance(f["time"], h5py.Dataset) and \
+        f["time"].ndim == 1 else 0
     sizes = dict(zip(ref, f[channels[0]].shape))
     nlat, nlon = sizes[lat_n], sizes[lon_n]
     specs: dict[str, list[_Spec]] = {}
@@ -580,9 +642,12 @@ def _open_nc4_fast(path: Path, f, channels: Sequence[str], first: bool = True) -
         dims = dims_of[name]
         canon = ["time" if x == "time" else "lat" if x == lat_n else "lon" if x == lon_n else x for x in dims]
         ok = set(canon) == {"time", "lat", "lon"} or (set(canon) == {"lat", "lon"} and (name == LABEL_VAR or "time" not in sizes))
+        if ok and set(canon) == {"lat", "lon"} and name != LABEL_VAR and n_file_times > 1:
+            ok = False  # a 2-D field in a time series: which step would it be?
         if not ok:
             raise DataError(f"{path}: variable {name}: expected dimensions (time, lat, lon), "
-                            f"found {tuple(dims)} with shape {d.shape}")
+                            f"found {tuple(dims)} with shape {d.shape}"
+                            + (f" in a file with {n_file_times} time steps" if n_file_times > 1 else ""))
         shp = dict(zip(canon, d.shape))
         if (shp["lat"], shp["lon"]) != (nlat, nlon):
             raise DataError(f"{path}: variable {name}: expected grid (lat, lon) = {(nlat, nlon)}, "
@@ -637,12 +702,26 @@ def _dim_name(ds: xr.Dataset, names: Iterable[str]) -> str | None:
     return None
 
 
-def _open_xarray(path: Path, kind: str, channels: Sequence[str]) -> _FilePart:
+def _utf8_name(path: Path) -> bool:
+    try:
+        os.fspath(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _xr_open(path: Path, kind: str) -> xr.Dataset:
+    """Open with xarray's backends; DataError for files they cannot read."""
     try:
         if kind == "zarr":
             consolidated = (path / ".zmetadata").exists() or '"consolidated_metadata"' in (
                 (path / "zarr.json").read_text() if (path / "zarr.json").exists() else "")
             ds = xr.open_zarr(path, chunks={}, consolidated=consolidated)
+            _check_zarr_chunks(path, ds)
+        elif kind == "netcdf3" and not _utf8_name(path):
+            # the netCDF C library takes UTF-8 file names; a name that is not valid UTF-8 (bytes
+            # decoded with surrogate escapes) is opened by Python and read by scipy's netCDF3 reader
+            ds = xr.open_dataset(open(path, "rb"), engine="scipy", chunks={}, cache=False)  # noqa: SIM115
         else:
             engine = "netcdf4" if kind == "hdf5" else None
             ds = xr.open_dataset(path, engine=engine, chunks={}, cache=False)
@@ -653,6 +732,52 @@ def _open_xarray(path: Path, kind: str, channels: Sequence[str]) -> _FilePart:
             f"{path}: cannot be opened as {'Zarr' if kind == 'zarr' else 'netCDF'} "
             f"(truncated or corrupt?): {type(exc).__name__}: {exc}"
         ) from exc
+    return ds
+
+
+def _check_zarr_chunks(path: Path, ds: xr.Dataset) -> None:
+    """Every chunk of every variable must be in the store (a missing chunk would read as fill)."""
+    import itertools
+
+    import zarr
+
+    grp = zarr.open_group(str(path), mode="r")
+    keys = None
+    for name in list(ds.data_vars) + [c for c in ds.coords if c in ds.dims]:
+        try:
+            arr = grp[str(name)]
+        except KeyError:
+            continue
+        if not hasattr(arr, "cdata_shape"):
+            continue
+        n_init = arr.nchunks_initialized
+        if n_init >= arr.nchunks:
+            continue
+        if keys is None:
+            keys = set()
+            for root, _dirs, files in os.walk(path):
+                for fn in files:
+                    keys.add(os.path.relpath(os.path.join(root, fn), path).replace(os.sep, "/"))
+        enc = arr.metadata.chunk_key_encoding if hasattr(arr.metadata, "chunk_key_encoding") else None
+        for idx in itertools.product(*(range(n) for n in arr.cdata_shape)):
+            if enc is not None:
+                key = f"{name}/{enc.encode_chunk_key(idx)}"
+            else:
+                sep = getattr(arr.metadata, "dimension_separator", ".") or "."
+                key = f"{name}/{sep.join(map(str, idx)) or '0'}"
+            if key not in keys:
+                raise DataError(
+                    f"{path}: variable {name}: chunk {key!r} (chunk index {idx} of {tuple(arr.cdata_shape)}) is "
+                    f"missing from the Zarr store ({n_init} of {arr.nchunks} chunks present); it would read "
+                    "as fill values, not data"
+                )
+        raise DataError(f"{path}: variable {name}: {arr.nchunks - n_init} of {arr.nchunks} chunks are missing "
+                        "from the Zarr store")
+
+
+def _open_xarray(path: Path, kind: str, channels: Sequence[str], ds: xr.Dataset | None = None) -> _FilePart:
+    if ds is None:
+        ds = _xr_open(path, kind)
     lat_n, lon_n = _dim_name(ds, _LAT_NAMES), _dim_name(ds, _LON_NAMES)
     if lat_n is None or lon_n is None:
         raise DataError(
@@ -681,6 +806,7 @@ def _open_xarray(path: Path, kind: str, channels: Sequence[str]) -> _FilePart:
             raise DataError(
                 f"{path}: variable {name}: expected dimensions (time, lat, lon), "
                 f"found {var.dims} with shape {var.shape}"
+                + (f" in a file with {ds.sizes['time']} time steps" if time_n is not None else "")
             )
         if "time" in dims:
             var = var.transpose("time", "lat", "lon")
@@ -750,21 +876,90 @@ def _roll_lon(a, shift: int):
     return da.roll(a, shift, axis=2)
 
 
-def _open_part(path: Path, channels: Sequence[str], first: bool = True) -> _FilePart:
+def _direct(names: Iterable[str], channels: Sequence[str] | str, channel_map) -> list[str] | None:
+    """The channels to read under their own names (ClimateNet/CESM files), or None: product path."""
+    names = set(names)
+    if channel_map:
+        return None
+    if isinstance(channels, str):  # "available": a ClimateNet file with all 16 channels
+        return list(CHANNELS) if all(c in names for c in CHANNELS) else None
+    return list(channels) if all(c in names for c in channels) else None
+
+
+def _open_part(path: Path, channels: Sequence[str] | str, first: bool = True, *, channel_map=None,
+               assume_units=None, user_channels: Any = None) -> _FilePart:
     kind = _sniff(path)
+    if kind == "grib":
+        from climviz.data.formats.grib import open_variables
+
+        variables, attrs = open_variables(path)
+        return _orient(_product_part(path, variables, attrs, channels, channel_map, assume_units, "grib"))
     if kind == "hdf5":
         try:
             f = _h5(str(path))
             if DEEPCAM_DATA in f:
-                return _orient(_open_deepcam(path, f))
-            part = _open_nc4_fast(path, f, channels, first)
-            if part is not None:
-                return _orient(part)
+                return _orient(_open_deepcam(path, f, user_channels if user_channels is not None else channels,
+                                             first))
+            direct = _direct(f.keys(), channels, channel_map)
+            if direct is not None:
+                part = _open_nc4_fast(path, f, direct, first)
+                if part is not None:
+                    return _orient(part)
         except DataError:
             raise
         except OSError as exc:
             raise DataError(f"{path}: HDF5/netCDF4 file is truncated or corrupt: {exc}") from exc
-    return _orient(_open_xarray(path, kind, channels))
+    ds = _xr_open(path, kind)
+    direct = _direct(ds.data_vars, channels, channel_map)
+    if direct is None:
+        return _orient(_product_part(path, dict(ds.data_vars), dict(ds.attrs), channels, channel_map,
+                                     assume_units, "zarr" if kind == "zarr" else "netcdf"))
+    return _orient(_open_xarray(path, kind, direct, ds))
+
+
+def _product_part(path, variables: dict, attrs: dict, channels, channel_map, assume_units, fmt: str) -> _FilePart:
+    """A file of a real product (ERA5, CMIP6, CESM, GFS...): channels found and made canonical."""
+    import dask.array as da
+
+    from climviz.data.formats.products import canonical_variables
+
+    chans = channels if isinstance(channels, str) else list(channels)
+    out = canonical_variables(variables, chans, channel_map=channel_map, assume_units=assume_units, file=path)
+    if not out:
+        raise DataError(
+            f"{path}: no climviz channel found (by CF standard_name, climviz/CESM, ERA5, CMIP6 or GFS names); "
+            f"found variables {sorted(map(str, variables))[:60]}; name yours with channel_map={{'PSL': 'var', ...}}"
+        )
+    ref = next(iter(out.values()))
+    for ch, a in out.items():
+        if a.shape[1:] != ref.shape[1:] or a.sizes["time"] != ref.sizes["time"]:
+            raise DataError(f"{path}: variable {a.attrs.get('climviz_source', ch)}: grid/time {dict(a.sizes)} differs "
+                            f"from that of {next(iter(out))} {dict(ref.sizes)}")
+    arrays, var_attrs = {}, {}
+    for ch, a in out.items():
+        d = a.data
+        arrays[ch] = d.rechunk((1, -1, -1)) if isinstance(d, da.Array) else da.from_array(d, chunks=(1, -1, -1))
+        var_attrs[ch] = dict(a.attrs)
+    lab = variables.get(LABEL_VAR)
+    if lab is not None:
+        try:
+            lab_tll = lab.rename({k: v for k, v in (("latitude", "lat"), ("longitude", "lon")) if k in lab.dims})
+            if "time" not in lab_tll.dims:
+                lab_tll = lab_tll.expand_dims(time=ref.sizes["time"])
+            lab_tll = lab_tll.transpose("time", "lat", "lon")
+            ld = lab_tll.data
+            arrays[LABEL_VAR] = ld if isinstance(ld, da.Array) else da.from_array(ld, chunks=(1, -1, -1))
+            var_attrs[LABEL_VAR] = dict(lab.attrs)
+        except ValueError as exc:
+            raise DataError(f"{path}: variable {LABEL_VAR}: expected dimensions (time, lat, lon), "
+                            f"found {lab.dims}") from exc
+    times = ref["time"].values if "time" in ref.coords else None
+    if times is not None and np.asarray(times).dtype.kind not in "Mm" and np.asarray(times).dtype != object:
+        times = None
+    lat = np.asarray(ref["lat"].values, dtype=float)
+    lon = np.asarray(ref["lon"].values, dtype=float)
+    keep = {k: v for k, v in attrs.items() if isinstance(v, (str, int, float, np.integer, np.floating))}
+    return _FilePart(path, times, lat, lon, arrays, keep, var_attrs, fmt)
 
 
 # --------------------------------------------------------------------------------------
@@ -799,15 +994,10 @@ def _check_block(block: np.ndarray, *, name: str, starts: np.ndarray, files: tup
 
 def _checked(arr, name, starts, files, policy):
     fn = functools.partial(_check_block, name=name, starts=starts, files=files, policy=policy)
-    return arr.map_blocks(fn, dtype=arr.dtype, name=f"check-{name}")
+    from dask.base import tokenize
 
-
-def _units_ok(found: str, expected: str) -> bool:
-    f = found.strip()
-    if f == expected:
-        return True
-    aliases = _UNIT_ALIASES.get(expected, set())
-    return f.lower() in {a.lower() for a in aliases}
+    # a unique key name: two runs checked in one graph (a.PSL - b.PSL) must not share keys
+    return arr.map_blocks(fn, dtype=arr.dtype, name=f"check-{name}-{tokenize(arr.name, name, policy, files)}")
 
 
 # --------------------------------------------------------------------------------------
@@ -822,6 +1012,8 @@ def open_run(
     check_values: str = "lazy",
     expect_grid: tuple[int, int] | None = None,
     require_labels: bool = False,
+    channel_map: dict[str, str] | None = None,
+    assume_units: str | dict[str, str] | None = None,
 ) -> xr.Dataset:
     """Open a climate run lazily as one dataset with the canonical layout.
 
@@ -832,7 +1024,9 @@ def open_run(
         ``xr.Dataset`` (validated and normalized the same way).
     channels
         Channels required (default: the 16 of :data:`~climviz.data.schema.CHANNELS`); only
-        these (in this order) and ``LABELS`` are kept.
+        these (in this order) and ``LABELS`` are kept. ``"available"``: every channel the
+        file has (the 16 and ``VORT850``, the 850 hPa relative vorticity in s-1), none
+        required. Any other string is a :class:`~climviz.errors.ConfigError`.
     chunks
         Dask chunk sizes, e.g. ``{"time": 4}``; default one time step per chunk and the
         whole grid.
@@ -846,6 +1040,22 @@ def open_run(
         ``(nlat, nlon)`` the run must have, e.g. :data:`~climviz.data.schema.PAPER_GRID`.
     require_labels
         Raise if the run has no ``LABELS``.
+    channel_map
+        Your variable names: ``{"PSL": "slp", "U850": "uwnd"}`` (a variable with a pressure
+        coordinate is taken at the channel's level).
+    assume_units
+        Units of channels that have no ``units`` attribute: one string for all, or
+        ``{"PSL": "hPa"}``. Without it a channel with no units is accepted only when its
+        values are plausible in the canonical unit (a warning says so; see
+        :mod:`climviz.data.units`).
+
+    Files that do not carry every channel under its ClimateNet name (ERA5, CMIP6, CESM/CAM,
+    GFS GRIB...) are read through :mod:`climviz.data.formats.products`: channels are found
+    by CF ``standard_name``, then by known product names, selected at their pressure level and
+    converted. Every channel's ``climviz_source`` attribute and the dataset's
+    ``channel_sources`` attribute (and ``history``) say where it came from and how it was
+    converted. Units are always converted to the canonical ones (Pa, K, m s-1, kg m-2,
+    kg kg-1, m) or refused with a :class:`DataError`.
 
     Returns
     -------
@@ -865,14 +1075,36 @@ def open_run(
         raise DataError(f"open_run: nan_policy must be 'raise' or 'mask', found {nan_policy!r}")
     if check_values not in ("lazy", "eager", "none"):
         raise DataError(f"open_run: check_values must be 'lazy', 'eager' or 'none', found {check_values!r}")
-    chans = tuple(CHANNELS if channels is None else channels)
+    user_channels = channels
+    if isinstance(channels, str):
+        if channels != AVAILABLE:
+            from climviz.errors import ConfigError
+
+            raise ConfigError(f"open_run: channels must be a list of channel names or 'available', found {channels!r}")
+        chans: Sequence[str] | str = AVAILABLE
+    else:
+        chans = tuple(CHANNELS if channels is None else channels)
+        bad = [c for c in chans if not isinstance(c, str)]
+        if bad:
+            from climviz.errors import ConfigError
+
+            raise ConfigError(f"open_run: channels must be names (str), found {bad[:5]}")
     if isinstance(paths, xr.Dataset):
-        parts = [_part_from_dataset(paths, chans)]
+        parts = [_part_from_dataset(paths, chans, channel_map, assume_units)]
     else:
         files = find_files(paths)
-        parts = [_open_part(files[0], chans)]
+        deepcam_order = None if user_channels is None else (
+            AVAILABLE if isinstance(user_channels, str) else list(user_channels))
+        parts = [_open_part(files[0], chans, channel_map=channel_map, assume_units=assume_units,
+                            user_channels=deepcam_order if deepcam_order is not None else AVAILABLE)]
+        if isinstance(chans, str):  # "available": what the first file has, required in the others
+            chans = tuple(n for n in parts[0].names if n != LABEL_VAR)
         # later files: attributes are taken from the first file only (reading them is slow)
-        parts += [_open_part(p, chans, first=False) for p in files[1:]]
+        parts += [_open_part(p, chans, first=False, channel_map=channel_map, assume_units=assume_units,
+                             user_channels=deepcam_order if deepcam_order is not None else AVAILABLE)
+                  for p in files[1:]]
+    if isinstance(chans, str):
+        chans = tuple(n for n in parts[0].names if n != LABEL_VAR)
     for part in parts:
         missing = [c for c in chans if c not in part.names]
         if missing:
@@ -880,7 +1112,7 @@ def open_run(
                 f"{part.path}: missing channel(s) {missing}; expected {list(chans)}; "
                 f"found {[k for k in part.names if k != LABEL_VAR]}"
             )
-    ds = _combine(parts, chans, chunks, nan_policy, check_values != "none")
+    ds = _combine(parts, chans, chunks, nan_policy, check_values != "none", assume_units)
     if expect_grid is not None and (ds.sizes["lat"], ds.sizes["lon"]) != tuple(expect_grid):
         raise DataError(
             f"{parts[0].path}: expected grid (lat, lon) = {tuple(expect_grid)}, "
@@ -889,14 +1121,25 @@ def open_run(
     if require_labels and LABEL_VAR not in ds:
         raise DataError(f"{parts[0].path}: variable {LABEL_VAR}: expected labels, found none")
     if check_values == "eager":
-        validate_run(ds)
+        validate_run(ds, channels=list(chans))
     return ds
 
 
-def _part_from_dataset(ds: xr.Dataset, chans: Sequence[str]) -> _FilePart:
+def _part_from_dataset(ds: xr.Dataset, chans: Sequence[str] | str, channel_map=None,
+                       assume_units=None) -> _FilePart:
     import dask.array as da
 
     name = Path(str(ds.encoding.get("source", "<dataset>")))
+    direct = _direct(ds.data_vars, chans, channel_map)
+    if direct is None and isinstance(chans, str):
+        present = [c for c in CHANNELS if c in ds.data_vars]
+        # "available" on an in-memory run named the climviz way (a subset of the 16)
+        direct = present if present and not channel_map and not any(
+            _is_product_name(v) for v in ds.data_vars if v not in present) else None
+    if direct is None:
+        return _orient(_product_part(name, dict(ds.data_vars), dict(ds.attrs), chans, channel_map,
+                                     assume_units, "dataset"))
+    chans = direct
     lat_n, lon_n = _dim_name(ds, _LAT_NAMES), _dim_name(ds, _LON_NAMES)
     if lat_n is None or lon_n is None:
         raise DataError(f"{name}: expected dimensions lat and lon, found {dict(ds.sizes)}")
@@ -922,10 +1165,20 @@ def _part_from_dataset(ds: xr.Dataset, chans: Sequence[str]) -> _FilePart:
     return _orient(_FilePart(name, times, lat, lon, arrays, dict(ds.attrs), var_attrs, "dataset"))
 
 
-def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check) -> xr.Dataset:
+def _is_product_name(v) -> bool:
+    from climviz.data.formats.products import PRODUCT_NAMES, STANDARD_NAMES  # noqa: F401
+
+    return any(str(v) == n for names in PRODUCT_NAMES.values() for _, n in names)
+
+
+def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check, assume_units=None) -> xr.Dataset:
     import dask.array as da
 
+    from climviz.data import units as _units
+
     ref = parts[0]
+    sources: list[str] = []
+    assumed: list[str] = []
     for p in parts[1:]:
         if p.lat.shape != ref.lat.shape or p.lon.shape != ref.lon.shape:
             raise DataError(
@@ -1001,18 +1254,53 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check) -> xr.Dat
             attrs.update(label_attrs())
         else:
             exp = CHANNEL_ATTRS.get(name, {})
-            found_u = attrs.get("units")
             for key in ("_FillValue", "missing_value", "coordinates"):
                 attrs.pop(key, None)
-            if found_u is not None and exp and not _units_ok(str(found_u), exp["units"]):
-                warnings.warn(
-                    f"{ref.path}: variable {name}: expected units {exp['units']!r}, found {found_u!r}; "
-                    "values are used as they are", stacklevel=3,
-                )
-                attrs.update({k: v for k, v in exp.items() if k not in attrs})
-            else:
-                attrs.update({k: v for k, v in exp.items() if k not in attrs or k == "units"})
+            # units: converted to the canonical unit, or a DataError (climviz.data.units)
+            conv, how = _units.resolve(name, attrs, None, file=ref.path, variable=name, assume_units=assume_units,
+                                       defer=True)
+            if conv.note == "assumed":  # no units: canonical assumed, plausible range checked as read
+                assumed.append(name)
+                if fast:
+                    specs = [dataclasses.replace(sp, check_range=name) for sp in specs]
+                    arr = _spec_graph(f"read-{name}-{_token_specs(specs)}-r", specs, ref.lat.size, ref.lon.size,
+                                      parts[0].dtypes[name])
+                    if tchunk != 1 or want[1:] != (-1, -1):
+                        arr = arr.rechunk(want)
+                elif check:
+                    from dask.base import tokenize
+
+                    fn = functools.partial(_range_block, channel=name, starts=np.asarray(starts), files=files)
+                    arr = arr.map_blocks(fn, dtype=arr.dtype, name=f"range-{name}-{tokenize(arr.name, files)}")
+            if not conv.identity:
+                if fast:
+                    specs = [dataclasses.replace(sp, scale=conv.scale, offset=conv.offset) for sp in specs]
+                    arr = _spec_graph(f"read-{name}-{_token_specs(specs)}-u", specs, ref.lat.size, ref.lon.size,
+                                      parts[0].dtypes[name])
+                    if tchunk != 1 or want[1:] != (-1, -1):
+                        arr = arr.rechunk(want)
+                else:
+                    arr = _units.convert_values(arr, conv)
+                attrs["units_converted_from"] = conv.found
+            if conv.note == "assumed":
+                attrs["units_assumed"] = how
+            attrs.update({k: v for k, v in exp.items() if k not in attrs or k == "units"})
+            if name == _units.VORT850:
+                attrs["units"] = "s-1"
+            attrs.setdefault("climviz_source", f"variable {name!r}, found by its climviz/CESM name; {how}")
+            sources.append(f"{name}: {attrs['climviz_source']}")
         data_vars[name] = (("time", "lat", "lon"), arr, attrs)
+    if assumed:
+        import warnings
+
+        from climviz.data.units import CANONICAL_UNITS
+
+        warnings.warn(
+            f"{ref.path}: no units attribute for {', '.join(assumed)}: assumed the canonical units "
+            f"({', '.join(f'{c} {CANONICAL_UNITS[c]}' for c in assumed)}); values are checked against plausible "
+            "ranges as they are read (climviz.data.units.PLAUSIBLE_RANGES); pass assume_units= to state them",
+            stacklevel=3,
+        )
     lat, lon = ref.lat, ref.lon
     coords = {
         "time": ("time", times, {"standard_name": "time", "axis": "T"} if times.dtype.kind != "i"
@@ -1023,6 +1311,11 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check) -> xr.Dat
     attrs = {k: v for k, v in ref.attrs.items() if isinstance(v, (str, int, float, np.integer, np.floating))}
     attrs["source_files"] = list(files) if len(files) <= 1000 else [*files[:1000], f"... {len(files) - 1000} more"]
     attrs.setdefault("Conventions", "CF-1.8")
+    # where every channel came from (also in each variable's climviz_source attribute)
+    attrs["channel_sources"] = "\n".join(sources)
+    if any(("converted" in x or "found by" in x and "climviz/CESM name" not in x or "assumed" in x) for x in sources):
+        line = f"climviz open_run read {ref.path} ({ref.fmt}): " + "; ".join(sources)
+        attrs["history"] = (str(attrs.get("history", "")) + "\n" + line).strip()
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 

@@ -32,10 +32,14 @@ def write_plain_netcdf(ds: xr.Dataset, path) -> None:
     ds.to_netcdf(path, engine="netcdf4")
 
 
-def write_deepcam_by_hand(path, data: np.ndarray, labels: np.ndarray | None = None, **attrs) -> None:
-    """A DeepCAM file made with h5py alone: climate/data (lat, lon, C), climate/labels_0."""
+def write_deepcam_by_hand(path, data: np.ndarray, labels: np.ndarray | None = None, *,
+                          channels=CHANNELS, **attrs) -> None:
+    """A DeepCAM file made with h5py alone: climate/data (lat, lon, C) with a ``channels`` attribute
+    (None: without one), climate/labels_0."""
     with h5py.File(path, "w") as f:
-        f.create_dataset("climate/data", data=data)
+        d = f.create_dataset("climate/data", data=data)
+        if channels is not None:
+            d.attrs["channels"] = np.array(list(channels), dtype=h5py.string_dtype())
         if labels is not None:
             f.create_dataset("climate/labels_0", data=labels)
         for k, v in attrs.items():
@@ -73,10 +77,10 @@ def test_deepcam_file_written_by_hand(tiny_run, tmp_path):
     np.testing.assert_array_equal(ds[LABEL_VAR].values[0], one[LABEL_VAR].values)
 
 
-def test_deepcam_without_time_is_numbered_in_file_order(tmp_path):
-    rng = np.random.default_rng(0)
-    for name in ("b.h5", "a.h5", "c.h5"):
-        write_deepcam_by_hand(tmp_path / name, rng.normal(size=(8, 12, 16)).astype(np.float32))
+def test_deepcam_without_time_is_numbered_in_file_order(tiny_run, tmp_path):
+    for i, name in enumerate(("b.h5", "a.h5", "c.h5")):
+        one = tiny_run.isel(time=i)
+        write_deepcam_by_hand(tmp_path / name, np.stack([one[c].values for c in CHANNELS], -1).astype(np.float32))
     ds = open_run(tmp_path)
     np.testing.assert_array_equal(ds.time.values, [0, 1, 2])
     assert [os.path.basename(f) for f in ds.attrs["source_files"]] == ["a.h5", "b.h5", "c.h5"]

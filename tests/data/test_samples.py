@@ -66,8 +66,13 @@ def test_features_table_matches(regenerated):
 
 
 def test_samples_folder_is_small_and_documented():
-    size = sum(p.stat().st_size for p in SAMPLES.rglob("*") if p.is_file())
+    real = SAMPLES / "real"
+    size = sum(p.stat().st_size for p in SAMPLES.rglob("*") if p.is_file() and real not in p.parents)
     assert size < 20e6
+    # the real GFS forecast and best tracks: small enough to ship, with their provenance
+    assert sum(p.stat().st_size for p in real.rglob("*") if p.is_file()) < 5e6
+    real_readme = (real / "README.md").read_text()
+    assert "public domain" in real_readme.lower() and "IBTrACS" in real_readme and "sha256" in real_readme
     readme = (SAMPLES / "README.md").read_text()
     assert "synthetic" in readme.lower() and "make_samples.py" in readme
 

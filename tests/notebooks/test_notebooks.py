@@ -9,7 +9,7 @@ import pytest
 from tests.notebooks.conftest import NOTEBOOKS, output_problems, render_problems, stderr_problem
 
 NAMES = ["01_quickstart", "02_train_on_ray", "03_event_statistics", "04_compare_runs",
-         "05_performance_and_scaling"]
+         "05_performance_and_scaling", "06_real_data"]
 
 
 def test_every_notebook_in_the_folder_is_tested():
