@@ -22,6 +22,7 @@ _LAZY = {
     "histogram": "climviz.viz.stats",
     "explore": "climviz.viz.explorer",
     "Explorer": "climviz.viz.explorer",
+    "display_table": "climviz.viz.explorer",
     "save_html": "climviz.viz.export",
     "save_static": "climviz.viz.export",
     "save_png": "climviz.viz.export",

@@ -139,6 +139,9 @@ def notebook_html(notebook: Any, path: str | os.PathLike, *, overwrite: bool = T
 
     nb = nbformat.read(str(notebook), as_version=4) if isinstance(notebook, (str, os.PathLike)) \
         else copy.deepcopy(notebook)
+    # Jupyter widget state (progress bars) would make the page fetch the widget manager from a CDN;
+    # the widgets' text fallback is kept.
+    nb.metadata.pop("widgets", None)
     for cell in nb.cells:  # Panel's comm placeholders carry no data; nbconvert would warn about each
         if cell.get("cell_type") == "code":
             cell["outputs"] = [o for o in cell.get("outputs", [])

@@ -261,7 +261,7 @@ def tracks(
              "path_length_km": ("path length", "km"), "max_area_km2": ("largest area", "km²")}
     text_cols = []
     for c in stat_cols:
-        title, unit = shown[c]
+        tip, unit = shown[c]
         if c in ("start", "end"):
             col = c
         else:
@@ -269,7 +269,7 @@ def tracks(
             decimals = 0 if c in ("n_steps", "max_area_km2") else 1
             summ[col] = [format_number(v, decimals) + (f" {unit}" if unit else "") for v in summ[c]]
         text_cols.append(col)
-        tips.append((title, f"@{{{col}}}"))
+        tips.append((tip, f"@{{{col}}}"))
     vdims = ["track_id", "kind", glat, glon, "genesis_text", *stat_cols,
              *[c for c in text_cols if c not in stat_cols]]
     genesis = hv.Points(summ, kdims=["x", "y"], vdims=vdims, group="Genesis").opts(

@@ -86,12 +86,17 @@ def watch(page) -> dict[str, list[str]]:
 
 
 def canvas_is_drawn(png: bytes) -> bool:
-    """A map canvas shows a picture: many colours and mostly not white."""
+    """A plot canvas shows a picture: many colours, and coloured (not grey) pixels on at least 0.5 % of it.
+
+    A plot whose BokehJS failed is empty; axes, text and coastlines alone are grey.
+    A field, a colour bar, class regions or histogram bars are coloured.
+    """
     from PIL import Image
 
     rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
     colours = len(np.unique(rgb.reshape(-1, 3), axis=0))
-    return colours > 40 and (rgb.sum(axis=-1) < 700).mean() > 0.2
+    saturated = (rgb.max(axis=-1) - rgb.min(axis=-1)) > 60
+    return colours > 40 and saturated.mean() > 0.005
 
 
 def render_problems(html_path: Path, browser, min_maps: int = 1) -> tuple[list[str], int]:
@@ -108,15 +113,17 @@ def render_problems(html_path: Path, browser, min_maps: int = 1) -> tuple[list[s
         page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
         page.wait_for_timeout(3000)
         problems = list(seen["errors"]) + [f"network request (page must work offline): {u}" for u in seen["requests"]]
-        drawn = 0
+        drawn_pictures = set()  # a Bokeh figure stacks several canvases: count distinct pictures
         for canvas in page.locator("canvas").all():
             box = canvas.bounding_box()
             if not box or box["width"] < 300 or box["height"] < 150:
                 continue
             canvas.scroll_into_view_if_needed()
             page.wait_for_timeout(150)
-            if canvas_is_drawn(canvas.screenshot()):
-                drawn += 1
+            png = canvas.screenshot()
+            if canvas_is_drawn(png):
+                drawn_pictures.add(hash(png))
+        drawn = len(drawn_pictures)
         if drawn < min_maps:
             problems.append(f"{drawn} drawn map canvas(es), expected at least {min_maps} (blank maps?)")
         return problems, drawn

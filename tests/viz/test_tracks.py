@@ -64,6 +64,7 @@ def test_tracks_from_rows_draw_paths_per_class_and_genesis_points(track_rows, bo
     tips = dict(hover.tooltips)
     assert tips["genesis"] == "@genesis_text" and tips["lifetime"] == "@{lifetime_h_text}"
     assert [i.label.value for i in fig.legend[0].items] == ["TC", "AR"]
+    assert fig.title.text == "Event tracks"
 
 
 def test_tracks_coloured_by_intensity(track_rows, bokeh):
