@@ -337,3 +337,53 @@ def test_te_stitching_follows_stitchnodes_basic():
     assert ours == sorted(sorted(p) for p in ref)
     assert len(ref) == 2 and sorted(len(p) for p in ref) == [9, 10]  # the gap is bridged, the spurious node alone
     assert ids[index[(5, 2)]] == -1
+
+
+def te_detect_nodes_fast(psl, fields, lat, lon, *, mergedist=6.0, maxlat=50.0, contours=()):
+    """The same DetectNodes steps with numpy candidates and a kd-tree merge (as TE's), for large grids."""
+    from scipy.spatial import cKDTree
+
+    psl = psl.astype(np.float32)
+    lower = np.zeros(psl.shape, dtype=bool)
+    lower[1:] |= psl[:-1] < psl[1:]  # the row below (no neighbour beyond the poles)
+    lower[:-1] |= psl[1:] < psl[:-1]
+    lower |= np.roll(psl, 1, axis=1) < psl
+    lower |= np.roll(psl, -1, axis=1) < psl
+    cj, ci = np.nonzero(~lower & (np.abs(lat) <= maxlat)[:, None])
+    phi, lam = np.deg2rad(lat[cj]), np.deg2rad(lon[ci])
+    xyz = np.stack([np.cos(lam) * np.cos(phi), np.sin(lam) * np.cos(phi), np.sin(phi)], axis=1)
+    vals = psl[cj, ci]
+    tree = cKDTree(xyz)
+    chord = 2.0 * np.sin(0.5 * np.deg2rad(mergedist))
+    keep = [k for k, nb in enumerate(tree.query_ball_point(xyz, chord)) if not (vals[nb] < vals[k]).any()]
+    out = []
+    for k in keep:
+        if all(te_has_closed_contour(lat, lon, fields[name], cj[k], ci[k], d, dist, mm)
+               for name, d, dist, mm in contours):
+            out.append((float(lat[cj[k]]), float(lon[ci[k]])))
+    return sorted(out)
+
+
+def test_close_noisy_storms_on_768x1152_found_as_te_detectnodes_finds_them():
+    from scipy import ndimage
+
+    lat = np.linspace(-90, 90, 768)
+    lon = np.arange(1152) * 0.3125
+    f, storms = noisy_close_storms(lat, lon, 3)
+    rng = np.random.default_rng(7)
+    noise = ndimage.gaussian_filter(rng.normal(size=f["PSL"].shape), sigma=8.0, mode=("nearest", "wrap"))
+    f["PSL"] = f["PSL"] + 100.0 * noise / noise.std()
+    ds = as_run([f], lat, lon)
+    p = np.asarray(ds["PSL"].values[0])
+    tavg = 0.5 * (np.asarray(ds["T200"].values[0], np.float64) + np.asarray(ds["T500"].values[0], np.float64))
+    te = te_detect_nodes_fast(p, {"PSL": p, "TAVG": tavg}, lat, lon,
+                              contours=[("PSL", 200.0, 5.5, 0.0), ("TAVG", -0.4, 8.0, 1.1)])
+    nodes = detect_tc_nodes(ds, TCConfig(**TE_LIKE))
+    assert sorted(zip(nodes["lat"].round(6), nodes["lon"].round(6))) == [(round(a, 6), round(b, 6)) for a, b in te]
+    # every constructed storm is found, unless another one lies within 750 km (grid snapping and the noise
+    # can move two centres 680 km apart to within the 667 km merge distance; TE then keeps one too)
+    nl, nlo = nodes["lat"].to_numpy(), nodes["lon"].to_numpy()
+    for la, lo, _ in storms:
+        others = [deg_between(la, lo, a, b) for a, b, _ in storms if (a, b) != (la, lo)]
+        if min(others) * np.deg2rad(1) * R_KM > 750.0:
+            assert (deg_between(la, lo, nl, nlo) * np.deg2rad(1) * R_KM).min() < 150.0, (la, lo)
