@@ -266,6 +266,33 @@ def _frame(cols: dict[str, list[np.ndarray]], names: list[str], times: np.ndarra
     return pd.DataFrame(data, copy=False)
 
 
+def canonical_fields(fields: Any) -> Any:
+    """Fields with climviz channel names converted to their canonical units (``PSL`` in Pa, ...).
+
+    A field whose name is a climviz channel (a key of
+    :data:`climviz.data.units.CANONICAL_UNITS`) and which is an
+    ``xarray.DataArray`` with a ``units`` attribute is converted with
+    :func:`climviz.data.units.to_canonical` (so PSL in hPa gives the same
+    table as PSL in Pa, in Pa); a unit that is unknown or does not convert
+    is a :class:`~climviz.errors.DataError` naming the field. Other fields
+    (other names, numpy arrays, no ``units`` attribute) are used as given.
+    """
+    import xarray as xr
+
+    if fields is None:
+        return None
+    items = dict(fields.data_vars) if isinstance(fields, xr.Dataset) else dict(fields)
+    todo = [k for k, v in items.items() if isinstance(v, xr.DataArray) and v.attrs.get("units") is not None]
+    if not todo:
+        return items
+    from climviz.data.units import CANONICAL_UNITS, to_canonical
+
+    for k in todo:
+        if str(k) in CANONICAL_UNITS:
+            items[k] = to_canonical(items[k], str(k), variable=str(k), file="fields")
+    return items
+
+
 def _names(field_names: list[str], spec: Mapping[str, tuple[str, ...]]) -> list[str]:
     return list(TABLE_COLUMNS[1:]) + [f"{n}_{s}" for n in field_names for s in spec[n]]
 
@@ -300,6 +327,9 @@ def table(
         Fields to summarize inside each event: an ``xarray.Dataset`` (all its
         variables, with the mask's dims) or a mapping name -> array/DataArray
         of the same shape, e.g. ``{"PSL": ds.PSL, "WSP850": np.hypot(ds.U850, ds.V850)}``.
+        Fields named as climviz channels that carry a ``units`` attribute are
+        first converted to the channel's canonical unit (PSL in hPa is
+        tabulated in Pa; see :func:`canonical_fields`).
     stats
         Statistics per field (see :data:`STATS`): a sequence applied to every
         field, or a mapping field name -> sequence (e.g. ``{"PSL": ["min"],
@@ -350,8 +380,7 @@ def table(
     if isinstance(labels, xr.DataArray) and not isinstance(mask, (xr.DataArray, xr.Dataset)):
         mask = xr.DataArray(np.asarray(mask), dims=labels.dims, coords=labels.coords)
     mask = mask_variable(mask)
-    if isinstance(fields, xr.Dataset):
-        fields = dict(fields.data_vars)
+    fields = canonical_fields(fields)
     allf = {_LABELS_KEY: labels, **(dict(fields) if fields is not None else {})}
     src = MaskSource.from_any(mask, allf, lat=lat, lon=lon, time=time)
     field_names = [k for k in src.fields if k != _LABELS_KEY]
@@ -419,8 +448,7 @@ def label_table(
 
     numpy_2d = not isinstance(mask, (xr.DataArray, xr.Dataset)) and np.ndim(mask) == 2
     xr_2d = isinstance(mask, xr.DataArray) and mask.ndim == 2
-    if isinstance(fields, xr.Dataset):
-        fields = dict(fields.data_vars)
+    fields = canonical_fields(fields)
     src = MaskSource.from_any(mask, fields, lat=lat, lon=lon, time=time)
     opts = LabelOptions(float(min_area_km2), int(min_cells), resolve_periodic(periodic, src.lon), int(connectivity))
     geo = Geo.of(src.lat, src.lon, radius_km)

@@ -170,8 +170,8 @@ class Tracks:
 
 def _empty_overlaps(with_step_to: bool = False) -> dict[str, np.ndarray]:
     z = np.zeros(0, dtype=np.int64)
-    out = {"step_from": z, "event_from": z.astype(np.int32), "event_to": z.astype(np.int32),
-           "overlap_km2": np.zeros(0)}
+    out: dict[str, np.ndarray] = {"step_from": z, "event_from": z.astype(np.int32),
+                                  "event_to": z.astype(np.int32), "overlap_km2": np.zeros(0)}
     if with_step_to:
         out["step_to"] = z.copy()
     return out
@@ -739,14 +739,12 @@ def track_masks(
         _frame,
         _names,
         _stat_spec,
+        canonical_fields,
         table_runs,
     )
 
-    import xarray as xr
-
     cfg = _config(config, kw)
-    if isinstance(fields, xr.Dataset):
-        fields = dict(fields.data_vars)
+    fields = canonical_fields(fields)
     src = MaskSource.from_any(mask, fields, lat=lat, lon=lon, time=time)
     opts = LabelOptions(float(min_area_km2), int(min_cells), resolve_periodic(periodic, src.lon), int(connectivity))
     geo = Geo.of(src.lat, src.lon, radius_km)

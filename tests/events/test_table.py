@@ -253,3 +253,39 @@ def test_length_and_width_of_lat_lon_rectangles_on_the_sphere():
     assert cell["length_km"] == pytest.approx(R * math.radians(10.0), rel=1e-12)
     assert cell["width_km"] == pytest.approx(R * math.radians(10.0) * math.cos(math.radians(5.0)), rel=1e-12)
 
+
+def test_fields_in_other_units_give_the_same_table_in_canonical_units():
+    """PSL in hPa and TS in degC are tabulated as PSL in Pa and TS in K."""
+    import xarray as xr
+
+    from climviz.events.tracking import track_masks
+
+    from .conftest import as_dataarray
+
+    lat, lon = regular_grid(18, 36)
+    rng = np.random.default_rng(3)
+    m = np.zeros((3, 18, 36), dtype=np.uint8)
+    m[:, 8:11, 5:9] = 1
+    m[:, 3:5, 20:30] = 2
+    mask = as_dataarray(m, lat, lon)
+    psl_pa = xr.DataArray(rng.uniform(95000.0, 103000.0, m.shape), dims=mask.dims, coords=mask.coords,
+                          attrs={"units": "Pa"})
+    ts_k = xr.DataArray(rng.uniform(250.0, 305.0, m.shape), dims=mask.dims, coords=mask.coords,
+                        attrs={"units": "K"})
+    psl_hpa = (psl_pa / 100.0).assign_attrs(units="hPa")
+    ts_c = (ts_k - 273.15).assign_attrs(units="degC")
+    _, ref = label_table(mask, {"PSL": psl_pa, "TS": ts_k})
+    _, got = label_table(mask, {"PSL": psl_hpa, "TS": ts_c})
+    pd.testing.assert_frame_equal(got, ref, rtol=1e-12)
+    assert ref["PSL_min"].min() > 90000.0  # in Pa
+    labels = label(mask)
+    pd.testing.assert_frame_equal(table(labels, mask, xr.Dataset({"PSL": psl_hpa})),
+                                  table(labels, mask, {"PSL": psl_pa}), rtol=1e-12)
+    pd.testing.assert_frame_equal(track_masks(mask, {"PSL": psl_hpa}).tracks,
+                                  track_masks(mask, {"PSL": psl_pa}).tracks, rtol=1e-12)
+    # a field that is not a channel, or has no units, is used as given
+    _, other = label_table(mask, {"WIND": psl_hpa})
+    assert other["WIND_min"].max() < 1100.0
+    bad = psl_pa.assign_attrs(units="kg m-2")
+    with pytest.raises(DataError, match="PSL"):
+        label_table(mask, {"PSL": bad})
