@@ -1281,6 +1281,7 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check, assume_un
                         arr = arr.rechunk(want)
                 else:
                     arr = _units.convert_values(arr, conv)
+            if not conv.identity or conv.note not in ("", "assumed"):
                 attrs["units_converted_from"] = conv.found
             if conv.note == "assumed":
                 attrs["units_assumed"] = how

@@ -385,7 +385,7 @@ def to_canonical(da: xr.DataArray, channel: str, *, file: Any = None, variable: 
     attrs = dict(da.attrs)
     if conv.note == "assumed":
         attrs["units_assumed"] = how
-    elif not conv.identity:
+    elif not conv.identity or conv.note:
         attrs["units_converted_from"] = conv.found
     elif "units" in attrs and "assume" in how:
         attrs["units_assumed"] = how

@@ -40,7 +40,9 @@ class LabelResult:
 def open_data(data: Any) -> tuple[xr.Dataset, list[str]]:
     """A run from a Dataset, a path, a glob or a list of paths; and its source files."""
     if isinstance(data, xr.Dataset):
-        return data, []
+        from climviz.data.units import canonicalize_units  # PSL in hPa, T in degC...: as open_run does
+
+        return canonicalize_units(data), []
     if isinstance(data, (str, os.PathLike, list, tuple)):
         from climviz.data.io import open_run
 
