@@ -15,7 +15,9 @@ command line) stays light. The modules are named apart from the functions they
 hold: ``labelling`` (``label``, ``label_step``), ``tables`` (``table``,
 ``label_table``), ``tracking`` (``track``, ``track_masks``, ``Tracks``,
 ``TrackConfig``), ``comparison`` (``compare``), ``scores`` (``skill``),
-``geometry`` and ``stats``; ``climviz.events.label`` is always the function.
+``geometry``, ``stats``, ``best_track`` (IBTrACS matching) and ``distributed``
+(``label_table_on_ray``, ``frequency_on_ray``: the per-step work of a long run on Ray
+workers, block by block, resumable); ``climviz.events.label`` is always the function.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ _LAZY = {
     "storms_at": "climviz.events.best_track",
     "match_best_track": "climviz.events.best_track",
     "BestTrackMatch": "climviz.events.best_track",
+    "label_table_on_ray": "climviz.events.distributed",
+    "frequency_on_ray": "climviz.events.distributed",
 }
 
 __all__ = sorted(_LAZY)
