@@ -383,13 +383,13 @@ def extract(variables: Mapping[str, xr.DataArray], found: Found, *, file: Any = 
         da = to_canonical(da.assign_attrs(units=f"({conv_units}) / s"), "PRECT", file=file,
                           variable=found.variable, assume_units=assume_units)
         da = da / secs
-        notes.append(f"accumulated {conv_units} divided by {secs:g} s ({how})")
+        notes.append(f"{conv_units} divided by {secs:g} s, {how}")
     elif ch == VORT850 and found.transform:
         da = to_canonical(da, ch, file=file, variable=found.variable, assume_units=assume_units)
         lat = np.asarray(da["lat"].values, dtype=float)
         f = 2.0 * OMEGA * np.sin(np.deg2rad(lat))
         da = da - xr.DataArray(f.astype(np.float32), dims=("lat",), coords={"lat": da["lat"]})
-        notes.append(found.transform)
+        notes.append(f"f at each latitude, Omega = {OMEGA} s-1")
     else:
         da = to_canonical(da, ch, file=file, variable=found.variable, assume_units=assume_units)
     units_note = da.attrs.get("units_converted_from")
@@ -399,13 +399,15 @@ def extract(variables: Mapping[str, xr.DataArray], found: Found, *, file: Any = 
         attrs = {"long_name": "relative vorticity at 850 hPa", "standard_name": "atmosphere_relative_vorticity"}
     attrs["units"] = CANONICAL_UNITS[ch]
     what = found.describe(file)
-    if units_note and not notes:
-        what += f"; units converted from {units_note!r}"
+    if notes:
+        what += f" ({'; '.join(notes)})"
+    if units_note:
+        what += f"; units converted from {units_note!r} to {CANONICAL_UNITS[ch]!r}"
     if assumed:
         what += f"; {assumed}"
-    if notes:
-        what += f"; units {src.attrs.get('units')!r} -> {CANONICAL_UNITS[ch]!r}" if not units_note else ""
     attrs["climviz_source"] = what
+    if units_note:
+        attrs["units_converted_from"] = str(units_note)
     if src.attrs.get("long_name") or src.attrs.get("GRIB_name"):
         attrs["source_long_name"] = str(src.attrs.get("long_name") or src.attrs.get("GRIB_name"))
     da = da.astype(np.float32) if da.dtype != np.float32 else da
