@@ -19,10 +19,10 @@ def _levels(truth, channels_at, fill_offset):
     """A (time, level, lat, lon) cube holding each channel at its level and decoys elsewhere."""
     first = truth[next(iter(channels_at.values()))].values
     cube = np.empty((first.shape[0], LEVELS_HPA.size, *first.shape[1:]), np.float32)
-    for k, lev in enumerate(LEVELS_HPA):
+    for k in range(LEVELS_HPA.size):
         cube[:, k] = first + fill_offset * (k + 1)  # a decoy: wrong values at the other levels
-    for lev, ch in ((lv, c) for c, lv in ((c, AT_LEVEL[c]) for c in channels_at.values())):
-        cube[:, int(np.nonzero(LEVELS_HPA == lev)[0][0])] = truth[ch].values
+    for ch in channels_at.values():
+        cube[:, int(np.nonzero(LEVELS_HPA == AT_LEVEL[ch])[0][0])] = truth[ch].values
     return cube
 
 
@@ -35,7 +35,8 @@ def era5_like(truth) -> xr.Dataset:
     v = {
         "msl": (dims3, t.PSL.values, {"units": "Pa", "long_name": "Mean sea level pressure",
                                       "standard_name": "air_pressure_at_mean_sea_level"}),
-        "tcwv": (dims3, t.TMQ.values, {"units": "kg m**-2", "long_name": "Total column vertically-integrated water vapour"}),
+        "tcwv": (dims3, t.TMQ.values, {"units": "kg m**-2",
+                                       "long_name": "Total column vertically-integrated water vapour"}),
         "sp": (dims3, t.PS.values, {"units": "Pa", "standard_name": "surface_air_pressure"}),
         "skt": (dims3, t.TS.values, {"units": "K", "long_name": "Skin temperature"}),
         "t2m": (dims3, t.TREFHT.values, {"units": "K", "long_name": "2 metre temperature"}),
@@ -58,15 +59,18 @@ def cmip6_like(truth) -> xr.Dataset:
     dims4 = ("time", "plev", "lat", "lon")
     v = {
         "psl": (dims3, truth.PSL.values, {"units": "Pa", "standard_name": "air_pressure_at_mean_sea_level"}),
-        "prw": (dims3, truth.TMQ.values, {"units": "kg m-2", "standard_name": "atmosphere_mass_content_of_water_vapor"}),
+        "prw": (dims3, truth.TMQ.values, {"units": "kg m-2",
+                                          "standard_name": "atmosphere_mass_content_of_water_vapor"}),
         "ps": (dims3, truth.PS.values / 100.0, {"units": "hPa", "standard_name": "surface_air_pressure"}),
         "ts": (dims3, truth.TS.values, {"units": "K", "standard_name": "surface_temperature"}),
         "tas": (dims3, truth.TREFHT.values - 273.15, {"units": "degC", "standard_name": "air_temperature"}),
         "huss": (dims3, truth.QREFHT.values, {"units": "1", "standard_name": "specific_humidity"}),
         "pr": (dims3, truth.PRECT.values * 1000.0, {"units": "kg m-2 s-1", "standard_name": "precipitation_flux"}),
         "ua": (dims4, _levels(truth, {"u": "U850"}, 3.0), {"units": "m s-1", "standard_name": "eastward_wind"}),
-        "va": (dims4, _levels(truth, {"v": "V850"}, 3.0), {"units": "m s-1", "standard_name": "northward_wind"}),
-        "ta": (dims4, _levels(truth, {"a": "T200", "b": "T500"}, 7.0), {"units": "K", "standard_name": "air_temperature"}),
+        "va": (dims4, _levels(truth, {"v": "V850"}, 3.0), {"units": "m s-1",
+                                                          "standard_name": "northward_wind"}),
+        "ta": (dims4, _levels(truth, {"a": "T200", "b": "T500"}, 7.0),
+               {"units": "K", "standard_name": "air_temperature"}),
         "zg": (dims4, _levels(truth, {"a": "Z1000", "b": "Z200"}, 50.0),
                {"units": "m", "standard_name": "geopotential_height"}),
     }
