@@ -94,45 +94,66 @@ def _axes_km(runs: Runs, key: np.ndarray, present: np.ndarray, nk: int, cvec: np
     (``dx²/12``, ``dy²/12`` along the local east and north). Its eigenvalues l1 >= l2 give
     ``length = sqrt(12 l1)`` and ``width = sqrt(12 l2)``: the sides of the
     rectangle with the same second moments (a uniform rectangle of sides a, b
-    has variances a²/12, b²/12). Cost O(event cells).
+    has variances a²/12, b²/12). Cost O(event cells): one cosine, sine,
+    hypot and arctan2 per cell and a few products; the cells' own extents
+    and the total weights are sums over runs (prefix sums along longitude,
+    O(runs)), and the sphere radius is applied to the moments, not the cells.
     """
-    H, W = runs.shape[1], runs.shape[2]
-    idx, offsets = runs.pixels()
-    row_of_run = pix // W
-    rows = np.repeat(row_of_run, runs.length)
-    c0 = pix - row_of_run * W
-    cols = np.repeat(c0 - offsets, runs.length) + np.arange(idx.size)
-    k = np.repeat(key, runs.length)
-    w = geo.rows[rows] * geo.cols[cols]
-    # unit vector p of each cell in the centroid's local frame (east, north, up), written out
+    W = runs.shape[2]
+    length = runs.length
+    total = int(length.sum())
+    row = pix // W
+    c0 = pix - row * W
+    c1 = c0 + length
+    offsets = np.cumsum(length) - length
+    cols = np.repeat(c0 - offsets, length)
+    cols += np.arange(total)
+    k = np.repeat(key, length)
     clat = np.arcsin(np.clip(cvec[:, 2], -1.0, 1.0))
     clon = np.arctan2(cvec[:, 1], cvec[:, 0])
-    slat_c, clat_c = np.sin(clat)[k], np.cos(clat)[k]
-    lat = np.deg2rad(geo.lat)
-    sphi, cphi = np.sin(lat)[rows], np.cos(lat)[rows]
-    dl = np.deg2rad(geo.lon)[cols] - clon[k]
+    slat_k, clat_k = np.sin(clat)[key], np.cos(clat)[key]  # per run
+    latr = np.deg2rad(geo.lat)
+    sphi, cphi = np.sin(latr)[row], np.cos(latr)[row]  # per run
+    rowa = geo.rows[row]
+    # per-cell great-circle geometry relative to the event's 3-D centroid
+    dl = np.deg2rad(geo.lon)[cols]
+    dl -= clon[k]
     cdl = np.cos(dl)
-    u = cphi * np.sin(dl)
-    v = clat_c * sphi - slat_c * cphi * cdl
-    dot = slat_c * sphi + clat_c * cphi * cdl
+    u = np.sin(dl)
+    u *= np.repeat(cphi, length)
+    v = cdl * np.repeat(slat_k * cphi, length)
+    np.subtract(np.repeat(clat_k * sphi, length), v, out=v)
+    dot = cdl
+    dot *= np.repeat(clat_k * cphi, length)
+    dot += np.repeat(slat_k * sphi, length)
     sin_d = np.hypot(u, v)
-    d = np.arctan2(sin_d, dot) * geo.radius_km
-    scale = np.where(sin_d > 0, d / np.where(sin_d > 0, sin_d, 1.0), 0.0)
-    x, y = u * scale, v * scale
-    sw = np.bincount(k, weights=w, minlength=nk)[present]
+    theta = np.arctan2(sin_d, dot)
+    scale = np.ones(total)
+    np.divide(theta, sin_d, out=scale, where=sin_d > 0)  # theta / sin(theta); 1 at the centroid (u = v = 0 there)
+    w = geo.cols[cols]
+    w *= np.repeat(rowa, length)
+    x = u
+    x *= scale
+    y = v
+    y *= scale  # x, y in radians (km / R)
+    wx = w * x
+    wy = w * y
+    sw = np.bincount(key, weights=rowa * (geo.cw[c1] - geo.cw[c0]), minlength=nk)[present]
 
     def m(a: np.ndarray) -> np.ndarray:
-        return np.bincount(k, weights=w * a, minlength=nk)[present] / sw
+        return np.bincount(k, weights=a, minlength=nk)[present] / sw
 
-    # each cell's own extent (a cell dx wide has variance dx²/12), taken along the local east
-    # and north directions: a single cell is as long and wide as itself, an n-cell row n cells long
-    dphi = np.abs(np.diff(np.deg2rad(lat_edges(geo.lat)))) * geo.radius_km
-    dx = geo.cols[cols] * cphi * geo.radius_km
-    dy = dphi[rows]
-    mx, my = m(x), m(y)
-    cxx = m(x * x + dx * dx / 12.0) - mx * mx
-    cyy = m(y * y + dy * dy / 12.0) - my * my
-    cxy = m(x * y) - mx * my
+    mx, my = m(wx), m(wy)
+    sxx, syy, sxy = m(wx * x), m(wy * y), m(wx * y)
+    # each cell's own extent: (dx² / 12, dy² / 12) along local east and north, summed per run (O(runs))
+    dphi = np.abs(np.diff(np.deg2rad(lat_edges(geo.lat))))
+    cw3 = np.concatenate([[0.0], np.cumsum(geo.cols ** 3)])
+    ex = np.bincount(key, weights=rowa * cphi * cphi * (cw3[c1] - cw3[c0]), minlength=nk)[present] / sw
+    ey = np.bincount(key, weights=rowa * (geo.cw[c1] - geo.cw[c0]) * dphi[row] ** 2, minlength=nk)[present] / sw
+    R2 = geo.radius_km ** 2
+    cxx = R2 * (sxx + ex / 12.0 - mx * mx)
+    cyy = R2 * (syy + ey / 12.0 - my * my)
+    cxy = R2 * (sxy - mx * my)
     half = 0.5 * (cxx + cyy)
     disc = np.sqrt(np.maximum(0.25 * (cxx - cyy) ** 2 + cxy * cxy, 0.0))
     l1 = np.maximum(half + disc, 0.0)
