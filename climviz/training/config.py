@@ -168,7 +168,8 @@ class TrainConfig:
         ``"adamw"``, ``"lamb"`` (layer-wise adaptive Adam), ``"larc"`` (SGD with momentum
         wrapped in LARC, as in the paper's large-batch runs) or ``"sgd"``.
     lr
-        Peak learning rate for ONE worker, before the ``lr_scaling`` rule.
+        Peak learning rate for ONE worker, before the ``lr_scaling`` rule (default 5e-3,
+        see "Defaults" below).
     lr_scaling
         How the peak LR grows with the number of workers W: ``"none"``, ``"linear"`` (x W),
         ``"sqrt"`` (x sqrt(W)).
@@ -178,7 +179,7 @@ class TrainConfig:
     warmup_start_factor
         Fraction of the peak LR at step 0 of the warm-up.
     schedule
-        Decay after warm-up: ``"constant"``, ``"cosine"`` (to ``min_lr_factor * lr`` at the last
+        Decay after warm-up: ``"constant"`` (default), ``"cosine"`` (to ``min_lr_factor * lr`` at the last
         step) or ``"step"`` (multiply by ``lr_gamma`` at each epoch in ``lr_milestones``).
     min_lr_factor, lr_milestones, lr_gamma
         Schedule parameters (see ``schedule``).
@@ -190,10 +191,12 @@ class TrainConfig:
         LARC's eta (local LR = eta * ||w|| / ||g||) and whether to clip the local LR to the
         global one (LARC "clip" mode) instead of scaling by it ("scale" mode).
     class_weights
-        ``"inverse"`` (inverse class frequency on the training split, the paper's weighted loss),
-        ``"inverse_sqrt"``, ``"none"``, or an explicit list of ``num_classes`` positive weights.
+        ``"inverse"`` (default: inverse class frequency on the training split, the paper's
+        weighted loss, Kurth et al. 2018), ``"inverse_sqrt"`` (``1 / sqrt(frequency)``),
+        ``"none"``, or an explicit list of ``num_classes`` positive weights.
     dice_weight, overlap_loss
-        Weight of an optional soft Dice/Jaccard term added to the cross entropy (0 = off).
+        Weight of the soft Dice/Jaccard term added to the cross entropy (default 2.0;
+        0 = the weighted cross entropy alone, as in the paper).
     precision
         ``"auto"`` (CUDA: fp16 autocast + GradScaler, bf16 if supported; CPU: bf16 autocast only
         where the CPU has native bf16 matrix units, else fp32), ``"fp32"``, ``"bf16"``, ``"fp16"``.
@@ -236,8 +239,26 @@ class TrainConfig:
         ``"weighted_ce"``: class-weighted cross entropy (``class_weights``) plus
         ``dice_weight`` x the ``overlap_loss`` term; ``"jaccard"``: the ClimateNet CGNet
         recipe, softmax Jaccard (IoU) loss ``1 - mean_c |P_c T_c| / (|P_c + T_c| -
-        |P_c T_c| + 1e-7)`` alone (Prabhat et al. 2021; use with ``optimizer="adam"``-like
-        AdamW at ``lr=1e-3``, ``weight_decay=0``).
+        |P_c T_c| + 1e-7)`` alone (Prabhat et al. 2021; use with ``optimizer="adamw"``,
+        ``lr=1e-3``, ``weight_decay=0``, as ClimateNet's Adam).
+
+    Notes
+    -----
+    **Defaults.** The defaults are the settings measured to make a first run learn:
+    ``TrainConfig(model="deeplabv3plus", preset="tiny", epochs=6, batch_size=4)`` on a
+    48-step 96 x 144 synthetic run (in-process, 54 optimizer steps of 4 samples) ends
+    at validation mIoU 0.66 (background/TC/AR IoU 0.99/0.75/0.24; 0.69 and 0.57 on
+    runs with data seeds 1 and 2; 0.67 in fp32). The former defaults (the paper's
+    loss: inverse-frequency weighted cross entropy alone, lr 1e-3 decaying by cosine
+    to 0) ended at mIoU 0.19 with background IoU 0.52 (storms painted everywhere);
+    inverse-sqrt weights 0.34, inverse-sqrt + Dice 0.35, inverse-sqrt + Dice at lr 3e-3
+    0.37, the same with a constant LR 0.59, inverse-sqrt + 2 x Dice at a constant
+    5e-3 0.68 (but 0.50 in fp32). A cosine decay to 0 over a short run stops learning
+    just as the net starts finding storms, so the default LR is constant; the Dice term
+    keeps the inverse weights from painting storms everywhere. The paper's loss is one
+    option away: ``dice_weight=0`` (and ``schedule="cosine"``, ``lr`` to taste). For
+    long or multi-worker runs (the peak LR grows with the worker count by
+    ``lr_scaling``) add ``warmup_epochs`` and a ``cosine`` schedule.
     """
 
     model: str = field(default="deeplabv3plus", metadata=spec(_check_model))
@@ -252,11 +273,11 @@ class TrainConfig:
     crop: tuple[int, int] | None = field(default=None, metadata=spec(_check_crop))
     random_roll: bool = field(default=False, metadata=spec(Bool()))
     optimizer: str = field(default="adamw", metadata=spec(Choice(OPTIMIZERS)))
-    lr: float = field(default=1e-3, metadata=spec(Float(0.0, lo_open=True)))
+    lr: float = field(default=5e-3, metadata=spec(Float(0.0, lo_open=True)))
     lr_scaling: str = field(default="linear", metadata=spec(Choice(LR_SCALINGS)))
     warmup_epochs: float = field(default=0.0, metadata=spec(Float(0.0), after=_check_warmup))
     warmup_start_factor: float = field(default=0.1, metadata=spec(Float(0.0, 1.0)))
-    schedule: str = field(default="cosine", metadata=spec(Choice(SCHEDULES)))
+    schedule: str = field(default="constant", metadata=spec(Choice(SCHEDULES)))
     min_lr_factor: float = field(default=0.0, metadata=spec(Float(0.0, 1.0)))
     lr_milestones: tuple[int, ...] = field(default=(), metadata=spec(_check_milestones))
     lr_gamma: float = field(default=0.1, metadata=spec(Float(0.0, 1.0, lo_open=True)))
@@ -268,7 +289,7 @@ class TrainConfig:
     larc_clip: bool = field(default=True, metadata=spec(Bool()))
     class_weights: str | tuple[float, ...] = field(default="inverse",
                                                    metadata=spec(_check_class_weights))
-    dice_weight: float = field(default=0.0, metadata=spec(Float(0.0)))
+    dice_weight: float = field(default=2.0, metadata=spec(Float(0.0)))
     overlap_loss: str = field(default="dice", metadata=spec(Choice(OVERLAP_LOSSES)))
     precision: str = field(default="auto", metadata=spec(Choice(PRECISIONS)))
     grad_accum: int = field(default=1, metadata=spec(Int(1)))

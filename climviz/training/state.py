@@ -326,7 +326,8 @@ def restore(state: TrainState, payload: Mapping[str, Any] | None, source: Any = 
     state.amp.load_state_dict(payload.get("scaler_state"))
     state.history = [dict(r) for r in payload.get("metrics", [])]
     state.start_epoch = int(payload.get("epoch", 0))
-    state.global_step = int(payload.get("global_step", 0))
+    sched = payload.get("scheduler_state") or {}
+    state.global_step = int(payload.get("global_step", sched.get("last_epoch", 0)))
     apply_lr(state)
     h = state.history
     state.target_time = next((r.get("time_to_target_s") for r in h

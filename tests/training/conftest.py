@@ -38,13 +38,18 @@ def small_run():
 
 @pytest.fixture
 def tiny_config():
-    """Factory of small, fast, deterministic configs."""
+    """Factory of small, fast, deterministic configs.
+
+    The loss is pinned to the paper's (inverse-frequency weighted cross entropy, no Dice
+    term), so the engine tests do not move when the library's defaults do.
+    """
     from climviz.training.config import TrainConfig
 
     def make(**overrides):
         base = dict(model="deeplabv3plus", preset="tiny", epochs=2, batch_size=2, lr=3e-3,
                     precision="fp32", max_steps_per_epoch=3, deterministic=True, loader_workers=0,
-                    warmup_epochs=0.5, schedule="cosine", seed=7)
+                    warmup_epochs=0.5, schedule="cosine", seed=7, class_weights="inverse",
+                    dice_weight=0.0)
         base.update(overrides)
         return TrainConfig(**base)
 
