@@ -119,7 +119,13 @@ def make_mask_dataset(
 
 
 def validate_mask_dataset(ds: xr.Dataset, name: str = "masks") -> xr.Dataset:
-    """Check that ``ds`` is a mask dataset; raise :class:`DataError` naming what is wrong."""
+    """Check that ``ds`` is a mask dataset; raise :class:`DataError` naming what is wrong.
+
+    Units follow the rule of :mod:`climviz.data.units`: ``mask`` holds class numbers (units ``1``
+    or none; any other unit is an error); ``probability`` is a fraction: ``%`` (or any
+    dimensionless unit pint knows) is converted to ``1``, a dimensional or unknown unit is a
+    :class:`DataError`. Returns the dataset (converted where needed).
+    """
     if not isinstance(ds, xr.Dataset):
         raise DataError(f"{name}: expected an xarray.Dataset with a {MASK_VAR!r} variable, found {type(ds).__name__}")
     if MASK_VAR not in ds:
@@ -131,4 +137,31 @@ def validate_mask_dataset(ds: xr.Dataset, name: str = "masks") -> xr.Dataset:
         raise DataError(f"{name}: variable {MASK_VAR!r} expected dims (time, lat, lon), found {dims}")
     if not np.issubdtype(ds[MASK_VAR].dtype, np.integer):
         raise DataError(f"{name}: variable {MASK_VAR!r} expected an integer dtype, found {ds[MASK_VAR].dtype}")
+    units = ds[MASK_VAR].attrs.get("units")
+    if units is not None and str(units).strip() not in ("1", ""):
+        raise DataError(f"{name}: variable {MASK_VAR!r}: expected class numbers (units '1' or none), found units "
+                        f"{units!r}")
+    if PROBABILITY_VAR in ds:
+        ds = _probability_units(ds, name)
     return ds
+
+
+def _probability_units(ds: xr.Dataset, name: str) -> xr.Dataset:
+    """``probability`` in units of 1 (a fraction): percent is converted with pint, anything else refused."""
+    from climviz.data.units import parse_units
+
+    p = ds[PROBABILITY_VAR]
+    units = p.attrs.get("units")
+    if units is None or str(units).strip() in ("1", ""):
+        return ds
+    unit = parse_units(str(units), file=name, variable=PROBABILITY_VAR)
+    if unit.dimensionality:  # not dimensionless: "K", "m"...
+        raise DataError(f"{name}: variable {PROBABILITY_VAR!r}: expected units '1' (a fraction in [0, 1]), "
+                        f"found {units!r}")
+    from climviz.data.units import _registry
+
+    factor = float(_registry().Quantity(1.0, unit).to("dimensionless").magnitude)
+    out = ds.copy()
+    out[PROBABILITY_VAR] = p * factor
+    out[PROBABILITY_VAR].attrs = dict(p.attrs, units="1", units_converted_from=str(units))
+    return out

@@ -142,3 +142,24 @@ def test_psl_in_hpa_gives_the_same_predictions_as_in_pa(small_run):
     b = cv.predict(ckpt, hpa)
     assert (a["mask"].values > 0).sum() > 0  # something found, so equality means something
     np.testing.assert_array_equal(a["mask"].values, b["mask"].values)
+
+
+def test_mask_dataset_units_follow_the_same_rule(tiny_run):
+    from climviz.data.masks import make_mask_dataset, validate_mask_dataset
+
+    prob = np.zeros((3, *tiny_run.PSL.shape), np.float32)
+    prob[0] = 1.0
+    masks = make_mask_dataset(np.zeros(tiny_run.PSL.shape, np.uint8), tiny_run, probability=prob)
+    pct = masks.copy()
+    pct["probability"] = (masks.probability * 100).assign_attrs(units="%")
+    out = validate_mask_dataset(pct, "pct.nc")
+    np.testing.assert_allclose(out.probability.values, prob)
+    assert out.probability.attrs["units"] == "1"
+    kelvin = masks.copy()
+    kelvin["probability"] = masks.probability.assign_attrs(units="K")
+    with pytest.raises(DataError, match=r"k\.nc: variable 'probability': expected units '1'.*found 'K'"):
+        validate_mask_dataset(kelvin, "k.nc")
+    bogus = masks.copy()
+    bogus["mask"].attrs["units"] = "kg"
+    with pytest.raises(DataError, match=r"b\.nc: variable 'mask': expected class numbers.*found units 'kg'"):
+        validate_mask_dataset(bogus, "b.nc")
