@@ -180,6 +180,17 @@ DRIVER = textwrap.dedent("""
 """)
 
 
+def _head_logs(temp_dir: str) -> str:
+    """Tails of the head node's Ray Client / raylet logs, to say why a connection failed."""
+    logs = Path(temp_dir) / "session_latest" / "logs"
+    out = []
+    for pattern in ("ray_client_server*.err", "ray_client_server*.out", "raylet.out"):
+        for f in sorted(logs.glob(pattern)):
+            text = f.read_text(errors="replace").splitlines()[-15:]
+            out.append(f"\n--- {f} ---\n" + "\n".join(text))
+    return "".join(out)
+
+
 @pytest.mark.parametrize("via", ["gcs", "client"])
 def test_train_on_a_two_node_cluster(ray_two_nodes, via, small_run, tmp_path):
     from climviz.training.checkpoint import load_checkpoint
@@ -194,7 +205,8 @@ def test_train_on_a_two_node_cluster(ray_two_nodes, via, small_run, tmp_path):
     proc = subprocess.run([sys.executable, str(script), address, str(data), str(tmp_path / "runs"),
                            f"two-node-{via}"], env=env, capture_output=True, text=True, timeout=420)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert proc.returncode == 0 and lines, (proc.stdout[-3000:] + proc.stderr[-5000:]
+                                            + _head_logs(ray_two_nodes["temp_dir"]))
     out = json.loads(lines[-1][len("RESULT "):])
     assert out["nodes"] == 2 and out["client"] == (via == "client")
     assert out["epochs"] == [1] and out["world_size"] == [2]
