@@ -128,9 +128,7 @@ def test_detections_from_an_event_table_and_bad_input(best):
 def test_offline_ibtracs_subset_agrees_with_the_shipped_csv():
     from pathlib import Path
 
-    csv = Path("/work/shared/realdata/ibtracs_jtwc_2011-10.csv")
-    local = Path(__file__).resolve().parents[2] / "data_samples" / "real" / "ibtracs_jtwc_2011-10.csv"
-    path = local if local.exists() else csv
+    path = Path(__file__).resolve().parents[2] / "data_samples" / "real" / "ibtracs_jtwc_2011-10.csv"
     a = storms_at(read_ibtracs(path), ["2011-10-11"])
     b = storms_at(read_ibtracs(start="2011-10-10", end="2011-10-12"), ["2011-10-11"])
     cols = ["track_id", "lat", "lon", "wind_kt"]

@@ -20,35 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _real(name: str) -> Path:
-    for p in (ROOT / "data_samples" / "real" / name, Path("/work/shared/realdata") / name):
-        if p.exists():
-            return p
-    raise FileNotFoundError(f"{name}: expected in data_samples/real/ (or /work/shared/realdata/)")
-
-
-def _open_locally(path: Path):
-    """cfgrib, message by message (used only while climviz.open_run cannot read GRIB yet)."""
-    import xarray as xr
-
-    out = {}
-    for short, level, name in [("prmsl", None, "PSL"), ("t", 200, "T200"), ("t", 500, "T500"), ("u", 850, "U850"),
-                               ("absv", 850, "ABSV850"), ("gh", 200, "Z200"), ("gh", 1000, "Z1000")]:
-        keys = {"shortName": short} if level is None else {"shortName": short, "typeOfLevel": "isobaricInhPa",
-                                                            "level": level}
-        da = xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": "", "filter_by_keys": keys})[short]
-        out[name] = da.drop_vars([c for c in da.coords if c not in ("latitude", "longitude")]).load()
-    ds = xr.Dataset(out).rename(latitude="lat", longitude="lon")
-    return ds.expand_dims(time=[np.datetime64("2011-10-11T00:00", "ns")])
+    return ROOT / "data_samples" / "real" / name
 
 
 @pytest.fixture(scope="module")
 def gfs():
-    path = _real("gfs_2011100800_f072_2p5deg.grb")
-    try:
-        ds = cv.open_run(path, channels="available")
-    except Exception:  # the real-data readers (issue 16) are not in yet: the same fields via cfgrib
-        ds = _open_locally(path)
-    return ds
+    return cv.open_run(_real("gfs_2011100800_f072_2p5deg.grb"), channels="available")
 
 
 @pytest.fixture(scope="module")
