@@ -319,7 +319,10 @@ def match_best_track(
         pd.DatetimeIndex(det["time"].unique())
     truth = storms_at(best, tq, min_wind_kt=min_wind_kt)
     det = det[det["time"].isin(tq)].reset_index(drop=True)
-    hit_rows, miss_idx, fa_idx, fa_near = [], [], [], []
+    hit_rows: list[dict[str, Any]] = []
+    miss_idx: list[int] = []
+    fa_idx: list[int] = []
+    fa_near: list[float] = []
     for t in tq.unique().sort_values():
         ti = np.flatnonzero(truth["time"].to_numpy() == np.datetime64(t))
         di = np.flatnonzero(det["time"].to_numpy() == np.datetime64(t))

@@ -24,12 +24,12 @@ class DictConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dictionary of the settings (tuples become lists)."""
-        return {k: _plain(v) for k, v in dataclasses.asdict(self).items()}
+        return {k: _plain(v) for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls: type[_C], d: dict[str, Any]) -> _C:
         """Build from a dictionary; unknown keys raise :class:`~climviz.errors.ConfigError`."""
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"{cls.__name__}: unknown key(s) {unknown}; expected some of {sorted(known)}")

@@ -109,7 +109,7 @@ class ARConfig(DictConfig):
     periodic: bool | None = None
 
     def __post_init__(self) -> None:
-        self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[assignment]
+        self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[assignment,misc]
         for key in ("ivt_scale", "min_length_km", "min_aspect"):
             v = getattr(self, key)
             if not np.isfinite(v) or v <= 0:
@@ -315,7 +315,7 @@ def _threshold(ivt: xr.DataArray, cfg: ARConfig) -> float | xr.DataArray:
     # skipna=False: numpy's vectorized quantile (nanquantile loops over cells); NaN cells stay NaN
     if cfg.percentile_scope == "cell":
         thr = ivt.quantile(q, dim="time", skipna=False).drop_vars("quantile")
-        return np.maximum(thr, cfg.threshold).compute().rename("IVT_threshold")
+        return np.maximum(thr, cfg.threshold).compute().rename("IVT_threshold")  # type: ignore[union-attr]
     return max(float(ivt.quantile(q, skipna=False).values), float(cfg.threshold))
 
 

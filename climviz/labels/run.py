@@ -65,7 +65,7 @@ def _config(value: Any, cls: type, name: str) -> Any:
     if isinstance(value, cls):
         return value
     if isinstance(value, dict):
-        return cls.from_dict(value)
+        return cls.from_dict(value)  # type: ignore[attr-defined]
     raise ConfigError(f"label_run: {name} expected True, False, a {cls.__name__} or a dict, found {value!r}")
 
 

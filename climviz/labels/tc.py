@@ -350,7 +350,7 @@ def _as_criterion(value: Any, cls: type, name: str) -> Any:
     if isinstance(value, cls):
         return value
     if isinstance(value, str):
-        return cls.from_te(value)
+        return cls.from_te(value)  # type: ignore[attr-defined]
     if isinstance(value, dict):
         try:
             return cls(**value)
@@ -507,7 +507,7 @@ class TCConfig(DictConfig):
     time_block: int = 16
 
     def __post_init__(self) -> None:
-        self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[assignment]
+        self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[assignment,misc]
         self.warm_core_vars = tuple(self.warm_core_vars)
         self.vorticity_vars = tuple(self.vorticity_vars)
         self.thickness_vars = tuple(self.thickness_vars)  # type: ignore[assignment]
@@ -792,7 +792,8 @@ def _local_minima(psl: np.ndarray, grid: Grid, cfg: TCConfig) -> tuple[np.ndarra
         offsets += [(-1, -1), (-1, 1), (1, -1), (1, 1)]
     for dy, dx in offsets:  # a neighbour strictly lower: not a minimum (edge copies are equal, never lower)
         cand &= ~(pad[:, 1 + dy:1 + dy + ny, 1 + dx:1 + dx + nx] < ff)
-    return np.nonzero(cand)
+    t, i, j = np.nonzero(cand)
+    return t, i, j
 
 
 def _merge(t: np.ndarray, i: np.ndarray, j: np.ndarray, val: np.ndarray, grid: Grid, km: float,
