@@ -268,7 +268,7 @@ def tracking_benchmark(shape: tuple[int, int], n_steps: int, chunk: int) -> dict
     da = maker.dataarray(n_steps, chunk)
     t = time.perf_counter()
     for c0 in range(0, n_steps, chunk):
-        da.isel(time=slice(c0, c0 + chunk)).values
+        _ = da.isel(time=slice(c0, c0 + chunk)).values
     out["generate_only_s"] = round(time.perf_counter() - t, 2)
     results = {}
     for label_, n in (("quarter_year", n_steps // 4), ("year", n_steps)):
@@ -334,7 +334,8 @@ def main(argv: list[str] | None = None) -> dict:
                   "per function under figures.*.timings. The bare baseline is scipy.ndimage.label with 8-connectivity "
                   "on the same uint8 masks in the same run (it ignores classes: TC and AR cells that touch are one "
                   "component for it). Sparse masks: DeepCAM-like moving features; dense masks "
-                  "(label_table_per_step_dense, ratios dense_*): smoothed noise, 35 % of cells in a class. label_table = labels + event table in one pass "
+                  "(label_table_per_step_dense, ratios dense_*): smoothed noise, 35 % of cells in a class. "
+                  "label_table = labels + event table in one pass "
                   "(run-length encoded cells reused); label_then_table = the two public calls. Tracking streams "
                   "lazily generated dask masks block by block (generation time included in wall_s; "
                   "generate_only_s measures it alone). Peak memory is the resident set above the start of each "

@@ -18,6 +18,7 @@ import pandas as pd
 
 from climviz.errors import DataError
 from climviz.events.geometry import EARTH_RADIUS_KM, lat_edges
+from climviz.events._kernels import kernels
 from climviz.events._source import MaskSource
 from climviz.events.labelling import Geo, LabelOptions, Runs, _label_block, find_runs, mask_variable, resolve_periodic
 
@@ -83,38 +84,15 @@ def _check_centroid(centroid: str) -> str:
     return centroid
 
 
-def _axes_km(runs: Runs, key: np.ndarray, present: np.ndarray, nk: int, cvec: np.ndarray, geo: Geo,
-             pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Length and width (km) of each event: principal axes of its area-weighted second moments.
-
-    Each cell centre is mapped to the azimuthal equidistant plane centred on the
-    event's 3-D centroid ``cvec`` (distance from the centroid along the great
-    circle, true bearing), and the 2 x 2 covariance of those positions is
-    formed with cell areas as weights, adding each cell's own extent
-    (``dx²/12``, ``dy²/12`` along the local east and north). Its eigenvalues l1 >= l2 give
-    ``length = sqrt(12 l1)`` and ``width = sqrt(12 l2)``: the sides of the
-    rectangle with the same second moments (a uniform rectangle of sides a, b
-    has variances a²/12, b²/12). Cost O(event cells): one cosine, sine,
-    hypot and arctan2 per cell and a few products; the cells' own extents
-    and the total weights are sums over runs (prefix sums along longitude,
-    O(runs)), and the sphere radius is applied to the moments, not the cells.
-    """
-    W = runs.shape[2]
-    length = runs.length
-    total = int(length.sum())
-    row = pix // W
-    c0 = pix - row * W
-    c1 = c0 + length
+def _axes_sums(length: np.ndarray, total: int, c0: np.ndarray, key: np.ndarray, nk: int, present: np.ndarray,
+               sw: np.ndarray, clat: np.ndarray, clon: np.ndarray, sphi: np.ndarray, cphi: np.ndarray,
+               rowa: np.ndarray, geo: Geo) -> tuple[np.ndarray, ...]:
+    """Area-weighted means of x, y, x², y², xy per event (x, y: azimuthal equidistant, radians), NumPy path."""
     offsets = np.cumsum(length) - length
     cols = np.repeat(c0 - offsets, length)
     cols += np.arange(total)
     k = np.repeat(key, length)
-    clat = np.arcsin(np.clip(cvec[:, 2], -1.0, 1.0))
-    clon = np.arctan2(cvec[:, 1], cvec[:, 0])
     slat_k, clat_k = np.sin(clat)[key], np.cos(clat)[key]  # per run
-    latr = np.deg2rad(geo.lat)
-    sphi, cphi = np.sin(latr)[row], np.cos(latr)[row]  # per run
-    rowa = geo.rows[row]
     # per-cell great-circle geometry relative to the event's 3-D centroid
     dl = np.deg2rad(geo.lon)[cols]
     dl -= clon[k]
@@ -138,13 +116,48 @@ def _axes_km(runs: Runs, key: np.ndarray, present: np.ndarray, nk: int, cvec: np
     y *= scale  # x, y in radians (km / R)
     wx = w * x
     wy = w * y
-    sw = np.bincount(key, weights=rowa * (geo.cw[c1] - geo.cw[c0]), minlength=nk)[present]
 
     def m(a: np.ndarray) -> np.ndarray:
         return np.bincount(k, weights=a, minlength=nk)[present] / sw
 
-    mx, my = m(wx), m(wy)
-    sxx, syy, sxy = m(wx * x), m(wy * y), m(wx * y)
+    return m(wx), m(wy), m(wx * x), m(wy * y), m(wx * y)
+
+
+def _axes_km(runs: Runs, key: np.ndarray, present: np.ndarray, nk: int, cvec: np.ndarray, geo: Geo,
+             pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Length and width (km) of each event: principal axes of its area-weighted second moments.
+
+    Each cell centre is mapped to the azimuthal equidistant plane centred on the
+    event's 3-D centroid ``cvec`` (distance from the centroid along the great
+    circle, true bearing), and the 2 x 2 covariance of those positions is
+    formed with cell areas as weights, adding each cell's own extent
+    (``dx²/12``, ``dy²/12`` along the local east and north). Its eigenvalues l1 >= l2 give
+    ``length = sqrt(12 l1)`` and ``width = sqrt(12 l2)``: the sides of the
+    rectangle with the same second moments (a uniform rectangle of sides a, b
+    has variances a²/12, b²/12). Cost O(event cells): one cosine, sine,
+    hypot and arctan2 per cell and a few products; the cells' own extents
+    and the total weights are sums over runs (prefix sums along longitude,
+    O(runs)), and the sphere radius is applied to the moments, not the cells.
+    """
+    W = runs.shape[2]
+    length = runs.length
+    total = int(length.sum())
+    row = pix // W
+    c0 = pix - row * W
+    c1 = c0 + length
+    clat = np.arcsin(np.clip(cvec[:, 2], -1.0, 1.0))
+    clon = np.arctan2(cvec[:, 1], cvec[:, 0])
+    latr = np.deg2rad(geo.lat)
+    sphi, cphi = np.sin(latr)[row], np.cos(latr)[row]  # per run
+    rowa = geo.rows[row]
+    sw = np.bincount(key, weights=rowa * (geo.cw[c1] - geo.cw[c0]), minlength=nk)[present]
+    compiled = kernels(total)
+    if compiled is not None:  # one fused loop over the cells (numba), same sums
+        mom = compiled["axes_moments"](row, c0, length, key, sphi, cphi, rowa, np.sin(clat), np.cos(clat), clon,
+                                       np.deg2rad(geo.lon), geo.cols, nk)[:, present] / sw
+        mx, my, sxx, syy, sxy = mom
+    else:
+        mx, my, sxx, syy, sxy = _axes_sums(length, total, c0, key, nk, present, sw, clat, clon, sphi, cphi, rowa, geo)
     # each cell's own extent: (dx² / 12, dy² / 12) along local east and north, summed per run (O(runs))
     dphi = np.abs(np.diff(np.deg2rad(lat_edges(geo.lat))))
     cw3 = np.concatenate([[0.0], np.cumsum(geo.cols ** 3)])
