@@ -195,7 +195,7 @@ class Explorer:
             tr = pd.DataFrame([row])
         pieces = split_at_seam(tr["centroid_lon"].to_numpy(float), tr["centroid_lat"].to_numpy(float))
         return hv.Path([{"x": p[:, 0], "y": p[:, 1]} for p in pieces], kdims=["x", "y"],
-                       group="SelectedTrack").opts(color="black", line_width=3, line_dash="solid")
+                       group="SelectedTrack").opts(color="black", line_width=4, line_dash="solid")
 
     # ------------------------------------------------------------------ callbacks
     def _refresh(self, *_: Any) -> None:
