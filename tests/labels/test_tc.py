@@ -188,3 +188,35 @@ def test_mask_of_given_nodes_snaps_to_the_nearest_cell():
     m = tc_mask(nodes, like).values[0]
     i, j = np.nonzero(m)
     assert (LAT[i].tolist(), LON[j].tolist()) == ([20.5], [0.0])  # -0.5 E is 359.5 E: nearest 0.0
+
+
+def test_genesis_latitude_bound_drops_tracks_that_start_poleward():
+    nodes = pd.DataFrame({
+        "time_index": [0, 1, 2, 0, 1, 2], "time": pd.date_range("2000", periods=3, freq="6h").tolist() * 2,
+        "lat": [15.0, 16.0, 17.0, 40.0, 39.0, 38.0], "lon": [150.0, 149.0, 148.0, 200.0, 199.0, 198.0],
+        "psl_pa": 1e5, "max_wind_ms": 30.0,
+    }).sort_values("time_index", kind="stable", ignore_index=True)
+    hours = np.arange(3) * 6.0
+    ids, tracks = stitch_nodes(nodes, hours, TCConfig(min_duration_h=0.0))
+    assert len(tracks) == 2
+    ids, tracks = stitch_nodes(nodes, hours, TCConfig(min_duration_h=0.0, genesis_max_abs_lat=35.0))
+    assert len(tracks) == 1 and tracks["lat_start"].iloc[0] == 15.0
+    assert (ids[nodes["lat"].to_numpy() > 35] == -1).all()
+
+
+def test_coarse_grid_defaults_apply_only_to_2_degree_grids_without_a_config():
+    from climviz.labels import COARSE_GRID
+    from tests.labels.conftest import vortex_fields as vf
+
+    lat, lon = grid(2.5, 2.5)
+    f = vf(lat, lon, 18.75, 140.0, r_psl_km=500.0, rmw_km=250.0, r_warm_km=500.0)
+    x = np.exp(-((lat[:, None] - 18.75) ** 2 + ((lon[None, :] - 140.0) * np.cos(np.deg2rad(18.75))) ** 2) / 20.0)
+    f["Z200"] = 11800.0 + 150.0 * x  # a thick (warm) column over the storm
+    f["Z1000"] = 100.0 - 150.0 * x
+    ds = as_run([f], lat, lon)
+    auto = detect_tc_nodes(ds, stitch=False)
+    assert any("_DIFF(Z200,Z1000) falls by 18.8" in c for c in auto.attrs["criteria"])
+    assert auto.attrs["config"]["thickness_vars"] == list(COARSE_GRID["thickness_vars"])
+    plain = detect_tc_nodes(ds, TCConfig(stitch=False))  # a config given: no coarse-grid changes
+    assert any("_AVG(T200,T500)" in c for c in plain.attrs["criteria"])
+    assert len(auto) == 1 and len(plain) == 1
