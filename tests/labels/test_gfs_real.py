@@ -66,3 +66,12 @@ def test_the_run_records_which_criteria_ran(gfs, scored):
     wind_ran = "threshold: max of _VECMAG(U850,V850)" in crit
     assert wind_ran == ("V850" in gfs.data_vars)
     assert wind_ran != any(s.startswith("wind speed") for s in nodes.attrs["skipped"])
+
+
+def test_tc_events_of_the_label_run_mask_score_the_same(gfs):
+    # the mask route: label_run's TC discs -> event table centroids -> the same two hits
+    masks = cv.labels.label_run(gfs, ar=False)
+    _, events = cv.events.label_table(masks["mask"])
+    m = match_best_track(events, read_ibtracs(_real("ibtracs_jtwc_2011-10.csv")), times=gfs["time"].values)
+    assert sorted(m.hits["track_id"]) == ["2011278N12248", "2011279N10257"]
+    assert len(m.false_alarms) == 0 and (m.hits["error_km"] < 300.0).all()
