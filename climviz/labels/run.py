@@ -82,11 +82,14 @@ def label_run(
     ----------
     data
         A run (:class:`xarray.Dataset` on (time, lat, lon)) or path(s) opened with
-        :func:`climviz.open_run`. TC detection needs ``PSL``, ``U850``/``V850``
-        (or ``UBOT``/``VBOT``), ``T200``, ``T500``; AR detection ``TMQ`` with the
-        same winds, or ``IVT``.
+        :func:`climviz.open_run`. TC detection needs ``PSL``, a warm-core field
+        (``T200``/``T500``, or heights ``Z300``/``Z500``; ``Z200``/``Z1000`` on
+        2° grids) and ``U850``/``V850`` (or ``UBOT``/``VBOT``) or ``VORT850``
+        (see :func:`climviz.labels.detect_tc_nodes`); AR detection ``TMQ`` with
+        the 850 hPa winds, or ``IVT``.
     tc, ar
-        True (default settings), False/None (detector off), a
+        True (default settings; for TC, with :data:`climviz.labels.COARSE_GRID`
+        on grids of 2° or coarser), False/None (detector off), a
         :class:`~climviz.labels.TCConfig` / :class:`~climviz.labels.ARConfig`,
         or a dict of their fields.
     return_details
