@@ -1,4 +1,8 @@
-"""Open, validate and write climate runs (ClimateNet netCDF, DeepCAM HDF5, Zarr).
+"""Open, validate and write climate runs (ClimateNet/CESM netCDF, DeepCAM HDF5, Zarr, GRIB, real products).
+
+This module is the entry point; the readers live in :mod:`climviz.data.formats` (one module per
+format: ``netcdf``, ``deepcam``, ``zarr``, ``grib``; ``products`` for the naming conventions of
+ERA5, CMIP6, CESM/CAM and GFS), units in :mod:`climviz.data.units`.
 
 :func:`open_run` turns a file, a list of files, a glob or a directory into one
 lazily-loaded :class:`xarray.Dataset` (dask) with dims ``(time, lat, lon)``, the
@@ -20,12 +24,25 @@ DeepCAM HDF5
     carry no coordinates, so a regular global grid of cell centres is assumed
     (:func:`climviz.data.synthetic.grid_coords`: ``lat = -90 + (i + 0.5) * 180 / nlat``,
     ``lon = j * 360 / nlon``), rows south to north. The channel order is taken from
-    a ``channels`` attribute of ``climate/data`` when present, else the canonical
-    order. The time is read from a root attribute ``time`` (ISO 8601), else from a
+    a ``channels`` attribute of ``climate/data`` when present, else from ``channels=``
+    (all of them, in the file's order), else the open fails; plausible ranges per channel
+    catch swapped channels. The time is read from a root attribute ``time`` (ISO 8601), else from a
     ``YYYY-MM-DD-HH`` stamp in the file name (``data-2106-01-02-00-1.h5``), else the
     time steps are numbered 0, 1, ... in file order.
 Zarr
-    A directory store written by :func:`write_run` or by xarray (``to_zarr``).
+    A directory store written by :func:`write_run` or by xarray (``to_zarr``). A chunk missing
+    from the store is a :class:`DataError` naming the store, the variable and the chunk.
+GRIB 1/2
+    Read with ecCodes (:mod:`climviz.data.formats.grib`), multi-field messages included.
+Real products (ERA5, CMIP6, CESM/CAM, GFS...)
+    Files that do not carry the channels under their ClimateNet names: channels are found by
+    CF ``standard_name``, then product names, at their pressure level, and converted
+    (:mod:`climviz.data.formats.products`); ``channel_map=`` names your own variables.
+
+Units are converted to the canonical ones (:mod:`climviz.data.units`) or refused with a
+:class:`DataError`; ``channels="available"`` returns whatever channels a file has (plus
+``VORT850``, the 850 hPa relative vorticity, where a product has it). Every channel's
+``climviz_source`` attribute and the run's ``channel_sources`` say where it came from.
 
 Opening reads only metadata: data are read when computed. Values are checked as
 they are read (``check_values="lazy"``, the default): a chunk with NaN/inf (or
@@ -46,44 +63,66 @@ netCDF4 files (groups, packed values) go through xarray's own backends.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import glob as _glob
 import os
-import re
-import dataclasses
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from climviz.data.schema import CHANNEL_ATTRS, CHANNELS, FLAG_VALUES, LABEL_VAR, label_attrs
+from climviz.data.formats._base import (
+    _HDF5_MAGIC,
+    _LAT_NAMES,
+    _LON_NAMES,
+    _NC3_MAGIC,
+    _check_finite,
+    _deepcam_channel,
+    _FilePart,
+    _finish_step,
+    _h5,
+    _orient,
+    _range_block,
+    _read_h5,
+    _read_spec,
+    _Spec,
+    _spec_graph,
+    _token_specs,
+)
+from climviz.data.formats.deepcam import DEEPCAM_DATA, DEEPCAM_LABELS, _open_deepcam, _write_deepcam
+from climviz.data.formats.netcdf import (
+    _dim_name,
+    _open_nc4_fast,
+    _open_xarray,
+    _xr_open,
+)
+from climviz.data.formats.zarr import _is_zarr_dir
+from climviz.data.schema import (
+    CHANNEL_ATTRS,
+    CHANNELS,
+    FLAG_VALUES,
+    LABEL_VAR,
+    label_attrs,
+)
 from climviz.data.synthetic import grid_coords
 from climviz.errors import DataError, OutputExistsError
 from climviz.utils.atomic import atomic_path
 
-__all__ = ["open_run", "validate_run", "write_run", "read_step", "find_files", "DEEPCAM_DATA", "DEEPCAM_LABELS"]
+__all__ = ["DEEPCAM_DATA", "DEEPCAM_LABELS", "find_files", "open_run", "read_step", "validate_run", "write_run"]
 
 PathLike = str | os.PathLike
-DEEPCAM_DATA = "climate/data"
-DEEPCAM_LABELS = ("climate/labels_0", "climate/labels")
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-_NC3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 _NC_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 _H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 _GRIB_SUFFIXES = (".grb", ".grib", ".grb2", ".grib2", ".grib1")
 #: ``open_run(channels=AVAILABLE)``: every channel the file has.
 AVAILABLE = "available"
-_LAT_NAMES = ("lat", "latitude", "nlat", "y")
-_LON_NAMES = ("lon", "longitude", "nlon", "x")
-_TIME_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})-(\d{2})")
 # --------------------------------------------------------------------------------------
 # finding files
 # --------------------------------------------------------------------------------------
-def _is_zarr_dir(p: Path) -> bool:
-    return p.is_dir() and any((p / m).exists() for m in ("zarr.json", ".zgroup", ".zmetadata", ".zattrs"))
 
 
 def find_files(paths: PathLike | Sequence[PathLike]) -> list[Path]:
@@ -137,28 +176,6 @@ def find_files(paths: PathLike | Sequence[PathLike]) -> list[Path]:
 # --------------------------------------------------------------------------------------
 # one file -> oriented lazy arrays
 # --------------------------------------------------------------------------------------
-@dataclass
-class _FilePart:
-    path: Path
-    times: np.ndarray | None  # None: no time information in the file
-    lat: np.ndarray
-    lon: np.ndarray
-    arrays: dict[str, Any] = field(default_factory=dict)  # name -> dask array (t, lat, lon)
-    attrs: dict[str, Any] = field(default_factory=dict)
-    var_attrs: dict[str, dict] = field(default_factory=dict)
-    fmt: str = "netcdf"
-    specs: dict[str, list[_Spec]] | None = None  # direct HDF5 reads (fast path), per local step
-    dtypes: dict[str, Any] | None = None  # dtypes of the spec variables once read
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.specs) if self.specs is not None else list(self.arrays)
-
-    @property
-    def n_times(self) -> int:
-        if self.specs is not None:
-            return len(next(iter(self.specs.values())))
-        return next(iter(self.arrays.values())).shape[0]
 
 
 def _sniff(path: Path) -> str:
@@ -185,191 +202,9 @@ def _sniff(path: Path) -> str:
     )
 
 
-def _time_from_name(path: Path) -> np.datetime64 | None:
-    m = _TIME_RE.search(path.name)
-    if not m:
-        return None
-    y, mo, d, h = (int(g) for g in m.groups())
-    try:
-        return np.datetime64(pd.Timestamp(year=y, month=mo, day=d, hour=h), "ns")
-    except ValueError:
-        return None
-
-
 # --------------------------------------------------------------------------------------
 # HDF5 readers (module-level functions so dask graphs pickle into worker processes)
 # --------------------------------------------------------------------------------------
-_H5_HANDLES: dict[tuple, Any] = {}
-_H5_PID = [os.getpid()]
-_H5_MAX_OPEN = 64
-
-
-def _h5(path: str):
-    """An open read-only h5py.File for ``path``, cached per process (reopened after fork)."""
-    import h5py
-
-    if _H5_PID[0] != os.getpid():  # a forked worker: never share the parent's HDF5 handles
-        _H5_HANDLES.clear()
-        _H5_PID[0] = os.getpid()
-    st = os.stat(path)
-    key = (path, st.st_mtime_ns, st.st_size)
-    f = _H5_HANDLES.get(key)
-    if f is None or not f.id.valid:
-        if len(_H5_HANDLES) >= _H5_MAX_OPEN:
-            old = _H5_HANDLES.pop(next(iter(_H5_HANDLES)))
-            try:
-                old.close()
-            except Exception:  # noqa: BLE001 - closing a stale handle must not fail a read
-                pass
-        f = h5py.File(path, "r")
-        _H5_HANDLES[key] = f
-    return f
-
-
-def _read_h5(path: str, key: str, t: int | None = None, perm: tuple[int, ...] | None = None,
-             fill: float | None = None) -> np.ndarray:
-    """Read ``key`` (one step ``t`` along axis ``perm[0]`` when given), as (1, lat, lon) if 2-D after."""
-    try:
-        dset = _h5(path)[key]
-        if t is None:
-            a = dset[()]
-        else:
-            idx = [slice(None)] * dset.ndim
-            idx[perm[0]] = slice(t, t + 1)
-            a = dset[tuple(idx)]
-    except (OSError, KeyError) as exc:
-        raise DataError(f"{path}: variable {key}: cannot be read, file truncated or corrupt ({exc})") from exc
-    if perm is not None and len(perm) == a.ndim:
-        a = np.transpose(a, perm)
-    if fill is not None and a.dtype.kind == "f":
-        a = np.where(a == fill, np.nan, a).astype(a.dtype, copy=False)
-    return a
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """How to read one time step of one variable straight from an HDF5/netCDF4 file."""
-
-    path: str
-    key: str  # HDF5 dataset
-    name: str  # climviz variable name (for messages)
-    t: int | None  # index along the file's time axis (None: the variable has no time axis)
-    perm: tuple[int, ...]  # axes of the stored array, in (time,) lat, lon order
-    fill: float | None = None  # _FillValue to turn into NaN
-    channel: int | None = None  # DeepCAM: index in the last axis of climate/data
-    flip: bool = False  # latitude stored north to south
-    shift: int = 0  # np.roll along longitude
-    t_global: int = 0  # index in the combined run (for messages)
-    policy: str = "raise"  # "raise" | "mask" | "none"
-    scale: float = 1.0  # conversion to canonical units: value * scale + offset
-    offset: float = 0.0
-    check_range: str | None = None  # no units in the file: check this channel's plausible range as read
-
-
-def _finish_step(a: np.ndarray, spec: _Spec) -> np.ndarray:
-    """Orient a (lat, lon) step, cast channels to float, check values; returns (lat, lon)."""
-    if spec.flip:
-        a = a[::-1]
-    if spec.shift:
-        a = np.roll(a, spec.shift, axis=1)
-    if spec.name == LABEL_VAR:
-        _check_labels(a, spec)
-        return np.ascontiguousarray(a)
-    if a.dtype.kind != "f":
-        a = a.astype(np.float32)
-    if spec.fill is not None:
-        a = np.where(a == spec.fill, np.nan, a).astype(a.dtype, copy=False)
-    if spec.scale != 1.0 or spec.offset != 0.0:
-        a = (a * spec.scale + spec.offset).astype(a.dtype, copy=False)
-    if spec.check_range is not None and spec.policy != "none":
-        _check_range(a, spec.check_range, spec.path, spec.name, spec.t_global)
-    return _check_finite(np.ascontiguousarray(a), spec)
-
-
-def _check_range(a: np.ndarray, channel: str, path: str, name: str, t: int) -> None:
-    from climviz.data.units import check_plausible
-
-    check_plausible(a, channel, file=path, variable=name,
-                    hint=f" at time index {t}; the file gives no units, so the canonical unit was assumed: "
-                         f"pass assume_units={{{channel!r}: '<units>'}} to open_run")
-
-
-def _range_block(block: np.ndarray, *, channel: str, starts: np.ndarray, files: tuple[str, ...],
-                 block_info=None) -> np.ndarray:
-    t0 = block_info[0]["array-location"][0][0] if block_info else 0
-    for k in range(block.shape[0]):
-        fi = int(np.searchsorted(starts, t0 + k, side="right") - 1)
-        _check_range(block[k], channel, files[fi], channel, t0 + k)
-    return block
-
-
-def _check_labels(a: np.ndarray, spec: _Spec) -> None:
-    if spec.policy == "none":
-        return
-    ok = a.size == 0 or (a.min() >= 0 and a.max() <= 2 and (a.dtype.kind in "iub" or np.all(a == np.round(a))))
-    if not ok:
-        bad = ~np.isin(a, FLAG_VALUES)
-        found = np.unique(a[bad])[:5]
-        raise DataError(
-            f"{spec.path}: variable {LABEL_VAR}: expected values in {{0, 1, 2}}, found {found.tolist()} "
-            f"({int(bad.sum())} cells) at time index {spec.t_global}"
-        )
-
-
-def _check_finite(a: np.ndarray, spec: _Spec) -> np.ndarray:
-    if spec.policy == "none" or np.isfinite(np.add.reduce(a, axis=None)):
-        return a  # one fast reduction: finite unless some value is NaN/inf
-    fin = np.isfinite(a)
-    if fin.all():
-        return a
-    if spec.policy == "mask":
-        return np.where(fin, a, np.nan).astype(a.dtype, copy=False)
-    raise DataError(
-        f"{spec.path}: variable {spec.name}: expected finite values, found {int((~fin).sum())} NaN/inf at time "
-        f"index {spec.t_global} (pass nan_policy='mask' to open_run to mask them as NaN)"
-    )
-
-
-def _read_spec(spec: _Spec) -> np.ndarray:
-    """One step of one (non-DeepCAM) variable as (1, lat, lon)."""
-    a = _read_h5(spec.path, spec.key, spec.t, spec.perm, None)
-    a = a[0] if spec.t is not None else a
-    return _finish_step(a, spec)[None]
-
-
-def _deepcam_channel(data: np.ndarray, spec: _Spec) -> np.ndarray:
-    """Channel ``spec.channel`` of a DeepCAM (lat, lon, C) array as (1, lat, lon)."""
-    return _finish_step(np.ascontiguousarray(data[..., spec.channel]), spec)[None]
-
-
-def _spec_graph(name: str, specs: list[_Spec], nlat: int, nlon: int, dtype) -> Any:
-    """A dask array with one task per step, each reading its file directly."""
-    import dask.array as da
-
-    dsk: dict = {}
-    for k, spec in enumerate(specs):
-        if spec.channel is not None:
-            rk = ("deepcam-read-" + _token(spec.path),)
-            dsk[rk] = (_read_h5, spec.path, spec.key)
-            dsk[(name, k, 0, 0)] = (_deepcam_channel, rk, spec)
-        else:
-            dsk[(name, k, 0, 0)] = (_read_spec, spec)
-    return da.Array(dsk, name, ((1,) * len(specs), (nlat,), (nlon,)), dtype=dtype)
-
-
-def _token_specs(specs: list[_Spec]) -> str:
-    from dask.base import tokenize
-
-    first, last = specs[0], specs[-1]
-    stats = [os.stat(sp.path).st_mtime_ns for sp in (first, last)]
-    return tokenize(len(specs), first, last, stats, [sp.path for sp in specs[:: max(1, len(specs) // 64)]])
-
-
-def _token(path: str) -> str:
-    from dask.base import tokenize
-
-    st = os.stat(path)
-    return tokenize(path, st.st_mtime_ns, st.st_size)
 
 
 def _spec_of(ds: xr.Dataset, name: str, t: int) -> _Spec | None:
@@ -481,399 +316,6 @@ def read_step(
     if LABEL_VAR in specs:
         lab = _read_spec(specs[LABEL_VAR])[0]
     return out, lab
-
-
-def _open_deepcam(path: Path, f, user_channels: Sequence[str] | str | None = None,
-                  first: bool = True) -> _FilePart:
-    if DEEPCAM_DATA not in f:
-        raise DataError(f"{path}: HDF5 file without '{DEEPCAM_DATA}' (expected a DeepCAM file); found {list(f)}")
-    dset = f[DEEPCAM_DATA]
-    if dset.ndim != 3:
-        raise DataError(
-            f"{path}: variable {DEEPCAM_DATA}: expected rank 3 (lat, lon, channel), found shape {dset.shape}"
-        )
-    chans = dset.attrs.get("channels")
-    from_attr = chans is not None
-    if chans is not None:
-        chans = [c.decode() if isinstance(c, bytes) else str(c) for c in np.atleast_1d(chans)]
-    elif isinstance(user_channels, (list, tuple)) and len(user_channels) == dset.shape[2]:
-        chans = list(user_channels)  # the order the user states
-    else:
-        raise DataError(
-            f"{path}: variable {DEEPCAM_DATA}: no 'channels' attribute, so the order of its {dset.shape[2]} "
-            f"channels is unknown; pass channels=[...] to open_run with all {dset.shape[2]} names in the "
-            f"file's order (e.g. {list(CHANNELS)})"
-        )
-    if dset.shape[2] != len(chans):
-        raise DataError(
-            f"{path}: variable {DEEPCAM_DATA}: expected {len(chans)} channels in the last axis "
-            f"(lat, lon, channel), found shape {dset.shape}"
-        )
-    nlat, nlon = dset.shape[:2]
-    lat, lon = grid_coords((nlat, nlon))
-    specs = {c: [_Spec(str(path), DEEPCAM_DATA, c, None, (0, 1, 2), channel=j)] for j, c in enumerate(chans)}
-    lab_key = next((k for k in DEEPCAM_LABELS if k in f), None)
-    if lab_key is not None:
-        ld = f[lab_key]
-        if ld.shape != (nlat, nlon):
-            raise DataError(
-                f"{path}: variable {lab_key}: expected shape {(nlat, nlon)} (the grid of {DEEPCAM_DATA}), "
-                f"found {ld.shape}"
-            )
-        specs[LABEL_VAR] = [_Spec(str(path), lab_key, LABEL_VAR, None, (0, 1))]
-    t_attr = f.attrs.get("time")
-    if t_attr is not None:
-        t_attr = t_attr.decode() if isinstance(t_attr, bytes) else str(t_attr)
-        try:
-            times = np.array([np.datetime64(pd.Timestamp(t_attr), "ns")])
-        except ValueError as exc:
-            raise DataError(f"{path}: attribute time: expected an ISO 8601 date, found {t_attr!r}") from exc
-    else:
-        t = _time_from_name(path)
-        times = None if t is None else np.array([t])
-    attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items() if k != "time"}
-    dtypes = {c: np.dtype(np.float32) if dset.dtype.kind != "f" else dset.dtype for c in chans}
-    if lab_key is not None:
-        dtypes[LABEL_VAR] = f[lab_key].dtype
-    if first:
-        _check_deepcam_order(path, dset, chans, from_attr)
-    from climviz.data.units import CANONICAL_UNITS
-
-    order = "its 'channels' attribute" if from_attr else "the channels= given to open_run"
-    var_attrs = {c: {"units": CANONICAL_UNITS[c],
-                     "climviz_source": f"{DEEPCAM_DATA}[..., {j}] (channel order from {order}); DeepCAM files "
-                                       "are in CAM5's (canonical) units, checked against plausible ranges"}
-                 for j, c in enumerate(chans) if c in CANONICAL_UNITS}
-    return _FilePart(path, times, lat, lon, {}, attrs, var_attrs, "deepcam", specs, dtypes)
-
-
-def _check_deepcam_order(path: Path, dset, chans: list[str], from_attr: bool) -> None:
-    """Plausibility ranges per channel (climviz.data.units.PLAUSIBLE_RANGES) catch swapped channels."""
-    from climviz.data.units import plausible, PLAUSIBLE_RANGES
-
-    step = max(1, min(dset.shape[0], dset.shape[1]) // 48)
-    try:
-        sample = np.asarray(dset[::step, ::step, :], dtype=np.float64)
-    except OSError as exc:
-        raise DataError(f"{path}: variable {DEEPCAM_DATA}: cannot be read, file truncated or corrupt ({exc})") from exc
-    bad = []
-    for j, c in enumerate(chans):
-        ok, lo, hi = plausible(sample[..., j], c)
-        if not ok:
-            bad.append(f"{c} (index {j}): found {lo:.4g}..{hi:.4g}, expected {PLAUSIBLE_RANGES[c][0]:g}.."
-                       f"{PLAUSIBLE_RANGES[c][1]:g}")
-    if bad:
-        said = "its 'channels' attribute" if from_attr else "channels="
-        raise DataError(
-            f"{path}: variable {DEEPCAM_DATA}: values not plausible for the channel order given by {said} "
-            f"(swapped channels or non-canonical units?): " + "; ".join(bad)
-        )
-
-
-_NC_INTERNAL = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid", "_Netcdf4Coordinates",
-                "_NCProperties", "_nc3_strict", "_FillValue"}
-
-
-def _clean_attrs(attrs) -> dict[str, Any]:
-    out = {}
-    for k, v in attrs.items():
-        if k in _NC_INTERNAL:
-            continue
-        if isinstance(v, bytes):
-            v = v.decode(errors="replace")
-        elif isinstance(v, np.ndarray) and v.size == 1:
-            v = v.item()
-            v = v.decode(errors="replace") if isinstance(v, bytes) else v
-        out[k] = v
-    return out
-
-
-def _open_nc4_fast(path: Path, f, channels: Sequence[str], first: bool = True) -> _FilePart | None:
-    """netCDF4 (HDF5) file read with h5py: metadata only, one read task per variable and step.
-
-    Returns None for files this fast path does not handle (groups, packed values, odd
-    dimension scales); those go through xarray.
-    """
-    import h5py
-
-    names = list(f.keys())
-    missing = [c for c in channels if c not in names]
-    if missing:
-        present = [k for k in names if k not in ("time", "lat", "lon", "latitude", "longitude")]
-        raise DataError(f"{path}: missing channel(s) {missing}; expected {list(channels)}; found variables {present}")
-    want = [*channels] + ([LABEL_VAR] if LABEL_VAR in names else [])
-    dsets = {name: f[name] for name in want}
-    dims_of: dict[str, list[str]] = {}
-    shape0 = dsets[channels[0]].shape
-    for name in want:
-        d = dsets[name]
-        if not isinstance(d, h5py.Dataset):
-            return None
-        # dimension names are costly to read: read them for the first channel, for any variable
-        # whose shape differs, and for all on square grids (where a transposed variable would
-        # have the same shape)
-        if name == channels[0] or d.shape != shape0 or len(set(shape0[-2:])) < 2 or first:
-            try:
-                dims_of[name] = [dim[0].name.lstrip("/") if len(dim) else "" for dim in d.dims]
-            except Exception:  # noqa: BLE001 - unusual dimension scales: let xarray handle it
-                return None
-            if "" in dims_of[name]:
-                return None
-        else:
-            dims_of[name] = dims_of[channels[0]]
-    if first and any(("scale_factor" in dsets[n].attrs or "add_offset" in dsets[n].attrs) for n in want):
-        return None
-    ref = dims_of[channels[0]]
-    lat_n = next((n for n in _LAT_NAMES if n in ref), None)
-    lon_n = next((n for n in _LON_NAMES if n in ref), None)
-    if lat_n is None or lon_n is None:
-        raise DataError(f"{path}: variable {channels[0]}: expected dimensions lat/latitude and lon/longitude, "
-                        f"found {tuple(ref)} with shape {f[channels[0]].shape}")
-    time_in_file = "time" in f
-    n_file_times = f["time"].shape[0] if time_in_file and isinstance(f["time"], h5py.Dataset) and \
-        f["time"].ndim == 1 else 0
-    sizes = dict(zip(ref, f[channels[0]].shape))
-    nlat, nlon = sizes[lat_n], sizes[lon_n]
-    specs: dict[str, list[_Spec]] = {}
-    dtypes: dict[str, np.dtype] = {}
-    var_attrs: dict[str, dict] = {}
-    for name in want:
-        d = dsets[name]
-        dims = dims_of[name]
-        canon = ["time" if x == "time" else "lat" if x == lat_n else "lon" if x == lon_n else x for x in dims]
-        ok = set(canon) == {"time", "lat", "lon"} or (set(canon) == {"lat", "lon"} and (name == LABEL_VAR or "time" not in sizes))
-        if ok and set(canon) == {"lat", "lon"} and name != LABEL_VAR and n_file_times > 1:
-            ok = False  # a 2-D field in a time series: which step would it be?
-        if not ok:
-            raise DataError(f"{path}: variable {name}: expected dimensions (time, lat, lon), "
-                            f"found {tuple(dims)} with shape {d.shape}"
-                            + (f" in a file with {n_file_times} time steps" if n_file_times > 1 else ""))
-        shp = dict(zip(canon, d.shape))
-        if (shp["lat"], shp["lon"]) != (nlat, nlon):
-            raise DataError(f"{path}: variable {name}: expected grid (lat, lon) = {(nlat, nlon)}, "
-                            f"found {(shp['lat'], shp['lon'])}")
-        fill = d.attrs.get("_FillValue") if d.dtype.kind == "f" else None
-        fill = float(np.asarray(fill).ravel()[0]) if fill is not None else None
-        if "time" in canon:
-            perm = tuple(canon.index(x) for x in ("time", "lat", "lon"))
-            specs[name] = [_Spec(str(path), name, name, k, perm, fill) for k in range(shp["time"])]
-        else:
-            perm = tuple(canon.index(x) for x in ("lat", "lon"))
-            # labels without time in a file with time: the same labels at each step
-            specs[name] = [_Spec(str(path), name, name, None, perm, fill)] * sizes.get("time", 1)
-        dtypes[name] = d.dtype if (d.dtype.kind == "f" or name == LABEL_VAR) else np.dtype(np.float32)
-        if first:
-            var_attrs[name] = _clean_attrs(d.attrs)
-
-    def coord(n: str, size: int, which: int) -> np.ndarray:
-        if n in f and isinstance(f[n], h5py.Dataset) and f[n].shape == (size,) and \
-                not str(f[n].attrs.get("NAME", b"")).count("This is a netCDF dimension"):
-            return np.asarray(f[n][()], dtype=float)
-        return grid_coords((nlat, nlon))[which]
-
-    lat, lon = coord(lat_n, nlat, 0), coord(lon_n, nlon, 1)
-    times = None
-    if time_in_file and "units" in f["time"].attrs and "time" in sizes:
-        from xarray.coding.times import decode_cf_datetime
-
-        ta = _clean_attrs(f["time"].attrs)
-        try:
-            times = np.asarray(decode_cf_datetime(np.asarray(f["time"][()]), ta["units"], ta.get("calendar")))
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(f"{path}: variable time: cannot decode units {ta['units']!r}: {exc}") from exc
-    elif "time" not in sizes:
-        t = f.attrs.get("time")
-        if t is not None:
-            try:
-                times = np.array([np.datetime64(pd.Timestamp(str(t.decode() if isinstance(t, bytes) else t)), "ns")])
-            except ValueError:
-                times = None
-        if times is None:
-            tn = _time_from_name(path)
-            times = None if tn is None else np.array([tn])
-    return _FilePart(path, times, lat, lon, {}, _clean_attrs(f.attrs) if first else {}, var_attrs, "netcdf",
-                     specs, dtypes)
-
-
-def _dim_name(ds: xr.Dataset, names: Iterable[str]) -> str | None:
-    for n in names:
-        if n in ds.dims:
-            return n
-    return None
-
-
-def _utf8_name(path: Path) -> bool:
-    try:
-        os.fspath(path).encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def _xr_open(path: Path, kind: str) -> xr.Dataset:
-    """Open with xarray's backends; DataError for files they cannot read."""
-    try:
-        if kind == "zarr":
-            consolidated = (path / ".zmetadata").exists() or '"consolidated_metadata"' in (
-                (path / "zarr.json").read_text() if (path / "zarr.json").exists() else "")
-            ds = xr.open_zarr(path, chunks={}, consolidated=consolidated)
-            _check_zarr_chunks(path, ds)
-        elif kind == "netcdf3" and not _utf8_name(path):
-            # the netCDF C library takes UTF-8 file names; a name that is not valid UTF-8 (bytes
-            # decoded with surrogate escapes) is opened by Python and read by scipy's netCDF3 reader
-            ds = xr.open_dataset(open(path, "rb"), engine="scipy", chunks={}, cache=False)  # noqa: SIM115
-        else:
-            engine = "netcdf4" if kind == "hdf5" else None
-            ds = xr.open_dataset(path, engine=engine, chunks={}, cache=False)
-    except DataError:
-        raise
-    except Exception as exc:  # the backends raise OSError, ValueError, KeyError, RuntimeError...
-        raise DataError(
-            f"{path}: cannot be opened as {'Zarr' if kind == 'zarr' else 'netCDF'} "
-            f"(truncated or corrupt?): {type(exc).__name__}: {exc}"
-        ) from exc
-    return ds
-
-
-def _check_zarr_chunks(path: Path, ds: xr.Dataset) -> None:
-    """Every chunk of every variable must be in the store (a missing chunk would read as fill)."""
-    import itertools
-
-    import zarr
-
-    grp = zarr.open_group(str(path), mode="r")
-    keys = None
-    for name in list(ds.data_vars) + [c for c in ds.coords if c in ds.dims]:
-        try:
-            arr = grp[str(name)]
-        except KeyError:
-            continue
-        if not hasattr(arr, "cdata_shape"):
-            continue
-        n_init = arr.nchunks_initialized
-        if n_init >= arr.nchunks:
-            continue
-        if keys is None:
-            keys = set()
-            for root, _dirs, files in os.walk(path):
-                for fn in files:
-                    keys.add(os.path.relpath(os.path.join(root, fn), path).replace(os.sep, "/"))
-        enc = arr.metadata.chunk_key_encoding if hasattr(arr.metadata, "chunk_key_encoding") else None
-        for idx in itertools.product(*(range(n) for n in arr.cdata_shape)):
-            if enc is not None:
-                key = f"{name}/{enc.encode_chunk_key(idx)}"
-            else:
-                sep = getattr(arr.metadata, "dimension_separator", ".") or "."
-                key = f"{name}/{sep.join(map(str, idx)) or '0'}"
-            if key not in keys:
-                raise DataError(
-                    f"{path}: variable {name}: chunk {key!r} (chunk index {idx} of {tuple(arr.cdata_shape)}) is "
-                    f"missing from the Zarr store ({n_init} of {arr.nchunks} chunks present); it would read "
-                    "as fill values, not data"
-                )
-        raise DataError(f"{path}: variable {name}: {arr.nchunks - n_init} of {arr.nchunks} chunks are missing "
-                        "from the Zarr store")
-
-
-def _open_xarray(path: Path, kind: str, channels: Sequence[str], ds: xr.Dataset | None = None) -> _FilePart:
-    if ds is None:
-        ds = _xr_open(path, kind)
-    lat_n, lon_n = _dim_name(ds, _LAT_NAMES), _dim_name(ds, _LON_NAMES)
-    if lat_n is None or lon_n is None:
-        raise DataError(
-            f"{path}: expected dimensions lat/latitude and lon/longitude, found dimensions {dict(ds.sizes)}"
-        )
-    ren = {k: v for k, v in ((lat_n, "lat"), (lon_n, "lon")) if k != v}
-    if ren:
-        ds = ds.rename(ren)
-    time_n = "time" if "time" in ds.dims else None
-    present = [v for v in ds.data_vars]
-    missing = [c for c in channels if c not in ds.data_vars]
-    if missing:
-        raise DataError(
-            f"{path}: missing channel(s) {missing}; expected {list(channels)}; found variables {present}"
-        )
-    nlat, nlon = ds.sizes["lat"], ds.sizes["lon"]
-    lat = ds["lat"].values.astype(float) if "lat" in ds.coords else grid_coords((nlat, nlon))[0]
-    lon = ds["lon"].values.astype(float) if "lon" in ds.coords else grid_coords((nlat, nlon))[1]
-    want = [*channels] + ([LABEL_VAR] if LABEL_VAR in ds.data_vars else [])
-    arrays, var_attrs = {}, {}
-    for name in want:
-        var = ds[name]
-        dims = set(var.dims)
-        ok = dims == {"time", "lat", "lon"} or (dims == {"lat", "lon"} and (name == LABEL_VAR or time_n is None))
-        if not ok:
-            raise DataError(
-                f"{path}: variable {name}: expected dimensions (time, lat, lon), "
-                f"found {var.dims} with shape {var.shape}"
-                + (f" in a file with {ds.sizes['time']} time steps" if time_n is not None else "")
-            )
-        if "time" in dims:
-            var = var.transpose("time", "lat", "lon")
-            arr = var.data
-        else:
-            var = var.transpose("lat", "lon")
-            arr = var.data[None]
-            if time_n is not None:  # labels without time in a file with time: same labels each step
-                import dask.array as da
-
-                arr = da.broadcast_to(arr, (ds.sizes["time"], nlat, nlon))
-        arrays[name] = arr
-        var_attrs[name] = dict(var.attrs)
-    times = None
-    if time_n is not None and "time" in ds.coords:
-        times = ds["time"].values
-    elif time_n is None:
-        t = ds.attrs.get("time")
-        tn = _time_from_name(path)
-        if t is not None:
-            try:
-                times = np.array([np.datetime64(pd.Timestamp(str(t)), "ns")])
-            except ValueError:
-                times = None
-        if times is None and tn is not None:
-            times = np.array([tn])
-    return _FilePart(path, times, lat, lon, arrays, dict(ds.attrs), var_attrs, "zarr" if kind == "zarr" else "netcdf")
-
-
-def _orient(part: _FilePart) -> _FilePart:
-    """Latitude ascending, longitude in [0, 360) increasing; errors for irregular axes."""
-    lat, lon = part.lat, part.lon
-    if lat.ndim != 1 or lon.ndim != 1:
-        raise DataError(f"{part.path}: expected 1-D lat and lon coordinates, found lat{lat.shape} lon{lon.shape}")
-    if not (np.isfinite(lat).all() and np.abs(lat).max() <= 90.0):
-        raise DataError(f"{part.path}: variable lat: expected values in [-90, 90], found {lat.min()}..{lat.max()}")
-    if lat.size > 1 and np.all(np.diff(lat) < 0):
-        if part.specs is not None:
-            part.specs = {k: [dataclasses.replace(sp, flip=True) for sp in v] for k, v in part.specs.items()}
-        else:
-            part.arrays = {k: a[:, ::-1, :] for k, a in part.arrays.items()}
-        lat = lat[::-1]
-    elif lat.size > 1 and not np.all(np.diff(lat) > 0):
-        raise DataError(f"{part.path}: variable lat: expected strictly monotonic latitudes, found {lat[:6]}...")
-    if not np.isfinite(lon).all():
-        raise DataError(f"{part.path}: variable lon: expected finite longitudes, found NaN/inf")
-    lon360 = np.mod(lon, 360.0)
-    shift = int(np.argmin(lon360))
-    if shift:
-        if part.specs is not None:
-            part.specs = {k: [dataclasses.replace(sp, shift=-shift) for sp in v] for k, v in part.specs.items()}
-        else:
-            part.arrays = {k: _roll_lon(a, -shift) for k, a in part.arrays.items()}
-        lon360 = np.roll(lon360, -shift)
-    if lon360.size > 1 and not np.all(np.diff(lon360) > 0):
-        raise DataError(
-            f"{part.path}: variable lon: expected distinct longitudes increasing around the globe "
-            f"(in [0, 360) or [-180, 180)), found {lon[:6]}..."
-        )
-    part.lat, part.lon = lat, lon360
-    return part
-
-
-def _roll_lon(a, shift: int):
-    import dask.array as da
-
-    return da.roll(a, shift, axis=2)
 
 
 def _direct(names: Iterable[str], channels: Sequence[str] | str, channel_map) -> list[str] | None:
@@ -1474,30 +916,3 @@ def write_run(
     return path
 
 
-def _write_deepcam(ds: xr.Dataset, path: Path, complevel: int) -> None:
-    import h5py
-
-    if "time" in ds.dims and ds.sizes["time"] != 1:
-        raise DataError(
-            f"{path}: DeepCAM HDF5 holds one time step per file, found {ds.sizes['time']} steps; "
-            "select one step or pass a directory with format='deepcam'"
-        )
-    missing = [c for c in CHANNELS if c not in ds]
-    if missing:
-        raise DataError(f"{path}: missing channel(s) {missing} for DeepCAM HDF5 (needs all {len(CHANNELS)})")
-    one = ds.isel(time=0) if "time" in ds.dims else ds
-    one = one.transpose("lat", "lon", ...)
-    data = np.stack([np.asarray(one[c].values, dtype=np.float32) for c in CHANNELS], axis=-1)
-    comp = {"compression": "gzip", "compression_opts": int(complevel), "shuffle": True} if complevel else {}
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            d = f.create_dataset(DEEPCAM_DATA, data=data, chunks=(min(96, data.shape[0]), data.shape[1], 16)
-                                 if complevel else None, **comp)
-            d.attrs["channels"] = np.array(CHANNELS, dtype=h5py.string_dtype())
-            if LABEL_VAR in one:
-                f.create_dataset(DEEPCAM_LABELS[0], data=np.asarray(one[LABEL_VAR].values, dtype=np.uint8), **comp)
-            if "time" in ds.coords and ds.time.dtype.kind == "M":
-                f.attrs["time"] = str(np.datetime_as_string(np.atleast_1d(ds.time.values)[0], unit="s"))
-            for k, v in ds.attrs.items():
-                if k != "source_files" and isinstance(v, (str, int, float, np.integer, np.floating)):
-                    f.attrs[k] = v
