@@ -224,3 +224,18 @@ def test_build_kwargs_rebuild_the_same_architecture():
     }
     again = build(kw["name"], kw["preset"], kw["in_channels"], kw["num_classes"], **kw["overrides"])
     again.load_state_dict(net.state_dict())  # strict: same keys and shapes
+
+
+def test_the_bundled_checkpoint_still_loads_into_the_tiny_preset(make_fields):
+    from pathlib import Path
+
+    from climviz.training.checkpoint import load_checkpoint
+
+    path = Path(__file__).resolve().parents[2] / "data_samples" / "checkpoint" / "checkpoint.pt"
+    ck = load_checkpoint(path)
+    assert (ck["model"], ck["preset"]) == ("deeplabv3plus", "tiny")
+    kw = ck["model_kwargs"]
+    net = build(ck["model"], ck["preset"], kw["in_channels"], kw["num_classes"], **kw["overrides"]).eval()
+    net.load_state_dict(ck["model_state"], strict=True)  # same keys and shapes as when it was trained
+    with torch.no_grad():
+        assert torch.isfinite(net(make_fields(1, 32, 48))).all()
