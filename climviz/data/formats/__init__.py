@@ -1,10 +1,15 @@
-"""Readers of climate-data formats and product conventions, in the manner of xarray's backends.
+"""Readers of climate-data formats and product conventions, one module per format (like xarray's backends).
 
+* :mod:`~climviz.data.formats.netcdf` -- ClimateNet / CESM netCDF (netCDF4 through h5py, fast;
+  netCDF3 and unusual files through xarray);
+* :mod:`~climviz.data.formats.deepcam` -- DeepCAM HDF5 (channel order from the file or the user,
+  checked against plausible ranges);
+* :mod:`~climviz.data.formats.zarr` -- Zarr stores (missing chunks are an error);
 * :mod:`~climviz.data.formats.grib` -- GRIB 1/2 through ecCodes (multi-field messages included);
 * :mod:`~climviz.data.formats.products` -- finding climviz channels in ERA5, CMIP6, CESM/CAM and
   GFS variables (CF standard names first, then product names; pressure levels; unit conversion;
-  accumulated precipitation to a rate; absolute to relative vorticity).
+  accumulated precipitation to a rate; absolute to relative vorticity);
+* :mod:`~climviz.data.formats._base` -- shared machinery (lazy per-step reads, value checks).
 
-ClimateNet/CESM netCDF, DeepCAM HDF5 and Zarr are read by :mod:`climviz.data.io` (fast h5py
-path and xarray's backends); :func:`climviz.data.io.open_run` is the entry point for all.
+:func:`climviz.data.io.open_run` is the entry point for all of them.
 """
