@@ -4,6 +4,8 @@ Public names (imported on first use, so ``import climviz.data`` stays light):
 
 * :func:`open_run`, :func:`validate_run`, :func:`write_run`, :func:`read_step`, :func:`find_files`
   (``climviz.data.io``)
+* :func:`canonicalize_units`, :func:`to_canonical`, :data:`CANONICAL_UNITS`, :data:`PLAUSIBLE_RANGES`,
+  :data:`VORT850` (``climviz.data.units``: convert channels to canonical units or raise DataError)
 * :func:`synthetic_run` (``climviz.data.synthetic``)
 * :class:`Normalizer` (``climviz.data.normalize``)
 * :class:`SegmentationDataset`, :func:`make_loader`, :func:`time_split` (``climviz.data.torchdata``)
@@ -35,6 +37,11 @@ _LAZY = {
     "write_run": "climviz.data.io",
     "read_step": "climviz.data.io",
     "find_files": "climviz.data.io",
+    "canonicalize_units": "climviz.data.units",
+    "to_canonical": "climviz.data.units",
+    "CANONICAL_UNITS": "climviz.data.units",
+    "PLAUSIBLE_RANGES": "climviz.data.units",
+    "VORT850": "climviz.data.units",
     "synthetic_run": "climviz.data.synthetic",
     "grid_coords": "climviz.data.synthetic",
     "Normalizer": "climviz.data.normalize",
