@@ -133,7 +133,7 @@ def test_demo_outputs_are_consistent_with_each_other(demo_dir, sample):
 @pytest.mark.ray
 @pytest.mark.browser
 def test_report_pages_work_offline_in_a_browser(demo_dir, chromium):
-    from tests.viz.test_browser import changed_fraction, map_pixels, wait_for_bokeh, watch
+    from tests.viz.test_browser import SHADOW_TEXT, changed_fraction, map_pixels, wait_for_bokeh, watch
 
     out, _, _ = demo_dir
     page = chromium.new_page(viewport={"width": 1300, "height": 1100})
@@ -158,11 +158,11 @@ def test_report_pages_work_offline_in_a_browser(demo_dir, chromium):
     page.wait_for_timeout(1000)
     after = map_pixels(page)
     assert changed_fraction(before, after) > 0.005
-    assert "2000-09-02 00:00 UTC" in page.inner_text("body")
-    page.locator("select").first.select_option("PSL")  # another variable: the whole map changes
+    page.wait_for_function(SHADOW_TEXT, arg="2000-09-02 00:00 UTC", timeout=20_000)  # the date shown
+    page.locator("select").first.select_option(label="sea level pressure (hPa)")  # the whole map changes
     page.wait_for_timeout(1000)
     assert changed_fraction(after, map_pixels(page)) > 0.3
-    assert "sea level pressure" in page.inner_text("body").lower()
+    page.wait_for_function(SHADOW_TEXT, arg="sea level pressure (hPa)", timeout=20_000)  # colour bar, title
     for s in (seen, seen2):
         assert s["errors"] == []
         assert [u for u in s["requests"] if not u.startswith(("file:", "data:", "blob:"))] == []
