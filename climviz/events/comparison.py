@@ -147,6 +147,21 @@ def compare(
         ``.table`` (tidy statistics: ``coverage_fraction`` (mean fraction of the
         globe's area in the class), ``events_per_step``, ``mean_event_area_km2``,
         and ``events_per_year`` for datetime runs) and ``.maps``.
+
+    Examples
+    --------
+    A run compared with itself differs by nothing, and nothing is significant
+    (2-step bootstrap blocks, as the example run is only 8 steps long):
+
+    >>> import climviz as cv
+    >>> run = cv.synthetic_run(8, shape=(32, 48))["LABELS"]
+    >>> cmp = cv.events.compare(run, run, block_steps=2, n_boot=100, maps=False)
+    >>> cmp.table[["name", "statistic", "difference", "significant"]].head(4)
+                   name             statistic  difference  significant
+    0  tropical_cyclone     coverage_fraction         0.0        False
+    1  tropical_cyclone       events_per_step         0.0        False
+    2  tropical_cyclone  event_steps_per_year         0.0        False
+    3  tropical_cyclone   mean_event_area_km2         0.0        False
     """
     import xarray as xr
 

@@ -57,6 +57,25 @@ def skill(
     pandas.DataFrame
         One row per class: ``class, name, iou, iou_area, n_true, n_pred,
         detected, missed, false_alarms, pod, far, csi``.
+
+    Examples
+    --------
+    A prediction that equals the truth scores perfectly:
+
+    >>> import climviz as cv
+    >>> masks = cv.synthetic_run(4, shape=(32, 48))["LABELS"]
+    >>> cv.events.skill(masks, masks)[["name", "iou", "pod", "far", "csi"]]
+                    name  iou  pod  far  csi
+    0   tropical_cyclone  1.0  1.0  0.0  1.0
+    1  atmospheric_river  1.0  1.0  0.0  1.0
+
+    Removing every TC from the prediction misses them all:
+
+    >>> no_tc = masks.where(masks != 1, 0)
+    >>> cv.events.skill(no_tc, masks)[["name", "n_pred", "pod", "csi"]]
+                    name  n_pred  pod  csi
+    0   tropical_cyclone       0  0.0  0.0
+    1  atmospheric_river      10  1.0  1.0
     """
     from climviz.events._source import MaskSource
 

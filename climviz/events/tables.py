@@ -322,7 +322,8 @@ def canonical_fields(fields: Any) -> Any:
     from climviz.data.units import CANONICAL_UNITS, to_canonical
 
     for k in todo:
-        if str(k) in CANONICAL_UNITS:
+        # a field already in its canonical unit is used as it is (no unit parsing, no pint import)
+        if str(k) in CANONICAL_UNITS and str(items[k].attrs["units"]).strip() != CANONICAL_UNITS[str(k)]:
             items[k] = to_canonical(items[k], str(k), variable=str(k), file="fields")
     return items
 
@@ -403,6 +404,22 @@ def table(
         40° long and 10° wide gives 4448 x 1118 km, the width stretched 0.5 %
         by the projection; a disc of radius r gives sqrt(3) r both ways) and
         ``<field>_<stat>``; sorted by step then event.
+
+    Examples
+    --------
+    A grid of four quarter-hemispheres (two latitude rows, four 90° columns):
+    each cell covers R² π/2 = 63,758,059 km² on a sphere of radius 6371 km.
+
+    >>> import numpy as np
+    >>> from climviz.events import label, table
+    >>> lat, lon = np.array([-45.0, 45.0]), np.array([0.0, 90.0, 180.0, 270.0])
+    >>> mask = np.array([[0, 0, 0, 0],
+    ...                  [1, 1, 0, 2]], dtype=np.uint8)
+    >>> tab = table(label(mask), mask, lat=lat, lon=lon)
+    >>> tab[["event", "class", "n_cells", "area_km2", "centroid_lat", "centroid_lon"]].round(1)
+       event  class  n_cells     area_km2  centroid_lat  centroid_lon
+    0      1      1        2  127516118.0          45.0          45.0
+    1      2      2        1   63758059.0          45.0         270.0
     """
     import xarray as xr
 
@@ -477,6 +494,22 @@ def label_table(
         Labels as :func:`label` returns them (numpy for numpy input, a
         DataArray named ``event`` for xarray input; None if
         ``return_labels=False``) and the event table as :func:`table`.
+
+    Examples
+    --------
+    >>> import climviz as cv
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> labels, tab = cv.events.label_table(ds["LABELS"], fields=ds[["PSL"]], stats=["min"])
+    >>> list(tab.columns)  # doctest: +NORMALIZE_WHITESPACE
+    ['time', 'step', 'event', 'class', 'n_cells', 'area_km2', 'centroid_lat', 'centroid_lon',
+     'lat_min', 'lat_max', 'length_km', 'width_km', 'PSL_min']
+
+    One row per event and step: as many rows as the highest id of each step, summed.
+
+    >>> len(tab) == int(labels.max(("lat", "lon")).sum())
+    True
+    >>> sorted(tab["class"].unique().tolist())  # TCs and ARs
+    [1, 2]
     """
     import xarray as xr
 

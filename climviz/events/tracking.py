@@ -670,6 +670,26 @@ def track(
     Tracks
         ``.tracks`` (one row per track), ``.events`` (the table with
         ``track_id``), ``.edges`` (the track graph with merges and splits).
+
+    Examples
+    --------
+    A 2 x 2-cell cyclone moving 10° east every 3 hours is one track of three steps:
+
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from climviz.events import label_table, track
+    >>> lat, lon = np.linspace(-85, 85, 18), np.arange(0, 360, 10.0)
+    >>> masks = np.zeros((3, 18, 36), dtype=np.uint8)
+    >>> for t in range(3):
+    ...     masks[t, 10:12, 5 + t:7 + t] = 1
+    >>> times = pd.date_range("2000-01-01", periods=3, freq="3h")
+    >>> labels, tab = label_table(masks, lat=lat, lon=lon, time=times)
+    >>> trk = track(tab, labels, lat=lat, lon=lon)
+    >>> trk.tracks[["track_id", "class", "n_steps", "lifetime_h"]]
+       track_id  class  n_steps  lifetime_h
+    0         0      1        3         6.0
+    >>> trk.events["track_id"].tolist()
+    [0, 0, 0]
     """
     cfg = _config(config, kw)
     need = {"time", "step", "event", "class", "area_km2", "centroid_lat", "centroid_lon"}
