@@ -24,6 +24,7 @@ _LAZY = {
     "Threshold": "climviz.labels.tc",
     "COARSE_GRID": "climviz.labels.tc",
     "detect_tc": "climviz.labels.tc",
+    "tc_from_nodes": "climviz.labels.tc",
     "detect_tc_nodes": "climviz.labels.tc",
     "stitch_nodes": "climviz.labels.tc",
     "tc_mask": "climviz.labels.tc",

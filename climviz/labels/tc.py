@@ -1025,6 +1025,12 @@ def _window_rows_cols(i: np.ndarray, j: np.ndarray, hy: int, hx: int, grid: Grid
     return rows[:, :, None], cols[:, None, :]
 
 
+def resolve_config(config: TCConfig | dict | None, ds: xr.Dataset | None = None, *, coarse: bool | str = "auto",
+                   **settings: Any) -> TCConfig:
+    """The :class:`TCConfig` that :func:`detect_tc_nodes` would use for ``ds`` (coarse-grid defaults applied)."""
+    return _resolve_config(config, settings, ds, coarse)
+
+
 def _resolve_config(config: TCConfig | dict | None, overrides: dict[str, Any], ds: xr.Dataset | None,
                     coarse: bool | str) -> TCConfig:
     if isinstance(config, dict):
@@ -1327,7 +1333,27 @@ def detect_tc(ds: xr.Dataset, config: TCConfig | dict | None = None, *, coarse: 
         and which criteria ran.
     """
     cfg = _resolve_config(config, settings, ds if isinstance(ds, xr.Dataset) else None, coarse)
-    nodes = detect_tc_nodes(ds, cfg)
+    return tc_from_nodes(detect_tc_nodes(ds, cfg), ds, cfg)
+
+
+def tc_from_nodes(nodes: pd.DataFrame, ds: xr.Dataset, config: TCConfig) -> TCResult:
+    """Tracks and mask from the nodes of a whole run (the serial part of :func:`detect_tc`).
+
+    Parameters
+    ----------
+    nodes
+        :func:`detect_tc_nodes` output for every time step of ``ds`` (e.g. the
+        concatenated tables of blocks of time steps, with global ``time_index``).
+    ds
+        The run (for its times and grid).
+    config
+        The settings the nodes were found with.
+
+    Returns
+    -------
+    TCResult
+    """
+    cfg = config
     norm, plan, _ = _prepare(ds, cfg)
     hours = time_hours(norm["time"], cfg.time_step_h)
     span = float(hours[-1] - hours[0]) if hours.size else 0.0
@@ -1338,7 +1364,7 @@ def detect_tc(ds: xr.Dataset, config: TCConfig | dict | None = None, *, coarse: 
             warnings.warn(
                 f"TC detection: the run spans {span:g} h, less than min_duration_h={cfg.min_duration_h:g} h; "
                 "nodes are not stitched into tracks and every detected node is kept",
-                UserWarning, stacklevel=2,
+                UserWarning, stacklevel=3,
             )
     attrs = dict(nodes.attrs)
     if stitch:
