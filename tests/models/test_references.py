@@ -111,6 +111,24 @@ def test_sc18_deeplab_checkpointing_gives_the_same_gradients(make_fields):
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
+def test_sc18_initialisation_follows_the_tensorflow_initialisers():
+    net = build("deeplabv3plus", "paper", seed=0, **NARROW)
+    # slim conv2d: variance_scaling_initializer() = truncated normal, sigma = sqrt(1.3 * 2 / fan_in),
+    # cut at 2 sigma; the truncated distribution's own std is 0.8796 sigma
+    w = net.aspp.conv_3x3[0][0].weight
+    sigma = math.sqrt(2.6 / w[0].numel())
+    assert w.abs().max().item() <= 2 * sigma
+    assert abs(w.std().item() - 0.8796 * sigma) / (0.8796 * sigma) < 0.03
+    # tf.layers conv2d / conv2d_transpose: he_uniform, bound sqrt(6 / fan_in), fan_in = k*k*filters
+    conv_w, deconv_w = net.head.fuse1.weight, net.head.up_to_1.weight  # (out, in, k, k), (in, out, k, k)
+    for w, fan_in in ((conv_w, conv_w.shape[1] * 9), (deconv_w, deconv_w.shape[1] * 9)):
+        bound = math.sqrt(6.0 / fan_in)
+        assert w.abs().max().item() <= bound
+        assert abs(w.std().item() - bound / math.sqrt(3)) / (bound / math.sqrt(3)) < 0.03
+    assert all(torch.count_nonzero(m.bias) == 0 for m in net.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None)
+
+
 def test_sc18_deeplab_trains_at_batch_one(make_fields):
     # the image-pooling BatchNorm sees one value per channel (TensorFlow allows it)
     net = build("deeplabv3plus", "paper", seed=0, **NARROW).train()
