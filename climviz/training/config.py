@@ -144,8 +144,10 @@ class TrainConfig:
     Parameters
     ----------
     model, preset
-        Model name (``"deeplabv3plus"`` or ``"tiramisu"``) and size preset
-        (``"paper"`` = published sizes, ``"deepcam"``, ``"tiny"`` = for CPUs and teaching).
+        Model name (``"deeplabv3plus"``, ``"tiramisu"`` or ``"cgnet"``) and preset
+        (``"paper"`` = the published network, ``"deepcam"`` = MLPerf reference,
+        ``"resnet50-os16"`` / ``"fcdensenet-os32"`` = lighter variants, ``"tiny"`` = for
+        CPUs and teaching; see :func:`climviz.models.list_models`).
     model_overrides
         Extra keyword arguments for :func:`climviz.models.build` (e.g. ``{"width": 16}``).
     channels
