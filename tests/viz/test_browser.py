@@ -264,12 +264,15 @@ def test_notebook03_explorer_renders_and_a_row_click_draws_the_track(browser, bo
         classes = [c.inner_text() for c in page.locator(".tabulator-row .tabulator-cell[tabulator-field='class']").all()]
         row = classes.index("TC")
         page.locator(".tabulator-row").nth(row).locator(".tabulator-cell[tabulator-field='area_km2']").click()
+        def drawn_track():  # the server thread sets `selected`, then redraws the map
+            return [e for e in app.map_pane.object if e.group == "SelectedTrack"]
+
         for _ in range(60):
-            if app.selected is not None:
+            if app.selected is not None and drawn_track():
                 break
             page.wait_for_timeout(250)
         assert app.selected is not None and app.selected["class"] == 1
-        track = [e for e in app.map_pane.object if e.group == "SelectedTrack"]
+        track = drawn_track()
         steps = int((trk.events["track_id"] == app.selected["track_id"]).sum())
         assert len(track) == 1 and steps > 1
         assert sum(len(p.dimension_values("x")) for p in track[0].split()) >= steps
