@@ -27,11 +27,13 @@ streaming pass.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from climviz._fields import spec, validate
 from climviz.errors import ConfigError, DataError
 from climviz.events.geometry import EARTH_RADIUS_KM, great_circle_km
 from climviz.events.labelling import Geo, LabelOptions, Runs, _label_block, find_runs, resolve_periodic
@@ -40,6 +42,47 @@ __all__ = ["TrackConfig", "Tracks", "track", "track_masks", "overlaps", "TRACK_C
 
 EDGE_COLUMNS = ("step_from", "event_from", "step_to", "event_to", "class", "overlap_km2",
                 "overlap_frac", "overlap_iou", "distance_km", "link", "kind", "track_from", "track_to")
+
+
+@dataclass(frozen=True)
+class _Check:
+    """A :class:`TrackConfig` field check: ``"<field>: expected <expected>, found <value>"`` unless ``ok(value)``.
+
+    ``convert`` (e.g. ``int``) is applied to the value once it passed; ``show``
+    formats the value in the message (``str`` or ``repr``).
+    """
+
+    expected: str
+    ok: Callable[[Any], bool]
+    convert: Callable[[Any], Any] | None = None
+    show: Callable[[Any], str] = str
+
+    def __call__(self, obj: Any, name: str) -> None:
+        v = getattr(obj, name)
+        try:
+            good = bool(self.ok(v))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise ConfigError(f"{name}: expected {self.expected}, found {self.show(v)}")
+        if self.convert is not None:
+            setattr(obj, name, self.convert(v))
+
+
+def _hours(obj: Any, name: str) -> None:
+    """A number of hours, or a time span (``"24h"``, ``"2D"``, a timedelta) converted to hours (float)."""
+    v = getattr(obj, name)
+    if not isinstance(v, (int, float, np.integer, np.floating)):
+        try:
+            v = pd.Timedelta(v).total_seconds() / 3600.0
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{name}: expected hours or a time span such as '24h', found {v!r}") from exc
+    setattr(obj, name, float(v))
+
+
+def _int_tuple(obj: Any, name: str) -> None:
+    """Stored as a tuple of ints."""
+    setattr(obj, name, tuple(int(c) for c in getattr(obj, name)))
 
 
 @dataclass
@@ -84,42 +127,21 @@ class TrackConfig:
         ``"2D"`` or a ``datetime.timedelta`` (converted to hours).
     """
 
-    min_overlap: float = 0.1
-    max_distance_km: float | None = 600.0
-    distance_classes: tuple[int, ...] = (1,)
-    min_steps: int = 1
-    min_lifetime_h: float = 0.0
-    min_overlap_prev: float = 0.0
-    min_overlap_next: float = 0.0
-    continue_by: str = "overlap_km2"
-    max_gap_steps: int = 0
+    min_overlap: float = field(default=0.1, metadata=spec(_Check("a fraction in (0, 1]", lambda v: 0 < v <= 1)))
+    max_distance_km: float | None = field(default=600.0, metadata=spec(
+        _Check(">= 0 or None", lambda v: v is None or not v < 0)))
+    distance_classes: tuple[int, ...] = field(default=(1,), metadata=spec(_int_tuple))
+    min_steps: int = field(default=1, metadata=spec(_Check(">= 1", lambda v: not v < 1)))
+    min_lifetime_h: float = field(default=0.0, metadata=spec(_hours, _Check(">= 0", lambda v: v >= 0)))
+    min_overlap_prev: float = field(default=0.0, metadata=spec(_Check("a fraction in [0, 1]", lambda v: 0 <= v <= 1)))
+    min_overlap_next: float = field(default=0.0, metadata=spec(_Check("a fraction in [0, 1]", lambda v: 0 <= v <= 1)))
+    continue_by: str = field(default="overlap_km2", metadata=spec(
+        _Check("'overlap_km2' or 'iou'", lambda v: v in ("overlap_km2", "iou"), show=repr)))
+    max_gap_steps: int = field(default=0, metadata=spec(
+        _Check("an integer >= 0", lambda v: int(v) == v and v >= 0, convert=int)))
 
     def __post_init__(self) -> None:
-        if not 0 < self.min_overlap <= 1:
-            raise ConfigError(f"min_overlap: expected a fraction in (0, 1], found {self.min_overlap}")
-        for name in ("min_overlap_prev", "min_overlap_next"):
-            v = getattr(self, name)
-            if not 0 <= v <= 1:
-                raise ConfigError(f"{name}: expected a fraction in [0, 1], found {v}")
-        if self.continue_by not in ("overlap_km2", "iou"):
-            raise ConfigError(f"continue_by: expected 'overlap_km2' or 'iou', found {self.continue_by!r}")
-        if self.max_distance_km is not None and self.max_distance_km < 0:
-            raise ConfigError(f"max_distance_km: expected >= 0 or None, found {self.max_distance_km}")
-        if self.min_steps < 1:
-            raise ConfigError(f"min_steps: expected >= 1, found {self.min_steps}")
-        if int(self.max_gap_steps) != self.max_gap_steps or self.max_gap_steps < 0:
-            raise ConfigError(f"max_gap_steps: expected an integer >= 0, found {self.max_gap_steps}")
-        self.max_gap_steps = int(self.max_gap_steps)
-        if not isinstance(self.min_lifetime_h, (int, float, np.integer, np.floating)):
-            try:
-                self.min_lifetime_h = pd.Timedelta(self.min_lifetime_h).total_seconds() / 3600.0
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"min_lifetime_h: expected hours or a time span such as '24h', "
-                                  f"found {self.min_lifetime_h!r}") from exc
-        self.min_lifetime_h = float(self.min_lifetime_h)
-        if not self.min_lifetime_h >= 0:
-            raise ConfigError(f"min_lifetime_h: expected >= 0, found {self.min_lifetime_h}")
-        self.distance_classes = tuple(int(c) for c in self.distance_classes)
+        validate(self)  # the checks in the fields' metadata, in field order (climviz._fields)
 
 
 @dataclass

@@ -353,3 +353,21 @@ def test_track_columns_aggregate_as_named():
     from climviz.events.tracking import TRACK_COLUMNS
 
     assert list(tr.tracks.columns[: len(TRACK_COLUMNS)]) == list(TRACK_COLUMNS)
+
+
+def test_track_config_is_validated_from_field_metadata():
+    """Every TrackConfig field states its check in its metadata (climviz._fields.spec); messages name the field."""
+    import dataclasses
+
+    from climviz._fields import validate
+
+    fields = dataclasses.fields(TrackConfig)
+    assert all(f.metadata.get("climviz_check") for f in fields), [f.name for f in fields if not f.metadata]
+    cfg = TrackConfig()
+    cfg.min_steps = 0  # set after construction: the shared validator catches it
+    with pytest.raises(ConfigError, match=r"^min_steps: expected >= 1, found 0$"):
+        validate(cfg)
+    with pytest.raises(ConfigError, match=r"^max_distance_km: expected >= 0 or None, found -5$"):
+        TrackConfig(max_distance_km=-5)
+    assert TrackConfig(max_gap_steps=2.0, distance_classes=[2, 1.0]).max_gap_steps == 2
+    assert TrackConfig(distance_classes=[2, 1.0]).distance_classes == (2, 1)
