@@ -43,9 +43,14 @@ Initialisation as the reference: slim convolutions truncated-normal with standar
 epsilon 1e-5.
 
 Memory: the full-resolution part keeps about 1,300 channels of activations per pixel for
-the backward pass. ``activation_checkpointing=True`` recomputes that part (it has no
-BatchNorm, so results and running statistics are unchanged) in the backward pass; see
-``benchmarks/results/models.json`` ("memory") for the measured bytes per sample.
+the backward pass. A training step keeps about 7.8 GiB of activations per 768x1152 sample
+in fp32 (measured at 48x72 and 96x144 crops with saved-tensor hooks and extrapolated along
+the straight line through both; ``benchmarks/bench_models.py``, ``results/models.json``,
+``figures.memory``). ``activation_checkpointing=True`` recomputes the full-resolution part
+in the backward pass instead (it has no BatchNorm, so gradients and running statistics are
+unchanged): 4.4 GiB per sample, 0.58x, for 24% more arithmetic (the head is 3.1 of the 4.3
+forward TFLOP; :func:`~climviz.models.train_flops_per_sample` then counts 16.07 TF, the
+recomputation included).
 """
 
 from __future__ import annotations

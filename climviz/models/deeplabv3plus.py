@@ -109,7 +109,8 @@ class DeepLabConfig:
         fields (64, 128 in the reference).
     activation_checkpointing
         ``resnet_v2`` only: recompute the full-resolution head in the backward pass instead
-        of keeping its activations (same results, less memory, about 10% more FLOPs).
+        of keeping its activations (same gradients, 0.58x the activation memory, 24% more
+        FLOPs: the head does 3.1 of the 4.3 forward TFLOP per 768x1152 sample).
     lon_padding
         ``"circular"`` (the globe wraps) or ``"zero"``.
     lat_padding
