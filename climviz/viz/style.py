@@ -84,7 +84,7 @@ _WIND = "RdBu_r"
 STYLES: dict[str, FieldStyle] = {
     "TMQ": FieldStyle("kg m-2", _MOIST, fmt="0.0"),
     "QREFHT": FieldStyle("g kg-1", _MOIST, fmt="0.0", scale=1000.0, from_units="kg kg-1"),
-    "PRECT": FieldStyle("mm/day", "YlGnBu", fmt="0.0", scale=86_400_000.0, from_units="m s-1"),
+    "PRECT": FieldStyle("mm/day", "Blues", fmt="0.0", scale=86_400_000.0, from_units="m s-1"),
     "PSL": FieldStyle("hPa", "RdBu_r", kind="diverging", fmt="0.0", scale=0.01, from_units="Pa", center=1013.25),
     "PS": FieldStyle("hPa", "viridis", fmt="0.0", scale=0.01, from_units="Pa"),
     "U850": FieldStyle("m s-1", _WIND, kind="diverging", fmt="0.0"),
