@@ -50,7 +50,7 @@ import torch
 
 from climviz.data.schema import CLASS_KEYS
 from climviz.errors import ConfigError
-from climviz.training.checkpoint import load_checkpoint, save_checkpoint
+from climviz.training.checkpoint import load_checkpoint, nonfinite_tensors, save_checkpoint
 from climviz.training.config import TrainConfig
 from climviz.training.metrics import (
     all_reduce_sum,
@@ -312,12 +312,13 @@ def _metrics_row(state: TrainState, epoch: int, train: EpochTotals, val: EpochTo
 
 def _check_finite_weights(state: TrainState, epoch: int) -> None:
     """Stop before a checkpoint with non-finite weights or statistics could be written."""
-    bad = [k for k, v in state.net.state_dict().items()
-           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = nonfinite_tensors(state.net.state_dict())
     if bad:
+        first = next(iter(bad))
         raise DivergenceError(
             f"training diverged in epoch {epoch + 1} (global step {state.global_step}): "
-            f"{len(bad)} weight/statistics tensor(s) hold non-finite values (first: {bad[0]}); "
+            f"{len(bad)} weight/statistics tensor(s) hold {sum(bad.values())} non-finite "
+            f"values (first: {first}); "
             f"lower the learning rate (TrainConfig.lr={state.cfg.lr:g}), add warm-up or "
             f"gradient clipping; no checkpoint of this epoch was written")
 
