@@ -269,7 +269,7 @@ def regrid_to_projection(prep: Prepared, projection: Any, nx: int | None = None)
     # Column: nearest cell on the (possibly periodic) longitude axis.
     step = lon_step(src_lon)
     if step is not None and prep.periodic:
-        col = np.rint(((np.where(ok, lon, 0.0) - src_lon[0]) / step)).astype(np.int64) % ncol
+        col = np.rint((np.where(ok, lon, 0.0) - src_lon[0]) / step).astype(np.int64) % ncol
         col_ok = ok
     else:
         edges = np.concatenate([[src_lon[0] - (src_lon[1] - src_lon[0]) / 2 if ncol > 1 else src_lon[0] - 0.5],

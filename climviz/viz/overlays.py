@@ -16,8 +16,9 @@ from climviz.data.schema import AR, TC
 from climviz.errors import DataError
 from climviz.viz.style import CLASS_COLORS, CLASS_NAMES_JS, CLASS_SHORT, MASK_ALPHA
 
-__all__ = ["mask_polygons", "polygon_dicts", "project_polygons", "class_overlay", "resolve_projection", "lon_hover_formatter",
-           "lat_hover_formatter", "class_hover_formatter", "lon_tick_formatter", "lat_tick_formatter", "LON_JS"]
+__all__ = ["mask_polygons", "polygon_dicts", "project_polygons", "class_overlay", "resolve_projection",
+           "lon_hover_formatter", "lat_hover_formatter", "class_hover_formatter", "lon_tick_formatter",
+           "lat_tick_formatter", "LON_JS"]
 
 #: JavaScript expression body: turn ``v`` (a longitude in any convention, or a map x plus the
 #: central longitude) into the text readers use, the same in axis ticks and hover: 125°W, 30°E, 0°, 180°.

@@ -165,8 +165,10 @@ def _grid_image(da: xr.DataArray, *, cmap: str, clim: tuple[float, float], label
     from climviz.viz._backend import fixed_size_hook
     from climviz.viz.maps import frame_height_for
 
-    xspan = 360.0 if prep.periodic else float(np.ptp(prep.lon)) + float(np.median(np.diff(prep.lon)) if prep.lon.size > 1 else 1.0)
-    yspan = min(180.0, float(np.ptp(prep.lat)) + (float(np.median(np.diff(prep.lat))) if prep.lat.size > 1 else 1.0))
+    dx = float(np.median(np.diff(prep.lon))) if prep.lon.size > 1 else 1.0
+    dy = float(np.median(np.diff(prep.lat))) if prep.lat.size > 1 else 1.0
+    xspan = 360.0 if prep.periodic else float(np.ptp(prep.lon)) + dx
+    yspan = min(180.0, float(np.ptp(prep.lat)) + dy)
     opts: dict[str, Any] = dict(projection=crs, frame_width=frame_width, data_aspect=1, title=title,
                                 frame_height=frame_height_for(frame_width, xspan, yspan), hooks=[fixed_size_hook],
                                 xlabel="longitude", ylabel="latitude", xformatter=lon_tick_formatter(center),

@@ -42,7 +42,7 @@ CLASS_COLORS: dict[int, str] = {TC: "#d01c8b", AR: "#ffb000"}
 #: Default opacity of filled class regions on a field.
 MASK_ALPHA = 0.6
 #: JavaScript object literal mapping class values to names, for Bokeh hover formatters.
-CLASS_NAMES_JS = "{0: 'none', %d: 'TC', %d: 'AR'}" % (TC, AR)
+CLASS_NAMES_JS = f"{{0: 'none', {TC}: 'TC', {AR}: 'AR'}}"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ _BOKEH_CODE = re.compile(r"\b[WE]-\d{4}\b")
 _STACK_RE = re.compile(r"(?:^|[/\s:.(])(?:" + "|".join(re.escape(s) for s in STACK) + r")(?:[/.:\s]|$)")
 
 
-def execute_notebook(path: Path, workdir: Path, *, timeout: int = 600, env: dict | None = None) -> nbformat.NotebookNode:
+def execute_notebook(path: Path, workdir: Path, *, timeout: int = 600,
+                     env: dict | None = None) -> nbformat.NotebookNode:
     """Execute ``path`` in ``workdir`` with a fresh kernel; return the executed notebook.
 
     Sizes are made small through environment variables (``CLIMVIZ_NB_QUICK=1``), never by editing
@@ -99,7 +100,8 @@ def canvas_is_drawn(png: bytes) -> bool:
     return colours > 40 and saturated.mean() > 0.005
 
 
-def render_problems(html_path: Path, browser, min_maps: int = 1) -> tuple[list[str], int]:
+def render_problems(html_path: Path, browser,  # noqa: F811  (the fixture's value, passed in)
+                    min_maps: int = 1) -> tuple[list[str], int]:
     """Open an exported notebook offline in Chromium; return (problems, number of drawn map canvases).
 
     Problems: JavaScript errors, requests that leave the machine (all are refused),

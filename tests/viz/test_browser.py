@@ -149,7 +149,8 @@ def test_served_explorer_reacts_to_slider_and_table_clicks(run, browser, bokeh):
 
 # Text of every tooltip element in the page and its shadow roots.
 TOOLTIP_TEXT = """() => { const out = []; const walk = (root) => { for (const el of root.querySelectorAll('*')) {
-  if (el.classList && [...el.classList].some(c => c.includes('tooltip')) && el.textContent.trim()) out.push(el.textContent);
+  const tip = el.classList && [...el.classList].some(c => c.includes('tooltip'));
+  if (tip && el.textContent.trim()) out.push(el.textContent);
   if (el.shadowRoot) walk(el.shadowRoot); } }; walk(document); return out; }"""
 
 # The page's own BokehJS formatters applied to map x values: [tick text, hover text] per x.
@@ -261,7 +262,8 @@ def test_notebook03_explorer_renders_and_a_row_click_draws_the_track(browser, bo
         before = map_pixels(page)
         assert_not_blank(before)
         # Click the row of the first TC: its whole track is drawn and its details appear.
-        classes = [c.inner_text() for c in page.locator(".tabulator-row .tabulator-cell[tabulator-field='class']").all()]
+        cells = page.locator(".tabulator-row .tabulator-cell[tabulator-field='class']").all()
+        classes = [c.inner_text() for c in cells]
         row = classes.index("TC")
         page.locator(".tabulator-row").nth(row).locator(".tabulator-cell[tabulator-field='area_km2']").click()
         def drawn_track():  # the server thread sets `selected`, then redraws the map
