@@ -101,7 +101,11 @@ def ray_two_nodes():
     ray_cli = str(Path(sys.executable).with_name("ray"))
     # Token authentication on both nodes (the token is ~/.ray/auth_token; a joining node
     # only sends it when the mode is set explicitly).
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token",
+               # a loaded machine: the raylet gives its dashboard agent 2 min, not 30 s, to write
+               # its port file (else the head's raylet aborts: "Timed out waiting for file
+               # .../dashboard_agent_listen_port_...")
+               RAY_raylet_start_wait_time_s="120", RAY_agent_register_timeout_ms="120000")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     env.pop("RAY_ADDRESS", None)
     procs: list[subprocess.Popen] = []
@@ -146,7 +150,8 @@ def ray_two_nodes():
                 if worker.poll() is None:
                     break
                 worker = None
-            if worker is None:
+            if worker is None or head.poll() is not None:   # the head died while the worker joined
+                _stop_all(temp_dir)
                 continue
             procs.append(worker)
             yield {"gcs": f"127.0.0.1:{gcs_port}", "client": f"ray://127.0.0.1:{client_port}",
