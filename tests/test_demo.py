@@ -255,3 +255,10 @@ def test_report_names_a_missing_or_unreadable_file(tmp_path):
     junk.write_bytes(b"not a netCDF file at all")
     proc = _climviz("report", str(junk), cwd=tmp_path)
     assert proc.returncode == 1 and "junk.nc" in proc.stderr and "could not be read" in proc.stderr
+
+
+def test_demo_refuses_to_overwrite_an_existing_report_before_any_work(tmp_path):
+    (tmp_path / "index.html").write_text("an earlier report")
+    proc = _climviz("demo", "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 1 and "--overwrite" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "index.html").read_text() == "an earlier report" and not (tmp_path / "runs").exists()
