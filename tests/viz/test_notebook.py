@@ -28,3 +28,7 @@ def test_map_and_explorer_display_in_a_kernel(tmp_path):
         assert not errors, errors
         # A live Bokeh/Panel view, not a text repr of the object.
         assert "application/vnd.holoviews_exec.v0+json" in mimes, mimes
+    # No "DataTabulator was not imported ... pn.extension('tabulator')" or other stack warning.
+    from tests.notebooks.conftest import output_problems
+
+    assert output_problems(nb) == []
