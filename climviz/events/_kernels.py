@@ -1,15 +1,26 @@
 """Compiled inner loops of the events code, used when numba is installed (optional).
 
 numba is not a dependency of climviz; it comes with the ``viz`` extra
-(datashader needs it). Where it is importable, per-cell sums that NumPy
-would make in ~40 passes over the event cells are fused into one loop
-(the same sums in the same order; the cosine and sine of the longitude
-difference come from the addition formulas instead of per-cell
-trigonometry, so results agree with the NumPy path to ~1e-15 relative,
-see ``tests/events/test_dense.py``). Small inputs
-always take the NumPy path, so a short session never pays the compilation
-(about a second, cached on disk afterwards); ``CLIMVIZ_NO_NUMBA=1`` turns
-the compiled path off.
+(datashader needs it). Where it is importable, two hot spots run as
+compiled loops (:mod:`climviz.events._numba_kernels`):
+
+* labelling: one scan of the block for runs of one class along each row,
+  joined with a union-find as they are found (previous row, 8- or
+  4-connectivity, the 0/360 seam), numbered in order of each component's
+  first run; the same components and ids as the NumPy path (runs,
+  ``searchsorted`` pairing, ``scipy.sparse.csgraph``), which stays the
+  reference;
+* the principal axes of the event table: the per-cell sums that NumPy makes
+  in ~40 passes over the event cells are fused into one loop (the same sums
+  in the same order; cosine and sine of the longitude difference from the
+  addition formulas, and theta / sin(theta) from its series near the
+  centroid, so lengths and widths agree with the NumPy path to ~1e-12
+  relative).
+
+``tests/events/test_dense.py`` checks both against the NumPy path. Blocks
+with fewer than :data:`MIN_CELLS` cells take the NumPy path, so small inputs
+never pay the compilation (a few seconds once; numba caches the machine code
+on disk); ``CLIMVIZ_NO_NUMBA=1`` turns the compiled path off.
 """
 
 from __future__ import annotations
@@ -17,62 +28,21 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-import numpy as np
-
-#: Event cells in one block from which the compiled path is used (when numba is importable).
+#: Cells in one block (event cells for the table, grid cells for labelling) from which the
+#: compiled path is used (when numba is importable).
 MIN_CELLS = 20_000
 
 _KERNELS: dict[str, Callable[..., Any]] | None = None
 
 
 def _build() -> dict[str, Callable[..., Any]]:
-    import math
+    from climviz.events import _numba_kernels as nk
 
-    import numba
-
-    @numba.njit(cache=True, nogil=True)
-    def axes_moments(row, c0, length, key, sphi, cphi, rowa,  # pragma: no cover
-                     slat_e, clat_e, clon_e, lonr, colw, nk):
-        out = np.zeros((5, nk))
-        cos_lon = np.cos(lonr)
-        sin_lon = np.sin(lonr)
-        cos_c = np.cos(clon_e)
-        sin_c = np.sin(clon_e)
-        for i in range(row.size):
-            k = key[i]
-            cp = cphi[i]
-            a = clat_e[k] * sphi[i]
-            b = slat_e[k] * cp
-            c = slat_e[k] * sphi[i]
-            d = clat_e[k] * cp
-            ra = rowa[i]
-            cc = cos_c[k]
-            sc = sin_c[k]
-            for col in range(c0[i], c0[i] + length[i]):
-                # cos and sin of (lon - centroid lon) by the addition formulas: no trigonometry per cell
-                cdl = cos_lon[col] * cc + sin_lon[col] * sc
-                u = (sin_lon[col] * cc - cos_lon[col] * sc) * cp
-                v = a - cdl * b
-                dot = cdl * d + c
-                sin_d = math.sqrt(u * u + v * v)
-                scale = math.atan2(sin_d, dot) / sin_d if sin_d > 0 else 1.0
-                x = u * scale
-                y = v * scale
-                w = colw[col] * ra
-                wx = w * x
-                wy = w * y
-                out[0, k] += wx
-                out[1, k] += wy
-                out[2, k] += wx * x
-                out[3, k] += wy * y
-                out[4, k] += wx * y
-        return out
-
-    return {"axes_moments": axes_moments}
+    return {"axes_moments": nk.axes_moments, "run_components": nk.run_components, "write_runs": nk.write_runs}
 
 
 def kernels(n_cells: int) -> dict[str, Callable[..., Any]] | None:
-    """The compiled kernels for a block of ``n_cells`` event cells, or None to use NumPy.
+    """The compiled kernels for a block of ``n_cells`` cells, or None to use NumPy.
 
     None when the block is small (below :data:`MIN_CELLS`), when numba is
     not installed, or when ``CLIMVIZ_NO_NUMBA`` is set to a non-empty value

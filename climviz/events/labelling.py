@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from climviz.errors import DataError
+from climviz.events._kernels import kernels
 from climviz.events.geometry import EARTH_RADIUS_KM, is_global_lon, lat_edges, lon_widths
 
 __all__ = ["label", "label_step", "LabelOptions", "resolve_periodic"]
@@ -388,13 +389,20 @@ def _label_block(
     out = np.zeros(mask.shape, dtype=np.int32) if want_labels else None
     if T == 0 or H == 0 or W == 0:
         return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
-    start, length, cls = _runs_of_mask(mask)
-    nr = start.size
-    if nr == 0:
-        return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
-    a, b = _run_edges(start, length, cls, (T, H, W), opts.periodic, opts.connectivity)
-    graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(nr, nr)).tocsr()
-    ncomp, comp = connected_components(graph, directed=False)
+    compiled = kernels(mask.size)
+    if compiled is not None:  # numba: one scan of the block, union-find over the runs (same components)
+        start, length, cls, comp, ncomp = compiled["run_components"](
+            np.ascontiguousarray(mask), bool(opts.periodic), 1 if opts.connectivity == 8 else 0)
+        if start.size == 0:
+            return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
+    else:
+        start, length, cls = _runs_of_mask(mask)
+        nr = start.size
+        if nr == 0:
+            return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
+        a, b = _run_edges(start, length, cls, (T, H, W), opts.periodic, opts.connectivity)
+        graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(nr, nr)).tocsr()
+        ncomp, comp = connected_components(graph, directed=False)
     # components are numbered in order of their first run (raster order), hence by time step
     step_of_run = start // HW
     comp_step = np.empty(ncomp, dtype=np.int64)
@@ -420,8 +428,11 @@ def _label_block(
         sel = ids != 0
         runs = Runs(start[sel], length[sel], ids[sel], cls[sel], (T, H, W))
     if out is not None:
-        idx, _ = runs.pixels()
-        out.reshape(-1)[idx] = np.repeat(runs.ids, runs.length)
+        if compiled is not None:
+            compiled["write_runs"](out.reshape(-1), runs.start, runs.length, runs.ids)
+        else:
+            idx, _ = runs.pixels()
+            out.reshape(-1)[idx] = np.repeat(runs.ids, runs.length)
     return out, per_step, runs
 
 

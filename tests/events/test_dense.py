@@ -126,19 +126,26 @@ def test_dense_table_areas_cells_and_classes_match_the_reference(dense):
     np.testing.assert_allclose(sep[cols].to_numpy(float), tab[cols].to_numpy(float), rtol=1e-12)
 
 
-def test_compiled_axes_equal_the_numpy_path(dense, monkeypatch):
-    """With numba installed, big blocks sum the principal-axis moments in one compiled loop."""
+def test_compiled_labels_and_axes_equal_the_numpy_path(dense, random_masks, monkeypatch):
+    """With numba installed, big blocks are labelled and their axes summed in compiled loops: same results."""
     pytest.importorskip("numba")
     from climviz.events import _kernels
 
     masks, lat, lon = dense
     monkeypatch.setenv("CLIMVIZ_NO_NUMBA", "1")
-    _, ref = label_table(masks, lat=lat, lon=lon)
+    assert _kernels.kernels(10**9) is None
+    ref_labels, ref = label_table(masks, lat=lat, lon=lon)
+    others = {(p, c, mc): label(random_masks, periodic=p, connectivity=c, min_cells=mc)
+              for p in (True, False) for c in (8, 4) for mc in (1, 4)}
     monkeypatch.setenv("CLIMVIZ_NO_NUMBA", "0")
     monkeypatch.setattr(_kernels, "MIN_CELLS", 0)
     assert _kernels.kernels(1) is not None
-    _, tab = label_table(masks, lat=lat, lon=lon)
+    labels, tab = label_table(masks, lat=lat, lon=lon)
+    np.testing.assert_array_equal(labels, ref_labels)
+    for (p, c, mc), want in others.items():
+        np.testing.assert_array_equal(label(random_masks, periodic=p, connectivity=c, min_cells=mc), want)
     np.testing.assert_array_equal(tab["n_cells"], ref["n_cells"])
+    np.testing.assert_array_equal(tab["area_km2"], ref["area_km2"])
     np.testing.assert_allclose(tab["length_km"], ref["length_km"], rtol=1e-11)
     np.testing.assert_allclose(tab["width_km"], ref["width_km"], rtol=1e-11)
     assert (tab["length_km"] >= tab["width_km"]).all()
