@@ -145,7 +145,7 @@ def _sync(device: torch.device) -> None:
 
 def wrap_model(state: TrainState) -> TrainState:
     """Wrap the bare model for training (DDP with several workers, ``torch.compile``)."""
-    model: torch.nn.Module = state.net
+    model: Any = state.net
     if state.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -283,6 +283,7 @@ def _metrics_row(state: TrainState, epoch: int, train: EpochTotals, val: EpochTo
 
     totals = all_reduce_sum(torch.stack([train.loss_sum, f64(train.samples), val.loss_sum,
                                          f64(val.samples), f64(train.seconds)]))
+    assert val.confusion is not None, "validate() fills the confusion matrix"
     cm = all_reduce_sum(val.confusion)
     _sync(dev)
     t = totals.cpu().tolist()

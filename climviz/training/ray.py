@@ -219,7 +219,7 @@ class _WorkerHooks:
         import ray.train
 
         metrics = _plain_metrics(row)
-        if self.seen is not None:
+        if self.seen is not None and self.record_dir:
             path = Path(self.record_dir) / f"rank{self.rank}_epoch{int(row['epoch'])}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(sorted(self.seen)))
@@ -554,7 +554,7 @@ def _make_trainer(worker_config: dict[str, Any], cfg: TrainConfig, run_dir: Path
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
     keep = cfg.keep_checkpoints
     return TorchTrainer(
-        _train_worker,
+        _train_worker,  # type: ignore[arg-type]  # Ray's stub: returns None; ours a history
         train_loop_config=worker_config,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
@@ -567,7 +567,7 @@ def _make_trainer(worker_config: dict[str, Any], cfg: TrainConfig, run_dir: Path
                 num_to_keep=keep,
                 checkpoint_score_attribute="miou" if keep else None,
                 checkpoint_score_order="max"),
-            worker_runtime_env={"env_vars": env} if env else None,
+            worker_runtime_env={"env_vars": env} if env else None,  # type: ignore[call-arg]
         ),
     )
 

@@ -72,8 +72,8 @@ class TrainResult:
         Directory of the run (Ray storage path or local checkpoint directory), if any.
     """
 
-    checkpoint: Path
-    best_checkpoint: Path
+    checkpoint: Path | None          # None only when a Ray run stored no checkpoint
+    best_checkpoint: Path | None
     metrics: pd.DataFrame
     config: TrainConfig
     wall_time_s: float

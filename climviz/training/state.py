@@ -116,8 +116,8 @@ class TrainState:
     schedule: WarmupDecay
     peak_lr: float
     flops_per_sample: float
-    model: torch.nn.Module | None = None
-    eval_model: torch.nn.Module | None = None
+    model: Any = None                  # the net wrapped for training (DDP, compile)
+    eval_model: Any = None             # the net (compiled) for validation
     history: list[dict[str, Any]] = field(default_factory=list)
     start_epoch: int = 0
     global_step: int = 0
@@ -174,7 +174,7 @@ def open_training_data(data: Any, cfg: TrainConfig):
     missing = [c for c in cfg.channels if c not in ds.data_vars]
     if missing:
         raise DataError(f"training data: channel(s) {missing} not found; the data has "
-                        f"{sorted(ds.data_vars)}")
+                        f"{sorted(map(str, ds.data_vars))}")
     if LABEL_VAR not in ds.data_vars:
         raise DataError(f"training data: label variable {LABEL_VAR!r} not found; training needs "
                         f"labelled time steps (see climviz.labels.label_run for heuristic labels)")
@@ -232,7 +232,7 @@ def _loaders(source: Any, cfg: TrainConfig, normalizer: Any, train_idx: np.ndarr
     train_ds = SegmentationDataset(source, channels=cfg.channels, normalizer=normalizer,
                                    time_indices=train_idx, crop=cfg.crop,
                                    random_roll=cfg.random_roll, seed=cfg.seed)
-    sampler = DistributedSampler(train_ds, num_replicas=world_size, rank=rank, shuffle=True,
+    sampler: Any = DistributedSampler(train_ds, num_replicas=world_size, rank=rank, shuffle=True,
                                  seed=cfg.seed, drop_last=True)
     train_loader = make_loader(train_ds, cfg.batch_size, sampler=sampler,
                                num_workers=cfg.loader_workers, drop_last=True, seed=cfg.seed,
@@ -330,9 +330,9 @@ def restore(state: TrainState, payload: Mapping[str, Any] | None, source: Any = 
     state.global_step = int(payload.get("global_step", sched.get("last_epoch", 0)))
     apply_lr(state)
     h = state.history
-    state.target_time = next((r.get("time_to_target_s") for r in h
+    state.target_time = float(next((r["time_to_target_s"] for r in h
                               if r.get("time_to_target_s") is not None
-                              and not math.isnan(r["time_to_target_s"])), float("nan"))
+                              and not math.isnan(r["time_to_target_s"])), float("nan")))
     state.elapsed_offset = float(h[-1].get("elapsed_s", 0.0)) if h else 0.0
     state.best_miou = max((r.get("miou", float("nan")) for r in h
                            if not math.isnan(r.get("miou", float("nan")))), default=-1.0)
