@@ -38,7 +38,8 @@ _KERNELS: dict[str, Callable[..., Any]] | None = None
 def _build() -> dict[str, Callable[..., Any]]:
     from climviz.events import _numba_kernels as nk
 
-    return {"axes_moments": nk.axes_moments, "run_components": nk.run_components, "write_runs": nk.write_runs}
+    return {"axes_moments": nk.axes_moments, "run_components": nk.run_components, "write_runs": nk.write_runs,
+            "group_min_max": nk.group_min_max}
 
 
 def kernels(n_cells: int) -> dict[str, Callable[..., Any]] | None:

@@ -86,7 +86,7 @@ def _union(parent, a, b):
         parent[ra] = rb
 
 @numba.njit(cache=True, nogil=True)
-def run_components(mask, periodic, diag):
+def run_components(mask, words, periodic, diag):
     """Runs of equal non-zero class along rows of a (T, H, W) uint8 block and their components.
 
     Returns (start, length, cls, comp, ncomp): flat start index, length and
@@ -110,7 +110,15 @@ def run_components(mask, periodic, diag):
             while c < W:
                 k = mask[t, r, c]
                 if k == 0:
+                    # skip background 8 cells at a time where the flat index is word-aligned
+                    f = base + c + 1
                     c += 1
+                    while c < W and f % 8 != 0 and mask[t, r, c] == 0:
+                        c += 1
+                        f += 1
+                    while c + 8 <= W and f % 8 == 0 and f // 8 < words.size and words[f // 8] == 0:
+                        c += 8
+                        f += 8
                     continue
                 a = c
                 while c < W and mask[t, r, c] == k:
@@ -170,3 +178,18 @@ def write_runs(out, start, length, ids):
         v = ids[i]
         for j in range(start[i], start[i] + length[i]):
             out[j] = v
+
+
+@numba.njit(cache=True, nogil=True)
+def group_min_max(key, values, nk, low, high):
+    """Per-key minimum and maximum of ``values`` (``high`` / ``low`` where a key has none)."""
+    vmin = np.full(nk, high, dtype=values.dtype)
+    vmax = np.full(nk, low, dtype=values.dtype)
+    for i in range(key.size):
+        k = key[i]
+        v = values[i]
+        if v < vmin[k]:
+            vmin[k] = v
+        if v > vmax[k]:
+            vmax[k] = v
+    return vmin, vmax

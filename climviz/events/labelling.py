@@ -391,8 +391,11 @@ def _label_block(
         return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
     compiled = kernels(mask.size)
     if compiled is not None:  # numba: one scan of the block, union-find over the runs (same components)
+        mask = np.ascontiguousarray(mask)
+        flat = mask.reshape(-1)
+        words = flat[: flat.size // 8 * 8].view(np.uint64)  # 8 cells at a time, to skip background
         start, length, cls, comp, ncomp = compiled["run_components"](
-            np.ascontiguousarray(mask), bool(opts.periodic), 1 if opts.connectivity == 8 else 0)
+            mask, words, bool(opts.periodic), 1 if opts.connectivity == 8 else 0)
         if start.size == 0:
             return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
     else:

@@ -223,19 +223,24 @@ def table_runs(
     norm = np.linalg.norm(cvec, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cvec = cvec / norm[:, None]
-    klass = np.full(nk, np.iinfo(np.int16).max, dtype=np.int16)
-    np.minimum.at(klass, key, runs.cls.astype(np.int16))
-    kmax = np.zeros(nk, dtype=np.int16)
-    np.maximum.at(kmax, key, runs.cls.astype(np.int16))
+    compiled = kernels(int(runs.start.size) * 8)  # O(runs) loops: worth it from ~2.5k runs
+    if compiled is not None:
+        klass, kmax = compiled["group_min_max"](key, runs.cls.astype(np.int16), nk, 0, np.iinfo(np.int16).max)
+        rmin, rmax = compiled["group_min_max"](key, row, nk, -1, H)
+    else:
+        klass = np.full(nk, np.iinfo(np.int16).max, dtype=np.int16)
+        np.minimum.at(klass, key, runs.cls.astype(np.int16))
+        kmax = np.zeros(nk, dtype=np.int16)
+        np.maximum.at(kmax, key, runs.cls.astype(np.int16))
+        rmin = np.full(nk, H, dtype=np.int64)
+        rmax = np.full(nk, -1, dtype=np.int64)
+        np.minimum.at(rmin, key, row)
+        np.maximum.at(rmax, key, row)
     mixed = np.flatnonzero((klass != kmax) & (cnt > 0))
     if mixed.size:
         k = int(mixed[0])
         raise DataError(f"labels: event {k % K} at step {k // K + step0} covers classes {klass[k]} and "
                         f"{kmax[k]} of the mask; expected labels made by climviz.events.label(mask)")
-    rmin = np.full(nk, H, dtype=np.int64)
-    rmax = np.full(nk, -1, dtype=np.int64)
-    np.minimum.at(rmin, key, row)
-    np.maximum.at(rmax, key, row)
 
     area_p = area[present]
     sp, cp = s[present], c[present]
