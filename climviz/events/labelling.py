@@ -22,8 +22,11 @@ Implementation, per block of time steps (all vectorized, no loops over cells):
 4. components below ``min_cells`` / ``min_area_km2`` are removed, ids are
    numbered per step, and the ids are written to the event cells only.
 
-The runs are kept and reused by :func:`climviz.events.label_table` for
-the event table. ``_label_block_ndimage`` is the same contract built on
+When numba is installed (it comes with the ``viz`` extra), steps 1-3 run
+as one compiled scan that joins each run to the touching runs of the
+previous row with a union-find as it goes (``climviz.events._kernels``;
+same components, same ids; blocks of >= 20k cells). The runs are kept and
+reused by :func:`climviz.events.label_table` for the event table. ``_label_block_ndimage`` is the same contract built on
 ``scipy.ndimage.label`` plus a seam union-find; the tests check that both
 group cells identically.
 """
