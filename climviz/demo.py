@@ -176,9 +176,9 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 #: Warnings of libraries the demo and report use that say nothing to a user.
 _QUIET = (
-    ("ignore", r"pyproj unable to set PROJ database path"),
-    ("ignore", r".*FIXED_SIZING_MODE.*"),
-    ("ignore", r".*Ray Train.*deprecat.*"),
+    r"pyproj unable to set PROJ database path",
+    r".*FIXED_SIZING_MODE.*",
+    r".*Ray Train.*deprecat.*",
 )
 
 
@@ -186,8 +186,8 @@ _QUIET = (
 def quiet() -> Iterator[None]:
     """Keep known, harmless library warnings and Bokeh validation messages off the terminal."""
     with warnings.catch_warnings():
-        for action, message in _QUIET:
-            warnings.filterwarnings(action, message=message)
+        for message in _QUIET:
+            warnings.filterwarnings("ignore", message=message)
         levels = {}
         for name in ("bokeh", "bokeh.core.validation.check", "ray", "ray.train", "ray.tune", "ray.data"):
             lg = logging.getLogger(name)

@@ -370,7 +370,7 @@ def explorer_page(run, masks, tab: pd.DataFrame, path: Path, *, variables: Seque
     """
     from bokeh.embed import file_html
     from bokeh.layouts import column, row
-    from bokeh.models import (
+    from bokeh.models import (  # type: ignore[attr-defined]
         CheckboxGroup,
         ColorBar,
         ColumnDataSource,
@@ -379,6 +379,7 @@ def explorer_page(run, masks, tab: pd.DataFrame, path: Path, *, variables: Seque
         Div,
         HoverTool,
         LinearColorMapper,
+        Range1d,
         Select,
         Slider,
         TableColumn,
@@ -421,12 +422,14 @@ def explorer_page(run, masks, tab: pd.DataFrame, path: Path, *, variables: Seque
         clims["mask"], labels["mask"], palettes["mask"] = [0.0, 1.0], "no run given: classes only", ["#ffffff"] * 2
     first = next(iter(frames))
 
-    fig = figure(width=900, height=470, x_range=(-180, 180), y_range=(-90, 90), match_aspect=True,
+    fig = figure(width=900, height=470, x_range=Range1d(start=-180, end=180), y_range=Range1d(start=-90, end=90),
+                 match_aspect=True,
                  title=f"{labels[first]} — {stamps[0]}", tools="pan,wheel_zoom,box_zoom,reset,save",
                  active_scroll="wheel_zoom", x_axis_label="longitude (°E)", y_axis_label="latitude (°N)")
     mapper = LinearColorMapper(palette=palettes[first], low=clims[first][0], high=clims[first][1], nan_color="#dddddd")
     img_src = ColumnDataSource({"image": [frames[first][0]]})
-    img = fig.image(image="image", source=img_src, x=x0, y=y0, dw=w, dh=h, color_mapper=mapper)
+    img = fig.image(image="image", source=img_src, x=x0, y=y0, dw=w, dh=h,
+                    color_mapper=mapper)  # type: ignore[call-arg]
     fig.add_tools(HoverTool(renderers=[img], tooltips=[("lon", "$x{0.0}°E"), ("lat", "$y{0.0}°N"),
                                                        ("value", "@image{0.00}")]))
     class_renderers = []
@@ -513,7 +516,7 @@ def _fmt(v: Any) -> str:
     if isinstance(v, (float, np.floating)):
         if np.isnan(v):
             return "–"
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3f}"
+        return f"{v:,.0f}" if abs(float(v)) >= 1000 else f"{v:.3f}"
     return html.escape(str(v))
 
 
