@@ -163,6 +163,10 @@ def test_report_pages_work_offline_in_a_browser(demo_dir, chromium):
     page.wait_for_timeout(1000)
     assert changed_fraction(after, map_pixels(page)) > 0.3
     page.wait_for_function(SHADOW_TEXT, arg="sea level pressure (hPa)", timeout=20_000)  # colour bar, title
+    shown = map_pixels(page)
+    page.locator("input[type=checkbox]").first.uncheck()  # hide the TCs: their cells change colour
+    page.wait_for_timeout(800)
+    assert 0.0005 < changed_fraction(shown, map_pixels(page)) < 0.05
     for s in (seen, seen2):
         assert s["errors"] == []
         assert [u for u in s["requests"] if not u.startswith(("file:", "data:", "blob:"))] == []
