@@ -96,3 +96,15 @@ def test_required_channels_the_forecast_lacks_are_named():
 
     with pytest.raises(DataError, match=r"gfs_2011100800_f072_2p5deg\.grb: missing channel\(s\) \['UBOT', 'ZBOT'\]"):
         open_run(GRIB, channels=["PSL", "UBOT", "ZBOT"])
+
+
+def test_accumulated_precipitation_becomes_the_same_rate_as_prate(gfs):
+    # GFS tp@surface: kg m-2 accumulated over forecast hours 66-72; prate: the 66-72 h mean rate (kg m-2 s-1)
+    opened = open_run(GRIB, channels=["PRECT"], channel_map={"PRECT": "tp@surface"})
+    acc = opened.PRECT.values
+    # by hand: kg m-2 / (6 * 3600 s) / (1000 kg m-3) = m s-1
+    by_hand = _eccodes_field("tp", "surface", 0)[::-1] / 21600.0 / 1000.0
+    np.testing.assert_allclose(acc[0], by_hand, rtol=1e-6, atol=1e-12)
+    # and it agrees with the rate GFS itself gives, within GRIB packing precision (0.3% of the maximum)
+    np.testing.assert_allclose(acc, gfs.PRECT.values, atol=0.005 * float(gfs.PRECT.max()))
+    assert "divided by 21600 s, GRIB step range 66-72 h" in opened.PRECT.attrs["climviz_source"]

@@ -382,7 +382,8 @@ def extract(variables: Mapping[str, xr.DataArray], found: Found, *, file: Any = 
             raise DataError(f"{file}: variable {found.variable}: accumulated precipitation without units")
         da = to_canonical(da.assign_attrs(units=f"({conv_units}) / s"), "PRECT", file=file,
                           variable=found.variable, assume_units=assume_units)
-        da = da / secs
+        da = (da / secs).assign_attrs(units=CANONICAL_UNITS["PRECT"],
+                                      units_converted_from=f"{conv_units} accumulated over {secs:g} s")
         notes.append(f"{conv_units} divided by {secs:g} s, {how}")
     elif ch == VORT850 and found.transform:
         da = to_canonical(da, ch, file=file, variable=found.variable, assume_units=assume_units)
