@@ -189,3 +189,11 @@ def test_era5_vorticity_is_vort850(tiny_run):
     ds = open_run(era5, channels="available")
     np.testing.assert_allclose(ds.VORT850.values, 7e-5)
     assert ds.VORT850.attrs["units"] == "s-1"
+
+
+def test_a_product_split_over_files_opens_as_one_run(tiny_run, tmp_path):
+    era5 = era5_like(tiny_run)
+    era5.isel(valid_time=[0, 1, 2]).to_netcdf(tmp_path / "era5_a.nc")
+    era5.isel(valid_time=[3, 4, 5]).to_netcdf(tmp_path / "era5_b.nc")
+    _same(open_run(tmp_path, channels="available"), tiny_run, ERA5_CHANNELS)
+    assert list(open_run([tmp_path / "era5_b.nc", tmp_path / "era5_a.nc"], channels=["PSL"]).data_vars) == ["PSL"]
