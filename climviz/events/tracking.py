@@ -69,7 +69,7 @@ class _Check:
             setattr(obj, name, self.convert(v))
 
 
-def _hours(obj: Any, name: str) -> None:
+def _span_hours(obj: Any, name: str) -> None:
     """A number of hours, or a time span (``"24h"``, ``"2D"``, a timedelta) converted to hours (float)."""
     v = getattr(obj, name)
     if not isinstance(v, (int, float, np.integer, np.floating)):
@@ -132,7 +132,7 @@ class TrackConfig:
         _Check(">= 0 or None", lambda v: v is None or not v < 0)))
     distance_classes: tuple[int, ...] = field(default=(1,), metadata=spec(_int_tuple))
     min_steps: int = field(default=1, metadata=spec(_Check(">= 1", lambda v: not v < 1)))
-    min_lifetime_h: float = field(default=0.0, metadata=spec(_hours, _Check(">= 0", lambda v: v >= 0)))
+    min_lifetime_h: float = field(default=0.0, metadata=spec(_span_hours, _Check(">= 0", lambda v: v >= 0)))
     min_overlap_prev: float = field(default=0.0, metadata=spec(_Check("a fraction in [0, 1]", lambda v: 0 <= v <= 1)))
     min_overlap_next: float = field(default=0.0, metadata=spec(_Check("a fraction in [0, 1]", lambda v: 0 <= v <= 1)))
     continue_by: str = field(default="overlap_km2", metadata=spec(
