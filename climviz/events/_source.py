@@ -93,7 +93,7 @@ class MaskSource:
                 bounds = [0, *np.cumsum(da.chunks[0]).tolist()]
             return cls(da, fds, np.asarray(da[latd].values, dtype=np.float64),
                        np.asarray(da[lond].values, dtype=np.float64), np.asarray(times),
-                       (tdim, latd, lond), bounds, True, dict(mask.attrs))
+                       (str(tdim), latd, lond), bounds, True, dict(mask.attrs))
         arr = np.asarray(mask)
         if arr.ndim == 2:
             arr = arr[None]

@@ -598,6 +598,7 @@ def label_step(
     geo = _geo_for(lat, lon, arr.shape, radius_km)
     opts = LabelOptions(float(min_area_km2), int(min_cells), resolve_periodic(periodic, lon), int(connectivity))
     out, per, _ = _label_block(arr[None], geo=geo, opts=opts)
+    assert out is not None  # want_labels=True
     return out[0], int(per[0])
 
 
@@ -606,6 +607,7 @@ def _label_numpy(mask: np.ndarray, geo: Geo | None, opts: LabelOptions) -> np.nd
     shape = arr.shape
     block = arr.reshape((-1,) + shape[-2:])
     out, _, _ = _label_block(block, geo=geo, opts=opts)
+    assert out is not None  # want_labels=True
     return out.reshape(shape)
 
 

@@ -114,6 +114,7 @@ def skill(
             union_a[c] += (u * area).sum()
         lp, _, _ = _label_block(p, geo=geo, opts=opts)
         lt, _, _ = _label_block(t, geo=geo, opts=opts)
+        assert lp is not None and lt is not None  # want_labels=True
         T, H, W = p.shape
         HW = H * W
         # event sizes (cells) and classes, keyed by (step, id)

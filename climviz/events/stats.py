@@ -100,9 +100,9 @@ def run_years(times: Any) -> float:
         span = (u[-1] - u[0]) + step
         return float(span / np.timedelta64(1, "s")) / (365.25 * 86400.0)
     if hasattr(t.iloc[0], "calendar"):
-        u = sorted(t.unique())
-        step = (u[1] - u[0]) if len(u) > 1 else (u[0] - u[0])
-        return ((u[-1] - u[0]) + step).total_seconds() / (365.25 * 86400.0)
+        uc = sorted(t.unique())
+        step = (uc[1] - uc[0]) if len(uc) > 1 else (uc[0] - uc[0])
+        return ((uc[-1] - uc[0]) + step).total_seconds() / (365.25 * 86400.0)
     return float("nan")
 
 

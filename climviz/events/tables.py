@@ -534,6 +534,7 @@ def label_table(
     for sl, m, f in src.blocks(block_steps):
         lab, _, runs = _label_block(m, geo=geo, opts=opts, want_labels=return_labels)
         if return_labels:
+            assert lab is not None
             if out is None:
                 out = lab  # a single block: no copy
             else:

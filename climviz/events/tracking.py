@@ -266,7 +266,8 @@ class _OverlapStream:
         pos = runs.start - local * HW
         arrays = (step, pos, runs.length.astype(np.int64), runs.ids.astype(np.int64))
         if self.carry is not None:
-            arrays = tuple(np.concatenate([c, a]) for c, a in zip(self.carry, arrays))
+            c_step, c_pos, c_len, c_ids = (np.concatenate([c, a]) for c, a in zip(self.carry, arrays))
+            arrays = (c_step, c_pos, c_len, c_ids)
         for lag in range(1, self.max_lag + 1):
             self.parts.append(_run_overlaps(*arrays, HW=HW, W=W, geo=self.geo, lag=lag, first_to=step0))
         last = step0 + T - 1
