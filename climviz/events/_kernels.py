@@ -11,8 +11,8 @@ compiled loops (:mod:`climviz.events._numba_kernels`):
   ``searchsorted`` pairing, ``scipy.sparse.csgraph``), which stays the
   reference;
 * the principal axes of the event table: the per-cell sums that NumPy makes
-  in ~40 passes over the event cells are fused into one loop (the same sums
-  in the same order; cosine and sine of the longitude difference from the
+  in ~40 passes over the event cells are fused into one loop (the same sums,
+  each run's cells added up before the run is added to its event; cosine and sine of the longitude difference from the
   addition formulas, and theta / sin(theta) from its series near the
   centroid, so lengths and widths agree with the NumPy path to ~1e-12
   relative).

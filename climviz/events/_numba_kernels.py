@@ -36,6 +36,11 @@ def axes_moments(row, c0, length, key, sphi, cphi, rowa,
         ra = rowa[i]
         cc = cos_c[k]
         sc = sin_c[k]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        s4 = 0.0
         for col in range(c0[i], c0[i] + length[i]):
             # cos and sin of (lon - centroid lon) by the addition formulas: no trigonometry per cell
             cdl = cos_lon[col] * cc + sin_lon[col] * sc
@@ -56,11 +61,17 @@ def axes_moments(row, c0, length, key, sphi, cphi, rowa,
             w = colw[col] * ra
             wx = w * x
             wy = w * y
-            out[0, k] += wx
-            out[1, k] += wy
-            out[2, k] += wx * x
-            out[3, k] += wy * y
-            out[4, k] += wx * y
+            s0 += wx
+            s1 += wy
+            s2 += wx * x
+            s3 += wy * y
+            s4 += wx * y
+        # one update per run (sums of the run's cells first)
+        out[0, k] += s0
+        out[1, k] += s1
+        out[2, k] += s2
+        out[3, k] += s3
+        out[4, k] += s4
     return out
 
 @numba.njit(cache=True, nogil=True)
