@@ -230,8 +230,19 @@ def per_step_benchmark(masks: np.ndarray, repeats: int) -> tuple[dict, dict]:
         for m in masks:
             label_table(m, fields, stats=stats, lat=lat, lon=lon)
 
+    def ours_numpy_path():
+        old = os.environ.get("CLIMVIZ_NO_NUMBA")
+        os.environ["CLIMVIZ_NO_NUMBA"] = "1"  # read at each call by climviz.events._kernels.kernels
+        try:
+            ours_combined()
+        finally:
+            if old is None:
+                del os.environ["CLIMVIZ_NO_NUMBA"]
+            else:
+                os.environ["CLIMVIZ_NO_NUMBA"] = old
+
     fns = {"bare_label": bare, "label_table": ours_combined, "label_then_table": ours_separate,
-           "label_table_with_fields": ours_fields}
+           "label_table_with_fields": ours_fields, "label_table_numpy_path": ours_numpy_path}
     # each function: warm-up, then `repeats` passes over all masks (median, spread, load per function)
     runs = {k: timed(fn, repeats=repeats, warmup=1) for k, fn in fns.items()}
     per_step_ms = {k: 1e3 * v["median_s"] / len(masks) for k, v in runs.items()}
@@ -254,6 +265,8 @@ def per_step_benchmark(masks: np.ndarray, repeats: int) -> tuple[dict, dict]:
         "label_then_table_vs_bare_scipy_label": round(per_step_ms["label_then_table"] / per_step_ms["bare_label"], 3),
         "label_table_with_fields_vs_bare_scipy_label": round(
             per_step_ms["label_table_with_fields"] / per_step_ms["bare_label"], 3),
+        "label_table_numpy_path_vs_bare_scipy_label": round(
+            per_step_ms["label_table_numpy_path"] / per_step_ms["bare_label"], 3),
     }
     return fig, ratios
 
@@ -342,7 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
                   "on the same uint8 masks in the same run (it ignores classes: TC and AR cells that touch are one "
                   "component for it). compiled_kernels: whether numba (optional, installed with the viz extra) ran "
                   "the labelling scan and the principal-axis sums (climviz.events._kernels); without it the NumPy "
-                  "path runs (CLIMVIZ_NO_NUMBA=1 to measure it). Sparse masks: DeepCAM-like moving features; "
+                  "path runs (label_table_numpy_path: the same call with CLIMVIZ_NO_NUMBA=1). Sparse masks: DeepCAM-like moving features; "
                   "dense masks "
                   "(label_table_per_step_dense, ratios dense_*): smoothed noise, 35 % of cells in a class. "
                   "label_table = labels + event table in one pass "
