@@ -39,7 +39,7 @@ def _build() -> dict[str, Callable[..., Any]]:
     from climviz.events import _numba_kernels as nk
 
     return {"axes_moments": nk.axes_moments, "run_components": nk.run_components, "write_runs": nk.write_runs,
-            "group_min_max": nk.group_min_max}
+            "group_min_max": nk.group_min_max, "run_sums": nk.run_sums}
 
 
 def kernels(n_cells: int) -> dict[str, Callable[..., Any]] | None:

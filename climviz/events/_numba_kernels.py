@@ -204,3 +204,32 @@ def group_min_max(key, values, nk, low, high):
         if v > vmax[k]:
             vmax[k] = v
     return vmin, vmax
+
+
+@numba.njit(cache=True, nogil=True)
+def run_sums(key, row, c0, length, rows_area, lat, cos_lat, sin_lat, cw, cs, cc, nk):
+    """Per-event sums over runs for the event table, in run order (as ``np.bincount`` adds them).
+
+    Returns an (8, nk) array: cells, area, area x latitude, the two sums of
+    the circular longitude mean, and the three components of the area-weighted
+    3-D unit vector.
+    """
+    out = np.zeros((8, nk))
+    for i in range(key.size):
+        k = key[i]
+        r = row[i]
+        a = c0[i]
+        b = a + length[i]
+        rowa = rows_area[r]
+        run_area = rowa * (cw[b] - cw[a])
+        dc = cc[b] - cc[a]
+        ds = cs[b] - cs[a]
+        out[0, k] += length[i]
+        out[1, k] += run_area
+        out[2, k] += run_area * lat[r]
+        out[3, k] += rowa * ds
+        out[4, k] += rowa * dc
+        out[5, k] += rowa * cos_lat[r] * dc
+        out[6, k] += rowa * cos_lat[r] * ds
+        out[7, k] += run_area * sin_lat[r]
+    return out

@@ -206,24 +206,30 @@ def table_runs(
     c0 = pix - row * W
     c1 = c0 + runs.length
     nk = T * K
-    cnt = np.bincount(key, weights=runs.length, minlength=nk)
-    present = np.flatnonzero(cnt)
     rowa = geo.rows[row]
-    run_area = rowa * (geo.cw[c1] - geo.cw[c0])
-    area = np.bincount(key, weights=run_area, minlength=nk)
-    lat_c = np.bincount(key, weights=run_area * geo.lat[row], minlength=nk)
-    s = np.bincount(key, weights=rowa * (geo.cs[c1] - geo.cs[c0]), minlength=nk)
-    c = np.bincount(key, weights=rowa * (geo.cc[c1] - geo.cc[c0]), minlength=nk)
-    # 3-D centre of mass: sums of area x unit vector (cos lat cos lon, cos lat sin lon, sin lat)
-    rlat = np.deg2rad(geo.lat[row])
-    vx = np.bincount(key, weights=rowa * np.cos(rlat) * (geo.cc[c1] - geo.cc[c0]), minlength=nk)
-    vy = np.bincount(key, weights=rowa * np.cos(rlat) * (geo.cs[c1] - geo.cs[c0]), minlength=nk)
-    vz = np.bincount(key, weights=run_area * np.sin(rlat), minlength=nk)
+    compiled = kernels(int(runs.start.size) * 8)  # O(runs) loops: worth it from ~2.5k runs
+    if compiled is not None:  # the same sums in the same order, in one loop over the runs
+        rlat_rows = np.deg2rad(geo.lat)
+        cnt, area, lat_c, s, c, vx, vy, vz = compiled["run_sums"](
+            key, row, c0, runs.length, geo.rows, geo.lat, np.cos(rlat_rows), np.sin(rlat_rows),
+            geo.cw, geo.cs, geo.cc, nk)
+    else:
+        cnt = np.bincount(key, weights=runs.length, minlength=nk)
+        run_area = rowa * (geo.cw[c1] - geo.cw[c0])
+        area = np.bincount(key, weights=run_area, minlength=nk)
+        lat_c = np.bincount(key, weights=run_area * geo.lat[row], minlength=nk)
+        s = np.bincount(key, weights=rowa * (geo.cs[c1] - geo.cs[c0]), minlength=nk)
+        c = np.bincount(key, weights=rowa * (geo.cc[c1] - geo.cc[c0]), minlength=nk)
+        # 3-D centre of mass: sums of area x unit vector (cos lat cos lon, cos lat sin lon, sin lat)
+        rlat = np.deg2rad(geo.lat[row])
+        vx = np.bincount(key, weights=rowa * np.cos(rlat) * (geo.cc[c1] - geo.cc[c0]), minlength=nk)
+        vy = np.bincount(key, weights=rowa * np.cos(rlat) * (geo.cs[c1] - geo.cs[c0]), minlength=nk)
+        vz = np.bincount(key, weights=run_area * np.sin(rlat), minlength=nk)
+    present = np.flatnonzero(cnt)
     cvec = np.stack([vx, vy, vz], axis=-1)
     norm = np.linalg.norm(cvec, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cvec = cvec / norm[:, None]
-    compiled = kernels(int(runs.start.size) * 8)  # O(runs) loops: worth it from ~2.5k runs
     if compiled is not None:
         klass, kmax = compiled["group_min_max"](key, runs.cls.astype(np.int16), nk, 0, np.iinfo(np.int16).max)
         rmin, rmax = compiled["group_min_max"](key, row, nk, -1, H)

@@ -132,9 +132,11 @@ def test_compiled_labels_and_axes_equal_the_numpy_path(dense, random_masks, monk
     from climviz.events import _kernels
 
     masks, lat, lon = dense
+    psl = np.random.default_rng(3).normal(101000.0, 800.0, size=masks.shape)
     monkeypatch.setenv("CLIMVIZ_NO_NUMBA", "1")
     assert _kernels.kernels(10**9) is None
     ref_labels, ref = label_table(masks, lat=lat, lon=lon)
+    _, ref_3d = label_table(masks, {"PSL": psl}, lat=lat, lon=lon, centroid="cartesian")
     others = {(p, c, mc): label(random_masks, periodic=p, connectivity=c, min_cells=mc)
               for p in (True, False) for c in (8, 4) for mc in (1, 4)}
     monkeypatch.setenv("CLIMVIZ_NO_NUMBA", "0")
@@ -146,6 +148,9 @@ def test_compiled_labels_and_axes_equal_the_numpy_path(dense, random_masks, monk
         np.testing.assert_array_equal(label(random_masks, periodic=p, connectivity=c, min_cells=mc), want)
     exact = ["step", "event", "class", "n_cells", "area_km2", "centroid_lat", "centroid_lon", "lat_min", "lat_max"]
     np.testing.assert_array_equal(tab[exact].to_numpy(float), ref[exact].to_numpy(float))
+    _, tab_3d = label_table(masks, {"PSL": psl}, lat=lat, lon=lon, centroid="cartesian")
+    cols = ["centroid_lat", "centroid_lon", "PSL_min", "PSL_max", "PSL_mean"]
+    np.testing.assert_allclose(tab_3d[cols].to_numpy(float), ref_3d[cols].to_numpy(float), rtol=1e-12)
     np.testing.assert_allclose(tab["length_km"], ref["length_km"], rtol=1e-11)
     np.testing.assert_allclose(tab["width_km"], ref["width_km"], rtol=1e-11)
     assert (tab["length_km"] >= tab["width_km"]).all()
