@@ -44,7 +44,7 @@ from climviz.utils.atomic import atomic_path
 
 __all__ = ["BlockPlan", "plan_blocks", "map_blocks"]
 
-Result = Any  # a pandas DataFrame or a numpy ndarray
+Result = Any  # a pandas DataFrame, a numpy ndarray, or a dict of them
 
 
 class BlockPlan(tuple):
@@ -71,32 +71,55 @@ def plan_blocks(n_steps: int, block_steps: int) -> BlockPlan:
     return BlockPlan((s, min(s + int(block_steps), n_steps)) for s in range(0, n_steps, int(block_steps)))
 
 
-def _block_file(out_dir: Path, start: int, stop: int, kind: Literal["parquet", "npy"]) -> Path:
-    return out_dir / f"block_{start:09d}_{stop:09d}.{kind}"
+def _block_file(out_dir: Path, start: int, stop: int, kind: Literal["parquet", "npy"], part: str = "") -> Path:
+    suffix = f".{part}" if part else ""
+    return out_dir / f"block_{start:09d}_{stop:09d}{suffix}.{kind}"
+
+
+def _save_one(value: Any, out_dir: Path, start: int, stop: int, part: str = "") -> None:
+    if isinstance(value, pd.DataFrame):
+        with atomic_path(_block_file(out_dir, start, stop, "parquet", part)) as tmp:
+            value.to_parquet(tmp, index=False)
+    elif isinstance(value, np.ndarray):
+        with atomic_path(_block_file(out_dir, start, stop, "npy", part)) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, value, allow_pickle=False)
+    else:
+        raise TypeError(f"a block result must be a DataFrame or an ndarray; found {type(value).__name__}")
 
 
 def _save(result: Result, out_dir: Path, start: int, stop: int) -> None:
-    """Write one block's result atomically (Parquet for tables, ``.npy`` for arrays)."""
-    if isinstance(result, pd.DataFrame):
-        path = _block_file(out_dir, start, stop, "parquet")
-        with atomic_path(path) as tmp:
-            result.to_parquet(tmp, index=False)
-    elif isinstance(result, np.ndarray):
-        path = _block_file(out_dir, start, stop, "npy")
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, result, allow_pickle=False)
+    """Write one block's result atomically (Parquet for tables, ``.npy`` for arrays).
+
+    A dict of tables/arrays is written part by part, with a ``.parts.json`` index written
+    last: a block counts as done only when its index exists.
+    """
+    if isinstance(result, dict):
+        for part, value in result.items():
+            if not str(part).isidentifier():
+                raise ValueError(f"block result part names must be identifiers; found {part!r}")
+            _save_one(value, out_dir, start, stop, str(part))
+        index = out_dir / f"block_{start:09d}_{stop:09d}.parts.json"
+        kinds = {str(k): ("parquet" if isinstance(v, pd.DataFrame) else "npy") for k, v in result.items()}
+        with atomic_path(index) as tmp:
+            Path(tmp).write_text(json.dumps(kinds))
     else:
-        raise TypeError(f"a block result must be a DataFrame or an ndarray; found {type(result).__name__}")
+        _save_one(result, out_dir, start, stop)
+
+
+def _load_one(path: Path) -> Result:
+    return pd.read_parquet(path) if path.suffix == ".parquet" else np.load(path, allow_pickle=False)
 
 
 def _load_saved(out_dir: Path, start: int, stop: int) -> Result | None:
-    """A block's saved result, or None if it has not been written."""
-    parquet = _block_file(out_dir, start, stop, "parquet")
-    if parquet.exists():
-        return pd.read_parquet(parquet)
-    npy = _block_file(out_dir, start, stop, "npy")
-    if npy.exists():
-        return np.load(npy, allow_pickle=False)
+    """A block's saved result, or None if it has not been (completely) written."""
+    index = out_dir / f"block_{start:09d}_{stop:09d}.parts.json"
+    if index.exists():
+        kinds = json.loads(index.read_text())
+        return {part: _load_one(_block_file(out_dir, start, stop, kind, part)) for part, kind in kinds.items()}
+    for kind in ("parquet", "npy"):
+        path = _block_file(out_dir, start, stop, kind)  # type: ignore[arg-type]
+        if path.exists():
+            return _load_one(path)
     return None
 
 
@@ -152,7 +175,8 @@ def map_blocks(
     Parameters
     ----------
     func : callable
-        ``func(block_input, start) -> DataFrame | ndarray``, run on a worker. It must be
+        ``func(block_input, start) -> DataFrame | ndarray | dict[str, DataFrame | ndarray]``,
+        run on a worker. It must be
         importable by workers (a module-level function of an installed package).
     load : callable
         ``load(start, stop)``: the block's input, built on the driver (a lazy xarray

@@ -100,3 +100,39 @@ def test_a_killed_worker_is_retried(ray_local, tmp_path):
                      progress=False)
     assert (tmp_path / "died").exists()
     assert [r[1] for r in res] == [0 + 1 + 2, 3 + 4 + 5]
+
+
+@pytest.fixture(scope="module")
+def storm_run() -> xr.Dataset:
+    """A run long enough for TC stitching (20 steps of 3 h = 57 h >= the 54 h minimum), in memory."""
+    return cv.synthetic_run(20, shape=(96, 144), seed=7).load()
+
+
+def test_label_run_on_ray_gives_the_serial_masks_and_tracks(ray_local, storm_run, tmp_path):
+    serial, det_s = cv.labels.label_run(storm_run, return_details=True)
+    ray_ds, det_r = cv.labels.label_run(storm_run, return_details=True, use_ray=True, block_steps=3,
+                                        work_dir=tmp_path / "blocks", progress=False)
+    assert int((serial["mask"] == 1).sum()) > 0 and int((serial["mask"] == 2).sum()) > 0
+    np.testing.assert_array_equal(ray_ds["mask"].values, serial["mask"].values)
+    assert ray_ds.attrs["tc_tracks"] == serial.attrs["tc_tracks"] >= 1
+    pd.testing.assert_frame_equal(det_r.tc.tracks.reset_index(drop=True), det_s.tc.tracks.reset_index(drop=True))
+    cols = ["time_index", "lat", "lon", "track_id"]
+    pd.testing.assert_frame_equal(det_r.tc.nodes[cols].reset_index(drop=True),
+                                  det_s.tc.nodes[cols].reset_index(drop=True))
+    pd.testing.assert_frame_equal(det_r.ar.regions.reset_index(drop=True)[det_s.ar.regions.columns],
+                                  det_s.ar.regions.reset_index(drop=True), check_dtype=False)
+    # resumable: the blocks are on disk, a rerun reads them
+    assert len(list((tmp_path / "blocks").glob("block_*.parts.json"))) == 7
+
+
+def test_label_run_on_ray_refuses_a_per_cell_percentile(ray_local, storm_run):
+    with pytest.raises(cv.ConfigError, match="per-cell percentile"):
+        cv.labels.label_run(storm_run, tc=False, ar={"percentile": 90.0, "percentile_scope": "cell"},
+                            use_ray=True, progress=False)
+
+
+def test_label_run_on_ray_with_a_run_wide_percentile_equals_serial(ray_local, storm_run):
+    ar = {"percentile": 90.0, "percentile_scope": "global"}
+    serial = cv.labels.label_run(storm_run, tc=False, ar=ar)
+    dist = cv.labels.label_run(storm_run, tc=False, ar=ar, use_ray=True, block_steps=4, progress=False)
+    np.testing.assert_array_equal(dist["mask"].values, serial["mask"].values)

@@ -75,6 +75,12 @@ def label_run(
     tc: bool | TCConfig | dict | None = True,
     ar: bool | ARConfig | dict | None = True,
     return_details: bool = False,
+    use_ray: bool = False,
+    address: str | None = None,
+    num_workers: int | None = None,
+    block_steps: int = 8,
+    work_dir: str | os.PathLike | None = None,
+    progress: bool = True,
 ) -> xr.Dataset | tuple[xr.Dataset, LabelResult]:
     """Label tropical cyclones and atmospheric rivers with the heuristic detectors.
 
@@ -94,6 +100,22 @@ def label_run(
         or a dict of their fields.
     return_details
         Also return a :class:`LabelResult` with the TC nodes/tracks and AR regions.
+    use_ray
+        Run the per-step work (TC node detection, AR detection) on Ray workers, one
+        block of ``block_steps`` time steps per task; stitching TC nodes into tracks and
+        painting their masks stay serial on this process (they are cheap). Same result
+        as ``use_ray=False`` (see :mod:`climviz.labels.distributed`).
+    address
+        Where Ray runs: None (a local Ray, or the one this process already uses),
+        ``"auto"``, ``"host:port"`` or ``"ray://host:port"``.
+    num_workers
+        Ray tasks at once (default: the cluster's CPUs).
+    block_steps
+        Time steps per Ray task.
+    work_dir
+        Folder for per-block results, so that a killed job resumes (Ray path only).
+    progress
+        Progress bar over the blocks (Ray path only).
 
     Returns
     -------
@@ -111,8 +133,16 @@ def label_run(
         raise ConfigError("label_run: both detectors are off (tc=False, ar=False); nothing to label")
     ds, files = open_data(data)
     # tc=True: the defaults, with the coarse-grid changes on 2-degree grids (see climviz.labels.tc.COARSE_GRID)
-    tc_res = detect_tc(ds, None if tc is True else tc_cfg) if tc_cfg is not None else None
-    ar_res = detect_ar(ds, ar_cfg) if ar_cfg is not None else None
+    if use_ray:
+        from climviz.labels.distributed import detect_on_ray
+        from climviz.labels.tc import resolve_config
+
+        resolved = resolve_config(None if tc is True else tc_cfg, ds) if tc_cfg is not None else None
+        tc_res, ar_res = detect_on_ray(ds, resolved, ar_cfg, block_steps=block_steps, address=address,
+                                       num_workers=num_workers, work_dir=work_dir, progress=progress)
+    else:
+        tc_res = detect_tc(ds, None if tc is True else tc_cfg) if tc_cfg is not None else None
+        ar_res = detect_ar(ds, ar_cfg) if ar_cfg is not None else None
     like = (tc_res.mask if tc_res is not None else ar_res.mask)  # type: ignore[union-attr]
     mask = np.full(like.shape, BACKGROUND, dtype=np.uint8)
     if ar_res is not None:
