@@ -36,6 +36,7 @@ Public functions
 from __future__ import annotations
 
 import functools
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -97,8 +98,15 @@ _HEIGHT_CHANNELS = {"Z1000", "Z200", "ZBOT"}
 
 @functools.lru_cache(maxsize=1)
 def _registry():
-    from cf_xarray.units import units  # pint registry that knows UDUNITS/CF spellings
-
+    # cf-xarray redefines a few pint units (percent, degrees_north, ...) on import, and pint
+    # logs each redefinition as a WARNING: expected, not the user's concern, so kept quiet.
+    pint_log = logging.getLogger("pint.util")
+    level = pint_log.level
+    pint_log.setLevel(logging.ERROR)
+    try:
+        from cf_xarray.units import units  # pint registry that knows UDUNITS/CF spellings
+    finally:
+        pint_log.setLevel(level)
     return units
 
 
