@@ -45,10 +45,8 @@ def open_source(data: Any, channels: Sequence[str]) -> tuple[xr.Dataset, list[st
             f"data: expected a path, a glob, a list of paths or an xarray.Dataset, "
             f"found {type(data).__name__}"
         )
-    if isinstance(data, xr.Dataset):
-        missing = [c for c in channels if c not in data.data_vars]
-        if missing:  # name them before open_run's general checks
-            check_channels(data, channels)
+    # open_run maps product names (ERA5, CMIP6, GFS...) to channels, converts units and
+    # names the channels it cannot find: no check here, or ERA5-named data would be refused.
     ds = open_run(data, channels=list(channels))
     files = source_files(ds)
     if not files and not isinstance(data, xr.Dataset):

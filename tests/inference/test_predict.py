@@ -193,3 +193,20 @@ def test_public_names_survive_importing_the_submodule():
 
     assert callable(predict) and predict is cv.predict
     assert cv.inference.OutputExistsError.__mro__[1].__name__ == "OutputError"
+
+
+def test_predict_reads_product_names_and_units_like_open_run(tmp_path):
+    """ERA5 names (msl, tcwv) and PSL in hPa give the masks of the ClimateNet-named run in Pa."""
+    import climviz as cv
+    from pathlib import Path
+
+    ckpt = Path(__file__).resolve().parents[2] / "data_samples" / "checkpoint" / "checkpoint.pt"
+    ds = cv.synthetic_run(2, shape=(32, 48), seed=1).load()
+    era = ds.rename({"PSL": "msl", "TMQ": "tcwv"})
+    era["msl"] = era["msl"] / 100.0
+    era["msl"].attrs.update(units="hPa", standard_name="air_pressure_at_mean_sea_level")
+    era["tcwv"].attrs["units"] = "kg m-2"
+    want = cv.predict(ckpt, ds, progress=False)["mask"].values
+    got = cv.predict(ckpt, era, progress=False)["mask"].values
+    assert (want > 0).sum() > 50
+    np.testing.assert_array_equal(got, want)
