@@ -512,6 +512,23 @@ def open_run(
         wrong rank or grid, grids differing between files, duplicate or unsorted times,
         labels outside {0, 1, 2}, NaN/inf (see ``nan_policy``). The message names the file,
         the variable, what was expected and what was found.
+
+    Examples
+    --------
+    >>> path = cv.write_run(cv.synthetic_run(4, shape=(32, 48)), "run.nc")
+    >>> ds = cv.open_run(path)
+    >>> dict(ds.sizes)
+    {'time': 4, 'lat': 32, 'lon': 48}
+    >>> list(ds.data_vars)[:3], "LABELS" in ds
+    (['TMQ', 'U850', 'V850'], True)
+    >>> ds["PSL"].attrs["units"], ds.attrs["source_files"]
+    ('Pa', ['run.nc'])
+
+    Only some channels, two time steps per dask chunk:
+
+    >>> small = cv.open_run("run.nc", channels=["TMQ", "PSL"], chunks={"time": 2})
+    >>> list(small.data_vars), small["TMQ"].chunks[0]
+    (['TMQ', 'PSL', 'LABELS'], (2, 2))
     """
     if nan_policy not in ("raise", "mask"):
         raise DataError(f"open_run: nan_policy must be 'raise' or 'mask', found {nan_policy!r}")
@@ -784,6 +801,24 @@ def validate_run(ds: xr.Dataset | PathLike | Sequence[PathLike], *, values: bool
     ------
     DataError
         Naming the file, the variable, what was expected and what was found.
+
+    Examples
+    --------
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> _ = cv.write_run(ds, "run.nc")
+    >>> run = cv.open_run("run.nc", check_values="none")
+    >>> cv.validate_run(run) is run  # every value read once, chunk by chunk
+    True
+
+    A NaN in the third time step (time index 2):
+
+    >>> bad = ds.copy()
+    >>> bad["TS"] = bad["TS"].where(bad["time"] != bad["time"][2])
+    >>> _ = cv.write_run(bad, "bad.nc")
+    >>> cv.validate_run("bad.nc")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    climviz.errors.DataError: bad.nc: variable TS: expected finite values, found 1536 NaN/inf at time index 2 ...
     """
     import dask
     import dask.array as da
@@ -864,6 +899,22 @@ def write_run(
     -------
     pathlib.Path
         The written path.
+
+    Examples
+    --------
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> cv.write_run(ds, "run.nc")
+    PosixPath('run.nc')
+    >>> cv.write_run(ds, "run.zarr").is_dir()
+    True
+    >>> sorted(p.name for p in cv.write_run(ds, "deepcam", format="deepcam").iterdir())
+    ['data-2000-01-01-00-1.h5', 'data-2000-01-01-03-1.h5', 'data-2000-01-01-06-1.h5', 'data-2000-01-01-09-1.h5']
+    >>> cv.write_run(ds, "run.nc")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    climviz.errors.OutputExistsError: run.nc exists; pass overwrite=True to replace it
+    >>> cv.open_run("run.zarr")["TMQ"].equals(cv.open_run("run.nc")["TMQ"])
+    True
     """
     path = Path(path)
     fmt = _format_of(path, format)
