@@ -39,6 +39,31 @@ class Normalizer:
         warning) so that normalizing never divides by zero.
     count
         Number of finite values per channel used for the statistics.
+
+    Examples
+    --------
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> norm = cv.Normalizer.fit(ds, channels=["TMQ", "PSL"])
+    >>> norm.channels, norm.count.tolist()
+    (('TMQ', 'PSL'), [6144, 6144])
+    >>> norm.mean.round(1).tolist()  # kg m-2, Pa
+    [17.0, 101139.7]
+
+    Normalize a dataset lazily, or an array with the channels on axis -3:
+
+    >>> z = norm(ds)
+    >>> round(float(z["TMQ"].std()), 3), z["TMQ"].attrs["units"]
+    (1.0, '1')
+    >>> x = np.stack([ds["TMQ"].values, ds["PSL"].values], axis=1)  # (time, channel, lat, lon)
+    >>> y = norm.apply(x)
+    >>> y.shape, y.dtype.name, bool(abs(y[:, 1].mean()) < 1e-4)
+    ((4, 2, 32, 48), 'float32', True)
+
+    Save the statistics with the model; load them for inference:
+
+    >>> _ = norm.save("norm.json")
+    >>> cv.Normalizer.load("norm.json") == norm
+    True
     """
 
     channels: tuple[str, ...]

@@ -532,6 +532,19 @@ def synthetic_run(
     >>> ds = synthetic_run(4, shape=(48, 72), seed=1)
     >>> ds.attrs["synthetic"]
     'yes'
+
+    The run of the other examples: 4 steps of 3 h on a 32 x 48 grid, 3 TCs and 2 ARs at
+    every step.
+
+    >>> ds, features = cv.synthetic_run(4, shape=(32, 48), return_features=True)
+    >>> dict(ds.sizes), len(ds.data_vars)
+    ({'time': 4, 'lat': 32, 'lon': 48}, 17)
+    >>> ds["TMQ"].attrs["units"], ds["LABELS"].dtype.name, np.unique(ds["LABELS"]).tolist()
+    ('kg m-2', 'uint8', [0, 1, 2])
+    >>> features.groupby("kind").size().to_dict()
+    {'ar': 8, 'tc': 12}
+    >>> cv.synthetic_run(4, shape=(32, 48)).identical(ds)  # same seed, same run
+    True
     """
     if int(n_times) != n_times or n_times < 1:
         raise ConfigError(f"synthetic_run: n_times must be a positive integer, got {n_times!r}")

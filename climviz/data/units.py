@@ -384,6 +384,24 @@ def to_canonical(da: xr.DataArray, channel: str, *, file: Any = None, variable: 
     ------
     DataError
         Unknown or non-convertible units; missing units with implausible values.
+
+    Examples
+    --------
+    >>> from climviz.data.units import to_canonical
+    >>> slp = xr.DataArray([1013.25, 990.0], dims="x", attrs={"units": "hPa"})
+    >>> psl = to_canonical(slp, "PSL")
+    >>> psl.values.tolist(), psl.attrs
+    ([101325.0, 99000.0], {'units': 'Pa', 'units_converted_from': 'hPa'})
+    >>> to_canonical(xr.DataArray([15.0], dims="x", attrs={"units": "degC"}), "TS").values.round(2).tolist()
+    [288.15]
+    >>> gph = xr.DataArray([9806.65], dims="x", attrs={"units": "m2 s-2"})  # geopotential
+    >>> to_canonical(gph, "Z1000").values.round(3).tolist()  # geopotential height, m
+    [1000.0]
+    >>> to_canonical(xr.DataArray([1.0], dims="x", attrs={"units": "K"}), "PSL", file="a.nc", variable="slp")
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    climviz.errors.DataError: a.nc: variable slp: expected units 'Pa' (or convertible to it), found 'K' ...
     """
     if channel not in CANONICAL_UNITS:
         raise DataError(f"{_where(file, variable)}: unknown channel {channel!r}; expected one of "
