@@ -78,6 +78,7 @@ class SegmentationNet(nn.Module):
         self.multiple = int(multiple)
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Logits for an input whose height and width are multiples of :attr:`multiple`."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ reproduces the reference exactly (checked against ClimateNet's code by the tests
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -106,9 +107,19 @@ class _Pad(nn.Module):
         return wrap_lon(x, p, p) if self.lon == "circular" else F.pad(x, (p, p, 0, 0))
 
 
+class _PadKw(TypedDict):
+    """The padding keywords every block passes on to its convolutions."""
+
+    lon: LonPadding
+    lat_wrap: bool
+
+
 class _Conv(nn.Module):
-    """Padding + ``nn.Conv2d`` without bias (the reference's ``Conv`` / ``ChannelWiseConv`` /
-    ``DilatedConv``; the convolution is the ``conv`` attribute as there)."""
+    """Padding + ``nn.Conv2d`` without bias.
+
+    The reference's ``Conv`` / ``ChannelWiseConv`` / ``DilatedConv``; the convolution is the
+    ``conv`` attribute as there.
+    """
 
     def __init__(self, cin: int, cout: int, k: int, stride: int = 1, d: int = 1, groups: int = 1, *,
                  lon: LonPadding, lat_wrap: bool) -> None:
@@ -162,7 +173,7 @@ class CGBlockDown(nn.Module):
 
     def __init__(self, cin: int, cout: int, dilation: int, reduction: int, lon: LonPadding, lat_wrap: bool) -> None:
         super().__init__()
-        kw = {"lon": lon, "lat_wrap": lat_wrap}
+        kw: _PadKw = {"lon": lon, "lat_wrap": lat_wrap}
         self.conv1x1 = ConvBNPReLU(cin, cout, 3, 2, **kw)  # (named so in the reference)
         self.F_loc = _Conv(cout, cout, 3, groups=cout, **kw)
         self.F_sur = _Conv(cout, cout, 3, d=dilation, groups=cout, **kw)
@@ -182,7 +193,7 @@ class CGBlock(nn.Module):
 
     def __init__(self, c: int, dilation: int, reduction: int, lon: LonPadding, lat_wrap: bool) -> None:
         super().__init__()
-        kw = {"lon": lon, "lat_wrap": lat_wrap}
+        kw: _PadKw = {"lon": lon, "lat_wrap": lat_wrap}
         n = c // 2
         self.conv1x1 = ConvBNPReLU(c, n, 1, **kw)
         self.F_loc = _Conv(n, n, 3, groups=n, **kw)
@@ -226,7 +237,7 @@ class CGNet(SegmentationNet):
     def __init__(self, in_channels: int = 16, num_classes: int = 3, config: CGNetConfig | None = None) -> None:
         cfg = config or CGNetConfig()
         super().__init__(cfg, in_channels, num_classes, multiple=8)
-        kw = {"lon": cfg.lon_padding, "lat_wrap": cfg.lat_wrap}
+        kw: _PadKw = {"lon": cfg.lon_padding, "lat_wrap": cfg.lat_wrap}
         c = in_channels
         self.level1_0 = ConvBNPReLU(c, 32, 3, 2, **kw)
         self.level1_1 = ConvBNPReLU(32, 32, 3, **kw)

@@ -71,19 +71,19 @@ def _slim_conv(cin: int, cout: int, k: int = 1, *, stride: int = 1, rate: int = 
                bias: bool = False) -> GeoConv2d:
     conv = GeoConv2d(cin, cout, k, stride=stride, padding=rate * (k - 1) // 2, dilation=rate, bias=bias,
                      lon_padding=lon)
-    conv._init = "slim"  # type: ignore[attr-defined]
+    conv._init = "slim"  # type: ignore[assignment]  # plain tag for init_sc18; Module.__setattr__ is typed for tensors/modules
     return conv
 
 
 def _tf_conv(cin: int, cout: int, k: int, *, lon: LonPadding) -> GeoConv2d:
     conv = GeoConv2d(cin, cout, k, padding=(k - 1) // 2, bias=True, lon_padding=lon)
-    conv._init = "he_uniform"  # type: ignore[attr-defined]
+    conv._init = "he_uniform"  # type: ignore[assignment]  # plain tag for init_sc18 (see _slim_conv)
     return conv
 
 
 def _tf_deconv(cin: int, cout: int, *, lon: LonPadding) -> TFSameConvTranspose2d:
     deconv = TFSameConvTranspose2d(cin, cout, 3, 2, bias=True, lon_padding=lon)
-    deconv._init = "he_uniform"  # type: ignore[attr-defined]
+    deconv._init = "he_uniform"  # type: ignore[assignment]  # plain tag for init_sc18 (see _slim_conv)
     return deconv
 
 
@@ -108,6 +108,7 @@ class PoolBatchNorm(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         if self.training and x.numel() // x.shape[1] == 1:
             if self.track_running_stats and self.running_mean is not None:
+                assert self.running_var is not None and self.num_batches_tracked is not None  # set with running_mean
                 with torch.no_grad():
                     m = self.momentum if self.momentum is not None else 0.1
                     self.running_mean.mul_(1 - m).add_(m * x.detach().reshape(-1).to(self.running_mean.dtype))
@@ -198,22 +199,30 @@ class ResNetV2Encoder(nn.Module):
                 c = base * expansion
             stages.append(nn.Sequential(*mods))
         self.block1, self.block2, self.block3, self.block4 = stages
-        self.block1[-1].keep_conv1 = True  # block1/unit_3/bottleneck_v2/conv1
+        unit = self.block1[-1]
+        assert isinstance(unit, PreActBottleneck)
+        unit.keep_conv1 = True  # block1/unit_3/bottleneck_v2/conv1
         self.out_channels = c
         self.low_channels = width
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
         x = tf_same_max_pool(self.root(x), 3, 2, lon_padding=self.lon)
         x = self.block1(x)
-        low = self.block1[-1].last_conv1
-        self.block1[-1].last_conv1 = None
+        unit = self.block1[-1]
+        assert isinstance(unit, PreActBottleneck)
+        low = unit.last_conv1
+        assert low is not None  # keep_conv1 is set in __init__
+        unit.last_conv1 = None
         x = self.block4(self.block3(self.block2(x)))
         return x, low
 
 
 class ASPPSC18(nn.Module):
-    """ASPP of the reference: 1x1 and three atrous 3x3 conv-BN-ReLU, image pooling
-    (mean, 1x1 conv-BN-ReLU, broadcast), concat, 1x1 conv-BN-ReLU."""
+    """ASPP of the reference.
+
+    1x1 and three atrous 3x3 conv-BN-ReLU, image pooling (mean, 1x1 conv-BN-ReLU, broadcast),
+    concat, 1x1 conv-BN-ReLU.
+    """
 
     def __init__(self, cin: int, depth: int, rates: tuple[int, ...], lon: LonPadding) -> None:
         super().__init__()
@@ -232,8 +241,11 @@ class ASPPSC18(nn.Module):
 
 
 class FullResolutionHead(nn.Module):
-    """``deconv1x`` tail: two transposed convs to full resolution, the raw-input branch
-    (3x3 convs C->64->128), concat, two 3x3 convs, 1x1 logits; all with bias, linear."""
+    """``deconv1x`` tail of the reference.
+
+    Two transposed convs to full resolution, the raw-input branch (3x3 convs C->64->128),
+    concat, two 3x3 convs, 1x1 logits; all with bias, linear.
+    """
 
     def __init__(self, cin: int, in_fields: int, dec: int, skip: tuple[int, int], classes: int,
                  lon: LonPadding) -> None:
@@ -257,19 +269,18 @@ def init_sc18(module: nn.Module) -> None:
     """Initialise like the reference (see the module docstring)."""
     for m in module.modules():
         kind = getattr(m, "_init", None)
-        if kind == "slim":
-            fan_in = m.weight[0].numel()
-            std = math.sqrt(1.3 * 2.0 / fan_in)
-            nn.init.trunc_normal_(m.weight, 0.0, std, -2 * std, 2 * std)
-        elif kind == "he_uniform":
-            nn.init.kaiming_uniform_(m.weight, mode="fan_in", nonlinearity="relu")
+        if kind in ("slim", "he_uniform"):
+            assert isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))  # only convolutions carry the tag
+            if kind == "slim":
+                fan_in = m.weight[0].numel()
+                std = math.sqrt(1.3 * 2.0 / fan_in)
+                nn.init.trunc_normal_(m.weight, 0.0, std, -2 * std, 2 * std)
+            else:
+                nn.init.kaiming_uniform_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-            continue
-        else:
-            continue
-        if m.bias is not None:
             nn.init.zeros_(m.bias)
 
 

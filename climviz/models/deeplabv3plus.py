@@ -455,7 +455,7 @@ def init_deepcam(net: DeepLabV3Plus) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def build_deeplab(in_channels: int = 16, num_classes: int = 3, config: DeepLabConfig | None = None) -> nn.Module:
+def build_deeplab(in_channels: int = 16, num_classes: int = 3, config: DeepLabConfig | None = None) -> SegmentationNet:
     """The DeepLabv3+ class that ``config.backbone`` asks for (used by the registry)."""
     cfg = config or DeepLabConfig()
     if cfg.backbone == "resnet_v2":

@@ -133,7 +133,9 @@ class GeoConvTranspose2d(nn.ConvTranspose2d):
     def __init__(self, *args, lon_padding: LonPadding = "circular", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.lon_padding = _check_choice("lon_padding", lon_padding, ("circular", "zero"))
-        self._lon_pad = self.padding[1]
+        # nn.ConvTranspose2d accepts no string padding, so ``padding`` is a pair of ints here
+        assert not isinstance(self.padding, str)
+        self._lon_pad: int = self.padding[1]
         if lon_padding == "circular":
             self.padding = (self.padding[0], 0)
             self.output_padding = (self.output_padding[0], 0)
@@ -141,6 +143,7 @@ class GeoConvTranspose2d(nn.ConvTranspose2d):
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:  # noqa: D102
         if self.lon_padding != "circular":
             return super().forward(x, output_size)
+        assert not isinstance(self.padding, str)  # see __init__
         y = F.conv_transpose2d(
             x, self.weight, None, self.stride, self.padding, self.output_padding, self.groups, self.dilation
         )

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from climviz.errors import ConfigError
+from climviz.models.base import SegmentationNet
 from climviz.models.cgnet import CGNet, CGNetConfig
 from climviz.models.deeplabv3plus import DeepLabConfig, build_deeplab
 from climviz.models.tiramisu import TiramisuConfig, build_tiramisu
@@ -17,7 +18,7 @@ from climviz.models.tiramisu import TiramisuConfig, build_tiramisu
 __all__ = ["build", "list_models", "preset_config", "MODELS", "PRESETS"]
 
 #: name -> (network factory ``f(in_channels=, num_classes=, config=)``, config class)
-MODELS: dict[str, tuple[Callable[..., nn.Module], type]] = {
+MODELS: dict[str, tuple[Callable[..., SegmentationNet], type]] = {
     "deeplabv3plus": (build_deeplab, DeepLabConfig),
     "tiramisu": (build_tiramisu, TiramisuConfig),
     "cgnet": (CGNet, CGNetConfig),
@@ -134,7 +135,7 @@ def build(
     *,
     seed: int | None = None,
     **overrides: Any,
-) -> nn.Module:
+) -> SegmentationNet:
     """Build a segmentation network by name and preset.
 
     Parameters
@@ -177,7 +178,7 @@ def build(
     cfg = preset_config(name, preset, **overrides)
     factory = MODELS[name][0]
 
-    def make() -> nn.Module:
+    def make() -> SegmentationNet:
         return factory(in_channels=in_channels, num_classes=num_classes, config=cfg)
 
     if seed is not None:
@@ -196,14 +197,14 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _params_on_meta(name: str, preset: str, in_channels: int, num_classes: int) -> int:
     with torch.device("meta"):
         net = build(name, preset, in_channels, num_classes)
     return count_parameters(net)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _multiple_on_meta(name: str, preset: str) -> int:
     with torch.device("meta"):
         return int(build(name, preset).multiple)

@@ -150,7 +150,8 @@ class TransitionDown(nn.Sequential):
     """BatchNorm - ReLU - 1x1 conv - dropout - 2x2 max-pool."""
 
     def __init__(self, c: int, dropout: float, lon: LonPadding) -> None:
-        layers: list[nn.Module] = [nn.BatchNorm2d(c), nn.ReLU(inplace=True), GeoConv2d(c, c, 1, bias=True, lon_padding=lon)]
+        layers: list[nn.Module] = [nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                                   GeoConv2d(c, c, 1, bias=True, lon_padding=lon)]
         if dropout > 0:
             layers.append(nn.Dropout2d(dropout))
         layers.append(nn.MaxPool2d(2))
@@ -189,6 +190,7 @@ class Tiramisu(SegmentationNet):
         up_in = self.bottleneck.new_channels
         self.transitions_up = nn.ModuleList()
         self.up_blocks = nn.ModuleList()
+        assert cfg.up_layers is not None  # filled in by TiramisuConfig.__post_init__
         for n, skip in zip(cfg.up_layers, reversed(skips)):
             self.transitions_up.append(
                 GeoConvTranspose2d(up_in, up_in, 3, stride=2, padding=1, output_padding=1, bias=True, lon_padding=lon)
@@ -217,7 +219,8 @@ class Tiramisu(SegmentationNet):
 
 
 
-def build_tiramisu(in_channels: int = 16, num_classes: int = 3, config: TiramisuConfig | None = None) -> nn.Module:
+def build_tiramisu(in_channels: int = 16, num_classes: int = 3,
+                   config: TiramisuConfig | None = None) -> SegmentationNet:
     """The Tiramisu class that ``config.style`` asks for (used by the registry)."""
     cfg = config or TiramisuConfig()
     if cfg.style == "sc18":

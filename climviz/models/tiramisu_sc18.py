@@ -113,6 +113,7 @@ class TiramisuSC18(SegmentationNet):
         up_in = self.bottleneck.new_channels
         self.transitions_up = nn.ModuleList()
         self.up_blocks = nn.ModuleList()
+        assert cfg.up_layers is not None  # filled in by TiramisuConfig.__post_init__
         for n, skip in zip(cfg.up_layers, reversed(skips)):
             self.transitions_up.append(TFSameConvTranspose2d(up_in, up_in, 3, 2, bias=True, lon_padding=lon))
             block = DenseBlockSC18(up_in + skip, n, g, k, p, lon)
@@ -123,6 +124,7 @@ class TiramisuSC18(SegmentationNet):
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_uniform_(m.weight, mode="fan_in", nonlinearity="relu")
+                assert m.bias is not None  # every convolution here is built with bias=True
                 nn.init.zeros_(m.bias)
         self.dormant_transition.requires_grad_(False)
 
