@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from climviz.data.grid import LAT_NAMES, LON_NAMES, orientation
 from climviz.data.schema import (
     FLAG_VALUES,
     LABEL_VAR,
@@ -30,10 +31,11 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _NC3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 
 
-_LAT_NAMES = ("lat", "latitude", "nlat", "y")
+# the accepted coordinate names are those of the one grid module (climviz.data.grid)
+_LAT_NAMES = LAT_NAMES
 
 
-_LON_NAMES = ("lon", "longitude", "nlon", "x")
+_LON_NAMES = LON_NAMES
 
 
 _TIME_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})-(\d{2})")
@@ -270,36 +272,33 @@ def _clean_attrs(attrs) -> dict[str, Any]:
 
 
 def _orient(part: _FilePart) -> _FilePart:
-    """Latitude ascending, longitude in [0, 360) increasing; errors for irregular axes."""
+    """Latitude ascending, longitude increasing from [0, 360); errors for irregular axes.
+
+    The rules are those of :func:`climviz.data.grid.orientation` (a descending
+    latitude axis is flipped, a [-180, 180) run is rolled, a regional grid across
+    0°E stays in one piece); the flip and roll are applied to the part's arrays (or
+    recorded in its direct-read specs).
+    """
     lat, lon = part.lat, part.lon
     if lat.ndim != 1 or lon.ndim != 1:
         raise DataError(f"{part.path}: expected 1-D lat and lon coordinates, found lat{lat.shape} lon{lon.shape}")
-    if not (np.isfinite(lat).all() and np.abs(lat).max() <= 90.0):
-        raise DataError(f"{part.path}: variable lat: expected values in [-90, 90], found {lat.min()}..{lat.max()}")
-    if lat.size > 1 and np.all(np.diff(lat) < 0):
+    if not np.isfinite(lat).all():
+        raise DataError(f"{part.path}: variable lat: expected values in [-90, 90], found NaN/inf")
+    if not np.isfinite(lon).all():
+        raise DataError(f"{part.path}: variable lon: expected finite longitudes, found NaN/inf")
+    o = orientation(lat, lon, str(part.path))
+    if o.flip_lat:
         if part.specs is not None:
             part.specs = {k: [dataclasses.replace(sp, flip=True) for sp in v] for k, v in part.specs.items()}
         else:
             part.arrays = {k: a[:, ::-1, :] for k, a in part.arrays.items()}
-        lat = lat[::-1]
-    elif lat.size > 1 and not np.all(np.diff(lat) > 0):
-        raise DataError(f"{part.path}: variable lat: expected strictly monotonic latitudes, found {lat[:6]}...")
-    if not np.isfinite(lon).all():
-        raise DataError(f"{part.path}: variable lon: expected finite longitudes, found NaN/inf")
-    lon360 = np.mod(lon, 360.0)
-    shift = int(np.argmin(lon360))
-    if shift:
+    if o.lon_shift:
+        shift = o.lon_shift
         if part.specs is not None:
             part.specs = {k: [dataclasses.replace(sp, shift=-shift) for sp in v] for k, v in part.specs.items()}
         else:
             part.arrays = {k: _roll_lon(a, -shift) for k, a in part.arrays.items()}
-        lon360 = np.roll(lon360, -shift)
-    if lon360.size > 1 and not np.all(np.diff(lon360) > 0):
-        raise DataError(
-            f"{part.path}: variable lon: expected distinct longitudes increasing around the globe "
-            f"(in [0, 360) or [-180, 180)), found {lon[:6]}..."
-        )
-    part.lat, part.lon = lat, lon360
+    part.lat, part.lon = o.lat, o.lon
     return part
 
 

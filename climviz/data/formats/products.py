@@ -36,6 +36,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from climviz.data.grid import LAT_NAMES, LON_NAMES, TIME_NAMES, spatial_names
 from climviz.data.schema import CHANNELS
 from climviz.data.units import CANONICAL_UNITS, VORT850, parse_units, to_canonical
 from climviz.errors import ConfigError, DataError
@@ -89,9 +90,9 @@ PRODUCT_NAMES: dict[str, tuple[tuple[str, str], ...]] = {
     VORT850: (("ERA5", "vo"), ("GFS", "absv@isobaricInhPa"), ("GFS", "absv"), ("ERA5", "vo@isobaricInhPa")),
 }
 
-_TIME_NAMES = ("time", "valid_time", "t")
-_LAT_NAMES = ("lat", "latitude", "nlat", "y")
-_LON_NAMES = ("lon", "longitude", "nlon", "x")
+_TIME_NAMES = TIME_NAMES  # the accepted names are those of the one grid module (climviz.data.grid)
+_LAT_NAMES = LAT_NAMES
+_LON_NAMES = LON_NAMES
 _LEVEL_NAMES = ("isobaricInhPa", "plev", "pressure_level", "level", "lev", "pressure", "isobaric", "pres", "p")
 
 
@@ -118,9 +119,7 @@ class Found:
 
 
 def _spatial(da: xr.DataArray) -> tuple[str | None, str | None]:
-    lat = next((d for d in _LAT_NAMES if d in da.dims), None)
-    lon = next((d for d in _LON_NAMES if d in da.dims), None)
-    return lat, lon
+    return spatial_names(da.dims)
 
 
 def _level_coord(da: xr.DataArray) -> tuple[str | None, np.ndarray | None]:
