@@ -73,6 +73,19 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     -------
     int
         FLOPs of one forward pass over the whole batch (1 multiply-add = 2 FLOPs).
+
+    Examples
+    --------
+    >>> net = cv.models.build("deeplabv3plus", "tiny")
+    >>> cv.models.count_flops(net, (1, 16, 32, 48))
+    22294528
+    >>> cv.models.count_flops(net, (4, 16, 32, 48)) == 4 * 22294528  # linear in the batch
+    True
+
+    ClimateNet's CGNet on the full 768 x 1152 grid (shapes only, nothing is computed):
+
+    >>> round(cv.models.count_flops(cv.models.build("cgnet", "paper"), (1, 16, 768, 1152)) / 1e9, 1)
+    25.6
     """
     shape = _check_shape(input_shape, 4, "input_shape")
     meta = _meta_copy(model).eval()

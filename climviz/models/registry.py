@@ -171,6 +171,33 @@ def build(
     ------
     ConfigError
         Unknown name / preset / option, or an invalid value.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = cv.models.build("deeplabv3plus", "tiny", seed=0)
+    >>> sum(p.numel() for p in net.parameters())
+    436611
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> x = torch.from_numpy(ds[list(cv.data.CHANNELS)].to_array("channel").transpose("time", "channel", ...).values)
+    >>> tuple(x.shape)
+    (4, 16, 32, 48)
+    >>> with torch.no_grad():
+    ...     logits = net.eval()(x)
+    >>> tuple(logits.shape)  # (N, num_classes, H, W)
+    (4, 3, 32, 48)
+    >>> net.build_kwargs()
+    {'name': 'deeplabv3plus', 'preset': 'tiny', 'in_channels': 16, 'num_classes': 3, 'overrides': {}}
+
+    Fewer input fields, other options:
+
+    >>> cgnet = cv.models.build("cgnet", "paper", in_channels=4, seed=0)
+    >>> sum(p.numel() for p in cgnet.parameters())
+    494232
+    >>> cv.models.build("deeplabv3plus", "tiny", output_stride=12)
+    Traceback (most recent call last):
+    ...
+    climviz.errors.ConfigError: deeplabv3plus option 'output_stride' must be 8 or 16, got 12
     """
     for key, value in (("in_channels", in_channels), ("num_classes", num_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
