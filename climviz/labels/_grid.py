@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from climviz.data.grid import EARTH_RADIUS_KM, cell_areas, find_lat_lon, is_global_lon, standardize
 from climviz.errors import DataError
-from climviz.events.geometry import EARTH_RADIUS_KM, cell_areas, great_circle_km
+from climviz.events.geometry import great_circle_km
 
 __all__ = [
     "Grid",
@@ -63,8 +64,8 @@ class Grid:
             the globe, i.e. the gap across the 0/360° seam is no larger than 1.5
             longitude spacings (the rule of
             :func:`climviz.events.geometry.lon_widths`); a regional grid such as
-            100–180°E is not wrapped (TempestExtremes' ``--regional``). True/False
-            force it.
+            100–180°E is not wrapped (TempestExtremes' ``--regional``); the rule is
+            :func:`climviz.data.grid.is_global_lon`. True/False force it.
         """
         lat = np.asarray(lat, dtype=np.float64)
         lon = np.asarray(lon, dtype=np.float64)
@@ -79,7 +80,7 @@ class Grid:
             )
         dlon = float(dl.mean())
         if periodic is None:
-            periodic = bool(360.0 - (lon[-1] - lon[0]) <= 1.5 * float(dl.max()) + 1e-9)
+            periodic = is_global_lon(lon)
         return cls(lat, lon, bool(periodic), dlon, float(np.diff(lat).min()))
 
     @property
@@ -104,10 +105,16 @@ class Grid:
 def normalize_run(ds: xr.Dataset, needed: list[str]) -> xr.Dataset:
     """Bring a run to (time, lat, lon), latitude ascending, longitude in [0, 360).
 
+    Dimension names, orientation and the handling of a regional grid that
+    crosses 0°E (its eastern columns continue past 360°, so it stays in one piece)
+    are those of :func:`climviz.data.grid.standardize`: ``lat``/``latitude``/...,
+    descending latitudes flipped, a [-180, 180) run rolled.
+
     Raises
     ------
     DataError
-        If a needed variable or dimension is missing.
+        If a needed variable or dimension is missing, or the coordinates cannot be
+        oriented (e.g. repeated or shuffled longitudes).
     """
     if not isinstance(ds, xr.Dataset):
         raise DataError(f"run: expected an xarray.Dataset, found {type(ds).__name__}")
@@ -116,48 +123,14 @@ def normalize_run(ds: xr.Dataset, needed: list[str]) -> xr.Dataset:
         raise DataError(
             f"run: expected variable(s) {missing} for heuristic labelling, found {sorted(map(str, ds.data_vars))}"
         )
-    for dim in ("lat", "lon"):
-        if dim not in ds.dims:
-            raise DataError(f"run: expected a dimension {dim!r}, found dims {tuple(ds.dims)}")
+    find_lat_lon(ds, "run")
+    ds = standardize(ds[needed], "run")
     if "time" not in ds.dims:
         ds = ds.expand_dims("time")
-    ds = ds[needed]
     for v in needed:
         if set(ds[v].dims) != {"time", "lat", "lon"}:
             raise DataError(f"run: variable {v!r} expected dims (time, lat, lon), found {ds[v].dims}")
-    ds = ds.transpose("time", "lat", "lon")
-    if ds.lat.size > 1 and float(ds.lat[0]) > float(ds.lat[-1]):
-        ds = ds.isel(lat=slice(None, None, -1))
-    lon = np.asarray(ds.lon.values, dtype=np.float64)
-    if lon.min() < 0 or lon.max() >= 360.0:
-        ds = ds.assign_coords(lon=np.mod(lon, 360.0)).sortby("lon")
-    elif lon.size > 1 and not np.all(np.diff(lon) > 0):
-        ds = ds.sortby("lon")
-    return _unsplit_regional(ds)
-
-
-def _unsplit_regional(ds: xr.Dataset) -> xr.Dataset:
-    """Keep a regional grid that crosses 0°E in one piece (e.g. 340..380 instead of 0..20 + 340..360).
-
-    After longitudes are mapped to [0, 360) and sorted, a regional grid that
-    straddles the prime meridian has one gap larger than its spacing in the
-    middle. The columns west of the meridian (340..360) are put first and those
-    east of it continue past 360° (360..380), so longitudes stay increasing and
-    regular; distances (great-circle) are unaffected.
-    """
-    lon = np.asarray(ds.lon.values, dtype=np.float64)
-    if lon.size < 3:
-        return ds
-    dl = np.diff(lon)
-    step = float(np.median(dl))
-    big = np.flatnonzero(dl > 1.5 * step)
-    seam_gap = 360.0 - (lon[-1] - lon[0])
-    if big.size == 1 and seam_gap <= 1.5 * step:
-        k = int(big[0]) + 1  # first column of the eastern (in the map) part
-        order = np.r_[np.arange(k, lon.size), np.arange(k)]
-        new_lon = np.r_[lon[k:], lon[:k] + 360.0]
-        ds = ds.isel(lon=order).assign_coords(lon=new_lon)
-    return ds
+    return ds.transpose("time", "lat", "lon")
 
 
 def time_hours(time: xr.DataArray, step_h: float | None = None) -> np.ndarray:
