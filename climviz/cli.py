@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
+import warnings
 from typing import Sequence
 
 from climviz._version import __version__
@@ -65,6 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _notes_not_warnings(command: str) -> None:
+    """Show climviz's own warnings as one plain line each; keep libraries' warnings quiet.
+
+    A warning raised by climviz (a caveat about the user's data or settings, e.g. a run
+    too short to stitch TC tracks) prints as ``climviz <command>: note: <message>``, without
+    a source line. Warnings raised inside libraries (deprecations, Bokeh/pyproj notices)
+    are not the user's concern in normal use; ``--verbose`` or ``--debug`` shows everything
+    as Python would.
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings API
+        if issubclass(category, UserWarning) and os.path.abspath(filename).startswith(package + os.sep):
+            print(f"climviz {command}: note: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 climviz error, 2 usage, 130 Ctrl-C).
 
@@ -81,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if not (args.debug or args.verbose):
+        _notes_not_warnings(args.command)
     try:
         return int(args.func(args) or 0)
     except ClimvizError as exc:
