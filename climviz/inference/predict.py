@@ -106,8 +106,29 @@ def predict(
 
     Examples
     --------
-    >>> masks = cv.predict(res.checkpoint, "run/*.nc", out="masks.nc")  # doctest: +SKIP
-    >>> masks["mask"].isel(time=0).plot()                                 # doctest: +SKIP
+    The small DeepLabv3+ bundled with a source checkout (``data_samples/checkpoint``, trained
+    on synthetic runs at 96 x 144; after :func:`climviz.train` use ``result.checkpoint``):
+
+    >>> from pathlib import Path
+    >>> ckpt = Path(cv.__file__).parents[1] / "data_samples" / "checkpoint" / "checkpoint.pt"
+    >>> ds = cv.synthetic_run(4, shape=(96, 144))
+    >>> masks = cv.predict(ckpt, ds, progress=False, probabilities=True)
+    >>> masks["mask"].shape, masks.attrs["model"], masks.attrs["preset"]
+    ((4, 96, 144), 'deeplabv3plus', 'tiny')
+    >>> masks["probability"].dims, round(float(masks["probability"].sum("class").mean()), 2)
+    (('class', 'time', 'lat', 'lon'), 1.0)
+    >>> for cls in (1, 2):  # intersection over union with the run's own labels
+    ...     found, truth = masks["mask"] == cls, ds["LABELS"] == cls
+    ...     print(cls, round(float((found & truth).sum() / (found | truth).sum()), 1))
+    1 0.9
+    2 0.5
+
+    From files to a file (written atomically, opened lazily):
+
+    >>> _ = cv.write_run(ds, "run.nc")
+    >>> on_disk = cv.predict(ckpt, "run.nc", out="masks.nc", progress=False)
+    >>> list(on_disk.data_vars), on_disk.attrs["source_files"], bool((on_disk["mask"] == masks["mask"]).all())
+    (['mask'], 'run.nc', True)
     """
     from climviz.inference.runner import load_spec, probability_dtype
     from climviz.inference.source import check_channels, open_source
