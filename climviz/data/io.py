@@ -101,6 +101,7 @@ from climviz.data.formats.netcdf import (
     _xr_open,
 )
 from climviz.data.formats.zarr import _is_zarr_dir
+from climviz.data.grid import TIME_NAMES
 from climviz.data.schema import (
     CHANNEL_ATTRS,
     CHANNELS,
@@ -602,7 +603,11 @@ def _part_from_dataset(ds: xr.Dataset, chans: Sequence[str] | str, channel_map=N
     lat_n, lon_n = _dim_name(ds, _LAT_NAMES), _dim_name(ds, _LON_NAMES)
     if lat_n is None or lon_n is None:
         raise DataError(f"{name}: expected dimensions lat and lon, found {dict(ds.sizes)}")
-    ds = ds.rename({k: v for k, v in ((lat_n, "lat"), (lon_n, "lon")) if k != v})
+    ren = {k: v for k, v in ((lat_n, "lat"), (lon_n, "lon")) if k != v}
+    time_other = next((n for n in TIME_NAMES if n in ds.dims), None)
+    if time_other not in (None, "time") and "time" not in ds.dims:
+        ren[time_other] = "time"  # the time names of climviz.data.grid (valid_time, t)
+    ds = ds.rename(ren)
     missing = [c for c in chans if c not in ds.data_vars]
     if missing:
         raise DataError(f"{name}: missing channel(s) {missing}; expected {list(chans)}; found {list(ds.data_vars)}")

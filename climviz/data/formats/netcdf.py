@@ -23,6 +23,7 @@ from climviz.data.formats._base import (
     _time_from_name,
 )
 from climviz.data.formats.zarr import _check_zarr_chunks
+from climviz.data.grid import TIME_NAMES
 from climviz.data.schema import (
     LABEL_VAR,
 )
@@ -186,6 +187,9 @@ def _open_xarray(path: Path, kind: str, channels: Sequence[str], ds: xr.Dataset 
             f"{path}: expected dimensions lat/latitude and lon/longitude, found dimensions {dict(ds.sizes)}"
         )
     ren = {k: v for k, v in ((lat_n, "lat"), (lon_n, "lon")) if k != v}
+    time_other = next((n for n in TIME_NAMES if n in ds.dims), None)
+    if time_other not in (None, "time") and "time" not in ds.dims:
+        ren[time_other] = "time"  # the time names of climviz.data.grid (valid_time, t)
     if ren:
         ds = ds.rename(ren)
     time_n = "time" if "time" in ds.dims else None
