@@ -4,7 +4,13 @@ A subpackage lists its public names and the submodule that defines each; the
 submodule is imported only when the name is first used, so ``import climviz.X``
 stays light (no torch, Ray or HoloViews at import time).
 
->>> __getattr__, __dir__ = lazy_exports(__name__, {"open_run": "climviz.data.io"})  # doctest: +SKIP
+In a package's ``__init__.py`` (here ``climviz.data``'s):
+
+>>> __getattr__, __dir__ = lazy_exports("climviz.data", {"open_run": "climviz.data.io"})
+>>> __getattr__("open_run") is cv.open_run  # imported on first use
+True
+>>> "open_run" in __dir__()
+True
 """
 
 from __future__ import annotations
