@@ -133,7 +133,7 @@ def _norm_hash(h: str | None) -> str | None:
 
 
 def check_name(name: str, cache_dir: str | os.PathLike | None = None) -> str:
-    """Check that a registry name is a plain relative path that stays inside the cache.
+    r"""Check that a registry name is a plain relative path that stays inside the cache.
 
     Parameters
     ----------
@@ -151,7 +151,7 @@ def check_name(name: str, cache_dir: str | os.PathLike | None = None) -> str:
     Raises
     ------
     FetchError
-        Empty name, absolute path (``/x``, ``C:\\x``, ``~/x``), a ``..``, ``.`` or empty
+        Empty name, absolute path (``/x``, ``C:\x``, ``~/x``), a ``..``, ``.`` or empty
         component, a backslash or control character, or a path escaping the cache.
     """
     if not isinstance(name, str) or not name:

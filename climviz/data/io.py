@@ -67,7 +67,7 @@ import dataclasses
 import functools
 import glob as _glob
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -305,21 +305,37 @@ def read_step(
                 out[i] = _read_spec(sp if check else dataclasses.replace(sp, policy="none"))[0]
         xi = out[i]
         if offset is not None:
+            assert scale is not None  # offset and scale come together (normalization)
             xi -= offset[i]
             xi *= scale[i]
-        if (direct and check and sp.policy != "none") or fill_value is not None:
+        unchecked = sp if direct and check else None  # read straight from the file: not checked yet
+        if (unchecked is not None and unchecked.policy != "none") or fill_value is not None:
             if not np.isfinite(np.add.reduce(xi, axis=None)):  # cheap: the channel is in cache
-                if direct and check and sp.policy == "raise":
-                    _check_finite(xi, sp)  # raises with file, variable and step
+                if unchecked is not None and unchecked.policy == "raise":
+                    _check_finite(xi, unchecked)  # raises with file, variable and step
                 np.copyto(xi, np.float32(np.nan), where=~np.isfinite(xi))
                 if fill_value is not None:
                     np.nan_to_num(xi, copy=False, nan=fill_value)
     if LABEL_VAR in specs:
-        lab = _read_spec(specs[LABEL_VAR])[0]
+        lab_spec = specs[LABEL_VAR]
+        assert lab_spec is not None  # specs is emptied above unless every variable has one
+        lab = _read_spec(lab_spec)[0]
     return out, lab
 
 
-def _direct(names: Iterable[str], channels: Sequence[str] | str, channel_map) -> list[str] | None:
+def _specs(part: _FilePart, name: str) -> list[_Spec]:
+    """The direct-read specs of ``name`` in a fast-path ``part`` (one with specs and dtypes)."""
+    assert part.specs is not None
+    return part.specs[name]
+
+
+def _dtype(part: _FilePart, name: str) -> Any:
+    """The dtype of ``name`` in a fast-path ``part`` (one with specs and dtypes)."""
+    assert part.dtypes is not None
+    return part.dtypes[name]
+
+
+def _direct(names: Iterable[Hashable], channels: Sequence[str] | str, channel_map) -> list[str] | None:
     """The channels to read under their own names (ClimateNet/CESM files), or None: product path."""
     names = set(names)
     if channel_map:
@@ -657,7 +673,8 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check, assume_un
     has_labels = [LABEL_VAR in p.names for p in parts]
     if any(has_labels) and not all(has_labels):
         bad = parts[has_labels.index(False)]
-        raise DataError(f"{bad.path}: variable {LABEL_VAR}: expected labels as in {parts[has_labels.index(True)].path}, found none")
+        raise DataError(f"{bad.path}: variable {LABEL_VAR}: expected labels as in "
+                        f"{parts[has_labels.index(True)].path}, found none")
     # time axis
     if all(p.times is not None for p in parts):
         kinds = {np.asarray(p.times).dtype.kind for p in parts}
@@ -669,7 +686,7 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check, assume_un
                 dup = pd.Index(t).duplicated()
                 what = f"duplicate time {t[dup][0]}" if dup.any() else "times not increasing"
                 raise DataError(f"{p.path}: variable time: expected strictly increasing times, found {what}")
-        order = sorted(range(len(parts)), key=lambda i: parts[i].times[0])
+        order = sorted(range(len(parts)), key=lambda i: np.asarray(parts[i].times)[0])
         parts = [parts[i] for i in order]
         times = np.concatenate([np.asarray(p.times) for p in parts])
         if times.size > 1 and not all(times[1:] > times[:-1]):
@@ -696,8 +713,8 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check, assume_un
             # one task per step reading its file directly: cheap graphs, and read_step() can
             # bypass dask entirely
             specs = [dataclasses.replace(sp, t_global=int(s0 + k), policy=nan_policy if check else "none")
-                     for p, s0 in zip(parts, starts) for k, sp in enumerate(p.specs[name])]
-            dtype = parts[0].dtypes[name]
+                     for p, s0 in zip(parts, starts) for k, sp in enumerate(_specs(p, name))]
+            dtype = _dtype(parts[0], name)
             arr = _spec_graph(f"read-{name}-{_token_specs(specs)}", specs, ref.lat.size, ref.lon.size, dtype)
             if tchunk != 1 or want[1:] != (-1, -1):
                 arr = arr.rechunk(want)
@@ -706,7 +723,7 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check, assume_un
                 if p.specs is not None and name not in p.arrays:
                     quiet = [dataclasses.replace(sp, policy="none") for sp in p.specs[name]]  # checked below
                     p.arrays[name] = _spec_graph(f"read-{name}-part-{_token_specs(quiet)}", quiet,
-                                                 ref.lat.size, ref.lon.size, p.dtypes[name])
+                                                 ref.lat.size, ref.lon.size, _dtype(p, name))
             arr = da.concatenate([p.arrays[name] for p in parts], axis=0) if len(parts) > 1 else parts[0].arrays[name]
             arr = arr.rechunk(want)
             if name != LABEL_VAR and arr.dtype.kind != "f":
@@ -728,7 +745,7 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check, assume_un
                 if fast:
                     specs = [dataclasses.replace(sp, check_range=name) for sp in specs]
                     arr = _spec_graph(f"read-{name}-{_token_specs(specs)}-r", specs, ref.lat.size, ref.lon.size,
-                                      parts[0].dtypes[name])
+                                      _dtype(parts[0], name))
                     if tchunk != 1 or want[1:] != (-1, -1):
                         arr = arr.rechunk(want)
                 elif check:
@@ -740,7 +757,7 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check, assume_un
                 if fast:
                     specs = [dataclasses.replace(sp, scale=conv.scale, offset=conv.offset) for sp in specs]
                     arr = _spec_graph(f"read-{name}-{_token_specs(specs)}-u", specs, ref.lat.size, ref.lon.size,
-                                      parts[0].dtypes[name])
+                                      _dtype(parts[0], name))
                     if tchunk != 1 or want[1:] != (-1, -1):
                         arr = arr.rechunk(want)
                 else:
@@ -770,8 +787,10 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check, assume_un
     coords = {
         "time": ("time", times, {"standard_name": "time", "axis": "T"} if times.dtype.kind != "i"
                  else {"long_name": "time step index (no time information in the files)"}),
-        "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude", "axis": "Y"}),
-        "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude", "axis": "X"}),
+        "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude",
+                             "axis": "Y"}),
+        "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude",
+                             "axis": "X"}),
     }
     attrs = {k: v for k, v in ref.attrs.items() if isinstance(v, (str, int, float, np.integer, np.floating))}
     attrs["source_files"] = list(files) if len(files) <= 1000 else [*files[:1000], f"... {len(files) - 1000} more"]

@@ -181,8 +181,8 @@ class Normalizer:
             if key not in d:
                 raise DataError(f"Normalizer.from_dict: missing key {key!r}; found keys {sorted(d)}")
         try:
-            return cls(tuple(d["channels"]), *(np.asarray(d[k], dtype=float) for k in ("mean", "std", "min", "max")),
-                       count=d.get("count"))
+            mean, std, lo, hi = (np.asarray(d[k], dtype=float) for k in ("mean", "std", "min", "max"))
+            return cls(tuple(d["channels"]), mean, std, lo, hi, count=d.get("count"))
         except (TypeError, ValueError) as exc:
             if isinstance(exc, DataError):
                 raise

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -178,8 +179,9 @@ def _tc_tracks(rng, n_tc, hours, tc_radius_km, first_id) -> _Tracks:
     lives = _slot_lives(rng, n_tc, total, (72.0, 192.0))
     F, T = len(lives), hours.size
     tr = _Tracks(
-        "tc", np.arange(first_id, first_id + F), np.zeros((F, T), bool), *(np.zeros((F, T)) for _ in range(5)),
-        np.zeros(F), np.zeros((F, T)), np.zeros((F, 3)),
+        "tc", np.arange(first_id, first_id + F), np.zeros((F, T), bool),
+        lat=np.zeros((F, T)), lon=np.zeros((F, T)), intensity=np.zeros((F, T)), size=np.zeros((F, T)),
+        width=np.zeros((F, T)), extra=np.zeros(F), heading=np.zeros((F, T)), wiggle=np.zeros((F, 3)),
     )
     for k, (_, t0, t1) in enumerate(lives):
         hemi = 1.0 if rng.uniform() < 0.6 else -1.0
@@ -209,8 +211,9 @@ def _ar_tracks(rng, n_ar, hours, first_id) -> _Tracks:
     lives = _slot_lives(rng, n_ar, total, (48.0, 120.0))
     F, T = len(lives), hours.size
     tr = _Tracks(
-        "ar", np.arange(first_id, first_id + F), np.zeros((F, T), bool), *(np.zeros((F, T)) for _ in range(5)),
-        np.zeros(F), np.zeros((F, T)), np.zeros((F, 3)),
+        "ar", np.arange(first_id, first_id + F), np.zeros((F, T), bool),
+        lat=np.zeros((F, T)), lon=np.zeros((F, T)), intensity=np.zeros((F, T)), size=np.zeros((F, T)),
+        width=np.zeros((F, T)), extra=np.zeros(F), heading=np.zeros((F, T)), wiggle=np.zeros((F, 3)),
     )
     for k, (_, t0, t1) in enumerate(lives):
         hemi = 1.0 if rng.uniform() < 0.55 else -1.0
@@ -274,7 +277,8 @@ def _background(grid: _Grid, hours: np.ndarray, waves: _Waves) -> dict[str, np.n
 
     # planetary waves in pressure, with geostrophic winds (analytic derivatives)
     f = 2 * _OMEGA * np.sin(phi)
-    f = np.where(np.abs(f) < 2 * _OMEGA * np.sin(np.deg2rad(15.0)), np.sign(f + 1e-30) * 2 * _OMEGA * np.sin(np.deg2rad(15.0)), f)
+    f_min = 2 * _OMEGA * np.sin(np.deg2rad(15.0))
+    f = np.where(np.abs(f) < f_min, np.sign(f + 1e-30) * f_min, f)
     pw = np.zeros((T, nlat, nlon))
     dpdx = np.zeros_like(pw)
     dpdy = np.zeros_like(pw)
@@ -332,12 +336,12 @@ def _add_tcs(grid: _Grid, fld: dict, lab: np.ndarray, tr: _Tracks, tsel: np.ndar
         r = _R * np.arctan2(sinang, cosang)  # great-circle distance, m
         tan_hat = cr / np.maximum(sinang, 1e-12)[..., None]
         out_hat = -np.cross(p[None], tan_hat)  # outward from centre along the surface (p x tan = inward)
-        I = tr.intensity[k, ti][:, None, None]
+        strength = tr.intensity[k, ti][:, None, None]
         R = radius[:, None, None]
         # radius of maximum wind: 15-25 % of the label radius, but at least one grid spacing so
         # that a coarse grid still resolves the pressure minimum (coarse models have broad storms)
         rm = np.maximum(tr.extra[k] * radius, grid.spacing_m)[:, None, None]
-        dp = tr.width[k, ti][:, None, None] * I
+        dp = tr.width[k, ti][:, None, None] * strength
         taper = np.exp(-((r / (1.8 * R)) ** 4))
         x = (rm / np.maximum(r, 1.0)) ** 1.5
         deficit = dp * (1.0 - np.exp(-x)) * taper
@@ -357,13 +361,13 @@ def _add_tcs(grid: _Grid, fld: dict, lab: np.ndarray, tr: _Tracks, tsel: np.ndar
         # near-surface: 20 degrees of inflow
         fld["Ub"][bt, rows] += -0.34 * uo
         fld["Vb"][bt, rows] += -0.34 * vo
-        fld["T200"][bt, rows] += 10.0 * I * core
-        fld["dT500"][bt, rows] += 6.0 * I * core
-        fld["dTMQ"][bt, rows] += 22.0 * I * moist
-        fld["dQ"][bt, rows] += 0.003 * I * moist
+        fld["T200"][bt, rows] += 10.0 * strength * core
+        fld["dT500"][bt, rows] += 6.0 * strength * core
+        fld["dTMQ"][bt, rows] += 22.0 * strength * moist
+        fld["dQ"][bt, rows] += 0.003 * strength * moist
         fld["RH"][bt, rows] += 0.15 * moist
-        fld["dTS"][bt, rows] -= 1.0 * I * moist
-        fld["PRECT"][bt, rows] += I * (7e-6 * ring + 1.5e-6 * np.exp(-((r / (0.8 * R)) ** 2)))
+        fld["dTS"][bt, rows] -= 1.0 * strength * moist
+        fld["PRECT"][bt, rows] += strength * (7e-6 * ring + 1.5e-6 * np.exp(-((r / (0.8 * R)) ** 2)))
         del sl
         lab[bt, rows] = np.where(r <= R, TC, lab[bt, rows])
 
@@ -403,16 +407,16 @@ def _add_ars(grid: _Grid, fld: dict, lab: np.ndarray, tr: _Tracks, tsel: np.ndar
         over = np.clip(np.abs(along) - (0.5 * L - tau), 0, None) / tau
         env = np.exp(-_LN2 * (2 * cross / W) ** 2) * np.exp(-_LN2 * over**2)
         env = np.where(np.abs(along) < 0.5 * np.pi * _R * 0.9, env, 0.0)  # only the near side of the globe
-        I = tr.intensity[k, ti][:, None, None]
+        strength = tr.intensity[k, ti][:, None, None]
         e, n = grid.east[rows], grid.north[rows]
-        jet = 18.0 * I * env
+        jet = 18.0 * strength * env
         fld["U"][bt, rows] += jet * np.einsum("tyxk,yxk->tyx", flow, e)
         fld["V"][bt, rows] += jet * np.einsum("tyxk,yxk->tyx", flow, n)
-        fld["dTMQ"][bt, rows] += 24.0 * I * env
-        fld["dQ"][bt, rows] += 0.004 * I * env
+        fld["dTMQ"][bt, rows] += 24.0 * strength * env
+        fld["dQ"][bt, rows] += 0.004 * strength * env
         fld["RH"][bt, rows] += 0.1 * env
-        fld["PRECT"][bt, rows] += 4e-7 * I * env
-        fld["dT500"][bt, rows] += 1.5 * I * env
+        fld["PRECT"][bt, rows] += 4e-7 * strength * env
+        fld["dT500"][bt, rows] += 1.5 * strength * env
         lab[bt, rows] = np.where((env >= 0.5) & (lab[bt, rows] != TC), AR, lab[bt, rows])
 
 
@@ -589,7 +593,9 @@ def synthetic_run(
                                   "axis": "X"}),
     }
     dims = ("time", "lat", "lon")
-    data_vars = {c: (dims, data[c], dict(CHANNEL_ATTRS[c])) for c in CHANNELS}
+    data_vars: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, Any]]] = {
+        c: (dims, data[c], dict(CHANNEL_ATTRS[c])) for c in CHANNELS
+    }
     data_vars[LABEL_VAR] = (dims, labels, label_attrs())
     attrs = {
         "title": "climviz synthetic climate run",

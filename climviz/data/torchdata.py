@@ -206,6 +206,7 @@ class SegmentationDataset(Dataset):
         if self._ds is None or (self._paths is not None and self._pid != os.getpid()):
             from climviz.data.io import open_run
 
+            assert self._paths is not None  # the run is dropped on pickling only when it has paths
             self._ds = open_run(self._paths, channels=self.channels, **self.open_kwargs)
             self._pid = os.getpid()
         return self._ds
@@ -244,10 +245,12 @@ class SegmentationDataset(Dataset):
         info = torch.utils.data.get_worker_info()
         slot = self._acquire(buffers, info.id) if info is not None and self.crop is None else None
         rng = self._generator() if (self.crop is not None or self.random_roll) else None
-        shift = int(rng.integers(0, self.shape[1])) if self.random_roll else 0
+        shift = int(rng.integers(0, self.shape[1])) if rng is not None and self.random_roll else 0
         # where the fields go: a reusable worker buffer, fresh shared memory (worker), or plain memory
         xt = None
+        dest: np.ndarray | None
         if slot is not None:
+            assert buffers is not None and info is not None  # a slot is taken only in a worker with buffers
             dest = buffers.fields[info.id, slot].numpy()
         elif self.crop is None and info is not None:
             xt = _shared_empty(shape)
@@ -256,8 +259,7 @@ class SegmentationDataset(Dataset):
             dest = np.empty(shape, np.float32)
         else:
             dest = None  # a crop makes a new (small) array anyway
-        direct = dest is not None and shift == 0
-        if direct:
+        if dest is not None and shift == 0:  # read straight into place
             out = dest
         else:  # read into a per-process scratch buffer, then crop/roll into place
             if self._scratch is None or self._scratch.shape != shape:
@@ -270,11 +272,13 @@ class SegmentationDataset(Dataset):
                              scale=self._inv_std[:, 0, 0] if norm else None, fill_value=self.nan_fill)
         except BaseException:
             if slot is not None:
+                assert buffers is not None and info is not None
                 buffers.flags[info.id, slot] = 0
             raise
         if self.crop is not None:
             H, W = self.shape
             h, w = self.crop
+            assert rng is not None  # drawn above whenever there is a crop
             r0 = int(rng.integers(0, H - h + 1))
             c0 = int(rng.integers(0, W))  # any start column: the window may wrap around 360
             cols = (np.arange(c0, c0 + w) - shift) % W
@@ -282,15 +286,18 @@ class SegmentationDataset(Dataset):
             x = x[:, rows][:, :, cols]
             y = None if y is None else y[rows][:, cols]
         elif shift:
+            assert dest is not None  # no crop: dest is set above
             dest[..., shift:] = x[..., :-shift]
             dest[..., :shift] = x[..., -shift:]
             x = dest
             y = None if y is None else np.roll(y, shift, axis=-1)
         if slot is not None:
+            assert buffers is not None and info is not None
             ref = _SlotRef(info.id, slot)
             if not self.labels:
                 buffers.flags[info.id, slot] = 1
                 return ref
+            assert buffers.labels is not None and y is not None  # labels read, and buffered, for this dataset
             np.copyto(buffers.labels[info.id, slot].numpy(), y, casting="unsafe")  # values checked: 0..2
             buffers.flags[info.id, slot] = 1
             return ref, _SlotRef(info.id, slot, labels=True)
@@ -309,7 +316,7 @@ def _shared_empty(shape: tuple[int, ...]) -> torch.Tensor:
     """An uninitialised float32 tensor in shared memory (no copy, unlike ``share_memory_()``)."""
     try:
         st = torch.UntypedStorage._new_shared(int(np.prod(shape)) * 4)
-        return torch.empty(0, dtype=torch.float32).set_(st, 0, shape)
+        return torch.empty(0, dtype=torch.float32).set_(st, 0, shape)  # type: ignore[call-overload]  # stride is optional at runtime; the stub requires it
     except (AttributeError, RuntimeError, TypeError):  # private API changed: the documented way
         return torch.empty(shape, dtype=torch.float32).share_memory_()
 
@@ -355,8 +362,11 @@ class _SlotBatch:
 
 
 def _collate(batch: list):
-    """default_collate, except for samples left in shared buffers (collected in the main process)
-    and batches of one shared-memory sample (passed on as a view, without another copy)."""
+    """default_collate, with two exceptions.
+
+    Samples left in shared buffers are collected in the main process, and batches of one
+    shared-memory sample are passed on as a view, without another copy.
+    """
     from torch.utils.data import default_collate
 
     item = batch[0]
@@ -387,6 +397,7 @@ class _BufferedLoader(DataLoader):
     """
 
     def __iter__(self):
+        assert isinstance(self.dataset, _BufferedDataset)  # made only around one (see make_loader)
         flags = self.dataset.buffers.flags.numpy()
         flags[flags == 1] = 0  # buffers left by an abandoned iterator
         for batch in super().__iter__():
@@ -400,6 +411,7 @@ class _BufferedLoader(DataLoader):
         return batch
 
     def _gather(self, parts: list) -> list:
+        assert isinstance(self.dataset, _BufferedDataset)
         buf = self.dataset.buffers
         flags = buf.flags.numpy()
         pin = self.pin_memory and torch.cuda.is_available()
@@ -409,7 +421,9 @@ class _BufferedLoader(DataLoader):
                 out.append(part)
                 continue
             labels = part.refs[0].labels
-            src = (buf.labels if labels else buf.fields).numpy()
+            held = buf.labels if labels else buf.fields
+            assert held is not None  # label refs exist only when label buffers do
+            src = held.numpy()
             if not labels and not pin and len(part.refs) == 1:
                 r = part.refs[0]
                 view = src[r.worker, r.slot][None]  # a new ndarray object over the buffer
@@ -504,9 +518,9 @@ def make_loader(
     if num_workers > 0 and isinstance(dataset, SegmentationDataset) and dataset.crop is None and buffers:
         # reusable shared sample buffers: enough for every batch a worker may have in flight
         per_worker = kw["prefetch_factor"] * int(batch_size) + 2  # + the batch the caller holds
-        buffers = dataset.make_buffers(int(num_workers), per_worker)
-        if buffers is not None:
-            dataset = _BufferedDataset(dataset, buffers)
+        shared = dataset.make_buffers(int(num_workers), per_worker)
+        if shared is not None:
+            dataset = _BufferedDataset(dataset, shared)
             loader_cls = _BufferedLoader
     return loader_cls(
         dataset,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # ``predict`` is bound eagerly (predict.py imports only xarray at the top): a lazy
 # binding would be shadowed by the submodule ``climviz.inference.predict`` once imported.
-from climviz.inference.predict import predict
+from climviz.inference.predict import predict as predict
 from climviz.utils.lazy import lazy_exports
 
 _LAZY = {

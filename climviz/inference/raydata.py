@@ -123,9 +123,10 @@ def run_ray(
     ctx.enable_progress_bars = False
     try:
         items = [{"start": s, "stop": e} for s, e in blocks]
-        rows = ray.data.from_items(items, override_num_blocks=len(items))
-        rows = rows.map_batches(
-            _read_blocks, batch_size=1, batch_format="numpy", num_cpus=1,
+        spans = ray.data.from_items(items, override_num_blocks=len(items))
+        rows = spans.map_batches(
+            _read_blocks,  # type: ignore[arg-type]  # fn_kwargs supplies the keyword-only args; Ray types fn as f(batch)
+            batch_size=1, batch_format="numpy", num_cpus=1,
             fn_kwargs={"source": source, "channels": list(spec.channels),
                        "mean": spec.mean, "std": spec.std},
         )

@@ -53,10 +53,12 @@ class ModelSpec:
 
     @property
     def model_name(self) -> str:
+        """Registry name of the checkpoint's network."""
         return str(self.payload["model"])
 
     @property
     def preset(self) -> str:
+        """Registry preset of the checkpoint's network."""
         return str(self.payload["preset"])
 
 

@@ -119,7 +119,7 @@ def tiled_logits(
     cols = tile_starts(wp, tw, overlap) if tw < w else [0]
     tw_eff = min(tw, wp)
     th_eff = min(th, h)
-    out = None
+    out: torch.Tensor | None = None
     weight = torch.zeros(h, wp, device=x.device, dtype=torch.float32)
     for r in rows:
         wr = _core_weight(r, th_eff, h, overlap, x.device, torch.float32)
@@ -131,6 +131,7 @@ def tiled_logits(
             wt = wr[:, None] * wc[None, :]
             out[..., r : r + th_eff, c : c + tw_eff] += logits * wt
             weight[r : r + th_eff, c : c + tw_eff] += wt
+    assert out is not None  # tile_starts gives at least one row and one column
     out = out / weight
     if tw < w:
         out = out[..., overlap : overlap + w]

@@ -158,7 +158,7 @@ def mask_template(
     )
     zeros = (lambda s, c, dt: da.zeros(s, chunks=c, dtype=dt)) if lazy else (
         lambda s, c, dt: np.zeros(s, dtype=dt))
-    data_vars = {
+    data_vars: dict[str, tuple[tuple[str, ...], Any, Any]] = {
         "mask": (("time", "lat", "lon"), zeros((nt, ny, nx), (chunk, ny, nx), np.uint8),
                  proto["mask"].attrs),
     }
@@ -191,12 +191,14 @@ class MemoryWriter:
                 if s // self.chunk not in self.done]
 
     def write(self, start: int, stop: int, mask: np.ndarray, prob: np.ndarray | None) -> None:
+        """Store one block ``start:stop`` of the mask (and probabilities)."""
         self.mask[start:stop] = mask
         if self.prob is not None and prob is not None:
             self.prob[:, start:stop] = prob
         self.done.add(start // self.chunk)
 
     def finish(self) -> xr.Dataset:
+        """The finished dataset: the template with the stored mask (and probabilities)."""
         ds = self.template.copy()
         ds["mask"] = (ds["mask"].dims, self.mask, ds["mask"].attrs)
         if self.prob is not None:
@@ -260,8 +262,16 @@ class ZarrWorkWriter:
         if not self.resumed:
             self._create(template, int(chunk))
         self.group = zarr.open_group(str(self.work), mode="r+")
-        self.chunk = int(self.group["mask"].chunks[0])
-        self.n_times = int(self.group["mask"].shape[0])
+        self.chunk = int(self._array("mask").chunks[0])
+        self.n_times = int(self._array("mask").shape[0])
+
+    def _array(self, name: str) -> Any:
+        """The array ``name`` of the work store (a flat group of arrays, see :meth:`_create`)."""
+        import zarr
+
+        arr = self.group[name]
+        assert isinstance(arr, zarr.Array)
+        return arr
 
     def _mismatch(self, template: xr.Dataset) -> str | None:
         try:
@@ -299,7 +309,7 @@ class ZarrWorkWriter:
 
     def pending(self) -> list[tuple[int, int]]:
         """``(start, stop)`` of the blocks not yet written, in time order."""
-        done = np.asarray(self.group[DONE_VAR][:])
+        done = np.asarray(self._array(DONE_VAR)[:])
         out = []
         for s in range(0, self.n_times, self.chunk):
             e = min(s + self.chunk, self.n_times)
@@ -312,10 +322,10 @@ class ZarrWorkWriter:
         if start % self.chunk or (stop - start != self.chunk and stop != self.n_times):
             raise ValueError(f"block {start}:{stop} is not aligned to chunks of {self.chunk}")
         with translate_write_errors(self.plan.final, what="out"):
-            self.group["mask"][start:stop] = mask
+            self._array("mask")[start:stop] = mask
             if prob is not None and "probability" in self.group:
-                self.group["probability"][:, start:stop] = prob
-            self.group[DONE_VAR][start:stop] = 1
+                self._array("probability")[:, start:stop] = prob
+            self._array(DONE_VAR)[start:stop] = 1
 
     def finish(self) -> xr.Dataset:
         """Publish the output (rename or convert) and return it opened lazily.

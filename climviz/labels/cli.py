@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     tc = False if args.no_tc else cfg.get("tc", True)
     ar = False if args.no_ar else cfg.get("ar", True)
     data = args.data[0] if len(args.data) == 1 else list(args.data)
-    masks, details = label_run(data, tc=tc, ar=ar, return_details=True)
+    result = label_run(data, tc=tc, ar=ar, return_details=True)
+    assert isinstance(result, tuple)  # return_details=True: (masks, LabelResult)
+    masks, details = result
     with translate_write_errors(out, what="--out"), atomic_path(out, overwrite=True) as tmp:
         if out.suffix == ".zarr":
             masks.to_zarr(tmp, mode="w")

@@ -189,10 +189,10 @@ def check_output_location(
 
 @contextlib.contextmanager
 def translate_write_errors(path: str | os.PathLike, *, what: str = "output") -> Iterator[None]:
-    """Turn an operating-system write failure inside the block into an ``OutputError``.
+    r"""Turn an operating-system write failure inside the block into an ``OutputError``.
 
     ``OSError`` (disk full, read-only file system, permission denied, ...) and
-    library ``RuntimeError``\\ s that wrap one (torch's ``inline_container`` /
+    library ``RuntimeError``\ s that wrap one (torch's ``inline_container`` /
     ``PytorchStreamWriter``, HDF5's ``HDF error``) raised in the ``with`` block are
     re-raised as :class:`~climviz.errors.OutputError` naming ``path`` and the cause
     (the original is chained as ``__cause__``). climviz's own errors and any other

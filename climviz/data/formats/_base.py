@@ -115,6 +115,7 @@ def _read_h5(path: str, key: str, t: int | None = None, perm: tuple[int, ...] | 
         if t is None:
             a = dset[()]
         else:
+            assert perm is not None  # a step is read along perm[0]
             idx = [slice(None)] * dset.ndim
             idx[perm[0]] = slice(t, t + 1)
             a = dset[tuple(idx)]

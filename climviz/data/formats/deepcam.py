@@ -68,6 +68,7 @@ def _open_deepcam(path: Path, f, user_channels: Sequence[str] | str | None = Non
             )
         specs[LABEL_VAR] = [_Spec(str(path), lab_key, LABEL_VAR, None, (0, 1))]
     t_attr = f.attrs.get("time")
+    times: np.ndarray | None
     if t_attr is not None:
         t_attr = t_attr.decode() if isinstance(t_attr, bytes) else str(t_attr)
         try:

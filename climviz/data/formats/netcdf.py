@@ -84,7 +84,8 @@ def _open_nc4_fast(path: Path, f, channels: Sequence[str], first: bool = True) -
         d = dsets[name]
         dims = dims_of[name]
         canon = ["time" if x == "time" else "lat" if x == lat_n else "lon" if x == lon_n else x for x in dims]
-        ok = set(canon) == {"time", "lat", "lon"} or (set(canon) == {"lat", "lon"} and (name == LABEL_VAR or "time" not in sizes))
+        ok = set(canon) == {"time", "lat", "lon"} or (
+            set(canon) == {"lat", "lon"} and (name == LABEL_VAR or "time" not in sizes))
         if ok and set(canon) == {"lat", "lon"} and name != LABEL_VAR and n_file_times > 1:
             ok = False  # a 2-D field in a time series: which step would it be?
         if not ok:

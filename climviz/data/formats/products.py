@@ -159,7 +159,7 @@ def _has_vertical(da: xr.DataArray) -> bool:
 
 def _at_level(da: xr.DataArray, level: float) -> tuple[str, float] | None:
     d, vals = _level_coord(da)
-    if d is None:
+    if d is None or vals is None:  # both None together: no pressure axis
         return None
     hit = np.nonzero(np.abs(vals - level) < 0.5)[0]
     if hit.size == 0:
@@ -337,6 +337,7 @@ def _to_tll(da: xr.DataArray, found: Found, file: Any) -> xr.DataArray:
     """Select the level, rename dims to (time, lat, lon), add a time dim if missing."""
     if found.level_coord is not None:
         _, vals = _level_coord(da)
+        assert vals is not None and found.level_hpa is not None  # the level was found on this axis
         idx = int(np.nonzero(np.abs(vals - found.level_hpa) < 0.5)[0][0])
         da = da.isel({found.level_coord: idx}, drop=True)
     lat, lon = _spatial(da)
@@ -348,7 +349,7 @@ def _to_tll(da: xr.DataArray, found: Found, file: Any) -> xr.DataArray:
     # scalar coordinates (a single level, height above ground, step) are dropped
     for c in list(da.coords):
         if c not in da.dims:
-            da = da.drop_vars(c)
+            da = da.drop_vars([c])
     extra = [d for d in da.dims if d not in ("time", "lat", "lon")]
     for d in extra:
         if da.sizes[d] == 1:

@@ -31,7 +31,7 @@ def _check_zarr_chunks(path: Path, ds: xr.Dataset) -> None:
             arr = grp[str(name)]
         except KeyError:
             continue
-        if not hasattr(arr, "cdata_shape"):
+        if not isinstance(arr, zarr.Array) or not hasattr(arr, "cdata_shape"):  # a group, or an old zarr
             continue
         n_init = arr.nchunks_initialized
         if n_init >= arr.nchunks:
