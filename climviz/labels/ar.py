@@ -335,6 +335,18 @@ def detect_ar(ds: xr.Dataset, config: ARConfig | None = None) -> ARResult:
     ARResult
         Regions table, boolean mask (time, lat, lon; latitude ascending,
         longitude in [0, 360)) and the threshold used.
+
+    Examples
+    --------
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))  # 2 ARs at every step
+    >>> ars = cv.labels.detect_ar(ds)
+    >>> ars.mask.shape, ars.mask.dtype.name
+    ((4, 32, 48), 'bool')
+    >>> ars.regions.groupby("time_index")["is_ar"].sum().tolist()  # regions that pass every test
+    [2, 2, 2, 2]
+    >>> truth = ds["LABELS"] == 2
+    >>> round(float((ars.mask & truth).sum() / (ars.mask | truth).sum()), 1)  # IoU with the labels
+    0.7
     """
     cfg = config or ARConfig()
     ivt = integrated_vapour_transport(ds, cfg)

@@ -245,6 +245,12 @@ def list_models(in_channels: int = 16, num_classes: int = 3) -> "Any":
     pandas.DataFrame
         Columns ``name, preset, params, multiple, description``; ``multiple`` is the
         factor the grid is padded to internally.
+
+    Examples
+    --------
+    >>> models = cv.models.list_models()
+    >>> models.loc[models["preset"] == "paper", ["name", "params"]].values.tolist()
+    [['deeplabv3plus', 43714787], ['tiramisu', 7801315], ['cgnet', 518496]]
     """
     import pandas as pd
 
