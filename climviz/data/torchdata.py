@@ -46,6 +46,14 @@ def time_split(n_times: int, val_fraction: float = 0.2, *, gap: int = 0) -> tupl
     -------
     train_indices, val_indices
         int64 arrays of time indices.
+
+    Examples
+    --------
+    >>> from climviz.data import time_split
+    >>> [a.tolist() for a in time_split(10)]
+    [[0, 1, 2, 3, 4, 5, 6, 7], [8, 9]]
+    >>> [a.tolist() for a in time_split(10, gap=1)]  # step 7 left out
+    [[0, 1, 2, 3, 4, 5, 6], [8, 9]]
     """
     if int(n_times) != n_times or n_times < 1:
         raise ConfigError(f"time_split: n_times must be a positive integer, got {n_times!r}")
@@ -100,6 +108,19 @@ class SegmentationDataset(Dataset):
     -----
     ``x`` is a float32 tensor ``(C, H, W)``, ``y`` an int64 tensor ``(H, W)`` with classes
     0 background, 1 TC, 2 AR.
+
+    Examples
+    --------
+    >>> from climviz.data import SegmentationDataset, make_loader
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> train = SegmentationDataset(ds, normalizer=cv.Normalizer.fit(ds), time_indices=[0, 1, 2],
+    ...                             crop=(16, 16), random_roll=True, seed=0)
+    >>> x, y = train[0]
+    >>> len(train), tuple(x.shape), x.dtype, tuple(y.shape), y.dtype
+    (3, (16, 16, 16), torch.float32, (16, 16), torch.int64)
+    >>> xb, yb = next(iter(make_loader(train, batch_size=2)))
+    >>> tuple(xb.shape), tuple(yb.shape)
+    ((2, 16, 16, 16), (2, 16, 16))
     """
 
     def __init__(
