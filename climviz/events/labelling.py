@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from climviz.data import grid as _grid
 from climviz.errors import DataError
 from climviz.events._kernels import kernels
 from climviz.events.geometry import EARTH_RADIUS_KM, is_global_lon, lat_edges, lon_widths
@@ -54,8 +55,9 @@ _STRUCT_2D_4 = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 _STRUCT_3D_4 = np.zeros((3, 3, 3), dtype=bool)
 _STRUCT_3D_4[1] = _STRUCT_2D_4
 
-LAT_NAMES = ("lat", "latitude", "y", "rlat")
-LON_NAMES = ("lon", "longitude", "x", "rlon")
+# the accepted dimension names are those of the one grid module (climviz.data.grid)
+LAT_NAMES = _grid.LAT_NAMES
+LON_NAMES = _grid.LON_NAMES
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,15 @@ def mask_variable(mask: Any, name: str = "mask") -> Any:
 
 
 def find_dim(obj: Any, names: tuple[str, ...], what: str) -> str:
-    """Name of the latitude/longitude dimension of an xarray object."""
+    """Name of the latitude/longitude dimension of an xarray object.
+
+    With the names of :mod:`climviz.data.grid` (:data:`LAT_NAMES`, :data:`LON_NAMES`)
+    this is :func:`climviz.data.grid.find_dim` (which also refuses rotated-pole
+    ``rlat``/``rlon`` dimensions with a clear error); other ``names`` are looked up as given.
+    """
+    kind = {"latitude": "lat", "longitude": "lon"}.get(what)
+    if kind is not None and tuple(names) == (LAT_NAMES if kind == "lat" else LON_NAMES):
+        return _grid.find_dim(obj, kind, str(getattr(obj, "name", None) or "mask"))
     for name in names:
         if name in obj.dims:
             return name

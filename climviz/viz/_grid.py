@@ -7,53 +7,41 @@ test against hand calculations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from climviz.data import grid as _dgrid
 from climviz.data.schema import AR, LABEL_VAR, TC
 from climviz.errors import DataError
 
-LAT_NAMES = ("lat", "latitude", "y")
-LON_NAMES = ("lon", "longitude", "x")
+# the accepted dimension names are those of the one grid module (climviz.data.grid)
+LAT_NAMES = _dgrid.LAT_NAMES
+LON_NAMES = _dgrid.LON_NAMES
 MASK_NAMES = ("mask", LABEL_VAR)
 
 # The class names and the one class palette live in climviz.viz.style (re-exported here for old imports).
 from climviz.viz.style import CLASS_COLORS, CLASS_LONG, CLASS_SHORT  # noqa: E402,F401
 
 
-def _find_dim(da: xr.DataArray, names: Sequence[str], what: str, label: str) -> str:
-    for name in names:
-        if name in da.dims:
-            return name
-    raise DataError(f"{label}: expected a {what} dimension named one of {list(names)}, found dims {list(da.dims)}")
-
-
 def standardize(da: xr.DataArray, label: str = "field") -> xr.DataArray:
     """Rename lat/lon dims to ``lat``/``lon``, order ``(..., lat, lon)``, latitude ascending.
+
+    The names, orientation and checks of :func:`climviz.data.grid.standardize`:
+    ``latitude``/``y``/... accepted, a descending latitude axis flipped, a
+    [-180, 180) run rolled to [0, 360) (the maps then centre it where asked, see
+    :func:`wrap_lon`).
 
     Raises
     ------
     DataError
-        If a latitude or longitude dimension is missing, or the coordinates are not 1-D
-        and numeric.
+        If a latitude or longitude dimension is missing, or the coordinates are not 1-D,
+        numeric and orderable (repeated or shuffled longitudes).
     """
     if not isinstance(da, xr.DataArray):
         raise DataError(f"{label}: expected an xarray DataArray, found {type(da).__name__}")
-    lat = _find_dim(da, LAT_NAMES, "latitude", label)
-    lon = _find_dim(da, LON_NAMES, "longitude", label)
-    da = da.rename({lat: "lat", lon: "lon"}) if (lat, lon) != ("lat", "lon") else da
-    for c in ("lat", "lon"):
-        if c not in da.coords:
-            raise DataError(f"{label}: dimension {c!r} has no coordinate values (degrees expected)")
-        if not np.issubdtype(da[c].dtype, np.number):
-            raise DataError(f"{label}: coordinate {c!r} must be numeric degrees, found dtype {da[c].dtype}")
-    other = [d for d in da.dims if d not in ("lat", "lon")]
-    da = da.transpose(*other, "lat", "lon")
-    if da.sizes["lat"] > 1 and float(da.lat[0]) > float(da.lat[-1]):
-        da = da.isel(lat=slice(None, None, -1))
-    return da
+    return _dgrid.standardize(da, label)
 
 
 def lon_step(lon: np.ndarray) -> float | None:
@@ -67,9 +55,17 @@ def lon_step(lon: np.ndarray) -> float | None:
 
 
 def is_global(lon: np.ndarray) -> bool:
-    """True if uniformly spaced longitudes cover the full circle (periodic)."""
-    step = lon_step(np.asarray(lon, dtype=float))
-    return step is not None and abs(step * lon.size - 360.0) < 1e-3 * step + 1e-6
+    """True if uniformly spaced longitudes cover the full circle (periodic).
+
+    Periodicity is :func:`climviz.data.grid.is_global_lon` (the gap across the
+    seam at most 1.5 spacings), for the regular, less than 360° wide grids that the
+    maps can repeat as a cyclic column.
+    """
+    lon = np.asarray(lon, dtype=float)
+    step = lon_step(lon)
+    if step is None or not np.all(np.isfinite(lon)) or lon[-1] - lon[0] >= 360.0:
+        return False
+    return _dgrid.is_global_lon(lon)
 
 
 def wrap_lon(da: xr.DataArray, center: float = 0.0) -> xr.DataArray:

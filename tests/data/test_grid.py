@@ -224,3 +224,25 @@ def test_open_run_keeps_a_regional_grid_across_the_prime_meridian_whole(small_ru
     assert got.lon.values.tolist() == (np.arange(-82.5, 90.0, 15.0) + 360.0).tolist()
     np.testing.assert_array_equal(got["TMQ"].values, reg["TMQ"].values)
     assert not grid.is_global_lon(got.lon.values)
+
+
+def test_events_and_viz_accept_the_same_variants(small_run):
+    from climviz.events import label
+    from climviz.viz import _grid as viz_grid
+
+    ref_events = label(small_run["LABELS"])
+    assert int(ref_events.max()) > 0  # the synthetic run has events to compare
+    for name, v in _variants(small_run).items():
+        events = grid.standardize(label(v["LABELS"])).values
+        ref = ref_events.values
+        # the same events; ids are numbered in scan order, so compare the partitions
+        assert np.array_equal(events > 0, ref > 0), name
+        pairs = {(t, a, b) for t, a, b in zip(np.nonzero(ref > 0)[0], ref[ref > 0], events[ref > 0])}
+        assert len({(t, a) for t, a, _ in pairs}) == len(pairs) == len({(t, b) for t, _, b in pairs}), name
+        field = viz_grid.standardize(v["TMQ"])
+        assert field.dims == ("time", "lat", "lon"), name
+        np.testing.assert_array_equal(field.values, small_run["TMQ"].values, err_msg=name)
+    rotated = small_run["LABELS"].rename(lat="rlat", lon="rlon")
+    for part in (label, viz_grid.standardize):
+        with pytest.raises(DataError, match="rotated-pole"):
+            part(rotated)
