@@ -261,6 +261,29 @@ class TrainConfig:
     option away: ``dice_weight=0`` (and ``schedule="cosine"``, ``lr`` to taste). For
     long or multi-worker runs (the peak LR grows with the worker count by
     ``lr_scaling``) add ``warmup_epochs`` and a ``cosine`` schedule.
+
+    Examples
+    --------
+    >>> cfg = cv.TrainConfig(epochs=1, batch_size=2)
+    >>> cfg.model, cfg.preset, len(cfg.channels), cfg.lr
+    ('deeplabv3plus', 'tiny', 16, 0.005)
+    >>> cfg.effective_batch_size(4), cfg.scaled_lr(4)  # 4 workers, lr_scaling="linear"
+    (8, 0.02)
+    >>> cfg.replace(lr=1e-3).lr
+    0.001
+
+    Saved as YAML beside the run, read back unchanged:
+
+    >>> _ = cfg.save("train.yaml")
+    >>> cv.TrainConfig.from_file("train.yaml") == cfg
+    True
+
+    Every field is checked when the config is made:
+
+    >>> cv.TrainConfig(optimizer="adam")
+    Traceback (most recent call last):
+    ...
+    climviz.errors.ConfigError: TrainConfig.optimizer: expected one of ['adamw', 'lamb', 'larc', 'sgd'], found 'adam'
     """
 
     model: str = field(default="deeplabv3plus", metadata=spec(_check_model))

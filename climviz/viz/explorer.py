@@ -1,7 +1,14 @@
 """An explorer app (Panel): pick variable, time and class; click an event to see its row and track.
 
->>> app = cv.viz.explore(ds, masks, events=table)   # in a notebook: display `app`
->>> app.servable()                                   # or `panel serve` a script ending like this
+>>> ds = cv.synthetic_run(4, shape=(32, 48))
+>>> _, table = cv.events.label_table(ds["LABELS"])  # one row per event and time step
+>>> app = cv.viz.explore(ds, events=table)          # masks: the run's LABELS; in a notebook: display `app`
+>>> app.variable.value, len(app.times)
+('TMQ', 4)
+>>> app.cls.value = 1                                # TCs only
+>>> len(app.current_events())
+3
+>>> _ = app.servable()                               # or `panel serve` a script ending like this
 
 The map is :func:`climviz.viz.map` for the chosen step, with the events of
 that step drawn as clickable centroid markers. Clicking a marker (or a row of

@@ -58,6 +58,15 @@ def save_html(obj: Any, path: str | os.PathLike, *, title: str = "climviz", embe
     -------
     pathlib.Path
         The written file.
+
+    Examples
+    --------
+    >>> m = cv.viz.map(cv.synthetic_run(4, shape=(32, 48)), mask="LABELS")
+    >>> path = cv.viz.save_html(m, "tmq.html")
+    >>> path, path.stat().st_size > 1_000_000  # bokeh and the 4 frames inlined
+    (PosixPath('tmq.html'), True)
+    >>> "cdn.holoviz.org" in path.read_text()  # no stylesheet fetched from a CDN
+    False
     """
     import panel as pn
     from bokeh.resources import INLINE
@@ -67,7 +76,7 @@ def save_html(obj: Any, path: str | os.PathLike, *, title: str = "climviz", embe
         obj, embed = obj.snapshot(), False
     viewable = obj if isinstance(obj, pn.viewable.Viewable) else pn.panel(obj, widget_location="bottom")
     buf = io.StringIO()
-    viewable.save(buf, resources=INLINE, embed=embed, max_states=max_states, title=title)
+    viewable.save(buf, resources=INLINE, embed=embed, max_states=max_states, title=title, progress=False)
     html = inline_cdn_urls(buf.getvalue())
     with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(html, encoding="utf-8")

@@ -1,9 +1,10 @@
 """Interactive maps of climate fields with class masks (HoloViews / GeoViews, Bokeh backend).
 
 >>> import climviz as cv
->>> ds = cv.synthetic_run(8, shape=(96, 144))
->>> m = cv.viz.map(ds, mask="LABELS")          # TMQ, all 8 time steps on a slider
+>>> ds = cv.synthetic_run(4, shape=(32, 48))
+>>> m = cv.viz.map(ds, mask="LABELS")          # TMQ, all 4 time steps on a slider
 >>> cv.viz.save_html(m, "tmq.html")            # self-contained page, works offline
+PosixPath('tmq.html')
 
 Longitude-periodic runs (0..360) are rolled to the map's longitude range and get
 one cyclic column, so the seam shows neither a gap nor a smear. Grids larger
@@ -232,6 +233,23 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
     ------
     DataError
         Missing lat/lon, unknown variable/time/class, or a mask on another grid.
+
+    Examples
+    --------
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> m = cv.viz.map(ds, mask="LABELS", time=0)  # one step: an Overlay
+    >>> m.keys()
+    [('Image', 'I'), ('Mask', 'TC'), ('Mask', 'AR'), ('Coastline', 'I')]
+    >>> anim = cv.viz.map(ds, mask="LABELS")  # every step, on a time slider
+    >>> type(anim).__name__, len(anim)
+    ('HoloMap', 4)
+
+    Another field, shown in readers' units, with the classes outlined:
+
+    >>> psl = cv.viz.map(ds, variable="PSL", mask="LABELS", time=0, mask_style="contour")
+    >>> psl.Image.I.vdims[0].label
+    'sea level pressure (hPa)'
+    >>> _ = cv.viz.save_html(anim, "tmq.html")  # in a notebook: display `anim`
     """
     import holoviews as hv
 
