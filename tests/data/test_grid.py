@@ -106,6 +106,8 @@ def test_orient_lon_keeps_a_regional_grid_across_the_prime_meridian_in_one_piece
     # the same grid stored 0..20 then 330..350 (sorted in [0, 360)) is rolled back into one piece
     out2, shift2 = grid.orient_lon([0.0, 10.0, 20.0, 330.0, 340.0, 350.0])
     assert out2.tolist() == out.tolist() and shift2 == 3
+    again, shift3 = grid.orient_lon(out)  # idempotent: 330 .. 380 is already oriented
+    assert again.tolist() == out.tolist() and shift3 == 0
 
 
 def test_orient_lon_never_reorders_shuffled_columns():
