@@ -174,19 +174,9 @@ def test_report_pages_work_offline_in_a_browser(demo_dir, chromium):
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    from tests.viz.conftest import CHROMIUM, CHROMIUM_ARGS
-
-    if os.environ.get("CLIMVIZ_SKIP_BROWSER") == "1":
-        pytest.skip("CLIMVIZ_SKIP_BROWSER=1: browser tests switched off explicitly")
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} not found: install it with 'apt-get install -y --no-install-recommends chromium'")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+def chromium(browser):
+    """The session's headless Chromium (tests/conftest.py): one Playwright driver per process."""
+    return browser
 
 
 @pytest.mark.ray

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from nbclient import NotebookClient
 
-from tests.viz.conftest import browser  # noqa: F401  (the session's headless Chromium)
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"

@@ -24,10 +24,7 @@ DLAT, DLON = 180.0 / NLAT, 360.0 / NLON
 TC_ROWS, TC_COLS = slice(14, 16), slice(10, 13)  # 2 x 3 cells, + t columns at step t
 AR_ROWS, AR_COLS = slice(17, 19), [46, 47, 0, 1]  # 2 x 4 cells across the seam
 
-#: Debian's Chromium (the README's test command installs it); CLIMVIZ_CHROMIUM overrides
-CHROMIUM = os.environ.get("CLIMVIZ_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: F401,E402  (the one session browser lives there)
 
 
 def make_run(nt: int = NT, nlat: int = NLAT, nlon: int = NLON) -> xr.Dataset:
@@ -100,17 +97,3 @@ def no_internet(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
-@pytest.fixture(scope="session")
-def browser():
-    """A real headless Chromium (Debian package ``chromium``) driven by Playwright."""
-    if os.environ.get("CLIMVIZ_SKIP_BROWSER") == "1":
-        pytest.skip("CLIMVIZ_SKIP_BROWSER=1: browser tests switched off explicitly")
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} not found: install it with 'apt-get install -y --no-install-recommends chromium' "
-                    "(or set CLIMVIZ_SKIP_BROWSER=1 to switch the browser tests off)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
