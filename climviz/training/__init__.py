@@ -1,5 +1,6 @@
-"""Training: config, the per-process engine (AMP, weighted loss, LAMB/LARC, IoU),
-checkpoints, and the Ray launcher.
+"""Training: config, engine, checkpoints and the Ray launcher.
+
+The per-process engine covers AMP, the weighted loss, LAMB/LARC and IoU.
 
 ``import climviz.training`` is light; torch (and ray) are imported on first use of
 a name that needs them.

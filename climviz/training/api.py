@@ -40,7 +40,7 @@ def train(
     name: str | None = None,
     resume: bool | str | os.PathLike = False,
     max_failures: int = 0,
-    progress: bool = True,
+    progress: Any = True,
     **kw: Any,
 ) -> TrainResult:
     """Train a segmentation model; return checkpoints and per-epoch metrics.
@@ -63,7 +63,9 @@ def train(
         True: continue from the latest checkpoint of the named run (error if the run
         has none); a path: continue from that checkpoint.
     progress
-        Print one line per epoch (in-process mode; Ray shows its own progress).
+        In-process mode: print one line per epoch when true. Ray mode: the live display,
+        bool, ``"text"``/``"widget"`` or a Progress
+        (:func:`climviz.training.progress.make_progress`).
     **kw
         In-process mode: ``device``, ``normalizer``, ``report``, ``step_callback``
         passed to :func:`~climviz.training.loop.run_training`. Ray mode: passed on.

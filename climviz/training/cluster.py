@@ -166,7 +166,7 @@ def _probe_tcp(host: str, port: int, timeout_s: float, address: str) -> None:
 
 def _probe_gcs(gcs_address: str, timeout_s: float, address: str) -> None:
     """Ask the GCS for its cluster id, giving up after timeout_s seconds."""
-    from ray._raylet import GcsClient
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]  # in the compiled module; ray's _raylet.pyi omits it
 
     outcome: dict[str, Any] = {}
 
@@ -290,6 +290,7 @@ def _cluster_info(requested: str | None, started_here: bool, ctx: Any = None) ->
     dashboard = getattr(ctx, "dashboard_url", None) or address_info.get("webui_url") or None
     if dashboard and not str(dashboard).startswith("http"):
         dashboard = "http://" + str(dashboard)
+    address: str | None  # None only for a local Ray that reports no GCS address (not seen)
     if client:
         address, log_dir = str(requested), None
     else:

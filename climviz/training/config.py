@@ -423,6 +423,7 @@ class TrainConfig:
         return cls(**dict(d))
 
     def to_json(self) -> str:
+        """The config as indented JSON (the dictionary of :meth:`to_dict`)."""
         return json.dumps(self.to_dict(), indent=2)
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:

@@ -59,7 +59,7 @@ def _client(address: str, timeout_s: float = 30.0) -> Any:
                timeout_s, address)
     headers: dict[str, str] = {}
     try:  # clusters with token authentication: Ray's own token loader (env or token file)
-        from ray._raylet import AuthenticationTokenLoader
+        from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]  # compiled; not in _raylet.pyi
 
         headers = dict(AuthenticationTokenLoader.instance().get_token_for_http_header(
             ignore_auth_mode=True) or {})

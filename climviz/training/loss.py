@@ -122,6 +122,8 @@ class WeightedLoss(nn.Module):
         ``"dice"`` or ``"jaccard"``.
     """
 
+    weight: torch.Tensor | None  # per-class weights (a buffer: moves with the module), or None
+
     def __init__(self, weights=None, dice_weight: float = 0.0, overlap: str = "dice") -> None:
         super().__init__()
         w = None if weights is None else torch.as_tensor(np.asarray(weights), dtype=torch.float32)
@@ -130,6 +132,7 @@ class WeightedLoss(nn.Module):
         self.overlap = overlap
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean weighted cross-entropy (plus ``dice_weight`` times the overlap loss) of a batch."""
         if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
             raise ValueError(f"loss: expected logits (N, C, H, W) and target (N, H, W), found "
                              f"{tuple(logits.shape)} and {tuple(target.shape)}")
@@ -163,6 +166,7 @@ class JaccardLoss(nn.Module):
         self.eps = float(eps)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of a batch: logits ``(N, C, H, W)``, integer target ``(N, H, W)``."""
         if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
             raise ValueError(f"loss: expected logits (N, C, H, W) and target (N, H, W), found "
                              f"{tuple(logits.shape)} and {tuple(target.shape)}")

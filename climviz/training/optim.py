@@ -72,6 +72,7 @@ class LAMB(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
+        """One LAMB update of every parameter that has a gradient; returns the closure's loss (or None)."""
         loss = _closure_loss(closure)
         for group in self.param_groups:
             b1, b2 = group["betas"]
@@ -150,17 +151,21 @@ class LARC(Optimizer):
         return f"LARC(trust_coefficient={self.trust_coefficient}, clip={self.clip}, {self.optim!r})"
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        """The wrapped optimizer's state (LARC itself holds none)."""
         return self.optim.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        """Load the wrapped optimizer's state and share its groups and state again."""
         self.optim.load_state_dict(state_dict)
         self._share()
 
     def zero_grad(self, set_to_none: bool = True) -> None:  # type: ignore[override]
+        """Zero (or drop) the gradients, as the wrapped optimizer does."""
         self.optim.zero_grad(set_to_none=set_to_none)
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
+        """Scale each gradient by its layer's trust ratio, then step the wrapped optimizer."""
         loss = _closure_loss(closure)
         saved_wd = []
         for group in self.optim.param_groups:
@@ -189,7 +194,8 @@ class LARC(Optimizer):
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Two groups: weights of conv/linear layers with decay, biases and norm scales without."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -254,6 +260,7 @@ class WarmupDecay:
         self.gamma = float(gamma)
 
     def __call__(self, step: int) -> float:
+        """The LR factor at optimizer step ``step`` (0-based); see the class docstring."""
         if step < self.warmup_steps:
             return self.start + (1.0 - self.start) * step / self.warmup_steps
         if self.schedule == "cosine":

@@ -116,6 +116,7 @@ class MixedPrecision:
 
     @property
     def name(self) -> str:
+        """The precision's name (``plan.name``)."""
         return self.plan.name
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -149,7 +150,7 @@ class MixedPrecision:
             if not params:
                 optimizer.step()
                 return True
-            norms = torch._foreach_norm([p.grad for p in params])
+            norms = torch._foreach_norm([p.grad for p in params if p.grad is not None])  # all of them: filtered above
             finite = bool(torch.isfinite(torch.stack(norms)).all())
             if finite:
                 if clip_norm is not None:
@@ -161,10 +162,12 @@ class MixedPrecision:
         return applied
 
     def state_dict(self) -> dict[str, Any]:
+        """Precision name, skipped-step count and the grad scaler's state (for checkpoints)."""
         return {"precision": self.plan.name, "skipped_steps": self.skipped_steps,
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None}
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Restore what :meth:`state_dict` saved (nothing for None or an empty dict)."""
         if not state:
             return
         self.skipped_steps = int(state.get("skipped_steps", 0))
