@@ -5,7 +5,7 @@ function with the object as its data, so a notebook can write
 
 >>> import climviz as cv
 >>> ds = cv.synthetic_run(4, shape=(32, 48), seed=0)
->>> masks = ds.climviz.label()                        # heuristic TC / AR masks
+>>> masks = ds.climviz.label(tc={"stitch": False})   # heuristic TC / AR masks (9 h: no tracks)
 >>> tab = masks.climviz.events(fields=ds[["PSL"]])    # one row per (time, event)
 >>> set(tab["class"]) <= {1, 2}
 True
