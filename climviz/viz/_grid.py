@@ -6,6 +6,7 @@ test against hand calculations.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,16 +159,18 @@ def pick_field(data: xr.Dataset | xr.DataArray, variable: str | None) -> xr.Data
         raise DataError(f"expected an xarray Dataset or DataArray to plot, found {type(data).__name__}")
     candidates = [v for v in data.data_vars if v not in MASK_NAMES
                   and any(d in data[v].dims for d in LAT_NAMES) and any(d in data[v].dims for d in LON_NAMES)]
-    if variable is None:
-        if "TMQ" in candidates:
-            variable = "TMQ"
-        elif candidates:
-            variable = candidates[0]
-        else:
-            raise DataError(f"dataset has no variable on a lat/lon grid to draw; variables: {list(data.data_vars)}")
-    if variable not in data.data_vars:
-        raise DataError(f"variable {variable!r} not in the dataset; available: {candidates}")
-    return data[variable]
+    name: Hashable
+    if variable is not None:
+        name = variable
+    elif "TMQ" in candidates:
+        name = "TMQ"
+    elif candidates:
+        name = candidates[0]
+    else:
+        raise DataError(f"dataset has no variable on a lat/lon grid to draw; variables: {list(data.data_vars)}")
+    if name not in data.data_vars:
+        raise DataError(f"variable {name!r} not in the dataset; available: {candidates}")
+    return data[name]
 
 
 def pick_mask(mask: Any, data: xr.Dataset | xr.DataArray | None = None) -> xr.DataArray | None:

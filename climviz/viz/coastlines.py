@@ -300,8 +300,9 @@ def coastline_xy(resolution: str = "c", projection: Any = None) -> np.ndarray:
     import cartopy.crs as ccrs
 
     key = None
-    if projection is not None and not (type(projection) is ccrs.PlateCarree and
-                                       float(projection.proj4_params.get("pm", projection.proj4_params.get("lon_0", 0.0))) == 0.0):
+    if projection is not None and not (
+            type(projection) is ccrs.PlateCarree
+            and float(projection.proj4_params.get("pm", projection.proj4_params.get("lon_0", 0.0))) == 0.0):
         key = projection.proj4_init
         _PROJECTIONS_SEEN[key] = projection
     return _map_xy(_check_resolution(resolution), key)

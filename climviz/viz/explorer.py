@@ -20,6 +20,7 @@ exports a static snapshot of the current view.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any, Sequence
 
 import numpy as np
@@ -72,7 +73,7 @@ class Explorer:
             run = run.to_dataset(name=str(run.name or "field"))
         if not isinstance(run, xr.Dataset):
             raise DataError(f"explore: run must be an xarray Dataset, found {type(run).__name__}")
-        def drawable(v: str) -> bool:
+        def drawable(v: Hashable) -> bool:
             dims = set(run[v].dims)
             return any(d in dims for d in _grid.LAT_NAMES) and any(d in dims for d in _grid.LON_NAMES) \
                 and dims <= {"time", *_grid.LAT_NAMES, *_grid.LON_NAMES}
@@ -131,7 +132,8 @@ class Explorer:
         if events is None:
             return None
         if not isinstance(events, pd.DataFrame):
-            raise DataError(f"explore: events must be a pandas DataFrame (an event table), found {type(events).__name__}")
+            raise DataError("explore: events must be a pandas DataFrame (an event table), "
+                            f"found {type(events).__name__}")
         need = ["time", "class", "centroid_lat", "centroid_lon"]
         missing = [c for c in need if c not in events.columns]
         if missing:
@@ -196,6 +198,7 @@ class Explorer:
 
         from climviz.viz.track_maps import split_at_seam
 
+        assert self.events is not None  # rows are selected from the event table only
         if "track_id" in self.events.columns and pd.notna(row.get("track_id")):
             tr = self.events[self.events["track_id"] == row["track_id"]].sort_values("time")
         else:
@@ -242,6 +245,7 @@ class Explorer:
         if self.selected is None:
             self.detail.object = pd.DataFrame()
             return
+        assert self.events is not None  # rows are selected from the event table only
         d = display_table(self.selected.to_frame().T).iloc[0].to_frame(name="selected event")
         if "track_id" in self.events.columns and pd.notna(self.selected.get("track_id")):
             tr = self.events[self.events["track_id"] == self.selected["track_id"]]

@@ -76,7 +76,8 @@ def save_html(obj: Any, path: str | os.PathLike, *, title: str = "climviz", embe
         obj, embed = obj.snapshot(), False
     viewable = obj if isinstance(obj, pn.viewable.Viewable) else pn.panel(obj, widget_location="bottom")
     buf = io.StringIO()
-    viewable.save(buf, resources=INLINE, embed=embed, max_states=max_states, title=title, progress=False)
+    viewable.save(  # type: ignore[attr-defined]  # pn.panel is annotated ServableMixin; its panes/templates save()
+        buf, resources=INLINE, embed=embed, max_states=max_states, title=title, progress=False)
     html = inline_cdn_urls(buf.getvalue())
     with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(html, encoding="utf-8")

@@ -90,7 +90,7 @@ def mask_polygons(lon: np.ndarray, lat: np.ndarray, classes: np.ndarray, cls: in
     if not indicator.any() or indicator.shape[0] < 2 or indicator.shape[1] < 2:
         return []
     gen = contourpy.contour_generator(lon, lat, indicator, fill_type="OuterOffset")
-    points, offsets = gen.filled(0.5, 1.5)
+    points, offsets = gen.filled(0.5, 1.5)  # type: ignore[misc]  # OuterOffset: (points, offsets); typed as any fill type
     polys = []
     for pts, offs in zip(points, offsets):
         rings = [pts[a:b] for a, b in zip(offs[:-1], offs[1:]) if b - a >= 4]
@@ -110,7 +110,7 @@ def mask_polygons(lon: np.ndarray, lat: np.ndarray, classes: np.ndarray, cls: in
 
 def project_polygons(polys: list, projection: Any, src: Any) -> list:
     """Project shapely polygons from ``src`` into ``projection`` with cartopy."""
-    out = []
+    out: list = []
     for p in polys:
         g = projection.project_geometry(p, src)
         out.extend(q for q in getattr(g, "geoms", [g]) if not q.is_empty and q.area > 0)

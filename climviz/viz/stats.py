@@ -251,7 +251,8 @@ def difference_map(mask_a: Any, mask_b: Any, cls: int = TC, *, block_steps: int 
     y = res["lat"].values[jj]
     pts = hv.Points(pd.DataFrame({"x": x, "y": y, "p_value": res["p_value"].values[jj, ii]}),
                     kdims=["x", "y"], vdims=["p_value"], group="Significant",
-                    label=f"significant ({1 - alpha:.0%})").opts(color="black", size=2, marker="circle", show_legend=True)
+                    label=f"significant ({1 - alpha:.0%})").opts(color="black", size=2, marker="circle",
+                                                                 show_legend=True)
     _, ov, _ = _grid_image(d, cmap=cmap, clim=(-lim, lim), label=label, projection=projection,
                            frame_width=frame_width, title=title or label, max_shape=None, extra=[pts])
     return ov.opts(legend_position="bottom_left")
@@ -337,19 +338,20 @@ def histogram(table: pd.DataFrame, column: str = "area_km2", *, by: str | None =
             raise DataError(f"histogram: bins must be 'auto', a number or bin edges, found {bins!r}")
         edges = _auto_edges(vals[finite], log) if finite.any() else np.linspace(0, 1, 11)
     elif np.isscalar(bins) or isinstance(bins, (int, np.integer)):
-        if int(bins) < 1:
+        n_bins = int(np.asarray(bins).item())  # the number as a Python int (as int(bins))
+        if n_bins < 1:
             raise DataError(f"histogram: bins must be >= 1, found {bins!r}")
         if not finite.any():
-            edges = np.linspace(0, 1, int(bins) + 1)
+            edges = np.linspace(0, 1, n_bins + 1)
         elif log:
             lo, hi = np.log10(vals[finite].min()), np.log10(vals[finite].max())
-            edges = np.logspace(lo, hi if hi > lo else lo + 1, int(bins) + 1)
+            edges = np.logspace(lo, hi if hi > lo else lo + 1, n_bins + 1)
         else:
             lo, hi = vals[finite].min(), vals[finite].max()
             if hi <= lo:
                 w = max(abs(lo) * 0.1, 1.0)
                 lo, hi = lo - w / 2, lo + w / 2
-            edges = np.linspace(lo, hi, int(bins) + 1)
+            edges = np.linspace(lo, hi, n_bins + 1)
     else:
         edges = np.asarray(bins, dtype=float) * scale
 

@@ -98,7 +98,7 @@ def split_at_seam(lon: np.ndarray, lat: np.ndarray, center: float = 0.0,
         piece = np.vstack([pts[start:i + 1], cross[None]])
         pieces.append(piece)
         pts[i] = cross  # the next piece starts at the crossing point
-        start = i
+        start = int(i)
     pieces.append(pts[start:])
     out = []
     for p in pieces:
@@ -117,7 +117,7 @@ def track_paths(points: pd.DataFrame, center: float = 0.0, value: str | None = N
     if "class" not in points.columns:
         raise DataError(f"track table needs a 'class' column (1 TC, 2 AR); found {list(points.columns)}")
     sort_cols = ["track_id"] + (["time"] if "time" in points.columns else [])
-    out = []
+    out: list[dict[str, Any]] = []
     for tid, g in points.sort_values(sort_cols, kind="stable").groupby("track_id", sort=False):
         cls = int(g["class"].iloc[0])
         vals = None if value is None else g[value].to_numpy(float)
@@ -125,7 +125,7 @@ def track_paths(points: pd.DataFrame, center: float = 0.0, value: str | None = N
             if len(piece) < 2:  # a one-step track has no path; its genesis point shows it
                 continue
             d: dict[str, Any] = {"x": piece[:, 0], "y": piece[:, 1], "track_id": tid, "class": cls}
-            if vals is None:
+            if vals is None or value is None:  # both None together
                 out.append(d)
                 continue
             # One 2-point segment per step, with a scalar value (mean of its ends): colour per segment.
