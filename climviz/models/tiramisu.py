@@ -39,6 +39,7 @@ Presets (see :func:`climviz.models.build`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -129,11 +130,17 @@ class DenseLayer(nn.Sequential):
 
 
 class DenseBlock(nn.Module):
-    """``n`` dense layers; returns (input ++ new maps, new maps)."""
+    """``n`` dense layers; returns (input ++ new maps, new maps).
 
-    def __init__(self, cin: int, n: int, growth: int, dropout: float, lon: LonPadding, k: int = 3) -> None:
+    ``layer(cin, growth)`` builds one layer (default: BN-ReLU-conv-dropout,
+    :class:`DenseLayer`); the SC18 graph passes its conv-ReLU-dropout layer.
+    """
+
+    def __init__(self, cin: int, n: int, growth: int, dropout: float, lon: LonPadding, k: int = 3,
+                 layer: Callable[[int, int], nn.Module] | None = None) -> None:
         super().__init__()
-        self.layers = nn.ModuleList([DenseLayer(cin + i * growth, growth, dropout, lon, k) for i in range(n)])
+        make = layer or (lambda c, g: DenseLayer(c, g, dropout, lon, k))
+        self.layers = nn.ModuleList([make(cin + i * growth, growth) for i in range(n)])
         self.out_channels = cin + n * growth
         self.new_channels = n * growth
 

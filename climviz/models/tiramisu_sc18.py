@@ -40,6 +40,7 @@ from torch import nn
 
 from climviz.models.base import SegmentationNet
 from climviz.models.layers import GeoConv2d, LonPadding, TFSameConvTranspose2d
+from climviz.models.tiramisu import DenseBlock
 
 __all__ = ["TiramisuSC18"]
 
@@ -55,22 +56,11 @@ class ConvReLUDropout(nn.Sequential):
         super().__init__(*layers)
 
 
-class DenseBlockSC18(nn.Module):
+class DenseBlockSC18(DenseBlock):
     """``n`` conv-ReLU-dropout layers; returns (input ++ new maps, new maps)."""
 
     def __init__(self, cin: int, n: int, growth: int, k: int, p: float, lon: LonPadding) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList([ConvReLUDropout(cin + i * growth, growth, k, p, lon) for i in range(n)])
-        self.out_channels = cin + n * growth
-        self.new_channels = n * growth
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
-        new = []
-        for layer in self.layers:
-            y = layer(x)
-            new.append(y)
-            x = torch.cat([x, y], dim=1)
-        return x, torch.cat(new, dim=1) if len(new) > 1 else new[0]
+        super().__init__(cin, n, growth, p, lon, k, layer=lambda c, g: ConvReLUDropout(c, g, k, p, lon))
 
 
 class TiramisuSC18(SegmentationNet):
