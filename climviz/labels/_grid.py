@@ -223,6 +223,29 @@ def gather_windows(
     rows : numpy.ndarray
         (K, 2·hy+1) grid row of each window row (clipped to the grid).
     """
+    rows_c, cols_c, valid = window_index(i, j, hy, hx, grid)
+    win = field[t[:, None, None], rows_c[:, :, None], cols_c[:, None, :]]
+    d = great_circle_km(
+        grid.lat[i][:, None, None], grid.lon[j][:, None, None],
+        grid.lat[rows_c][:, :, None], grid.lon[cols_c][:, None, :],
+    )
+    d = np.where(valid, d, np.inf)
+    return win, d, rows_c
+
+
+def window_index(i: np.ndarray, j: np.ndarray, hy: int, hx: int, grid: Grid
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid rows and columns of a (2·hy+1, 2·hx+1) window around each of K cells.
+
+    Returns
+    -------
+    rows : numpy.ndarray
+        (K, 2·hy+1) rows, clipped to the grid (beyond a pole repeats the edge row).
+    cols : numpy.ndarray
+        (K, 2·hx+1) columns, wrapped on a global grid, clipped on a regional one.
+    valid : numpy.ndarray
+        (K, 2·hy+1, 2·hx+1) True where the window cell lies on the grid.
+    """
     nlat, nlon = grid.shape
     rows = i[:, None] + np.arange(-hy, hy + 1)[None, :]
     cols = j[:, None] + np.arange(-hx, hx + 1)[None, :]
@@ -230,13 +253,7 @@ def gather_windows(
     col_ok = np.ones_like(cols, dtype=bool) if grid.periodic else (cols >= 0) & (cols < nlon)
     rows_c = np.clip(rows, 0, nlat - 1)
     cols_c = np.mod(cols, nlon) if grid.periodic else np.clip(cols, 0, nlon - 1)
-    win = field[t[:, None, None], rows_c[:, :, None], cols_c[:, None, :]]
-    d = great_circle_km(
-        grid.lat[i][:, None, None], grid.lon[j][:, None, None],
-        grid.lat[rows_c][:, :, None], grid.lon[cols_c][:, None, :],
-    )
-    d = np.where(row_ok[:, :, None] & col_ok[:, None, :], d, np.inf)
-    return win, d, rows_c
+    return rows_c, cols_c, row_ok[:, :, None] & col_ok[:, None, :]
 
 
 def label_periodic(mask: np.ndarray, periodic: bool = True) -> tuple[np.ndarray, int]:

@@ -71,6 +71,7 @@ from climviz.labels._config import DictConfig
 from climviz.labels._grid import (
     Grid,
     gather_windows,
+    window_index,
     normalize_run,
     relative_vorticity,
     time_hours,
@@ -768,15 +769,8 @@ def _windows(field_: np.ndarray, t: np.ndarray, i: np.ndarray, j: np.ndarray, km
     lat_max = float(np.abs(grid.lat[i]).max()) if i.size else 0.0
     hy, hx = grid.cells_for_km(km + 1.5 * grid.dlat_min_deg * KM_PER_DEG, lat_max)
     hx = max(hx, 1)
-    nlat, nlon = grid.shape
-    rows = i[:, None] + np.arange(-hy, hy + 1)[None, :]
-    cols = j[:, None] + np.arange(-hx, hx + 1)[None, :]
-    row_ok = (rows >= 0) & (rows < nlat)
-    col_ok = np.ones_like(cols, dtype=bool) if grid.periodic else (cols >= 0) & (cols < nlon)
-    rows_c = np.clip(rows, 0, nlat - 1)
-    cols_c = np.mod(cols, nlon) if grid.periodic else np.clip(cols, 0, nlon - 1)
+    rows_c, cols_c, valid = window_index(i, j, hy, hx, grid)
     win = field_[t[:, None, None], rows_c[:, :, None], cols_c[:, None, :]]
-    valid = row_ok[:, :, None] & col_ok[:, None, :]
     return win, valid, grid.lat[rows_c], grid.lon[cols_c], hy, hx
 
 
