@@ -215,6 +215,9 @@ def map_blocks(
     """
     from climviz.training.cluster import connect
 
+    if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int)
+                                    or num_workers < 1):
+        raise ConfigError(f"num_workers must be a positive integer or None; found {num_workers!r}")
     plan = plan_blocks(n_steps, block_steps)
     folder = _prepare_out_dir(out_dir, plan, key or {}) if out_dir is not None else None
     results: dict[int, Result] = {}
@@ -238,9 +241,7 @@ def _run_on_ray(func, load, todo: Sequence[tuple[int, int]], results: dict[int, 
     import ray
     from tqdm.auto import tqdm
 
-    workers = num_workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
-    if workers < 1:
-        raise ConfigError(f"num_workers must be >= 1; found {num_workers}")
+    workers = num_workers if num_workers is not None else max(int(ray.cluster_resources().get("CPU", 1)), 1)
     task = ray.remote(num_cpus=1, max_retries=max_retries)(_run_block)
     func_ref = ray.put(func)
     pending: dict[Any, tuple[int, int]] = {}

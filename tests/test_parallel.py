@@ -136,3 +136,9 @@ def test_label_run_on_ray_with_a_run_wide_percentile_equals_serial(ray_local, st
     serial = cv.labels.label_run(storm_run, tc=False, ar=ar)
     dist = cv.labels.label_run(storm_run, tc=False, ar=ar, use_ray=True, block_steps=4, progress=False)
     np.testing.assert_array_equal(dist["mask"].values, serial["mask"].values)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_map_blocks_rejects_bad_worker_counts_before_starting_anything(bad):
+    with pytest.raises(cv.ConfigError, match="num_workers"):
+        map_blocks(_square_sum, lambda a, b: None, 4, num_workers=bad)
