@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -210,19 +211,7 @@ class Tiramisu(SegmentationNet):
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for an input whose height and width are multiples of ``2**len(down_layers)``."""
-        x = self.first(x)
-        skips = []
-        for block, td in zip(self.down_blocks, self.transitions_down):
-            x, _ = block(x)
-            skips.append(x)
-            x = td(x)
-        _, x = self.bottleneck(x)
-        last = len(self.up_blocks) - 1
-        for i, (tu, block) in enumerate(zip(self.transitions_up, self.up_blocks)):
-            x = torch.cat([tu(x), skips[-1 - i]], dim=1)
-            full, new = block(x)
-            x = full if i == last else new
-        return self.classifier(x)
+        return self.classifier(dense_features(self, x))
 
 
 
@@ -235,3 +224,25 @@ def build_tiramisu(in_channels: int = 16, num_classes: int = 3,
 
         return TiramisuSC18(in_channels=in_channels, num_classes=num_classes, config=cfg)
     return Tiramisu(in_channels=in_channels, num_classes=num_classes, config=cfg)
+
+
+def dense_features(net: Any, x: torch.Tensor) -> torch.Tensor:
+    """Features before the classifier of an FC-DenseNet (this Tiramisu or the SC18 one).
+
+    ``net`` has ``first``, ``down_blocks``, ``transitions_down``, ``bottleneck``,
+    ``transitions_up`` and ``up_blocks``: the down path keeps each block's output as a
+    skip; the up path concatenates the upsampled new maps with the skip, and passes on
+    only a block's new maps, except after the last block (all of its maps).
+    """
+    x = net.first(x)
+    skips = []
+    for block, td in zip(net.down_blocks, net.transitions_down):
+        x, _ = block(x)
+        skips.append(x)
+        x = td(x)
+    _, x = net.bottleneck(x)
+    last = len(net.up_blocks) - 1
+    for i, (tu, block) in enumerate(zip(net.transitions_up, net.up_blocks)):
+        full, new = block(torch.cat([tu(x), skips[-1 - i]], dim=1))
+        x = full if i == last else new
+    return x

@@ -40,7 +40,7 @@ from torch import nn
 
 from climviz.models.base import SegmentationNet
 from climviz.models.layers import GeoConv2d, LonPadding, TFSameConvTranspose2d
-from climviz.models.tiramisu import DenseBlock
+from climviz.models.tiramisu import DenseBlock, dense_features
 
 __all__ = ["TiramisuSC18"]
 
@@ -120,15 +120,4 @@ class TiramisuSC18(SegmentationNet):
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for an input whose height and width are multiples of ``2**len(down_layers)``."""
-        x = self.first(x)
-        skips = []
-        for block, td in zip(self.down_blocks, self.transitions_down):
-            x, _ = block(x)
-            skips.append(x)
-            x = td(x)
-        _, x = self.bottleneck(x)
-        last = len(self.up_blocks) - 1
-        for i, (tu, block) in enumerate(zip(self.transitions_up, self.up_blocks)):
-            full, new = block(torch.cat([tu(x), skips[-1 - i]], dim=1))
-            x = full if i == last else new
-        return self.logit_dropout(self.classifier(x))
+        return self.logit_dropout(self.classifier(dense_features(self, x)))
