@@ -6,6 +6,7 @@ and the ``playwright`` Python package (no Playwright browser download).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import socket
@@ -91,25 +92,16 @@ def test_saved_map_renders_offline_and_its_slider_changes_the_image(run, tmp_pat
     page.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_served_explorer_reacts_to_slider_and_table_clicks(run, browser, bokeh):
-    import pandas as pd
+@contextlib.contextmanager
+def served(app, browser, *, height: int):
+    """Serve ``app`` (a climviz explorer) on 127.0.0.1 and open it: ``(page, seen, port)``; stopped after."""
     import panel as pn
 
-    events = pd.DataFrame({"time": run.time.values, "event": 1, "class": 1, "centroid_lat": 22.5,
-                           "centroid_lon": 82.5 + 7.5 * np.arange(run.sizes["time"]),
-                           "area_km2": [111111.0, 222222.0, 333333.0], "track_id": 1})
-    app = viz.explore(run, events=events)
     port = free_port()
     server = pn.serve(app.layout, port=port, address="127.0.0.1", websocket_origin=[f"127.0.0.1:{port}"],
                       show=False, threaded=True, start=True)
     try:
-        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page = browser.new_page(viewport={"width": 1300, "height": height})
         seen = watch(page)
         deadline = time.time() + 60
         while True:
@@ -121,6 +113,25 @@ def test_served_explorer_reacts_to_slider_and_table_clicks(run, browser, bokeh):
                     raise
                 time.sleep(0.5)
         wait_for_bokeh(page)
+        yield page, seen, port
+    finally:
+        server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_served_explorer_reacts_to_slider_and_table_clicks(run, browser, bokeh):
+    import pandas as pd
+
+    events = pd.DataFrame({"time": run.time.values, "event": 1, "class": 1, "centroid_lat": 22.5,
+                           "centroid_lon": 82.5 + 7.5 * np.arange(run.sizes["time"]),
+                           "area_km2": [111111.0, 222222.0, 333333.0], "track_id": 1})
+    app = viz.explore(run, events=events)
+    with served(app, browser, height=1000) as (page, seen, port):
         before = map_pixels(page)
         assert_not_blank(before)
         step_slider(page)  # -> Python callback -> new map
@@ -143,8 +154,6 @@ def test_served_explorer_reacts_to_slider_and_table_clicks(run, browser, bokeh):
         assert [u for u in seen["requests"] if not u.startswith((f"http://127.0.0.1:{port}", "ws://127.0.0.1",
                                                                   "data:", "blob:"))] == []
         page.close()
-    finally:
-        server.stop()
 
 
 # Text of every tooltip element in the page and its shadow roots.
@@ -226,7 +235,6 @@ def test_notebook_exported_to_html_draws_its_maps_offline(tmp_path, browser):
 
 def test_notebook03_explorer_renders_and_a_row_click_draws_the_track(browser, bokeh):
     """Notebook 03's explorer (sample run, LABELS as masks, the tracks' event rows), served as in a kernel."""
-    import panel as pn
 
     import climviz as cv
     from tests.notebooks.conftest import ROOT
@@ -239,22 +247,7 @@ def test_notebook03_explorer_renders_and_a_row_click_draws_the_track(browser, bo
     app = viz.explore(ds, masks=masks, events=trk.events)
     n_rows = len(app.table.value)
     assert n_rows == int((trk.events["time"] == ds["time"].values[0]).sum()) > 0
-    port = free_port()
-    server = pn.serve(app.layout, port=port, address="127.0.0.1", websocket_origin=[f"127.0.0.1:{port}"],
-                      show=False, threaded=True, start=True)
-    try:
-        page = browser.new_page(viewport={"width": 1300, "height": 1100})
-        seen = watch(page)
-        deadline = time.time() + 60
-        while True:
-            try:
-                page.goto(f"http://127.0.0.1:{port}/")
-                break
-            except Exception:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.5)
-        wait_for_bokeh(page)
+    with served(app, browser, height=1100) as (page, seen, port):
         page.wait_for_selector(".tabulator-row", timeout=30_000)
         # The table renders (Tabulator loaded) with one row per event of the step, classes by name.
         assert page.locator(".tabulator-row").count() == n_rows
@@ -288,5 +281,3 @@ def test_notebook03_explorer_renders_and_a_row_click_draws_the_track(browser, bo
         page.wait_for_function(SHADOW_TEXT, arg="track: steps", timeout=20_000)
         assert seen["errors"] == []
         page.close()
-    finally:
-        server.stop()
