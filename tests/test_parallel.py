@@ -142,3 +142,15 @@ def test_label_run_on_ray_with_a_run_wide_percentile_equals_serial(ray_local, st
 def test_map_blocks_rejects_bad_worker_counts_before_starting_anything(bad):
     with pytest.raises(cv.ConfigError, match="num_workers"):
         map_blocks(_square_sum, lambda a, b: None, 4, num_workers=bad)
+
+
+def test_label_run_on_ray_keeps_a_regional_grid_across_0E_as_serial_does(ray_local):
+    """A 340..380 degE strip: the AR mask's coordinates are those of the serial path."""
+    run = cv.synthetic_run(4, shape=(48, 72), seed=2).load()
+    strip = run.isel(lon=list(range(68, 72)) + list(range(0, 12)))   # 340..20 degE, not global
+    serial = cv.labels.label_run(strip, tc=False, ar={"threshold": 100.0})
+    dist = cv.labels.label_run(strip, tc=False, ar={"threshold": 100.0}, use_ray=True, block_steps=2,
+                               progress=False)
+    np.testing.assert_array_equal(dist["lon"].values, serial["lon"].values)
+    assert float(serial["lon"][0]) == 340.0 and float(serial["lon"][-1]) > 360.0
+    np.testing.assert_array_equal(dist["mask"].values, serial["mask"].values)

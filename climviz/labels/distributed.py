@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from climviz.data.grid import orientation
 from climviz.errors import ConfigError
 from climviz.labels.ar import ARConfig, ARResult, detect_ar, integrated_vapour_transport
 from climviz.labels.tc import TCConfig, TCResult, detect_tc_nodes, tc_from_nodes
@@ -112,19 +113,12 @@ def detect_on_ray(
         regions = pd.concat([p["ar_regions"] for p in parts], ignore_index=True)
         if len(regions):
             regions["time"] = ds["time"].values[regions["time_index"].to_numpy(dtype=np.int64)]
-        coords = {"time": ds["time"].values, "lat": _sorted_lat(ds), "lon": _sorted_lon(ds)}
+        grid = orientation(ds["lat"].values, ds["lon"].values)  # the orientation normalize_run applies
+        coords = {"time": ds["time"].values, "lat": grid.lat, "lon": grid.lon}
         m = xr.DataArray(mask, dims=("time", "lat", "lon"), coords=coords, name="ar_mask",
                          attrs={"long_name": "atmospheric river mask (heuristic)"})
         ar_res = ARResult(regions=regions, mask=m, threshold=thr, config=ar)
     return tc_res, ar_res
-
-
-def _sorted_lat(ds: xr.Dataset) -> np.ndarray:
-    return np.sort(np.asarray(ds["lat"].values, dtype=np.float64))
-
-
-def _sorted_lon(ds: xr.Dataset) -> np.ndarray:
-    return np.sort(np.mod(np.asarray(ds["lon"].values, dtype=np.float64), 360.0))
 
 
 def _jsonable(value: Any) -> Any:
