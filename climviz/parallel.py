@@ -41,6 +41,7 @@ import pandas as pd
 
 from climviz.errors import ConfigError, OutputError
 from climviz.utils.atomic import atomic_path
+from climviz.utils.output import translate_write_errors
 
 __all__ = ["BlockPlan", "plan_blocks", "map_blocks"]
 
@@ -257,7 +258,8 @@ def _run_on_ray(func, load, todo: Sequence[tuple[int, int]], results: dict[int, 
                 start, stop = pending.pop(ref)
                 result = ray.get(ref)
                 if folder is not None:
-                    _save(result, folder, start, stop)
+                    with translate_write_errors(folder, what="block folder"):
+                        _save(result, folder, start, stop)
                 results[start] = result
                 bar.update(1)
     finally:
