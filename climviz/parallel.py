@@ -118,7 +118,7 @@ def _load_saved(out_dir: Path, start: int, stop: int) -> Result | None:
         kinds = json.loads(index.read_text())
         return {part: _load_one(_block_file(out_dir, start, stop, kind, part)) for part, kind in kinds.items()}
     for kind in ("parquet", "npy"):
-        path = _block_file(out_dir, start, stop, kind)  # type: ignore[arg-type]
+        path = _block_file(out_dir, start, stop, kind)
         if path.exists():
             return _load_one(path)
     return None

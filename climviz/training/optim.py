@@ -71,7 +71,7 @@ class LAMB(Optimizer):
                                       weight_decay=weight_decay, max_trust=max_trust))
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
+    def step(self, closure=None):
         """One LAMB update of every parameter that has a gradient; returns the closure's loss (or None)."""
         loss = _closure_loss(closure)
         for group in self.param_groups:
@@ -150,21 +150,21 @@ class LARC(Optimizer):
     def __repr__(self) -> str:
         return f"LARC(trust_coefficient={self.trust_coefficient}, clip={self.clip}, {self.optim!r})"
 
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+    def state_dict(self) -> dict[str, Any]:
         """The wrapped optimizer's state (LARC itself holds none)."""
         return self.optim.state_dict()
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load the wrapped optimizer's state and share its groups and state again."""
         self.optim.load_state_dict(state_dict)
         self._share()
 
-    def zero_grad(self, set_to_none: bool = True) -> None:  # type: ignore[override]
+    def zero_grad(self, set_to_none: bool = True) -> None:
         """Zero (or drop) the gradients, as the wrapped optimizer does."""
         self.optim.zero_grad(set_to_none=set_to_none)
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
+    def step(self, closure=None):
         """Scale each gradient by its layer's trust ratio, then step the wrapped optimizer."""
         loss = _closure_loss(closure)
         saved_wd = []
