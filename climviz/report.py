@@ -348,6 +348,164 @@ def _class_rgba(mask2d: np.ndarray, cls: int) -> np.ndarray:
     return img
 
 
+@dataclass
+class _Frames:
+    """The pictures an explorer page switches between: per variable, one array per time step."""
+
+    frames: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    clims: dict[str, list[float]] = field(default_factory=dict)
+    palettes: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def first(self) -> str:
+        return next(iter(self.frames))
+
+
+def _explorer_frames(run: Any, masks: Any, mask: Any, variables: Sequence[str]) -> _Frames:
+    """Every frame of every variable in display units with its colour limits and palette (masks only: blank)."""
+    from climviz.viz.style import display_field
+
+    fr = _Frames()
+    for v in variables:
+        if run is None or v not in run:
+            continue
+        shown, _name, label, style = display_field(run[v])
+        da = _to_pm180(shown.sel(time=masks["mask"]["time"]).load()).astype("float32")
+        fr.frames[v] = [da.isel(time=i).values for i in range(da.sizes["time"])]
+        lo, hi = np.nanpercentile(da.values, [1, 99])
+        if getattr(style, "kind", "") == "diverging":
+            c = float(getattr(style, "center", 0.0) or 0.0)
+            half = max(abs(hi - c), abs(lo - c))
+            lo, hi = c - half, c + half
+        fr.clims[v], fr.labels[v] = [float(lo), float(hi)], label
+        fr.palettes[v] = _palette(style.cmap if isinstance(style.cmap, str) else "viridis")
+    if not fr.frames:  # masks only: draw the classes on a blank map
+        fr.frames["mask"] = [np.zeros(mask.shape[1:], dtype="float32") for _ in range(mask.sizes["time"])]
+        fr.clims["mask"], fr.labels["mask"], fr.palettes["mask"] = [0.0, 1.0], "no run given: classes only", \
+            ["#ffffff"] * 2
+    return fr
+
+
+def _explorer_figure(mask: Any, fr: _Frames, stamp: str) -> dict[str, Any]:
+    """The Bokeh map: field image with hover, TC and AR images, coastlines, grid and colour bar.
+
+    Returns the models the page's JavaScript updates (``fig``, ``mapper``, ``cbar``, ``img_src``,
+    ``class_renderers``, ``class_frames``).
+    """
+    from bokeh.models import (  # type: ignore[attr-defined]  # bokeh's stub lacks the lazily built names
+        ColorBar, ColumnDataSource, HoverTool, LinearColorMapper, Range1d)
+    from bokeh.plotting import figure
+
+    from climviz.viz.coastlines import coastline_lines
+
+    lon, lat = mask["lon"].values.astype(float), mask["lat"].values.astype(float)
+    dlon = float(np.diff(lon).mean()) if lon.size > 1 else 1.0
+    dlat = float(np.diff(lat).mean()) if lat.size > 1 else 1.0
+    place = {"x": lon[0] - dlon / 2, "y": lat[0] - dlat / 2, "dw": dlon * lon.size, "dh": dlat * lat.size}
+    first = fr.first
+    fig = figure(width=900, height=470, x_range=Range1d(start=-180, end=180), y_range=Range1d(start=-90, end=90),
+                 match_aspect=True,
+                 title=f"{fr.labels[first]} — {stamp}", tools="pan,wheel_zoom,box_zoom,reset,save",
+                 active_scroll="wheel_zoom", x_axis_label="longitude (°E)", y_axis_label="latitude (°N)")
+    mapper = LinearColorMapper(palette=fr.palettes[first], low=fr.clims[first][0], high=fr.clims[first][1],
+                               nan_color="#dddddd")
+    img_src = ColumnDataSource({"image": [fr.frames[first][0]]})
+    img = fig.image(image="image", source=img_src, color_mapper=mapper, **place)  # type: ignore[call-arg]
+    fig.add_tools(HoverTool(renderers=[img], tooltips=[("lon", "$x{0.0}°E"), ("lat", "$y{0.0}°N"),
+                                                       ("value", "@image{0.00}")]))
+    class_renderers = []
+    class_frames = {}
+    for cls in (1, 2):
+        class_frames[cls] = [_class_rgba(mask.isel(time=i).values, cls) for i in range(mask.sizes["time"])]
+        src = ColumnDataSource({"image": [class_frames[cls][0]]})
+        class_renderers.append(fig.image_rgba(image="image", source=src, name=f"class_{cls}", **place))
+    lines = coastline_lines("c")
+    fig.multi_line([ln[:, 0].tolist() for ln in lines], [ln[:, 1].tolist() for ln in lines],
+                   line_color="black", line_width=0.7)
+    fig.xgrid.grid_line_color = fig.ygrid.grid_line_color = "#555555"
+    fig.xgrid.grid_line_alpha = fig.ygrid.grid_line_alpha = 0.35
+    fig.xgrid.grid_line_dash = fig.ygrid.grid_line_dash = [4, 4]
+    cbar = ColorBar(color_mapper=mapper, title=fr.labels[first], orientation="horizontal", height=12)
+    fig.add_layout(cbar, "below")
+    return {"fig": fig, "mapper": mapper, "cbar": cbar, "img_src": img_src, "class_renderers": class_renderers,
+            "class_frames": class_frames}
+
+
+def _explorer_events(tab: pd.DataFrame, times: pd.DatetimeIndex) -> dict[str, Any]:
+    """The events table under the map (first step shown) and every event with its step index, for the JavaScript."""
+    from bokeh.models import ColumnDataSource, DataTable, Div, TableColumn  # type: ignore[attr-defined]
+
+    t = readable_events(tab) if len(tab) else pd.DataFrame({"time (UTC)": []})
+    step_of = (pd.to_datetime(tab["time"]).map({tt: i for i, tt in enumerate(times)}).to_numpy()
+               if len(tab) else np.array([], dtype=int))
+    all_events = {str(c): t[c].tolist() for c in t.columns}
+    all_events["_step"] = [int(s) for s in step_of]
+    ev_src = ColumnDataSource({k: [x for x, s in zip(v, all_events["_step"]) if s == 0]
+                               for k, v in all_events.items()})
+    widths = {"time (UTC)": 130, "class": 50, "event": 50, "track": 50}
+    table = DataTable(source=ev_src, columns=[TableColumn(field=str(c), title=str(c), width=widths.get(str(c), 110))
+                                              for c in t.columns],
+                      width=1250, height=230, index_position=None, sortable=True, autosize_mode="none")
+    ev_head = Div(text=f"<b>Events at this step</b> ({int((step_of == 0).sum())} of {len(tab)} in the run; "
+                       f"all in events.csv)")
+    return {"ev_src": ev_src, "all_events": all_events, "ev_head": ev_head, "table": table}
+
+
+#: The explorer page's JavaScript: show step ``slider.value`` of variable ``select.value``.
+_EXPLORER_UPDATE_JS = """
+        const i = slider.value, v = select.value;
+        img_src.data = {image: [frames[v][i]]};
+        tc_src.data = {image: [tc_frames[i]]};
+        ar_src.data = {image: [ar_frames[i]]};
+        mapper.palette = palettes[v]; mapper.low = clims[v][0]; mapper.high = clims[v][1];
+        cbar.title = labels[v];
+        fig.title.text = labels[v] + ' — ' + stamps[i];
+        when.text = '<b>' + stamps[i] + '</b>';
+        const keep = [];
+        all_events['_step'].forEach((s, k) => { if (s === i) keep.push(k); });
+        const d = {};
+        for (const c of Object.keys(all_events)) d[c] = keep.map(k => all_events[c][k]);
+        ev_src.data = d;
+        ev_head.text = '<b>Events at this step</b> (' + keep.length + ' of ' + n_total
+                       + ' in the run; all in events.csv)';
+    """
+
+
+def _explorer_layout(fr: _Frames, stamps: list[str], view: dict[str, Any], ev: dict[str, Any], n_total: int,
+                     title: str) -> Any:
+    """Slider, variable list and class check boxes wired to the map and table by JavaScript; the page layout."""
+    from bokeh.layouts import column, row
+    from bokeh.models import CheckboxGroup, CustomJS, Div, Select, Slider  # type: ignore[attr-defined]
+
+    from climviz.viz import CLASS_COLORS, CLASS_LONG
+
+    slider = Slider(start=0, end=max(1, len(stamps) - 1), value=0, step=1, title="time step", width=600,
+                    disabled=len(stamps) < 2)
+    when = Div(text=f"<b>{stamps[0]}</b>")
+    select = Select(title="variable", value=fr.first, options=[(k, fr.labels[k]) for k in fr.frames], width=280)
+    toggles = CheckboxGroup(labels=[CLASS_LONG[1], CLASS_LONG[2]], active=[0, 1], inline=True)
+    key = Div(text=" ".join(f"<span style='color:{CLASS_COLORS[c]};font-size:1.3em'>&#9632;</span> {CLASS_LONG[c]}"
+                            for c in (1, 2)))
+    renderers = view["class_renderers"]
+    args = {"slider": slider, "select": select, "img_src": view["img_src"], "mapper": view["mapper"],
+            "cbar": view["cbar"], "fig": view["fig"], "when": when,
+            "frames": fr.frames, "clims": fr.clims, "labels": fr.labels, "palettes": fr.palettes, "stamps": stamps,
+            "tc_src": renderers[0].data_source, "ar_src": renderers[1].data_source,
+            "tc_frames": view["class_frames"][1], "ar_frames": view["class_frames"][2], "ev_src": ev["ev_src"],
+            "all_events": ev["all_events"], "ev_head": ev["ev_head"], "n_total": n_total}
+    update = CustomJS(args=args, code=_EXPLORER_UPDATE_JS)
+    slider.js_on_change("value", update)
+    select.js_on_change("value", update)
+    toggles.js_on_change("active", CustomJS(args={"r": renderers, "toggles": toggles}, code="""
+        r[0].visible = toggles.active.includes(0); r[1].visible = toggles.active.includes(1);"""))
+    intro = Div(text=f"<h2>{html.escape(title)}</h2><p>Move the <b>time step</b> slider, pick a <b>variable</b>, "
+                     "tick the <b>classes</b> to show. Everything is embedded: "
+                     "this page works offline.</p>", width=1000)
+    return column(intro, row(select, column(Div(text="classes shown"), toggles, key)), row(slider, when),
+                  view["fig"], ev["ev_head"], ev["table"])
+
+
 def explorer_page(run, masks, tab: pd.DataFrame, path: Path, *, variables: Sequence[str] = ("TMQ", "PSL", "PRECT"),
                   title: str = "climviz explorer") -> Path:
     """A self-contained page to explore a run offline: map, time slider, variable choice, class toggles, events.
@@ -369,144 +527,20 @@ def explorer_page(run, masks, tab: pd.DataFrame, path: Path, *, variables: Seque
         Output ``.html`` file (written atomically).
     """
     from bokeh.embed import file_html
-    from bokeh.layouts import column, row
-    from bokeh.models import (  # type: ignore[attr-defined]
-        CheckboxGroup,
-        ColorBar,
-        ColumnDataSource,
-        CustomJS,
-        DataTable,
-        Div,
-        HoverTool,
-        LinearColorMapper,
-        Range1d,
-        Select,
-        Slider,
-        TableColumn,
-    )
-    from bokeh.plotting import figure
     from bokeh.resources import INLINE
-
-    from climviz.viz import CLASS_COLORS, CLASS_LONG
-    from climviz.viz.coastlines import coastline_lines
-    from climviz.viz.style import display_field
 
     mask = _to_pm180(masks["mask"].load())
     times = pd.to_datetime(mask["time"].values)
     stamps = [t.strftime("%Y-%m-%d %H:%M UTC") for t in times]
-    lon, lat = mask["lon"].values.astype(float), mask["lat"].values.astype(float)
-    dlon = float(np.diff(lon).mean()) if lon.size > 1 else 1.0
-    dlat = float(np.diff(lat).mean()) if lat.size > 1 else 1.0
-    x0, y0 = lon[0] - dlon / 2, lat[0] - dlat / 2
-    w, h = dlon * lon.size, dlat * lat.size
-
-    frames: dict[str, list[np.ndarray]] = {}
-    labels: dict[str, str] = {}
-    clims: dict[str, list[float]] = {}
-    palettes: dict[str, list[str]] = {}
-    for v in variables:
-        if run is None or v not in run:
-            continue
-        shown, _name, label, style = display_field(run[v])
-        da = _to_pm180(shown.sel(time=masks["mask"]["time"]).load()).astype("float32")
-        frames[v] = [da.isel(time=i).values for i in range(da.sizes["time"])]
-        lo, hi = np.nanpercentile(da.values, [1, 99])
-        if getattr(style, "kind", "") == "diverging":
-            c = float(getattr(style, "center", 0.0) or 0.0)
-            half = max(abs(hi - c), abs(lo - c))
-            lo, hi = c - half, c + half
-        clims[v], labels[v] = [float(lo), float(hi)], label
-        palettes[v] = _palette(style.cmap if isinstance(style.cmap, str) else "viridis")
-    if not frames:  # masks only: draw the classes on a blank map
-        frames["mask"] = [np.zeros(mask.shape[1:], dtype="float32") for _ in range(mask.sizes["time"])]
-        clims["mask"], labels["mask"], palettes["mask"] = [0.0, 1.0], "no run given: classes only", ["#ffffff"] * 2
-    first = next(iter(frames))
-
-    fig = figure(width=900, height=470, x_range=Range1d(start=-180, end=180), y_range=Range1d(start=-90, end=90),
-                 match_aspect=True,
-                 title=f"{labels[first]} — {stamps[0]}", tools="pan,wheel_zoom,box_zoom,reset,save",
-                 active_scroll="wheel_zoom", x_axis_label="longitude (°E)", y_axis_label="latitude (°N)")
-    mapper = LinearColorMapper(palette=palettes[first], low=clims[first][0], high=clims[first][1], nan_color="#dddddd")
-    img_src = ColumnDataSource({"image": [frames[first][0]]})
-    img = fig.image(image="image", source=img_src, x=x0, y=y0, dw=w, dh=h,
-                    color_mapper=mapper)  # type: ignore[call-arg]
-    fig.add_tools(HoverTool(renderers=[img], tooltips=[("lon", "$x{0.0}°E"), ("lat", "$y{0.0}°N"),
-                                                       ("value", "@image{0.00}")]))
-    class_renderers = []
-    class_frames = {}
-    for cls in (1, 2):
-        class_frames[cls] = [_class_rgba(mask.isel(time=i).values, cls) for i in range(mask.sizes["time"])]
-        src = ColumnDataSource({"image": [class_frames[cls][0]]})
-        class_renderers.append(fig.image_rgba(image="image", source=src, x=x0, y=y0, dw=w, dh=h,
-                                              name=f"class_{cls}"))
-    xs, ys = [], []
-    for line in coastline_lines("c"):
-        xs.append(line[:, 0].tolist())
-        ys.append(line[:, 1].tolist())
-    fig.multi_line(xs, ys, line_color="black", line_width=0.7)
-    fig.xgrid.grid_line_color = fig.ygrid.grid_line_color = "#555555"
-    fig.xgrid.grid_line_alpha = fig.ygrid.grid_line_alpha = 0.35
-    fig.xgrid.grid_line_dash = fig.ygrid.grid_line_dash = [4, 4]
-    cbar = ColorBar(color_mapper=mapper, title=labels[first], orientation="horizontal", height=12)
-    fig.add_layout(cbar, "below")
-
-    t = readable_events(tab) if len(tab) else pd.DataFrame({"time (UTC)": []})
-    step_of = (pd.to_datetime(tab["time"]).map({tt: i for i, tt in enumerate(times)}).to_numpy()
-               if len(tab) else np.array([], dtype=int))
-    all_events = {str(c): t[c].tolist() for c in t.columns}
-    all_events["_step"] = [int(s) for s in step_of]
-    ev_src = ColumnDataSource({k: [x for x, s in zip(v, all_events["_step"]) if s == 0]
-                               for k, v in all_events.items()})
-    widths = {"time (UTC)": 130, "class": 50, "event": 50, "track": 50}
-    table = DataTable(source=ev_src, columns=[TableColumn(field=str(c), title=str(c), width=widths.get(str(c), 110))
-                                              for c in t.columns],
-                      width=1250, height=230, index_position=None, sortable=True, autosize_mode="none")
-    ev_head = Div(text=f"<b>Events at this step</b> ({int((step_of == 0).sum())} of {len(tab)} in the run; "
-                       f"all in events.csv)")
-
-    slider = Slider(start=0, end=max(1, len(times) - 1), value=0, step=1, title="time step", width=600,
-                    disabled=len(times) < 2)
-    when = Div(text=f"<b>{stamps[0]}</b>")
-    select = Select(title="variable", value=first, options=[(k, labels[k]) for k in frames], width=280)
-    toggles = CheckboxGroup(labels=[CLASS_LONG[1], CLASS_LONG[2]], active=[0, 1], inline=True)
-    key = Div(text=" ".join(f"<span style='color:{CLASS_COLORS[c]};font-size:1.3em'>&#9632;</span> {CLASS_LONG[c]}"
-                            for c in (1, 2)))
-    args = {"slider": slider, "select": select, "img_src": img_src, "mapper": mapper, "cbar": cbar, "fig": fig,
-            "when": when,
-                "frames": frames, "clims": clims, "labels": labels, "palettes": palettes, "stamps": stamps,
-                "tc_src": class_renderers[0].data_source, "ar_src": class_renderers[1].data_source,
-                "tc_frames": class_frames[1], "ar_frames": class_frames[2], "ev_src": ev_src, "all_events": all_events,
-                "ev_head": ev_head, "n_total": len(tab)}
-    update = CustomJS(args=args, code="""
-        const i = slider.value, v = select.value;
-        img_src.data = {image: [frames[v][i]]};
-        tc_src.data = {image: [tc_frames[i]]};
-        ar_src.data = {image: [ar_frames[i]]};
-        mapper.palette = palettes[v]; mapper.low = clims[v][0]; mapper.high = clims[v][1];
-        cbar.title = labels[v];
-        fig.title.text = labels[v] + ' — ' + stamps[i];
-        when.text = '<b>' + stamps[i] + '</b>';
-        const keep = [];
-        all_events['_step'].forEach((s, k) => { if (s === i) keep.push(k); });
-        const d = {};
-        for (const c of Object.keys(all_events)) d[c] = keep.map(k => all_events[c][k]);
-        ev_src.data = d;
-        ev_head.text = '<b>Events at this step</b> (' + keep.length + ' of ' + n_total
-                       + ' in the run; all in events.csv)';
-    """)
-    slider.js_on_change("value", update)
-    select.js_on_change("value", update)
-    toggles.js_on_change("active", CustomJS(args={"r": class_renderers, "toggles": toggles}, code="""
-        r[0].visible = toggles.active.includes(0); r[1].visible = toggles.active.includes(1);"""))
-    intro = Div(text=f"<h2>{html.escape(title)}</h2><p>Move the <b>time step</b> slider, pick a <b>variable</b>, "
-                     "tick the <b>classes</b> to show. Everything is embedded: "
-                     "this page works offline.</p>", width=1000)
-    layout = column(intro, row(select, column(Div(text="classes shown"), toggles, key)), row(slider, when), fig,
-                    ev_head, table)
+    fr = _explorer_frames(run, masks, mask, variables)
+    view = _explorer_figure(mask, fr, stamps[0])
+    ev = _explorer_events(tab, times)
+    layout = _explorer_layout(fr, stamps, view, ev, len(tab), title)
     page = file_html(layout, INLINE, title=title)
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
+
 
 
 # --------------------------------------------------------------------------- index page
@@ -619,11 +653,195 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+@dataclass
+class _ReportState:
+    """What the stages of :func:`report` share: inputs, then what each stage adds."""
+
+    out: Path
+    mask: Any  # the model's class mask, loaded
+    run: Any = None
+    truth: Any = None  # labels to score against (loaded where scored), or None
+    heur: Any = None  # the heuristic detectors' mask, or None
+    times: Any = None  # the time steps scored
+    card: pd.DataFrame | None = None
+    no_skill: str | None = None  # why there is no skill section
+    verdict: str | None = None
+    tab: pd.DataFrame | None = None  # events
+    trk: Any = None  # tracks
+    counts: pd.DataFrame | None = None
+    images: list[tuple[str, str]] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def write_csv(self, key: str, frame: pd.DataFrame, name: str) -> None:
+        self.files[key] = _write_csv(frame, self.out / name)
+
+
+def _truth_of(run: Any, labels: Any) -> Any:
+    """The labels to score against: ``labels`` (DataArray or mask dataset), else the run's ``LABELS``."""
+    if labels is not None:
+        return labels["mask"] if hasattr(labels, "data_vars") and "mask" in labels else labels
+    if run is not None and "LABELS" in run:
+        return run["LABELS"]
+    return None
+
+
+def _heuristic_of(run: Any, heuristic: Any) -> Any:
+    """The heuristic mask: computed from ``run`` (``heuristic=True``), given, or None."""
+    heur = None
+    if heuristic is True and run is not None:
+        from climviz.labels import label_run
+
+        try:
+            heur = label_run(run)["mask"]
+        except DataError as exc:  # e.g. a run without the fields the detectors need
+            log.warning("heuristic detectors not run: %s", exc)
+    elif heuristic is not None and heuristic is not False and heuristic is not True:
+        heur = heuristic["mask"] if hasattr(heuristic, "data_vars") else heuristic
+    return None if heur is None else heur.load()
+
+
+def _score_stage(st: _ReportState, eval_times: Any, skill_bar: dict[str, float] | None) -> None:
+    """Scorecard of the model (and heuristic) against the labels, its summary lines and the verdict."""
+    st.times = st.mask["time"].values if eval_times is None else np.asarray(eval_times)
+    if st.truth is None:
+        st.no_skill = "the run has no LABELS and no labels were given, so the masks cannot be scored"
+    else:
+        st.truth = st.truth.load()
+        sel = {"time": st.times}
+        st.card = scorecard(st.mask.sel(**sel), st.truth.sel(**sel),
+                            heuristic=None if st.heur is None else st.heur.sel(**sel))
+        st.write_csv("scorecard", st.card, "scorecard.csv")
+        scope = "all steps" if eval_times is None else f"{len(st.times)} held-out steps"
+        st.summary.update(_skill_summary(st.card, scope, with_heuristic=st.heur is not None))
+    if st.card is not None and skill_bar:
+        ok, short = skill_verdict(st.card, skill_bar)
+        bar_txt = ", ".join(f"{k} {'<=' if k == 'tc_event_ratio' else '>='} {v:g}" for k, v in skill_bar.items())
+        st.verdict = (f"PASS: the model meets the skill bar ({bar_txt})" if ok else
+                      f"BELOW THE BAR: {'; '.join(short)}. These masks are not a usable result; "
+                      f"train longer (more epochs) or on more data.")
+        st.summary = {"verdict": st.verdict, **st.summary}
+    elif st.card is None:
+        st.summary["skill"] = f"not scored: {st.no_skill}"
+
+
+def _skill_summary(card: pd.DataFrame, scope: str, *, with_heuristic: bool) -> dict[str, str]:
+    """The summary lines of a scorecard: IoU, event counts and POD / FAR / CSI (``model | heuristic``)."""
+    m = card[card["source"] == "model"].set_index("name")
+    h = card[card["source"] == "heuristic"].set_index("name") if with_heuristic else None
+    lines = {f"skill ({scope})": "model vs labels" + (" | heuristic vs labels" if with_heuristic else "")}
+    for name, key in (("mIoU", "mIoU"), ("TC", "IoU TC"), ("AR", "IoU AR")):
+        lines[key] = _pair(m.loc[name, "iou"], None if h is None else h.loc[name, "iou"])
+    for name in ("TC", "AR"):
+        lines[f"{name} events found/labelled"] = (
+            f"{int(m.loc[name, 'n_pred'])}/{int(m.loc[name, 'n_true'])}"
+            + ("" if h is None else f" | {int(h.loc[name, 'n_pred'])}/{int(h.loc[name, 'n_true'])}"))
+        lines[f"{name} POD / FAR / CSI"] = (
+            f"{m.loc[name, 'pod']:.2f} / {m.loc[name, 'far']:.2f} / {m.loc[name, 'csi']:.2f}"
+            + ("" if h is None else
+               f" | {h.loc[name, 'pod']:.2f} / {h.loc[name, 'far']:.2f} / {h.loc[name, 'csi']:.2f}"))
+    return lines
+
+
+def _events_stage(st: _ReportState) -> None:
+    """Events, tracks and per-class counts of the model's masks (CSV files and summary lines)."""
+    from climviz import events
+
+    fields = None
+    if st.run is not None:
+        fields = {k: st.run[k] for k in ("PSL", "TMQ", "PRECT") if k in st.run}
+    lab = events.label(st.mask)
+    tab = st.tab = events.table(lab, st.mask, fields=fields)
+    st.write_csv("events", tab, "events.csv")
+    trk = st.trk = events.track(tab, lab)
+    st.write_csv("tracks", trk.tracks, "tracks.csv")
+    st.counts = event_counts(tab, trk)
+    st.write_csv("event_counts", st.counts, "event_counts.csv")
+    st.summary["TC events"] = int((tab["class"] == 1).sum()) if len(tab) else 0
+    st.summary["AR events"] = int((tab["class"] == 2).sum()) if len(tab) else 0
+    st.summary["tracks (TC, AR)"] = (f"{int((trk.tracks['class'] == 1).sum())}, "
+                                     f"{int((trk.tracks['class'] == 2).sum())}")
+
+
+def _first_step_picture(st: _ReportState) -> None:
+    """``map_first_step.png``: the run's TMQ with the masks, or the masks alone on a blank map."""
+    mask, out = st.mask, st.out
+    if st.run is not None and "TMQ" in st.run:
+        field_map(st.run["TMQ"], out / "map_first_step.png", mask=mask, time=0)
+    else:
+        import cartopy.crs as ccrs
+        import matplotlib.pyplot as plt
+
+        t0 = mask["time"].values[0]
+        fig = plt.figure(figsize=(10, 5.2), layout="constrained")
+        ax = fig.add_subplot(1, 1, 1, projection=ccrs.PlateCarree())
+        _class_axes(ax, mask.isel(time=0).values, mask["lat"].values, mask["lon"].values,
+                    f"predicted classes — {_time_title(t0)} (no run given: masks only)")
+        _class_legend(fig)
+        _save_fig(fig, out / "map_first_step.png")
+    st.files["map"] = out / "map_first_step.png"
+    st.images.append(("First time step", "map_first_step.png"))
+
+
+def _pictures_stage(st: _ReportState, training_metrics: pd.DataFrame | None,
+                    skill_bar: dict[str, float] | None) -> None:
+    """The PNGs of the page: first step, labels | model | heuristic panels, training curves, frequencies, tracks."""
+    mask, out = st.mask, st.out
+    _first_step_picture(st)
+    if st.truth is not None or st.heur is not None:
+        cols = {}
+        if st.truth is not None:
+            cols["labels"] = st.truth
+        cols["model"] = mask
+        if st.heur is not None:
+            cols["heuristic"] = st.heur
+        times = np.asarray(st.times)
+        pick = times[np.linspace(0, len(times) - 1, min(3, len(times))).round().astype(int)]
+        st.files["panel_maps"] = panel_maps(cols, list(pick), out / "panel_maps.png")
+        st.images.insert(0, (" | ".join(cols) + " (same colours)", "panel_maps.png"))
+    if training_metrics is not None and len(training_metrics):
+        st.files["training_curves"] = training_curves(training_metrics, out / "training_curves.png", bar=skill_bar)
+        st.images.insert(1 if "panel_maps" in st.files else 0, ("Training curves", "training_curves.png"))
+    span = f"{_time_title(mask['time'].values[0])} to {_time_title(mask['time'].values[-1])}"
+    for cls, key in ((1, "tc"), (2, "ar")):
+        freq = class_frequency_percent(mask, cls)
+        top = float(freq.max()) if float(freq.max()) > 0 else 1.0
+        field_map(freq, out / f"frequency_{key}.png", cmap="magma_r", clim=(0.0, top),
+                  title=f"{freq.attrs['long_name']} (% of {mask.sizes['time']} steps, {span})")
+        st.files[f"frequency_{key}"] = out / f"frequency_{key}.png"
+        st.images.append((freq.attrs["long_name"], f"frequency_{key}.png"))
+    st.files["tracks_map"] = tracks_map(st.trk, out / "tracks_map.png")
+    st.images.append(("Tracks (table: tracks.csv)", "tracks_map.png"))
+
+
+def _index_stage(st: _ReportState, *, title: str, facts: list[tuple[str, str]] | None,
+                 training_metrics: pd.DataFrame | None) -> None:
+    """``index.html``, linking only the files that are in the report folder."""
+    links = [("explorer.html", "interactive map: time slider, variables, class toggles, events table"),
+             ("events.csv", "one row per event (time step, connected region)"),
+             ("tracks.csv", "one row per track (events linked in time)"),
+             ("event_counts.csv", "counts and mean areas per class")]
+    if st.card is not None:
+        links.insert(1, ("scorecard.csv", "skill per class, model and heuristic"))
+    links += [("training_metrics.csv", "per-epoch training metrics"), ("masks.nc", "the masks (CF netCDF)")]
+    if training_metrics is not None:
+        links.append(("summary.json", "the printed summary"))
+    present = {p.name for p in st.out.iterdir()} | {"summary.json"}
+    assert st.counts is not None  # _events_stage ran
+    st.files["index"] = index_page(st.out / "index.html", title=title, verdict=st.verdict, facts=facts or [],
+                                   card=st.card, no_skill_reason=st.no_skill, counts=st.counts,
+                                   images=st.images, links=[lk for lk in links if lk[0] in present])
+
+
 def report(masks, *, run=None, out: str | Path = "climviz_report", overwrite: bool = False, labels: Any = None,
            heuristic: Any = True, eval_times: Any = None, training_metrics: pd.DataFrame | None = None,
            skill_bar: dict[str, float] | None = None, title: str = "climviz report",
            facts: list[tuple[str, str]] | None = None) -> DemoReport:
     """Write the report folder for a mask dataset: scorecard, maps, tables and explorer.
+
+    The stages, in order: inputs (labels and heuristic masks), scorecard and verdict,
+    events and tracks, pictures, explorer page, index page; they share a small
+    state object.
 
     Parameters
     ----------
@@ -657,154 +875,22 @@ def report(masks, *, run=None, out: str | Path = "climviz_report", overwrite: bo
     DemoReport
         Files written and the summary (skill first).
     """
-    from climviz import events
-
     out = check_out(out, overwrite)
     if "mask" not in masks:
         raise DataError("report: expected a mask dataset with a 'mask' variable (from `climviz predict` "
                         f"or `climviz label`), found variables {sorted(masks.data_vars)}")
-    mask = masks["mask"].load()
-    files: dict[str, Path] = {}
-    summary: dict[str, Any] = {}
-
-    # --- truth and heuristic
-    truth = None
-    if labels is not None:
-        truth = labels["mask"] if hasattr(labels, "data_vars") and "mask" in labels else labels
-    elif run is not None and "LABELS" in run:
-        truth = run["LABELS"]
-    heur = None
-    if heuristic is True and run is not None:
-        from climviz.labels import label_run
-
-        try:
-            heur = label_run(run)["mask"]
-        except DataError as exc:  # e.g. a run without the fields the detectors need
-            log.warning("heuristic detectors not run: %s", exc)
-    elif heuristic is not None and heuristic is not False and heuristic is not True:
-        heur = heuristic["mask"] if hasattr(heuristic, "data_vars") else heuristic
-    if heur is not None:
-        heur = heur.load()
-
-    # --- scorecard
-    card = None
-    no_skill = None
-    times = mask["time"].values if eval_times is None else np.asarray(eval_times)
-    if truth is None:
-        no_skill = "the run has no LABELS and no labels were given, so the masks cannot be scored"
-    else:
-        truth = truth.load()
-        sel = {"time": times}
-        card = scorecard(mask.sel(**sel), truth.sel(**sel), heuristic=None if heur is None else heur.sel(**sel))
-        _write_csv(card, out / "scorecard.csv")
-        files["scorecard"] = out / "scorecard.csv"
-        m = card[card["source"] == "model"].set_index("name")
-        scope = "all steps" if eval_times is None else f"{len(times)} held-out steps"
-        summary[f"skill ({scope})"] = "model vs labels" + (" | heuristic vs labels" if heur is not None else "")
-        h = card[card["source"] == "heuristic"].set_index("name") if heur is not None else None
-        for name, key in (("mIoU", "mIoU"), ("TC", "IoU TC"), ("AR", "IoU AR")):
-            summary[key] = _pair(m.loc[name, "iou"], None if h is None else h.loc[name, "iou"])
-        for name in ("TC", "AR"):
-            summary[f"{name} events found/labelled"] = (
-                f"{int(m.loc[name, 'n_pred'])}/{int(m.loc[name, 'n_true'])}"
-                + ("" if h is None else f" | {int(h.loc[name, 'n_pred'])}/{int(h.loc[name, 'n_true'])}"))
-            summary[f"{name} POD / FAR / CSI"] = (
-                f"{m.loc[name, 'pod']:.2f} / {m.loc[name, 'far']:.2f} / {m.loc[name, 'csi']:.2f}"
-                + ("" if h is None else
-                   f" | {h.loc[name, 'pod']:.2f} / {h.loc[name, 'far']:.2f} / {h.loc[name, 'csi']:.2f}"))
-    verdict = None
-    if card is not None and skill_bar:
-        ok, short = skill_verdict(card, skill_bar)
-        bar_txt = ", ".join(f"{k} {'<=' if k == 'tc_event_ratio' else '>='} {v:g}" for k, v in skill_bar.items())
-        verdict = (f"PASS: the model meets the skill bar ({bar_txt})" if ok else
-                   f"BELOW THE BAR: {'; '.join(short)}. These masks are not a usable result; "
-                   f"train longer (more epochs) or on more data.")
-        summary = {"verdict": verdict, **summary}
-    elif card is None:
-        summary["skill"] = f"not scored: {no_skill}"
-
-    # --- events and tracks
-    fields = None
-    if run is not None:
-        fields = {k: run[k] for k in ("PSL", "TMQ", "PRECT") if k in run}
-    lab = events.label(mask)
-    tab = events.table(lab, mask, fields=fields)
-    _write_csv(tab, out / "events.csv")
-    files["events"] = out / "events.csv"
-    trk = events.track(tab, lab)
-    _write_csv(trk.tracks, out / "tracks.csv")
-    files["tracks"] = out / "tracks.csv"
-    counts = event_counts(tab, trk)
-    _write_csv(counts, out / "event_counts.csv")
-    files["event_counts"] = out / "event_counts.csv"
-    summary["TC events"] = int((tab["class"] == 1).sum()) if len(tab) else 0
-    summary["AR events"] = int((tab["class"] == 2).sum()) if len(tab) else 0
-    summary["tracks (TC, AR)"] = f"{int((trk.tracks['class'] == 1).sum())}, {int((trk.tracks['class'] == 2).sum())}"
-
-    # --- pictures
-    images: list[tuple[str, str]] = []
+    st = _ReportState(out=out, mask=masks["mask"].load(), run=run, truth=_truth_of(run, labels),
+                      heur=_heuristic_of(run, heuristic))
+    _score_stage(st, eval_times, skill_bar)
+    _events_stage(st)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # matplotlib/cartopy chatter about shapes on an empty map
-        t0 = mask["time"].values[0]
-        if run is not None and "TMQ" in run:
-            field_map(run["TMQ"], out / "map_first_step.png", mask=mask, time=0)
-        else:
-            import cartopy.crs as ccrs
-            import matplotlib.pyplot as plt
-
-            fig = plt.figure(figsize=(10, 5.2), layout="constrained")
-            ax = fig.add_subplot(1, 1, 1, projection=ccrs.PlateCarree())
-            _class_axes(ax, mask.isel(time=0).values, mask["lat"].values, mask["lon"].values,
-                        f"predicted classes — {_time_title(t0)} (no run given: masks only)")
-            _class_legend(fig)
-            _save_fig(fig, out / "map_first_step.png")
-        files["map"] = out / "map_first_step.png"
-        images.append(("First time step", "map_first_step.png"))
-        if truth is not None or heur is not None:
-            cols = {}
-            if truth is not None:
-                cols["labels"] = truth
-            cols["model"] = mask
-            if heur is not None:
-                cols["heuristic"] = heur
-            pick = np.asarray(times)[np.linspace(0, len(times) - 1, min(3, len(times))).round().astype(int)]
-            panel_maps(cols, list(pick), out / "panel_maps.png")
-            files["panel_maps"] = out / "panel_maps.png"
-            images.insert(0, (" | ".join(cols) + " (same colours)", "panel_maps.png"))
-        if training_metrics is not None and len(training_metrics):
-            training_curves(training_metrics, out / "training_curves.png", bar=skill_bar)
-            files["training_curves"] = out / "training_curves.png"
-            images.insert(1 if "panel_maps" in files else 0, ("Training curves", "training_curves.png"))
-        for cls, key in ((1, "tc"), (2, "ar")):
-            freq = class_frequency_percent(mask, cls)
-            top = float(freq.max()) if float(freq.max()) > 0 else 1.0
-            field_map(freq, out / f"frequency_{key}.png", cmap="magma_r", clim=(0.0, top),
-                      title=f"{freq.attrs['long_name']} (% of {mask.sizes['time']} steps, "
-                            f"{_time_title(mask['time'].values[0])} to {_time_title(mask['time'].values[-1])})")
-            files[f"frequency_{key}"] = out / f"frequency_{key}.png"
-            images.append((freq.attrs["long_name"], f"frequency_{key}.png"))
-        tracks_map(trk, out / "tracks_map.png")
-        files["tracks_map"] = out / "tracks_map.png"
-        images.append(("Tracks (table: tracks.csv)", "tracks_map.png"))
-
-    explorer_page(run, masks, trk.events if len(trk.events) == len(tab) else tab, out / "explorer.html")
-    files["explorer"] = out / "explorer.html"
-
-    links = [("explorer.html", "interactive map: time slider, variables, class toggles, events table"),
-             ("events.csv", "one row per event (time step, connected region)"),
-             ("tracks.csv", "one row per track (events linked in time)"),
-             ("event_counts.csv", "counts and mean areas per class")]
-    if card is not None:
-        links.insert(1, ("scorecard.csv", "skill per class, model and heuristic"))
-    links += [("training_metrics.csv", "per-epoch training metrics"), ("masks.nc", "the masks (CF netCDF)")]
-    if training_metrics is not None:
-        links.append(("summary.json", "the printed summary"))
-    present = {p.name for p in out.iterdir()} | {"summary.json"}
-    index_page(out / "index.html", title=title, verdict=verdict, facts=facts or [], card=card,
-               no_skill_reason=no_skill, counts=counts, images=images,
-               links=[lk for lk in links if lk[0] in present])
-    files["index"] = out / "index.html"
-    return DemoReport(out=out, files=files, summary=summary)
+        _pictures_stage(st, training_metrics, skill_bar)
+    assert st.tab is not None and st.trk is not None  # _events_stage ran
+    explorer_page(run, masks, st.trk.events if len(st.trk.events) == len(st.tab) else st.tab, out / "explorer.html")
+    st.files["explorer"] = out / "explorer.html"
+    _index_stage(st, title=title, facts=facts, training_metrics=training_metrics)
+    return DemoReport(out=out, files=st.files, summary=st.summary)
 
 
 def _pair(a: float, b: float | None) -> str:
