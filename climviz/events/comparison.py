@@ -10,12 +10,13 @@ interval of ``b - a`` is the percentile interval of the replicates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from climviz._compat import ClassesLike, class_ids
 from climviz.data.schema import CLASSES
 from climviz.errors import DataError
 from climviz.events.geometry import EARTH_RADIUS_KM, cell_areas
@@ -102,11 +103,122 @@ def _series(mask: Any, classes: tuple[int, ...], radius_km: float, min_cells: in
     return out, src
 
 
+@dataclass
+class _Run:
+    """One run made ready for the bootstrap (a stage's state in :func:`compare`)."""
+
+    da: Any                         # the mask DataArray
+    src: Any                        # its MaskSource (grid, times, shape)
+    series: dict[str, np.ndarray]   # per-step series per class (see _series)
+    L: int = 0                      # steps per block
+    nb: int = 0                     # complete blocks
+    w: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n_boot, nb) weights
+    steps_per_year: float = np.nan
+
+    @property
+    def n(self) -> int:
+        return int(self.src.shape[0])
+
+
+def _prepare(mask: Any, classes: tuple[int, ...], radius_km: float, min_cells: int,
+             min_area_km2: float) -> _Run:
+    """Stage 1: per-step event series of one run."""
+    series, src = _series(mask, classes, radius_km, min_cells, min_area_km2, None)
+    return _Run(da=mask, src=src, series=series)
+
+
+def _check_same_grid(a: _Run, b: _Run) -> None:
+    sa, sb = a.src, b.src
+    if sa.lat.shape != sb.lat.shape or not np.allclose(sa.lat, sb.lat) or \
+            sa.lon.shape != sb.lon.shape or not np.allclose(sa.lon, sb.lon):
+        raise DataError("compare: runs a and b must be on the same lat/lon grid")
+
+
+def _blocks(a: _Run, b: _Run, block_steps: int | None, n_boot: int, seed: int) -> None:
+    """Stage 2: block lengths, resampling weights (a's drawn first) and steps per year."""
+    from climviz.events.stats import run_years
+
+    for r in (a, b):
+        r.L = block_steps or default_block_steps(r.src.times, r.n)
+        r.nb = r.n // r.L
+    if a.nb < 2 or b.nb < 2:
+        raise DataError(f"compare: need at least 2 blocks per run; a has {a.n} steps, "
+                        f"b has {b.n}, block_steps={a.L}/{b.L}")
+    rng = np.random.default_rng(seed)
+    for r in (a, b):
+        r.w = _weights(n_boot, r.nb, rng)
+    for r in (a, b):
+        years = run_years(r.src.times)
+        r.steps_per_year = r.n / years if np.isfinite(years) else np.nan
+
+
+def _row(c: int, statistic: str, units: str, pa: float, pb: float, d: np.ndarray, ci: float) -> dict[str, Any]:
+    """One table row: point estimates ``pa``, ``pb`` and the interval of the replicates ``d`` of b - a."""
+    lo, hi, p = _interval(d, ci)
+    return {"class": int(c), "name": CLASSES.get(int(c), f"class_{c}"), "statistic": statistic, "units": units,
+            "a": pa, "b": pb, "difference": pb - pa, "ci_low": float(lo), "ci_high": float(hi),
+            "significant": bool(lo > 0 or hi < 0), "p_value": float(p)}
+
+
+def _class_rows(c: int, a: _Run, b: _Run, ci: float) -> list[dict[str, Any]]:
+    """Stage 3: the table rows of one class.
+
+    Point estimates are over the complete blocks, replicates from the resampled blocks.
+    """
+    ba = {k: _block_means(a.series[f"{k}_{c}"], a.L) for k in ("count", "area", "cover")}
+    bb = {k: _block_means(b.series[f"{k}_{c}"], b.L) for k in ("count", "area", "cover")}
+    rows = []
+    for name, k in (("coverage_fraction", "cover"), ("events_per_step", "count")):
+        pa, pb = ba[k].mean(), bb[k].mean()
+        ra, rb = a.w @ ba[k], b.w @ bb[k]
+        rows.append(_row(c, name, "1", pa, pb, rb - ra, ci))
+        if name == "events_per_step" and np.isfinite(a.steps_per_year) and np.isfinite(b.steps_per_year):
+            ya, yb = a.steps_per_year, b.steps_per_year
+            rows.append(_row(c, "event_steps_per_year", "1/yr", pa * ya, pb * yb, rb * yb - ra * ya, ci))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pa = ba["area"].sum() / ba["count"].sum()
+        pb = bb["area"].sum() / bb["count"].sum()
+        ra = (a.w @ ba["area"]) / (a.w @ ba["count"])
+        rb = (b.w @ bb["area"]) / (b.w @ bb["count"])
+    rows.append(_row(c, "mean_event_area_km2", "km2", pa, pb, rb - ra, ci))
+    return rows
+
+
+def _class_maps(ds: Any, c: int, a: _Run, b: _Run, ci: float, chunk: int) -> None:
+    """Stage 4: cell-by-cell frequency comparison of one class, added to ``ds``."""
+    key = CLASSES.get(int(c), f"class_{c}")
+    H, W = a.src.shape[1:]
+    fa = _block_means_lazy(a.da, c, a.L, a.src)
+    fb = _block_means_lazy(b.da, c, b.L, b.src)
+    ma, mb = fa.mean(axis=0), fb.mean(axis=0)
+    lo = np.empty(H * W, np.float32)
+    hi = np.empty(H * W, np.float32)
+    pv = np.empty(H * W, np.float32)
+    fa2, fb2 = fa.reshape(a.nb, -1), fb.reshape(b.nb, -1)
+    for s in range(0, H * W, chunk):
+        sl = slice(s, min(H * W, s + chunk))
+        d = (b.w @ fb2[:, sl]) - (a.w @ fa2[:, sl])
+        lo[sl], hi[sl], pv[sl] = _interval(d, ci)
+    dims = (a.src.dims[1], a.src.dims[2])
+    attrs = {"units": "1", "class": int(c)}
+    ds[f"frequency_a_{key}"] = (dims, ma.astype(np.float32), {**attrs, "long_name": f"{key} frequency in run a"})
+    ds[f"frequency_b_{key}"] = (dims, mb.astype(np.float32), {**attrs, "long_name": f"{key} frequency in run b"})
+    ds[f"difference_{key}"] = (dims, (mb - ma).astype(np.float32),
+                               {**attrs, "long_name": f"{key} frequency difference b - a"})
+    ds[f"ci_low_{key}"] = (dims, lo.reshape(H, W), {**attrs, "long_name": f"lower {ci:.0%} bound of b - a"})
+    ds[f"ci_high_{key}"] = (dims, hi.reshape(H, W), {**attrs, "long_name": f"upper {ci:.0%} bound of b - a"})
+    sig = (lo > 0) | (hi < 0)
+    ds[f"significant_{key}"] = (dims, sig.reshape(H, W).astype(np.uint8),
+                                {"long_name": f"{key} difference significant at {ci:.0%} (block bootstrap)",
+                                 "flag_values": [0, 1], "flag_meanings": "not_significant significant"})
+    ds[f"p_value_{key}"] = (dims, pv.reshape(H, W), {"units": "1", "long_name": "bootstrap p-value"})
+
+
 def compare(
     a: Any,
     b: Any,
     *,
-    classes: tuple[int, ...] = (1, 2),
+    classes: ClassesLike = (1, 2),
     block_steps: int | None = None,
     n_boot: int = 1000,
     ci: float = 0.95,
@@ -125,7 +237,8 @@ def compare(
         Class masks (DataArray (time, lat, lon) or mask Datasets, numpy or
         dask) on the same grid; the runs may differ in length.
     classes
-        Classes to compare.
+        Classes to compare: one (``1``, ``"tc"``) or several (``(1, 2)``,
+        ``["tc", "ar"]``; default both).
     block_steps
         Steps per bootstrap block (default :func:`default_block_steps`: 5 days).
     n_boot
@@ -165,101 +278,27 @@ def compare(
     """
     import xarray as xr
 
-    from climviz.events.stats import _mask_da, run_years
+    from climviz.events.stats import _mask_da
 
+    classes = class_ids(classes)
     da_a, da_b = _mask_da(a, "a"), _mask_da(b, "b")
     if not (0 < ci < 1):
         raise DataError(f"ci: expected a level in (0, 1), found {ci}")
     if n_boot < 10:
         raise DataError(f"n_boot: expected at least 10 replicates, found {n_boot}")
-    sa, src_a = _series(da_a, classes, radius_km, min_cells, min_area_km2, None)
-    sb, src_b = _series(da_b, classes, radius_km, min_cells, min_area_km2, None)
-    if src_a.lat.shape != src_b.lat.shape or not np.allclose(src_a.lat, src_b.lat) or \
-            src_a.lon.shape != src_b.lon.shape or not np.allclose(src_a.lon, src_b.lon):
-        raise DataError("compare: runs a and b must be on the same lat/lon grid")
-    La = block_steps or default_block_steps(src_a.times, src_a.shape[0])
-    Lb = block_steps or default_block_steps(src_b.times, src_b.shape[0])
-    rng = np.random.default_rng(seed)
-    nb_a, nb_b = src_a.shape[0] // La, src_b.shape[0] // Lb
-    if nb_a < 2 or nb_b < 2:
-        raise DataError(f"compare: need at least 2 blocks per run; a has {src_a.shape[0]} steps, "
-                        f"b has {src_b.shape[0]}, block_steps={La}/{Lb}")
-    wa = _weights(n_boot, nb_a, rng)
-    wb = _weights(n_boot, nb_b, rng)
-    ya, yb = run_years(src_a.times), run_years(src_b.times)
-    steps_per_year_a = src_a.shape[0] / ya if np.isfinite(ya) else np.nan
-    steps_per_year_b = src_b.shape[0] / yb if np.isfinite(yb) else np.nan
-
-    rows = []
-    for c in classes:
-        key = CLASSES.get(int(c), f"class_{c}")
-        ba = {k: _block_means(sa[f"{k}_{c}"], La) for k in ("count", "area", "cover")}
-        bb = {k: _block_means(sb[f"{k}_{c}"], Lb) for k in ("count", "area", "cover")}
-        # point estimates over the complete blocks, replicates from the resampled blocks
-        stats = {
-            "coverage_fraction": ("1", lambda m: m["cover"]),
-            "events_per_step": ("1", lambda m: m["count"]),
-            "mean_event_area_km2": ("km2", None),
-        }
-        for name, (units, fn) in stats.items():
-            if fn is not None:
-                pa, pb = fn(ba).mean(), fn(bb).mean()
-                ra, rb = wa @ fn(ba), wb @ fn(bb)
-            else:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    pa = ba["area"].sum() / ba["count"].sum()
-                    pb = bb["area"].sum() / bb["count"].sum()
-                    ra = (wa @ ba["area"]) / (wa @ ba["count"])
-                    rb = (wb @ bb["area"]) / (wb @ bb["count"])
-            lo, hi, p = _interval(rb - ra, ci)
-            rows.append({"class": int(c), "name": key, "statistic": name, "units": units, "a": pa, "b": pb,
-                         "difference": pb - pa, "ci_low": float(lo), "ci_high": float(hi),
-                         "significant": bool(lo > 0 or hi < 0), "p_value": float(p)})
-            if name == "events_per_step" and np.isfinite(steps_per_year_a) and np.isfinite(steps_per_year_b):
-                ra_y, rb_y = ra * steps_per_year_a, rb * steps_per_year_b
-                lo, hi, p = _interval(rb_y - ra_y, ci)
-                rows.append({"class": int(c), "name": key, "statistic": "event_steps_per_year", "units": "1/yr",
-                             "a": pa * steps_per_year_a, "b": pb * steps_per_year_b,
-                             "difference": pb * steps_per_year_b - pa * steps_per_year_a,
-                             "ci_low": float(lo), "ci_high": float(hi), "significant": bool(lo > 0 or hi < 0),
-                             "p_value": float(p)})
-    table = pd.DataFrame(rows)
-
-    ds = xr.Dataset(coords={src_a.dims[1]: src_a.lat, src_a.dims[2]: src_a.lon})
+    ra = _prepare(da_a, classes, radius_km, min_cells, min_area_km2)
+    rb = _prepare(da_b, classes, radius_km, min_cells, min_area_km2)
+    _check_same_grid(ra, rb)
+    _blocks(ra, rb, block_steps, n_boot, seed)
+    table = pd.DataFrame([row for c in classes for row in _class_rows(c, ra, rb, ci)])
+    ds = xr.Dataset(coords={ra.src.dims[1]: ra.src.lat, ra.src.dims[2]: ra.src.lon})
     if maps:
-        H, W = src_a.shape[1:]
         chunk = max(1, max_cells_per_chunk // n_boot)
         for c in classes:
-            key = CLASSES.get(int(c), f"class_{c}")
-            fa = _block_means_lazy(da_a, c, La, src_a)
-            fb = _block_means_lazy(da_b, c, Lb, src_b)
-            ma, mb = fa.mean(axis=0), fb.mean(axis=0)
-            lo = np.empty(H * W, np.float32)
-            hi = np.empty(H * W, np.float32)
-            pv = np.empty(H * W, np.float32)
-            fa2, fb2 = fa.reshape(nb_a, -1), fb.reshape(nb_b, -1)
-            for s in range(0, H * W, chunk):
-                sl = slice(s, min(H * W, s + chunk))
-                d = (wb @ fb2[:, sl]) - (wa @ fa2[:, sl])
-                lo[sl], hi[sl], pv[sl] = _interval(d, ci)
-            dims = (src_a.dims[1], src_a.dims[2])
-            attrs = {"units": "1", "class": int(c)}
-            ds[f"frequency_a_{key}"] = (dims, ma.astype(np.float32),
-                                        {**attrs, "long_name": f"{key} frequency in run a"})
-            ds[f"frequency_b_{key}"] = (dims, mb.astype(np.float32),
-                                        {**attrs, "long_name": f"{key} frequency in run b"})
-            ds[f"difference_{key}"] = (dims, (mb - ma).astype(np.float32),
-                                       {**attrs, "long_name": f"{key} frequency difference b - a"})
-            ds[f"ci_low_{key}"] = (dims, lo.reshape(H, W), {**attrs, "long_name": f"lower {ci:.0%} bound of b - a"})
-            ds[f"ci_high_{key}"] = (dims, hi.reshape(H, W), {**attrs, "long_name": f"upper {ci:.0%} bound of b - a"})
-            sig = (lo > 0) | (hi < 0)
-            ds[f"significant_{key}"] = (dims, sig.reshape(H, W).astype(np.uint8),
-                                        {"long_name": f"{key} difference significant at {ci:.0%} (block bootstrap)",
-                                         "flag_values": [0, 1], "flag_meanings": "not_significant significant"})
-            ds[f"p_value_{key}"] = (dims, pv.reshape(H, W), {"units": "1", "long_name": "bootstrap p-value"})
+            _class_maps(ds, c, ra, rb, ci, chunk)
     ds.attrs = {"comment": "b - a with block-bootstrap confidence intervals over time",
-                "block_steps_a": La, "block_steps_b": Lb, "n_boot": n_boot, "ci": ci, "seed": seed}
-    return Comparison(table=table, maps=ds, block_steps=La, n_boot=n_boot, ci=ci)
+                "block_steps_a": ra.L, "block_steps_b": rb.L, "n_boot": n_boot, "ci": ci, "seed": seed}
+    return Comparison(table=table, maps=ds, block_steps=ra.L, n_boot=n_boot, ci=ci)
 
 
 def _block_means_lazy(da: Any, c: int, L: int, src: Any) -> np.ndarray:
