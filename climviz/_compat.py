@@ -38,8 +38,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
 from climviz.data.schema import CLASS_KEYS, CLASSES
+from climviz.errors import ConfigError
 
-__all__ = ["ClassesLike", "class_id", "class_ids", "rename_kwargs", "renamed_kwargs"]
+__all__ = ["ClassesLike", "class_id", "class_ids", "is_one_class", "rename_kwargs", "renamed_kwargs"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -160,7 +161,19 @@ for _i, _key in enumerate(CLASS_KEYS):
     _NAMES[_key] = _i
 
 
-def class_id(c: int | str) -> int:
+def is_one_class(classes: ClassesLike) -> bool:
+    """Whether ``classes`` names one class (an int or a name) rather than a sequence.
+
+    Examples
+    --------
+    >>> is_one_class("tc"), is_one_class(2), is_one_class([2])
+    (True, True, False)
+    """
+    return (isinstance(classes, str) or not isinstance(classes, Iterable)
+            or getattr(classes, "ndim", None) == 0)
+
+
+def class_id(c: int | str, name: str = "classes") -> int:
     """The class number of one class given as a number or a name.
 
     Parameters
@@ -168,6 +181,8 @@ def class_id(c: int | str) -> int:
     c
         ``0, 1, 2`` or a name, case-insensitive: ``"background"``, ``"tc"``,
         ``"tropical_cyclone"``, ``"ar"``, ``"atmospheric_river"``.
+    name
+        The argument's name, for the error message.
 
     Returns
     -------
@@ -175,50 +190,57 @@ def class_id(c: int | str) -> int:
 
     Raises
     ------
-    ValueError
-        For an unknown name or a number outside the classes.
+    ConfigError
+        (a ValueError) for an unknown name or a number outside the classes.
 
     Examples
     --------
     >>> class_id("TC"), class_id("atmospheric_river"), class_id(2)
     (1, 2, 2)
     """
+    expected = (f"a class number in {sorted(CLASSES)} or a name in "
+                f"{sorted(k for k in _NAMES if ' ' not in k)}")
     if isinstance(c, str):
         key = c.strip().lower()
         if key not in _NAMES:
-            raise ValueError(f"unknown class {c!r}: expected one of {sorted(set(_NAMES))} "
-                             f"or a number in {sorted(CLASSES)}")
+            raise ConfigError(f"{name}: expected {expected}, found {c!r}")
         return _NAMES[key]
     try:
         i = operator.index(c)
     except TypeError:
         i = -1
     if isinstance(c, bool) or i not in CLASSES:
-        raise ValueError(f"class: expected a number in {sorted(CLASSES)} or a name, found {c!r}")
+        raise ConfigError(f"{name}: expected {expected}, found {c!r}")
     return i
 
 
-def class_ids(classes: ClassesLike) -> tuple[int, ...]:
+def class_ids(classes: ClassesLike, name: str = "classes") -> tuple[int, ...]:
     """Class numbers of one class or a sequence of them (ints or names), in the order given.
 
     Parameters
     ----------
     classes
         One class (``1``, ``"tc"``) or several (``(1, 2)``, ``["tc", "ar"]``).
+    name
+        The argument's name, for the error message.
 
     Returns
     -------
     tuple of int
+
+    Raises
+    ------
+    ConfigError
+        (a ValueError) for an unknown class or an empty sequence.
 
     Examples
     --------
     >>> class_ids("ar"), class_ids(["TC", 2]), class_ids((1, 2))
     ((2,), (1, 2), (1, 2))
     """
-    if (isinstance(classes, str) or not isinstance(classes, Iterable)
-            or getattr(classes, "ndim", None) == 0):
-        return (class_id(cast("int | str", classes)),)
-    out = tuple(class_id(c) for c in classes)
+    if is_one_class(classes):
+        return (class_id(cast("int | str", classes), name),)
+    out = tuple(class_id(c, name) for c in cast("Iterable[int | str]", classes))
     if not out:
-        raise ValueError("classes: expected at least one class, found none")
+        raise ConfigError(f"{name}: expected at least one class, found none")
     return out

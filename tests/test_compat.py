@@ -4,7 +4,8 @@ import warnings
 
 import pytest
 
-from climviz._compat import class_id, class_ids, rename_kwargs, renamed_kwargs
+from climviz._compat import class_id, class_ids, is_one_class, rename_kwargs, renamed_kwargs
+from climviz.errors import ConfigError
 
 
 @renamed_kwargs(cls="classes", alpha=("ci", lambda a: 1 - a))
@@ -68,6 +69,14 @@ def test_class_ids_rejects(bad):
         class_ids(bad)
 
 
-def test_class_id_message_lists_names():
-    with pytest.raises(ValueError, match="'hurricane'.*'tc'"):
-        class_id("hurricane")
+def test_class_id_message_names_argument_expected_and_found():
+    with pytest.raises(ConfigError, match=r"distance_classes: expected .*'tc'.*found 'hurricane'"):
+        class_id("hurricane", "distance_classes")
+    with pytest.raises(ConfigError, match=r"classes: expected a class number in \[0, 1, 2\].*found 7"):
+        class_ids([1, 7])
+
+
+def test_is_one_class():
+    np = pytest.importorskip("numpy")
+    assert is_one_class("ar") and is_one_class(1) and is_one_class(np.int8(2))
+    assert not is_one_class((1,)) and not is_one_class(np.array([1, 2]))
