@@ -1,18 +1,29 @@
-"""Ray launcher overhead: time to the first training step, and Ray+DDP per-step cost.
+"""Ray launcher overhead: time to the first training step (with its breakdown), Ray step cost.
 
-Measured in one run on this machine:
+Measured in one run on this machine, all with the tiny DeepLabv3+, fp32, one torch
+thread per process, the same per-worker batch:
 
-* ``time_to_first_step_cold_s``: from the ``train(...)`` call to the first optimizer step
-  of rank 0, including starting a local Ray; ``..._warm_s``: the same with Ray already
-  running (a second ``train`` call in the same session).
-* ``step_s_single_process``: seconds per optimizer step of the engine in this process
-  (``run_training``, world size 1, one torch thread), and ``step_s_ray_ddp``: the same
-  per-worker batch with 2 Ray workers (gloo DDP, one CPU/thread each); both from the
-  epochs after the first (warm), ``train_time_s / steps``.
-* ratios: ``ray_ddp_step_time_vs_single_process`` (target <= 1.10), and
-  ``ray_2_workers_throughput_vs_single_process`` (images/s, ideal 2.0).
+* ``in_process``: the engine (``run_training``) in this process: seconds per optimizer
+  step (median over the epochs after the first of ``train_time_s / steps``) and time to
+  its first step. The baseline of every ratio.
+* ``cold``: ``cv.train(..., num_workers=2)`` with no Ray running: starts a local Ray,
+  the worker group (2 actors: torch import, gloo process group), ships the data, sets
+  up and steps. ``startup`` holds the breakdown (``TrainResult.extra["startup"]``).
+* ``warm``: the same call again, ``repeats`` times (a notebook calling ``train`` twice):
+  Ray and the worker group are reused (``benchmarks/_common.timed`` statistics of the
+  time to first step; the breakdown of the median run).
+* ``one_worker``: a 1-worker Ray run (new group of 1): per-step time vs in-process.
+* ``ddp``: per-step time of the 2-worker runs (gloo all-reduce every step) and images/s.
+* ``ray_train``: one warm call through Ray Train's ``TorchTrainer`` (``launcher=
+  "ray_train"``, the launcher before issue 19), with its breakdown, for comparison.
 
-Usage: ``python benchmarks/bench_ray.py [--quick] [--gpu] [--out PATH]``.
+Ratios: ``ray_1_worker_step_vs_in_process`` (target <= 1.10),
+``time_to_first_step_cold_vs_20s_target`` and ``..._warm_vs_5s_target`` (<= 1),
+``ray_train_warm_vs_workers_warm``, ``ray_2_workers_throughput_vs_in_process``.
+
+Usage: ``python benchmarks/bench_ray.py [--quick] [--gpu] [--out PATH]`` (under 5
+minutes on 2 loaded cores; a local Ray is started and stopped, so run it under
+``flock /tmp/climviz-ray.lock`` where other Ray tests run).
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see climviz/__init__.py)
 
-from _common import machine_info, save_result  # noqa: E402
+from _common import load_average, machine_info, save_result, timed  # noqa: E402
 
 
 def per_step(metrics) -> float:
@@ -43,12 +54,16 @@ def per_step(metrics) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes (CI smoke run)")
+    ap.add_argument("--quick", action="store_true", help="small sizes, 3 warm repeats")
     ap.add_argument("--gpu", action="store_true", help="use_gpu=True on the Ray workers")
-    ap.add_argument("--out", default=None, help="JSON path (default results/ray.json, ray_quick.json with --quick)")
+    ap.add_argument("--no-ray-train", action="store_true",
+                    help="skip the Ray Train comparison (the slowest part)")
+    ap.add_argument("--out", default=None,
+                    help="JSON path (default results/ray.json, ray_quick.json with --quick)")
     args = ap.parse_args(argv)
     start_machine = machine_info()
 
+    import pandas as pd
     import torch
 
     import climviz as cv
@@ -62,62 +77,108 @@ def main(argv: list[str] | None = None) -> int:
     n_times = 40 if args.quick else 80
     steps = 3 if args.quick else 6
     epochs = 3 if args.quick else 4
+    repeats = 3 if args.quick else 5
     batch = 2
+    device = "cuda" if args.gpu else "cpu"
     ds = synthetic_run(n_times, shape=shape, seed=1, n_tc=8, n_ar=5).load()
     cfg = TrainConfig(model="deeplabv3plus", preset="tiny", epochs=epochs, batch_size=batch,
                       max_steps_per_epoch=steps, precision="fp32" if not args.gpu else "auto",
                       loader_workers=0, seed=0, schedule="constant", lr_scaling="none")
+    short = cfg.replace(epochs=1, max_steps_per_epoch=1)     # warm calls: start-up is the point
     root = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     figures: dict = {"grid": list(shape), "batch_per_worker": batch, "steps_per_epoch": steps,
-                     "epochs": epochs, "num_workers": 2, "model": "deeplabv3plus/tiny"}
+                     "epochs": epochs, "model": "deeplabv3plus/tiny", "warm_repeats": repeats}
+    loads: dict = {}
+    runs = iter(range(10_000))
+
+    def ray_train(c, workers, **kw):
+        return cv.train(c, ds, num_workers=workers, use_gpu=args.gpu, storage_path=root,
+                        name=f"run{next(runs)}", progress=False, **kw)
 
     # ---- the engine in this process (baseline) -----------------------------------
+    loads["in_process"] = load_average()
     t0 = time.perf_counter()
-    first = {}
-
-    def on_step(info):
-        first.setdefault("t", time.perf_counter())
-
-    rows = run_training(cfg, ds, checkpoint_dir=root / "local", step_callback=on_step,
-                        device="cuda" if args.gpu else "cpu")
-    import pandas as pd
-
+    first: dict = {}
+    rows = run_training(cfg, ds, checkpoint_dir=root / "local", device=device,
+                        step_callback=lambda info: first.setdefault("t", time.perf_counter()))
     local = pd.DataFrame(rows)
-    figures["time_to_first_step_single_process_s"] = first["t"] - t0
-    figures["step_s_single_process"] = per_step(local)
-    figures["images_per_s_single_process"] = float(local["images_per_s"].iloc[1:].median())
+    figures["in_process"] = {"time_to_first_step_s": first["t"] - t0,
+                             "step_s": per_step(local),
+                             "images_per_s": float(local["images_per_s"].iloc[1:].median())}
 
-    # ---- Ray: cold (starts a local Ray) and warm ------------------------------------
+    # ---- cold: no Ray running; 2 workers (also the DDP step figures) --------------
     shutdown()
+    loads["cold"] = load_average()
     t_cold = time.perf_counter()
-    res_cold = cv.train(cfg, ds, num_workers=2, use_gpu=args.gpu, storage_path=root,
-                        name="cold", progress=False,
-                        ray_init={"num_cpus": 2 if not args.gpu else None,
-                                  "object_store_memory": 200_000_000, "dashboard": False})
-    figures["train_call_cold_wall_s"] = time.perf_counter() - t_cold
-    figures["time_to_first_step_cold_s"] = res_cold.extra["time_to_first_step_s"]
-    res = cv.train(cfg, ds, num_workers=2, use_gpu=args.gpu, storage_path=root, name="warm",
-                   progress=False)
-    figures["time_to_first_step_warm_s"] = res.extra["time_to_first_step_s"]
-    steps_ray = [per_step(r.metrics) for r in (res_cold, res)]
-    figures["step_s_ray_ddp_runs"] = steps_ray
-    figures["step_s_ray_ddp"] = statistics.median(steps_ray)
-    figures["images_per_s_ray_ddp"] = float(statistics.median(
-        list(res_cold.metrics["images_per_s"].iloc[1:]) + list(res.metrics["images_per_s"].iloc[1:])))
+    cold = ray_train(cfg, 2, ray_init={"num_cpus": 2 if not args.gpu else None,
+                                       "object_store_memory": 200_000_000,
+                                       "dashboard": False})
+    figures["cold"] = {"train_call_wall_s": time.perf_counter() - t_cold,
+                       "time_to_first_step_s": cold.extra["time_to_first_step_s"],
+                       "startup": cold.extra["startup"]}
+
+    # ---- warm: Ray and the worker group kept, `repeats` calls ---------------------
+    loads["warm"] = load_average()
+    warm_results: list = []
+    stats = timed(lambda: warm_results.append(ray_train(short, 2)), repeats=repeats, warmup=0)
+    ttfs = [r.extra["time_to_first_step_s"] for r in warm_results]
+    median_run = sorted(warm_results, key=lambda r: r.extra["time_to_first_step_s"])[len(ttfs) // 2]
+    figures["warm"] = {"time_to_first_step_s": statistics.median(ttfs),
+                       "time_to_first_step_runs_s": ttfs,
+                       "spread": (max(ttfs) - min(ttfs)) / statistics.median(ttfs),
+                       "train_call_wall": stats,
+                       "all_reused": all(r.extra["startup"]["worker_group_reused"]
+                                         for r in warm_results),
+                       "startup": median_run.extra["startup"]}
+
+    # ---- 2-worker DDP step, a second full run on the kept group ------------------
+    ddp = ray_train(cfg, 2)
+    figures["ddp"] = {"step_s_runs": [per_step(cold.metrics), per_step(ddp.metrics)],
+                      "images_per_s": float(statistics.median(
+                          list(cold.metrics["images_per_s"].iloc[1:])
+                          + list(ddp.metrics["images_per_s"].iloc[1:])))}
+    figures["ddp"]["step_s"] = statistics.median(figures["ddp"]["step_s_runs"])
+
+    # ---- 1 worker: Ray's own per-step overhead -----------------------------------
+    loads["one_worker"] = load_average()
+    one = [ray_train(cfg, 1) for _ in range(2)]       # the first starts a group of 1
+    figures["one_worker"] = {"step_s_runs": [per_step(r.metrics) for r in one],
+                             "time_to_first_step_warm_s": one[1].extra["time_to_first_step_s"]}
+    figures["one_worker"]["step_s"] = statistics.median(figures["one_worker"]["step_s_runs"])
+
+    # ---- Ray Train's TorchTrainer (the launcher before), warm ---------------------
+    if not args.no_ray_train:
+        loads["ray_train"] = load_average()
+        rt = ray_train(short, 2, launcher="ray_train")
+        figures["ray_train_warm"] = {"time_to_first_step_s": rt.extra["time_to_first_step_s"],
+                                     "startup": rt.extra["startup"]}
     shutdown()
 
+    ip = figures["in_process"]
     ratios = {
-        "ray_ddp_step_time_vs_single_process": figures["step_s_ray_ddp"] / figures["step_s_single_process"],
-        "ray_2_workers_throughput_vs_single_process":
-            figures["images_per_s_ray_ddp"] / figures["images_per_s_single_process"],
-        "time_to_first_step_warm_vs_20s_target": figures["time_to_first_step_warm_s"] / 20.0,
+        "ray_1_worker_step_vs_in_process": figures["one_worker"]["step_s"] / ip["step_s"],
+        "ray_2_workers_ddp_step_vs_in_process": figures["ddp"]["step_s"] / ip["step_s"],
+        "ray_2_workers_throughput_vs_in_process": figures["ddp"]["images_per_s"] / ip["images_per_s"],
+        "time_to_first_step_cold_vs_20s_target": figures["cold"]["time_to_first_step_s"] / 20.0,
+        "time_to_first_step_warm_vs_5s_target": figures["warm"]["time_to_first_step_s"] / 5.0,
+        "time_to_first_step_warm_vs_in_process": (figures["warm"]["time_to_first_step_s"]
+                                                  / ip["time_to_first_step_s"]),
     }
-    notes = ("2 CPU workers (gloo DDP, 1 thread each) vs the same engine in one process "
-             "with 1 thread and the same per-worker batch; per-step times are medians of "
-             "the epochs after the first. Absolute times depend on the load of the machine "
-             "(machine.load_average_1min at start and end).")
-    save_result("ray", figures, ratios, notes, quick=args.quick, out=args.out, machine=start_machine,
-                packages=("torch", "ray"))
+    if "ray_train_warm" in figures:
+        ratios["ray_train_warm_vs_workers_warm"] = (figures["ray_train_warm"]["time_to_first_step_s"]
+                                                    / figures["warm"]["time_to_first_step_s"])
+    notes = ("Launcher: a kept group of Ray actors (climviz.training.workers), gloo DDP, 1 CPU "
+             "and 1 torch thread per worker, vs the same engine in this process with 1 thread "
+             "and the same per-worker batch. Per-step times: median over the epochs after the "
+             "first. startup: seconds per stage (connect = Ray start, actors = worker processes "
+             "incl. import_s of torch+climviz, process_group, dispatch, worker_data = object "
+             "store get, setup_to_first_step = data/model/loader set-up + first batch + first "
+             "step). Warm calls run 1 epoch of 1 step. The machine is shared: see loads (1-min "
+             "load average before each part).")
+    save_result("ray", figures, ratios, notes, quick=args.quick, out=args.out,
+                machine=start_machine, packages=("torch", "ray"), loads=loads,
+                targets={"time_to_first_step_cold_s": 20.0, "time_to_first_step_warm_s": 5.0,
+                         "ray_1_worker_step_vs_in_process": 1.10})
     return 0
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
@@ -148,7 +149,10 @@ def run(args: argparse.Namespace) -> int:
                         resources_per_worker=resources, storage_path=args.storage_path,
                         name=args.name, resume=args.resume, max_failures=args.max_failures,
                         progress="text" if not args.quiet else False,
-                        connect_timeout_s=args.connect_timeout)
+                        connect_timeout_s=args.connect_timeout,
+                        # Ray's own notices (token authentication, "Started a local Ray
+                        # instance") are not this command's output; errors still show
+                        ray_init={"logging_level": logging.ERROR})
     except ClimvizError as e:
         print(f"climviz train: error: {e}", file=sys.stderr)
         return 1 if isinstance(e, ClusterError) else 2

@@ -25,12 +25,13 @@ then retries a bounded number of times (3 attempts, backing off 2 s and 4 s)
 and raises a ``ClusterError`` that says where the head node's logs are.
 
 Calling :func:`connect` again in the same process reuses the connection, so
-``train`` can be called many times in one kernel.
+``train`` can be called many times in one kernel (never a second local Ray).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -226,13 +227,15 @@ _CLIENT_RETRYABLE = (ConnectionAbortedError, ConnectionError)
 
 
 def _init_client(ray: Any, client_url: str, requested: str, *, log_to_driver: bool,
-                 namespace: str | None, timeout_s: float, attempts: int = 3) -> Any:
+                 namespace: str | None, timeout_s: float, attempts: int = 3,
+                 logging_level: int = logging.WARNING) -> Any:
     """``ray.init(ray://...)`` with a bounded retry of aborted connection set-ups."""
     start = time.monotonic()
     errors: list[str] = []
     for attempt in range(1, attempts + 1):
         try:
-            return ray.init(address=client_url, log_to_driver=log_to_driver, namespace=namespace)
+            return ray.init(address=client_url, log_to_driver=log_to_driver, namespace=namespace,
+                            logging_level=logging_level)
         except _CLIENT_RETRYABLE as exc:
             first_line = str(exc).strip().splitlines()
             errors.append(f"attempt {attempt}: {type(exc).__name__}: "
@@ -327,6 +330,115 @@ def current() -> ClusterInfo | None:
     return None
 
 
+def _requested(address: str | None) -> str | None:
+    """The address asked for: ``address``, else ``$RAY_ADDRESS``; None for a local Ray."""
+    requested = address
+    if requested is None and os.environ.get("RAY_ADDRESS"):
+        requested = os.environ["RAY_ADDRESS"]
+    if requested is not None:
+        requested = requested.strip()
+        if requested == "local":
+            requested = None
+    return requested
+
+
+def _reuse(ray: Any, requested: str | None) -> ClusterInfo | None:
+    """The live connection of this process when it serves ``requested``, else None.
+
+    Raises ClusterError when this process is connected (not by climviz) elsewhere.
+    """
+    if not ray.is_initialized():
+        return None
+    info = current()
+    if info is None:
+        # ray.init was called by user code or another library: use that connection.
+        info = _cluster_info(requested, False)
+        _STATE.update(requested=requested, info=info, owned=False)
+    if requested is None or requested in (_STATE["requested"], info.address):
+        return info
+    if not _STATE["owned"]:
+        raise ClusterError(
+            f"This Python process is already connected to Ray at {info.address!r} "
+            f"(not by climviz) and cannot also join {requested!r}; call "
+            "ray.shutdown() first"
+        )
+    return None
+
+
+def _probe(requested: str, timeout_s: float) -> tuple[str | None, str | None]:
+    """Check that ``requested`` answers; its ``(ray:// client URL, GCS address)``, one None."""
+    deadline = time.monotonic() + timeout_s
+    if "://" in requested:
+        _, host, port = parse_address(requested)
+        _probe_tcp(host, port, timeout_s, requested)
+        _probe_client(host, port, max(deadline - time.monotonic(), 1.0), requested)
+        return f"ray://{host}:{port}", None
+    resolved = _resolve_auto(requested) if requested == "auto" else requested
+    _, host, port = parse_address(resolved)
+    _probe_tcp(host, port, timeout_s, requested)
+    _probe_gcs(f"{host}:{port}", max(deadline - time.monotonic(), 1.0), requested)
+    return None, f"{host}:{port}"
+
+
+def _start_local(ray: Any, *, num_cpus: int | None, num_gpus: int | None,
+                 object_store_memory: int | None, dashboard: bool, dashboard_port: int | None,
+                 log_to_driver: bool, namespace: str | None, logging_level: int) -> ClusterInfo:
+    """``ray.init`` of a local Ray, retried twice (a loaded machine can miss Ray's start window)."""
+    init_kwargs: dict[str, Any] = dict(
+        address="local",
+        num_cpus=num_cpus if num_cpus is not None else os.cpu_count(),
+        num_gpus=num_gpus,
+        object_store_memory=object_store_memory,
+        include_dashboard=dashboard,
+        log_to_driver=log_to_driver,
+        namespace=namespace,
+        logging_level=logging_level,
+    )
+    if dashboard:
+        init_kwargs["dashboard_host"] = "127.0.0.1"
+        init_kwargs["dashboard_port"] = dashboard_port or free_port()
+    ctx = None
+    attempts = 3
+    for attempt in range(attempts):
+        try:
+            if dashboard and attempt:
+                init_kwargs["dashboard_port"] = free_port()
+            ctx = ray.init(**init_kwargs)
+            break
+        except Exception as exc:
+            # A heavily loaded machine can miss Ray's fixed 30 s raylet start window:
+            # clean up the half-started session and try again.
+            ray.shutdown()
+            if attempt == attempts - 1:
+                raise ClusterError(
+                    f"Could not start a local Ray: {type(exc).__name__}: {exc}"
+                ) from exc
+    info = _cluster_info(None, True, ctx)
+    _STATE.update(requested=None, info=info, owned=True)
+    return info
+
+
+def _join(ray: Any, requested: str, client_url: str | None, gcs: str | None, *,
+          log_to_driver: bool, namespace: str | None, timeout_s: float,
+          logging_level: int) -> ClusterInfo:
+    """Join a probed cluster through Ray Client (``client_url``) or its GCS address."""
+    if client_url is not None:
+        ctx = _init_client(ray, client_url, requested, log_to_driver=log_to_driver,
+                           namespace=namespace, timeout_s=timeout_s,
+                           logging_level=logging_level)
+    else:
+        try:
+            ctx = ray.init(address=gcs, log_to_driver=log_to_driver, namespace=namespace,
+                           logging_level=logging_level)
+        except Exception as exc:
+            raise ClusterError(
+                f"Cannot join the Ray cluster at {requested!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+    info = _cluster_info(requested, False, ctx)
+    _STATE.update(requested=requested, info=info, owned=True)
+    return info
+
+
 def connect(
     address: str | None = None,
     *,
@@ -338,8 +450,17 @@ def connect(
     log_to_driver: bool = False,
     timeout_s: float = 30.0,
     namespace: str | None = None,
+    logging_level: int = logging.WARNING,
+    _keep_train_workers: bool = False,
 ) -> ClusterInfo:
     """Start or join Ray and return where this process is connected.
+
+    Stages: resolve the address (:func:`_requested`), reuse the live connection when
+    it serves it (:func:`_reuse`), probe a new address within ``timeout_s``
+    (:func:`_probe`), then start a local Ray (:func:`_start_local`) or join
+    (:func:`_join`). Unless called by ``train`` itself, an idle training worker group
+    kept by :mod:`climviz.training.workers` is released first, so the caller's Ray work
+    gets its CPUs/GPUs.
 
     Parameters
     ----------
@@ -363,6 +484,10 @@ def connect(
         Bound on how long reaching a cluster may take (seconds).
     namespace : str, optional
         Ray namespace for this driver.
+    logging_level : int
+        Level of Ray's own loggers in this process (``logging.WARNING`` by default:
+        no "Started a local Ray instance" lines; ``climviz train`` passes
+        ``logging.ERROR``, which also hides the token-authentication notice).
 
     Returns
     -------
@@ -374,6 +499,14 @@ def connect(
         If the address is malformed, the cluster cannot be reached within
         ``timeout_s``, this process is already connected to another cluster
         that climviz did not open, or a local Ray fails to start.
+
+    Examples
+    --------
+    Not run here (it starts Ray):
+
+    >>> info = connect(num_cpus=2, dashboard=False)  # doctest: +SKIP
+    >>> connect() is info                            # doctest: +SKIP
+    True
     """
     try:
         import ray
@@ -383,98 +516,34 @@ def connect(
             "(pip install 'climviz[train]') or call train(..., use_ray=False)"
         ) from exc
 
-    requested = address
-    if requested is None and os.environ.get("RAY_ADDRESS"):
-        requested = os.environ["RAY_ADDRESS"]
-    if requested is not None:
-        requested = requested.strip()
-        if requested == "local":
-            requested = None
+    if not _keep_train_workers:
+        from climviz.training.workers import release_workers
 
-    if ray.is_initialized():
-        info = current()
-        if info is None:
-            # ray.init was called by user code or another library: use that connection.
-            info = _cluster_info(requested, False)
-            _STATE.update(requested=requested, info=info, owned=False)
-        if requested is None or requested in (_STATE["requested"], info.address):
-            return info
-        if not _STATE["owned"]:
-            raise ClusterError(
-                f"This Python process is already connected to Ray at {info.address!r} "
-                f"(not by climviz) and cannot also join {requested!r}; call "
-                "ray.shutdown() first"
-            )
-
+        release_workers()
+    requested = _requested(address)
+    info = _reuse(ray, requested)
+    if info is not None:
+        return info
     # Probe the new address before dropping a working connection.
-    deadline = time.monotonic() + timeout_s
-    client_url = gcs = None
-    if requested is not None and "://" in requested:
-        _, host, port = parse_address(requested)
-        _probe_tcp(host, port, timeout_s, requested)
-        _probe_client(host, port, max(deadline - time.monotonic(), 1.0), requested)
-        client_url = f"ray://{host}:{port}"
-    elif requested is not None:
-        resolved = _resolve_auto(requested) if requested == "auto" else requested
-        _, host, port = parse_address(resolved)
-        _probe_tcp(host, port, timeout_s, requested)
-        _probe_gcs(f"{host}:{port}", max(deadline - time.monotonic(), 1.0), requested)
-        gcs = f"{host}:{port}"
+    client_url, gcs = _probe(requested, timeout_s) if requested is not None else (None, None)
     if ray.is_initialized():
         shutdown()
-
     if requested is None:
-        init_kwargs: dict[str, Any] = dict(
-            address="local",
-            num_cpus=num_cpus if num_cpus is not None else os.cpu_count(),
-            num_gpus=num_gpus,
-            object_store_memory=object_store_memory,
-            include_dashboard=dashboard,
-            log_to_driver=log_to_driver,
-            namespace=namespace,
-        )
-        if dashboard:
-            init_kwargs["dashboard_host"] = "127.0.0.1"
-            init_kwargs["dashboard_port"] = dashboard_port or free_port()
-        ctx = None
-        attempts = 3
-        for attempt in range(attempts):
-            try:
-                if dashboard and attempt:
-                    init_kwargs["dashboard_port"] = free_port()
-                ctx = ray.init(**init_kwargs)
-                break
-            except Exception as exc:
-                # A heavily loaded machine can miss Ray's fixed 30 s raylet start window:
-                # clean up the half-started session and try again.
-                ray.shutdown()
-                if attempt == attempts - 1:
-                    raise ClusterError(
-                        f"Could not start a local Ray: {type(exc).__name__}: {exc}"
-                    ) from exc
-        info = _cluster_info(None, True, ctx)
-        _STATE.update(requested=None, info=info, owned=True)
-        return info
-
-    if client_url is not None:
-        ctx = _init_client(ray, client_url, str(requested), log_to_driver=log_to_driver,
-                           namespace=namespace, timeout_s=timeout_s)
-    else:
-        try:
-            ctx = ray.init(address=gcs, log_to_driver=log_to_driver, namespace=namespace)
-        except Exception as exc:
-            raise ClusterError(
-                f"Cannot join the Ray cluster at {requested!r}: {type(exc).__name__}: {exc}"
-            ) from exc
-    info = _cluster_info(requested, False, ctx)
-    _STATE.update(requested=requested, info=info, owned=True)
-    return info
+        return _start_local(ray, num_cpus=num_cpus, num_gpus=num_gpus,
+                            object_store_memory=object_store_memory, dashboard=dashboard,
+                            dashboard_port=dashboard_port, log_to_driver=log_to_driver,
+                            namespace=namespace, logging_level=logging_level)
+    return _join(ray, requested, client_url, gcs, log_to_driver=log_to_driver,
+                 namespace=namespace, timeout_s=timeout_s, logging_level=logging_level)
 
 
 def shutdown() -> None:
     """Disconnect from Ray if climviz connected this process (stop it if started here)."""
     import ray
 
+    from climviz.training.workers import release_workers
+
+    release_workers()
     if _STATE["owned"] and ray.is_initialized():
         ray.shutdown()
     _STATE.update(requested=None, info=None, owned=False)

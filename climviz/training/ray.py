@@ -42,16 +42,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
-import math
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from climviz.errors import CheckpointError, ClimvizError, ClusterError, ConfigError
 from climviz.training.checkpoint import checkpoint_file, find_latest_checkpoint
@@ -62,20 +60,21 @@ from climviz.training.result import (
     metrics_frame,
     result_from_history,
 )
+from climviz.training.workers import (
+    FAIL_ENV,
+    FORWARDED_ENV_PREFIX,
+    RECORD_ENV,
+    WorkerDied,
+    WorkerHooks,
+    acquire_group,
+    release_later,
+    release_workers,
+    resolve_worker_data,
+    worker_device,
+)
 
-__all__ = ["default_num_workers", "train_on_ray"]
+__all__ = ["FAIL_ENV", "RECORD_ENV", "default_num_workers", "release_workers", "train_on_ray"]
 
-#: Environment variables (test hooks) forwarded from the driver to the Ray workers.
-FORWARDED_ENV_PREFIX = "CLIMVIZ_"
-#: Test hook: ``"RANK:GLOBAL_STEP:MARKER_FILE"`` -- that rank's process dies
-#: (``os._exit``) right after that optimizer step, once (the marker file records it).
-FAIL_ENV = "CLIMVIZ_TEST_FAIL_AT"
-#: Test hook: a directory where every worker writes the run time indices it trained on,
-#: per epoch (``rank{r}_epoch{e}.json``, from the engine's step information), to check
-#: the sharding.
-RECORD_ENV = "CLIMVIZ_TEST_RECORD_SAMPLES"
-
-_STEP_EVENT_INTERVAL_S = 0.5
 
 
 # ============================================================================ event sink
@@ -96,8 +95,9 @@ class _EventSink:
 class _Poller:
     """Background thread draining the event sink into a Progress display."""
 
-    def __init__(self, sink: Any, progress: Any, interval_s: float = 0.5) -> None:
-        self.sink = sink
+    def __init__(self, drain: Callable[[], list[dict[str, Any]]], progress: Any,
+                 interval_s: float = 0.5) -> None:
+        self.drain = drain
         self.progress = progress
         self.interval_s = interval_s
         self.first_step_time: float | None = None
@@ -106,15 +106,14 @@ class _Poller:
         self._lock = threading.Lock()
 
     def start(self) -> _Poller:
-        self._thread.start()
+        if not self._thread.is_alive():
+            self._thread.start()
         return self
 
     def drain_once(self) -> None:
-        import ray
-
         with self._lock:
             try:
-                events = ray.get(self.sink.drain.remote(), timeout=30)
+                events = self.drain()
             except Exception:  # noqa: BLE001 -- progress is best effort; training goes on
                 return
             for ev in events:
@@ -131,124 +130,12 @@ class _Poller:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
         self.drain_once()
 
 
 # ============================================================================ worker side
-def _parse_fail_hook(text: str | None) -> tuple[int, int, Path] | None:
-    if not text:
-        return None
-    rank, step, marker = text.split(":", 2)
-    return int(rank), int(step), Path(marker)
-
-
-def _resolve_worker_data(spec: Mapping[str, Any]) -> Any:
-    kind = spec["kind"]
-    if kind == "object":
-        import ray
-
-        return ray.get(spec["ref"])
-    return spec["value"]
-
-
-def _plain_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Scalars of a metrics row as plain Python numbers/strings (what Ray stores)."""
-    import numbers
-
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if isinstance(v, (bool, str)):
-            out[k] = v
-        elif isinstance(v, numbers.Integral):
-            out[k] = int(v)
-        elif isinstance(v, numbers.Real):
-            out[k] = float(v)
-    return out
-
-
-class _WorkerHooks:
-    """The engine's ``step_callback`` and ``report`` on one Ray worker.
-
-    Progress events for the driver (rank 0), test hooks, and ``ray.train.report`` with
-    checkpoints.
-    """
-
-    def __init__(self, config: Mapping[str, Any], cfg: Any, rank: int, world_size: int) -> None:
-        self.rank = rank
-        self.sink = config.get("sink")
-        self.fail_hook = _parse_fail_hook(os.environ.get(FAIL_ENV))
-        self.record_dir = os.environ.get(RECORD_ENV)
-        self.seen: list[int] | None = [] if self.record_dir else None
-        self.images_per_step = cfg.effective_batch_size(world_size)
-        self.steps_per_epoch = config.get("steps_per_epoch")
-        self.last: dict[str, Any] = {"push": -math.inf, "time": None, "step": 0}
-
-    def _maybe_die(self, info: Mapping[str, Any]) -> None:
-        if self.fail_hook is None:
-            return
-        f_rank, f_step, marker = self.fail_hook
-        if self.rank == f_rank and int(info.get("global_step", -1)) == f_step and not marker.exists():
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(json.dumps({"pid": os.getpid(), "rank": self.rank,
-                                          "global_step": f_step, "time": time.time()}))
-            os._exit(17)  # real death of this worker process, mid-epoch
-
-    def on_step(self, info: dict[str, Any]) -> None:
-        now = time.perf_counter()
-        self._maybe_die(info)
-        if self.seen is not None:
-            self.seen.extend(int(i) for i in info.get("time_indices", ()))
-        if self.rank != 0 or self.sink is None:
-            return
-        step, last = int(info.get("step", 0)), self.last
-        rate = None
-        if last["time"] is not None and now > last["time"] and step != 1:
-            rate = self.images_per_step * (step - last["step"]) / (now - last["time"])
-        last["time"], last["step"] = now, step
-        if now - last["push"] >= _STEP_EVENT_INTERVAL_S or step == 1:
-            last["push"] = now
-            self.sink.push.remote({
-                "type": "step", "time": time.time(), "epoch": int(info.get("epoch", 0)),
-                "step": step, "global_step": int(info.get("global_step", 0)),
-                "steps_per_epoch": info.get("steps_per_epoch", self.steps_per_epoch),
-                "loss": float(info.get("loss", float("nan"))),
-                "lr": float(info.get("lr", float("nan"))), "images_per_s": rate})
-
-    def report(self, row: dict[str, Any], ckpt_dir: Path | None) -> None:
-        import ray.train
-
-        metrics = _plain_metrics(row)
-        if self.seen is not None and self.record_dir:
-            path = Path(self.record_dir) / f"rank{self.rank}_epoch{int(row['epoch'])}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(sorted(self.seen)))
-            self.seen.clear()
-        if self.rank == 0 and self.sink is not None:
-            self.sink.push.remote({"type": "epoch", **metrics})
-        if ckpt_dir is not None:
-            from ray.train import Checkpoint
-
-            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(ckpt_dir)),
-                             checkpoint_dir_name=Path(ckpt_dir).name)
-            shutil.rmtree(ckpt_dir, ignore_errors=True)  # stored by Ray now
-        else:
-            ray.train.report(metrics)
-
-
-def _worker_device(config: Mapping[str, Any]) -> Any:
-    import torch
-
-    cpus = config.get("cpus_per_worker")
-    if cpus and not config["use_gpu"]:
-        torch.set_num_threads(max(1, int(cpus)))
-    if config["use_gpu"]:
-        from ray.train.torch import get_device
-
-        return get_device()
-    return torch.device("cpu")
-
-
 def _resume_source(config: Mapping[str, Any]) -> contextlib.AbstractContextManager:
     """The checkpoint this worker group continues from, as a context manager.
 
@@ -276,9 +163,11 @@ def _train_worker(config: dict[str, Any]) -> list[dict[str, Any]]:
     ctx = ray.train.get_context()
     rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
     cfg = TrainConfig.from_dict(config["cfg"])
-    device = _worker_device(config)
-    data = _resolve_worker_data(config["data"])
-    hooks = _WorkerHooks(config, cfg, rank, world_size)
+    device = worker_device(config)
+    data = resolve_worker_data(config["data"])
+    sink = config.get("sink")
+    hooks = WorkerHooks(config, cfg, rank, world_size,
+                        None if sink is None else sink.push.remote, ray_train=True)
     local_dir = Path(tempfile.mkdtemp(prefix=f"climviz-rank{rank}-"))
     try:
         with _resume_source(config) as resume_from:
@@ -375,6 +264,8 @@ def train_on_ray(
     connect_timeout_s: float = 30.0,
     ray_init: Mapping[str, Any] | None = None,
     max_object_bytes: int = 1 << 30,
+    launcher: Literal["workers", "ray_train"] = "workers",
+    keep_workers_s: float = 600.0,
 ) -> Any:
     """Train ``cfg`` on ``data`` with ``num_workers`` Ray workers (torch DDP).
 
@@ -405,6 +296,9 @@ def train_on_ray(
         checkpoints is an error (nothing is overwritten).
     max_failures : int
         Worker-group failures to recover from (from the latest checkpoint); -1 = no limit.
+        With ``launcher="workers"`` an error a worker raises on purpose (a climviz
+        ``ConfigError``, ``DataError``, ``DivergenceError`` ...) is not retried: it would
+        fail the same way again.
     progress : bool, str or Progress
         Live progress (widget panel in Jupyter, text in a terminal); see
         :func:`climviz.training.progress.make_progress`.
@@ -418,13 +312,31 @@ def train_on_ray(
     max_object_bytes : int
         In-memory datasets up to this size travel through the object store; larger ones
         are written to ``<run>/_inputs/data.nc``.
+    launcher : {"workers", "ray_train"}
+        ``"workers"`` (default): a group of Ray actors kept alive between calls
+        (:mod:`climviz.training.workers`), so a second call with the same
+        ``num_workers``/``use_gpu``/``resources_per_worker`` starts stepping without
+        starting processes, importing torch or forming the process group again.
+        ``"ray_train"``: a Ray Train ``TorchTrainer`` per call (a new controller and
+        worker group each time; Ray stores the checkpoints and keeps only the
+        ``keep_checkpoints`` best by mIoU). Both give the same metrics and weights.
+    keep_workers_s : float
+        ``launcher="workers"``: seconds the idle worker group is kept (holding its
+        CPUs/GPUs) for the next call; 0 releases it when this call ends. See
+        :func:`climviz.training.workers.release_workers`.
 
     Returns
     -------
     TrainResult
         ``extra`` holds ``ray_address``, ``num_workers``, ``log_dir``,
-        ``time_to_first_step_s`` (from this call to the first training step) and
-        ``restarts`` (worker-group restarts seen by the progress display).
+        ``time_to_first_step_s`` (from this call to the first training step),
+        ``restarts`` (worker-group restarts seen by the progress display), ``launcher``
+        and ``startup``: where the time to the first step went (seconds: ``prepare_s``,
+        ``connect_s``, ``ship_data_s``, then for ``"workers"`` ``worker_group_s``
+        (``actors_s``, ``import_s``, ``process_group_s`` when a group was started;
+        ``worker_group_reused``), ``dispatch_s``, ``worker_data_s``,
+        ``setup_to_first_step_s``; for ``"ray_train"`` ``fit_to_workers_started_s``
+        and ``workers_started_to_first_step_s``).
 
     Raises
     ------
@@ -432,22 +344,39 @@ def train_on_ray(
         Bad configuration, data or checkpoint (also when raised inside a worker).
     ClusterError
         Ray cannot be reached, or training failed on the cluster.
+
+    Examples
+    --------
+    Not run here (it starts Ray); a second call reuses Ray and the worker group:
+
+    >>> res = train_on_ray(cfg, ds, num_workers=2, name="a")  # doctest: +SKIP
+    >>> res = train_on_ray(cfg, ds, num_workers=2, name="b")  # doctest: +SKIP
+    >>> res.extra["startup"]["worker_group_reused"]  # doctest: +SKIP
+    True
     """
     t_call = time.time()
     t0 = time.perf_counter()
+    if launcher not in ("workers", "ray_train"):
+        raise ConfigError(f"train: launcher must be 'workers' or 'ray_train', found {launcher!r}")
     cfg = as_config(cfg)
     data = cfg.training_data(data)
     run_dir, resume_from = _prepare_run(cfg, storage_path, name, resume, max_failures,
                                         num_workers)
     from climviz.training.cluster import connect
 
-    info = connect(address, timeout_s=connect_timeout_s, **dict(ray_init or {}))
+    startup: dict[str, Any] = {"prepare_s": time.perf_counter() - t0}
+    t = time.perf_counter()
+    info = connect(address, timeout_s=connect_timeout_s, _keep_train_workers=True,
+                   **dict(ray_init or {}))
+    startup["connect_s"] = time.perf_counter() - t
     resources = dict(resources_per_worker or {})
     cpus_per_worker = float(resources.get("CPU", 1.0))
     if num_workers is None:
         num_workers = default_num_workers(info.resources, use_gpu, cpus_per_worker)
+    t = time.perf_counter()
     data_spec, n_times = _ship_data(data, run_dir, max_object_bytes)
-    display, sink, poller = _start_progress(progress, cfg, run_dir, num_workers, info)
+    startup["ship_data_s"] = time.perf_counter() - t
+    display = _start_display(progress, cfg, run_dir, num_workers, info)
     worker_config = {
         "cfg": cfg.to_dict(),
         "data": data_spec,
@@ -456,26 +385,139 @@ def train_on_ray(
         "use_gpu": bool(use_gpu),
         "cpus_per_worker": cpus_per_worker,
         "steps_per_epoch": _steps_per_epoch(cfg, n_times, num_workers) if n_times else None,
-        "sink": sink,
+        "launcher": launcher,
     }
-    trainer = _make_trainer(worker_config, cfg, run_dir, num_workers, use_gpu, resources,
-                            max_failures)
     try:
-        result = _fit(trainer, run_dir, poller, display, sink)
+        if launcher == "ray_train":
+            history, first, result_path, poller = _launch_ray_train(
+                worker_config, cfg, run_dir, num_workers, use_gpu, resources, max_failures,
+                display, startup)
+        else:
+            history, first, poller = _launch_workers(
+                worker_config, run_dir, num_workers, use_gpu, resources, max_failures,
+                keep_workers_s, display, startup)
+            result_path = run_dir
     finally:
         data_spec.pop("ref", None)        # drop the object-store reference of the data
-    res = _ray_result(result, cfg, run_dir, time.perf_counter() - t0)
-    first = poller.first_step_time
+    if first is None:
+        first = poller.first_step_time
+    ttfs = (first - t_call) if first is not None else float("nan")
+    startup["time_to_first_step_s"] = ttfs
+    res = _ray_result(history, cfg, run_dir, time.perf_counter() - t0)
     res.extra.update({
         "ray_address": info.address,
         "num_workers": num_workers,
         "log_dir": info.log_dir,
-        "time_to_first_step_s": (first - t_call) if first is not None else float("nan"),
+        "time_to_first_step_s": ttfs,
         "restarts": getattr(display, "restarts", 0),
-        "ray_result_path": str(result.path),
+        "ray_result_path": str(result_path),
+        "launcher": launcher,
+        "startup": startup,
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
     })
     return res
+
+
+def _launch_workers(worker_config: dict[str, Any], run_dir: Path, num_workers: int,
+                    use_gpu: bool, resources: dict[str, float], max_failures: int,
+                    keep_workers_s: float, display: Any,
+                    startup: dict[str, Any]) -> tuple[list[dict[str, Any]], float | None, _Poller]:
+    """Run on the kept worker group (started if needed); restart it after a failure.
+
+    Returns rank 0's history, the time (``time.time``) of its first step and the poller.
+    """
+    holder: dict[str, Any] = {}
+    poller = _Poller(lambda: holder["group"].drain() if holder.get("group") else [], display)
+    status, error_text = "failed", None
+    restarts, resume_from = 0, worker_config["resume_from"]
+    try:
+        while True:
+            t = time.perf_counter()
+            group, reused = acquire_group(num_workers, use_gpu, resources)
+            if restarts == 0:
+                startup["worker_group_s"] = time.perf_counter() - t
+                startup["worker_group_reused"] = reused
+                if not reused:
+                    startup.update(group.startup)
+            holder["group"] = group
+            poller.start()
+            config = dict(worker_config, run_dir=str(run_dir), resume_from=resume_from,
+                          restart=restarts, env={k: v for k, v in os.environ.items()
+                                                 if k.startswith(FORWARDED_ENV_PREFIX)})
+            t_dispatch = time.time()
+            try:
+                results = group.run(config)
+                break
+            except WorkerDied as exc:
+                poller.drain_once()
+                holder.pop("group", None)
+                release_workers()
+                if max_failures != -1 and restarts >= max_failures:
+                    raise ClusterError(f"training run {run_dir.name!r} failed on Ray: {exc}"
+                                       + ("" if max_failures else
+                                          " (max_failures=0: no restart)")) from exc
+                restarts += 1
+                latest = find_latest_checkpoint(run_dir)
+                resume_from = str(latest) if latest is not None else worker_config["resume_from"]
+            except BaseException:
+                holder.pop("group", None)
+                release_workers()          # survivors may wait in a collective
+                raise
+        status = "finished"
+    except KeyboardInterrupt:
+        status, error_text = "interrupted", "interrupted by the user"
+        raise
+    except Exception as exc:
+        text = str(exc).strip()
+        error_text = f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
+        raise
+    finally:
+        poller.stop()
+        display.close(status, error_text)
+        if status == "finished":
+            release_later(keep_workers_s)
+    r0 = results[0]
+    if restarts == 0:
+        startup["dispatch_s"] = r0["t_received"] - t_dispatch
+        startup["worker_data_s"] = r0["t_data"] - r0["t_received"]
+        if r0.get("t_first_step") is not None:
+            startup["setup_to_first_step_s"] = r0["t_first_step"] - r0["t_data"]
+    first = r0.get("t_first_step") if restarts == 0 else None
+    return list(r0["history"]), first, poller
+
+
+def _launch_ray_train(worker_config: dict[str, Any], cfg: TrainConfig, run_dir: Path,
+                      num_workers: int, use_gpu: bool, resources: dict[str, float],
+                      max_failures: int, display: Any,
+                      startup: dict[str, Any]) -> tuple[list[dict[str, Any]], None, Any, _Poller]:
+    """Run one Ray Train ``TorchTrainer``; rank 0's history, None, Ray's path, the poller."""
+    import ray
+
+    release_workers()           # a kept worker group would hold the CPUs this trainer needs
+    sink: Any = ray.remote(num_cpus=0)(_EventSink).remote()
+    started: dict[str, float] = {}
+
+    def drain() -> list[dict[str, Any]]:
+        events = list(ray.get(sink.drain.remote(), timeout=30))
+        for ev in events:
+            if ev.get("type") == "workers_started":
+                started.setdefault("t", float(ev["time"]))
+        return events
+
+    poller = _Poller(drain, display).start()
+    trainer = _make_trainer(dict(worker_config, sink=sink), cfg, run_dir, num_workers, use_gpu,
+                            resources, max_failures)
+    t_fit = time.time()
+    result = _fit(trainer, run_dir, poller, display, sink)
+    if "t" in started:
+        startup["fit_to_workers_started_s"] = started["t"] - t_fit
+        if poller.first_step_time is not None:
+            startup["workers_started_to_first_step_s"] = poller.first_step_time - started["t"]
+    history = result.return_value
+    if not history:
+        frame = result.metrics_dataframe
+        history = frame.to_dict("records") if frame is not None else []
+    return list(history), None, result.path, poller
 
 
 def _prepare_run(cfg: TrainConfig, storage_path: Any, name: str | None,
@@ -529,19 +571,16 @@ def _ship_data(data: Any, run_dir: Path, max_object_bytes: int) -> tuple[dict[st
     return {"kind": "value", "value": str(target)}, n_times
 
 
-def _start_progress(progress: Any, cfg: TrainConfig, run_dir: Path, num_workers: int,
-                    info: Any) -> tuple[Any, Any, _Poller]:
-    """The progress display, the event-sink actor rank 0 pushes to, the draining thread."""
-    import ray
-
+def _start_display(progress: Any, cfg: TrainConfig, run_dir: Path, num_workers: int,
+                   info: Any) -> Any:
+    """The progress display, told that the run starts."""
     from climviz.training.progress import make_progress
 
     display = make_progress(progress, cfg.epochs, title=f"climviz training {cfg.model}/{cfg.preset}")
     display.update({"type": "start", "run": run_dir.name, "epochs": cfg.epochs,
                     "num_workers": num_workers, "address": info.address,
                     "log_dir": info.log_dir})
-    sink = ray.remote(num_cpus=0)(_EventSink).remote()
-    return display, sink, _Poller(sink, display).start()
+    return display
 
 
 def _make_trainer(worker_config: dict[str, Any], cfg: TrainConfig, run_dir: Path,
@@ -602,19 +641,19 @@ def _fit(trainer: Any, run_dir: Path, poller: _Poller, display: Any, sink: Any) 
             ray.kill(sink)
 
 
-def _ray_result(result: Any, cfg: TrainConfig, run_dir: Path, wall: float) -> TrainResult:
+def _ray_result(history: list[dict[str, Any]], cfg: TrainConfig, run_dir: Path,
+               wall: float) -> TrainResult:
     """The :class:`TrainResult` of a finished Ray run.
 
-    Ray's paths are used when the run directory is not visible here (Ray Client).
+    When the run directory is not visible here (Ray Client, storage of the cluster
+    only), the checkpoint paths are those the workers wrote, unchecked.
     """
-    history = result.return_value
-    if not history:
-        frame = result.metrics_dataframe
-        history = frame.to_dict("records") if frame is not None else []
     try:
         return result_from_history(list(history), cfg, run_dir, wall, run_dir)
     except CheckpointError:
-        last = Path(result.checkpoint.path) / "checkpoint.pt" if result.checkpoint else None
+        last = None
+        if history:
+            last = checkpoint_file(run_dir / f"epoch_{int(history[-1]['epoch']):04d}")
         return TrainResult(checkpoint=last, best_checkpoint=last,
                            metrics=metrics_frame(list(history)), config=cfg, wall_time_s=wall,
-                           run_path=Path(str(result.path)))
+                           run_path=run_dir)

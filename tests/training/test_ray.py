@@ -208,3 +208,107 @@ def test_runs_are_never_overwritten_and_resume_needs_a_checkpoint(tmp_path, tiny
         train_on_ray(cfg, small_run, storage_path=tmp_path, resume=True)
     with pytest.raises(ConfigError, match="num_workers"):
         train_on_ray(cfg, small_run, storage_path=tmp_path, name="n", num_workers=0)
+
+
+# ----------------------------------------------------------------------------- kept worker group
+def _weights(checkpoint):
+    from climviz.training.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint)["model_state"]
+
+
+def _eventually(check, timeout_s=60.0):
+    """Poll ``check`` (Ray frees killed actors' processes and resources asynchronously)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def _running(pid):
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _worker_pids(group):
+    import ray
+
+    return ray.get([a.ping.remote() for a in group.actors])
+
+
+def test_a_second_call_reuses_ray_and_the_workers_with_the_same_answers(ray_local, small_run,
+                                                                        tmp_path, tiny_config):
+    """Two 1-worker calls in one process: the second joins the same Ray and runs on the same
+    worker process (no start-up), and both give bit for bit the weights of the same run
+    trained here without Ray (same seed, one thread). The Ray Train launcher, kept as an
+    option, gives them too."""
+    import torch
+
+    from climviz.training.api import train
+    from climviz.training.cluster import connect
+    from climviz.training.ray import train_on_ray
+    from climviz.training.workers import current_group
+
+    cfg = cfg_for(tiny_config, epochs=1, deterministic=True)
+    local = train(cfg, small_run, use_ray=False, progress=False, storage_path=tmp_path,
+                  name="local")
+    first = train(cfg, small_run, num_workers=1, storage_path=tmp_path, name="ray1",
+                  progress=False)
+    group = current_group()
+    assert group is not None and group.num_workers == 1
+    pids = _worker_pids(group)
+    second = train(cfg, small_run, num_workers=1, storage_path=tmp_path, name="ray2",
+                   progress=False)
+    assert current_group() is group and _worker_pids(group) == pids
+    assert second.extra["startup"]["worker_group_reused"] is True
+    assert "actors_s" not in second.extra["startup"]          # nothing was started
+    assert second.extra["ray_address"] == first.extra["ray_address"] == ray_local.address
+    assert connect() is ray_local                              # still the one session Ray
+    assert 0 < second.extra["time_to_first_step_s"] < second.wall_time_s
+    via_trainer = train_on_ray(cfg, small_run, num_workers=1, storage_path=tmp_path,
+                               name="ray_train", progress=False, launcher="ray_train")
+    assert via_trainer.extra["launcher"] == "ray_train"
+    expected = _weights(local.checkpoint)
+    for res in (first, second, via_trainer):
+        got = _weights(res.checkpoint)
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[k], expected[k]) for k in expected), res.run_path
+        assert res.metrics["miou"].tolist() == local.metrics["miou"].tolist()
+
+
+def test_the_worker_group_is_replaced_for_other_sizes_and_released_for_other_ray_work(
+        ray_local, small_run, tmp_path, tiny_config):
+    """Another worker count starts a new group (the old processes end); connect() from other
+    climviz Ray work (prediction, labels) releases an idle group so its CPUs are free;
+    keep_workers_s=0 releases it at the end of the call."""
+    import ray
+
+    from climviz.training.cluster import connect
+    from climviz.training.ray import train_on_ray
+    from climviz.training.workers import current_group
+
+    cfg = cfg_for(tiny_config, epochs=1)
+    train_on_ray(cfg, small_run, num_workers=1, storage_path=tmp_path, name="one", progress=False)
+    old = _worker_pids(current_group())
+    res = train_on_ray(cfg, small_run, num_workers=2, storage_path=tmp_path, name="two",
+                       progress=False)
+    assert res.extra["startup"]["worker_group_reused"] is False
+    assert res.metrics["world_size"].tolist() == [2]
+    new = _worker_pids(current_group())
+    assert len(new) == 2 and not set(new) & set(old)
+    assert _eventually(lambda: not any(_running(p) for p in old))
+
+    assert connect() is ray_local and current_group() is None  # released for the caller
+    assert _eventually(lambda: not any(_running(p) for p in new))
+    assert _eventually(lambda: ray.available_resources().get("CPU", 0) == 2.0)
+    res = train_on_ray(cfg, small_run, num_workers=1, storage_path=tmp_path, name="once",
+                       progress=False, keep_workers_s=0)
+    assert res.extra["startup"]["worker_group_reused"] is False and current_group() is None
