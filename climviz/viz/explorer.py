@@ -21,7 +21,7 @@ exports a static snapshot of the current view.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ from climviz.errors import DataError
 from climviz.viz import _grid
 from climviz.viz.maps import DEFAULT_MAX_SHAPE, _time_label
 from climviz.viz.style import CLASS_SHORT, STYLES, lat_label, lon_label
+
+if TYPE_CHECKING:  # the alias only; coastlines is imported where it draws
+    from climviz.viz.coastlines import Resolution
 
 __all__ = ["explore", "Explorer"]
 
@@ -63,7 +66,7 @@ class Explorer:
 
     def __init__(self, run: xr.Dataset | xr.DataArray, masks: Any = None, events: pd.DataFrame | None = None,
                  *, variables: Sequence[str] | None = None, max_shape: tuple[int, int] | None = DEFAULT_MAX_SHAPE,
-                 coastline_resolution: str = "c", frame_width: int = 720, cmap: str | None = None):
+                 coastline_resolution: Resolution = "c", frame_width: int = 720, cmap: str | None = None):
         import panel as pn
 
         from climviz.viz._backend import ensure_bokeh

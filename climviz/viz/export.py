@@ -17,7 +17,7 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import xarray as xr
@@ -26,6 +26,9 @@ from climviz.data.schema import AR, TC
 from climviz.errors import DataError
 from climviz.utils.atomic import atomic_path
 from climviz.viz import _grid
+
+if TYPE_CHECKING:  # the alias only; coastlines is imported where it draws
+    from climviz.viz.coastlines import Resolution
 
 __all__ = ["save_html", "static_map", "save_static", "save_png", "notebook_html"]
 
@@ -172,6 +175,46 @@ def _pcolormesh_edges(c: np.ndarray) -> np.ndarray:
     return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
+def _one_step(da: xr.DataArray, m: xr.DataArray | None, time: Any,
+              name: Any) -> tuple[xr.DataArray, xr.DataArray | None]:
+    """The field and its mask (on the same grid) at one time step, for :func:`static_map`."""
+    da = _grid.standardize(da, label=f"variable {name!r}")
+    if m is not None:
+        m = _grid.standardize(m, label="mask")
+        _grid.check_same_grid(da, m)
+    if "time" in da.dims:
+        da = _grid.select_time(da, time, f"variable {name!r}")
+        if "time" in da.dims:
+            raise DataError(f"static_map draws one time step; time={time!r} selected {da.sizes['time']}")
+        if m is not None and "time" in m.dims:
+            m = m.sel(time=da["time"])
+    elif m is not None and "time" in m.dims:
+        m = _grid.select_time(m, time, "mask")
+    return da, m
+
+
+def _draw_classes(ax: Any, prep: Any, classes: Sequence[int], data_crs: Any) -> list[Any]:
+    """Translucent fill and outline of each class's regions on ``ax``; the legend handles."""
+    from matplotlib.patches import Patch
+
+    from climviz.viz._grid import CLASS_COLORS, CLASS_SHORT
+    from climviz.viz.overlays import mask_polygons
+    from climviz.viz.style import MASK_ALPHA
+
+    handles = []
+    clip = (-180.0, 180.0) if prep.periodic else None
+    for cls in classes:
+        polys = mask_polygons(prep.lon, prep.lat, prep.classes, cls, clip_x=clip)
+        if polys:
+            ax.add_geometries(polys, crs=data_crs, facecolor=CLASS_COLORS[cls], alpha=MASK_ALPHA,
+                              edgecolor="none")
+            ax.add_geometries(polys, crs=data_crs, facecolor="none", edgecolor=CLASS_COLORS[cls],
+                              linewidth=1.5)
+        handles.append(Patch(facecolor=CLASS_COLORS[cls], edgecolor=CLASS_COLORS[cls], alpha=MASK_ALPHA,
+                             label=CLASS_SHORT[cls]))
+    return handles
+
+
 def static_map(
     field: xr.DataArray | xr.Dataset,
     mask: xr.DataArray | xr.Dataset | str | None = None,
@@ -182,7 +225,7 @@ def static_map(
     cmap: str | None = None,
     clim: tuple[float, float] | None = None,
     classes: Sequence[int] = (TC, AR),
-    coastline_resolution: str = "l",
+    coastline_resolution: Resolution = "l",
     land: bool = False,
     title: str | None = None,
     ax: Any = None,
@@ -226,30 +269,16 @@ def static_map(
     """
     import cartopy.crs as ccrs
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
 
     from climviz.viz.coastlines import coastline_feature, land_feature
-    from climviz.viz.overlays import mask_polygons, resolve_projection
-
-    from climviz.viz.style import MASK_ALPHA, display_field
+    from climviz.viz.overlays import resolve_projection
+    from climviz.viz.style import display_field
 
     raw = _grid.pick_field(field, variable)
     shown, name, label, style = display_field(raw)
     if cmap is None:
         cmap = style.cmap
-    da = _grid.standardize(shown, label=f"variable {name!r}")
-    m = _grid.pick_mask(mask, field if isinstance(field, xr.Dataset) else None)
-    if m is not None:
-        m = _grid.standardize(m, label="mask")
-        _grid.check_same_grid(da, m)
-    if "time" in da.dims:
-        da = _grid.select_time(da, time, f"variable {name!r}")
-        if "time" in da.dims:
-            raise DataError(f"static_map draws one time step; time={time!r} selected {da.sizes['time']}")
-        if m is not None and "time" in m.dims:
-            m = m.sel(time=da["time"])
-    elif m is not None and "time" in m.dims:
-        m = _grid.select_time(m, time, "mask")
+    da, m = _one_step(shown, _grid.pick_mask(mask, field if isinstance(field, xr.Dataset) else None), time, name)
     crs, _, _ = resolve_projection(projection)
     prep = _grid.prepare(da, m, center=0.0, max_shape=None)
     if clim is None:
@@ -269,20 +298,7 @@ def static_map(
     mesh = ax.pcolormesh(_pcolormesh_edges(prep.lon), _pcolormesh_edges(prep.lat), prep.values,
                          transform=data_crs, cmap=cmap, vmin=clim[0], vmax=clim[1], shading="flat",
                          rasterized=True)
-    handles = []
-    if prep.classes is not None:
-        from climviz.viz._grid import CLASS_COLORS, CLASS_SHORT
-
-        clip = (-180.0, 180.0) if prep.periodic else None
-        for cls in classes:
-            polys = mask_polygons(prep.lon, prep.lat, prep.classes, cls, clip_x=clip)
-            if polys:
-                ax.add_geometries(polys, crs=data_crs, facecolor=CLASS_COLORS[cls], alpha=MASK_ALPHA,
-                                  edgecolor="none")
-                ax.add_geometries(polys, crs=data_crs, facecolor="none", edgecolor=CLASS_COLORS[cls],
-                                  linewidth=1.5)
-            handles.append(Patch(facecolor=CLASS_COLORS[cls], edgecolor=CLASS_COLORS[cls], alpha=MASK_ALPHA,
-                                 label=CLASS_SHORT[cls]))
+    handles = _draw_classes(ax, prep, classes, data_crs) if prep.classes is not None else []
     ax.add_feature(coastline_feature(coastline_resolution))
     if prep.periodic:
         ax.set_global()

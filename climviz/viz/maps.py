@@ -14,7 +14,8 @@ keeps any TC/AR cell of a block), so a 768 x 1152 run stays responsive.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from climviz.data.schema import AR, TC
 from climviz.errors import DataError
 from climviz.viz import _grid
 from climviz.viz.overlays import (
+    MaskStyle,
     class_hover_formatter,
     class_overlay,
     lat_tick_formatter,
@@ -33,6 +35,9 @@ from climviz.viz.overlays import (
     resolve_projection,
 )
 from climviz.viz.style import MASK_ALPHA, display_field
+
+if TYPE_CHECKING:  # the alias only; coastlines is imported where it draws
+    from climviz.viz.coastlines import Resolution
 
 __all__ = ["map", "field_image", "DEFAULT_MAX_SHAPE"]
 
@@ -155,6 +160,130 @@ def field_clim(field: xr.DataArray) -> tuple[float, float] | None:
     return _robust_clim(shown, diverging=style.kind == "diverging", center=style.center)
 
 
+def _map_inputs(data: xr.Dataset | xr.DataArray, mask: Any, variable: str | None, classes: Sequence[int],
+                time: Any) -> tuple[xr.DataArray, xr.DataArray | None, str, str, Any]:
+    """The field in display units and its mask on the same grid, both at the selected time steps.
+
+    Returns ``(field, mask, name, label, style)``; raises DataError for a missing or
+    mismatched grid, an unknown class or time.
+    """
+    raw = _grid.pick_field(data, variable)
+    shown, name, label, style = display_field(raw)
+    field = _grid.standardize(shown, label=f"variable {name!r}")
+    mask_da = _grid.pick_mask(mask, data if isinstance(data, xr.Dataset) else None)
+    if mask_da is not None:
+        mask_da = _grid.standardize(mask_da, label="mask")
+        _grid.check_same_grid(field, mask_da)
+        if "time" in field.dims and "time" not in mask_da.dims:
+            raise DataError("the field has a time dimension but the mask does not; pass one mask per time step")
+    for c in classes:
+        if c not in (TC, AR):
+            raise DataError(f"classes must be among {TC} (TC) and {AR} (AR), found {c!r}")
+
+    field = _grid.select_time(field, time, f"variable {name!r}")
+    if mask_da is not None:
+        if "time" in mask_da.dims and "time" in field.dims:
+            mask_da = mask_da.sel(time=field["time"])
+        elif "time" in mask_da.dims:  # a single step was selected from the field
+            mask_da = mask_da.sel(time=field["time"]) if "time" in field.coords else mask_da.isel(time=0)
+    return field, mask_da, name, label, style
+
+
+@dataclass
+class _FrameLayers:
+    """How one frame is drawn: field image, class polygons and coastlines (what every time step shares)."""
+
+    name: str
+    label: str
+    crs: Any
+    fast: bool  # PlateCarree: drawn without re-gridding
+    center: float
+    cmap: Any
+    clim: tuple[float, float] | None
+    fmt: str
+    classes: Sequence[int]
+    mask_style: MaskStyle
+    mask_alpha: float
+    max_shape: tuple[int, int] | None
+    frame_width: int
+    with_class: bool
+    periodic: bool
+    coast: Any
+
+    def __call__(self, f2d: xr.DataArray, m2d: xr.DataArray | None, frame_title: str) -> Any:
+        import cartopy.crs as ccrs
+        import holoviews as hv
+
+        data_crs = self.crs if self.fast else ccrs.PlateCarree()
+        prep = _grid.prepare(f2d, m2d, center=self.center if self.fast else 0.0, max_shape=self.max_shape)
+        img = field_image(prep, name=self.name, label=self.label, crs=self.crs, cmap=self.cmap, clim=self.clim,
+                          fast=self.fast, center=self.center, with_class=self.with_class, nx=self.frame_width,
+                          fmt=self.fmt)
+        layers = [img]
+        if self.with_class:
+            layers.extend(class_overlay(prep.lon, prep.lat, prep.classes, data_crs, classes_shown=self.classes,
+                                        style=self.mask_style, alpha=self.mask_alpha,
+                                        clip_x=(-180.0, 180.0) if self.periodic else None, projection=self.crs))
+        return hv.Overlay([*layers, self.coast]).opts(title=frame_title)
+
+
+def _map_plot_opts(field: xr.DataArray, crs: Any, fast: bool, center: float, periodic: bool,
+                   frame_width: int) -> dict[str, Any]:
+    """Plot options of the map: equal-scale frame size, axes in degrees (PlateCarree) or hidden (projected)."""
+    from climviz.viz._backend import fixed_size_hook
+
+    plot_opts: dict[str, Any] = dict(projection=crs, frame_width=frame_width, legend_position="top_left",
+                                     show_grid=False, hooks=[fixed_size_hook])
+    if fast:
+        lon_v, lat_v = field["lon"].values.astype(float), field["lat"].values.astype(float)
+        xspan = 360.0 if periodic else float(np.ptp((lon_v - center + 180.0) % 360.0)) + _step(lon_v)
+        yspan = min(180.0, float(np.ptp(lat_v)) + _step(lat_v))
+        plot_opts.update(data_aspect=1, frame_height=frame_height_for(frame_width, xspan, yspan))
+        if periodic:
+            plot_opts["xlim"] = (-180.0, 180.0)
+        plot_opts["xlabel"], plot_opts["ylabel"] = "longitude", "latitude"
+        plot_opts["xformatter"] = lon_tick_formatter(center)
+        plot_opts["yformatter"] = lat_tick_formatter()
+    else:
+        # Projected coordinates are metres: keep shapes (equal aspect), hide meaningless axes.
+        (x0, x1), (y0, y1) = crs.x_limits, crs.y_limits
+        plot_opts.update(data_aspect=1, xaxis=None, yaxis=None,
+                         frame_height=frame_height_for(frame_width, x1 - x0, y1 - y0))
+    return plot_opts
+
+
+def _animate(field: xr.DataArray, mask_da: xr.DataArray | None, frame: _FrameLayers, title: str | None,
+             plot_opts: dict[str, Any], dynamic: bool | None, max_frames: int) -> Any:
+    """One Overlay for a single step, else a HoloMap (embedded frames) or DynamicMap (frames on demand)."""
+    import holoviews as hv
+
+    def title_for(t: Any) -> str:
+        if title is not None:
+            return title
+        return frame.label if t is None else f"{frame.label} — {_time_label(t)}"
+
+    if "time" not in field.dims:
+        t = field["time"].values if "time" in field.coords else None
+        return frame(field, mask_da, title_for(t)).opts(**plot_opts)
+
+    times = list(field["time"].values)
+    if not times:
+        raise DataError(f"variable {frame.name!r}: no time steps selected")
+    time_dim = hv.Dimension("time", label="time")
+    use_dynamic = len(times) > max_frames if dynamic is None else bool(dynamic)
+
+    def frame_at(t: Any):
+        f2d = field.sel(time=t)
+        m2d = mask_da.sel(time=t) if mask_da is not None else None
+        return frame(f2d, m2d, title_for(t))
+
+    if use_dynamic:
+        dmap = hv.DynamicMap(frame_at, kdims=[time_dim.clone(values=times)])
+        return dmap.opts(hv.opts.Overlay(**plot_opts))
+    hmap = hv.HoloMap({t: frame_at(t) for t in times}, kdims=[time_dim])
+    return hmap.opts(hv.opts.Overlay(**plot_opts))
+
+
 def map(  # noqa: A001 - the public name is part of the climviz contract
     data: xr.Dataset | xr.DataArray,
     mask: xr.DataArray | xr.Dataset | str | None = None,
@@ -165,9 +294,9 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
     cmap: str | None = None,
     clim: tuple[float, float] | None = None,
     classes: Sequence[int] = (TC, AR),
-    mask_style: str = "fill",
+    mask_style: MaskStyle = "fill",
     mask_alpha: float = MASK_ALPHA,
-    coastline_resolution: str = "c",
+    coastline_resolution: Resolution = "c",
     max_shape: tuple[int, int] | None = DEFAULT_MAX_SHAPE,
     dynamic: bool | None = None,
     max_frames: int = DEFAULT_MAX_FRAMES,
@@ -251,97 +380,19 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
     'sea level pressure (hPa)'
     >>> _ = cv.viz.save_html(anim, "tmq.html")  # in a notebook: display `anim`
     """
-    import holoviews as hv
-
-    from climviz.viz._backend import ensure_bokeh, fixed_size_hook
+    from climviz.viz._backend import ensure_bokeh
     from climviz.viz.coastlines import coastlines
 
     ensure_bokeh()
-    raw = _grid.pick_field(data, variable)
-    shown, name, label, style = display_field(raw)
-    if cmap is None:
-        cmap = style.cmap
-    field = _grid.standardize(shown, label=f"variable {name!r}")
-    mask_da = _grid.pick_mask(mask, data if isinstance(data, xr.Dataset) else None)
-    if mask_da is not None:
-        mask_da = _grid.standardize(mask_da, label="mask")
-        _grid.check_same_grid(field, mask_da)
-        if "time" in field.dims and "time" not in mask_da.dims:
-            raise DataError("the field has a time dimension but the mask does not; pass one mask per time step")
-    for c in classes:
-        if c not in (TC, AR):
-            raise DataError(f"classes must be among {TC} (TC) and {AR} (AR), found {c!r}")
-
-    field = _grid.select_time(field, time, f"variable {name!r}")
-    if mask_da is not None:
-        if "time" in mask_da.dims and "time" in field.dims:
-            mask_da = mask_da.sel(time=field["time"])
-        elif "time" in mask_da.dims:  # a single step was selected from the field
-            mask_da = mask_da.sel(time=field["time"]) if "time" in field.coords else mask_da.isel(time=0)
+    field, mask_da, name, label, style = _map_inputs(data, mask, variable, classes, time)
     crs, fast, center = resolve_projection(projection)
     if clim is None:
         clim = _robust_clim(field, diverging=style.kind == "diverging", center=style.center)
-
-    import cartopy.crs as ccrs
-
-    data_crs = crs if fast else ccrs.PlateCarree()
-    wrap_center = center if fast else 0.0
     periodic = _grid.is_global(field["lon"].values)
-    clip_x = (-180.0, 180.0) if periodic else None
-    coast = coastlines(coastline_resolution, projection=crs, geo=False)
-    with_class = mask_da is not None
-
-    def frame(f2d: xr.DataArray, m2d: xr.DataArray | None, frame_title: str):
-        prep = _grid.prepare(f2d, m2d, center=wrap_center, max_shape=max_shape)
-        img = field_image(prep, name=name, label=label, crs=crs, cmap=cmap, clim=clim,
-                          fast=fast, center=center, with_class=with_class, nx=frame_width, fmt=style.fmt)
-        layers = [img]
-        if with_class:
-            layers.extend(class_overlay(prep.lon, prep.lat, prep.classes, data_crs, classes_shown=classes,
-                                        style=mask_style, alpha=mask_alpha, clip_x=clip_x,
-                                        projection=crs))
-        return hv.Overlay([*layers, coast]).opts(title=frame_title)
-
-    plot_opts: dict[str, Any] = dict(projection=crs, frame_width=frame_width, legend_position="top_left",
-                                     show_grid=False, hooks=[fixed_size_hook])
-    if fast:
-        lon_v, lat_v = field["lon"].values.astype(float), field["lat"].values.astype(float)
-        xspan = 360.0 if periodic else float(np.ptp((lon_v - center + 180.0) % 360.0)) + _step(lon_v)
-        yspan = min(180.0, float(np.ptp(lat_v)) + _step(lat_v))
-        plot_opts.update(data_aspect=1, frame_height=frame_height_for(frame_width, xspan, yspan))
-        if periodic:
-            plot_opts["xlim"] = (-180.0, 180.0)
-        plot_opts["xlabel"], plot_opts["ylabel"] = "longitude", "latitude"
-        plot_opts["xformatter"] = lon_tick_formatter(center)
-        plot_opts["yformatter"] = lat_tick_formatter()
-    else:
-        # Projected coordinates are metres: keep shapes (equal aspect), hide meaningless axes.
-        (x0, x1), (y0, y1) = crs.x_limits, crs.y_limits
-        plot_opts.update(data_aspect=1, xaxis=None, yaxis=None,
-                         frame_height=frame_height_for(frame_width, x1 - x0, y1 - y0))
-
-    def title_for(t: Any) -> str:
-        if title is not None:
-            return title
-        return label if t is None else f"{label} — {_time_label(t)}"
-
-    if "time" not in field.dims:
-        t = field["time"].values if "time" in field.coords else None
-        return frame(field, mask_da, title_for(t)).opts(**plot_opts)
-
-    times = list(field["time"].values)
-    if not times:
-        raise DataError(f"variable {name!r}: no time steps selected")
-    time_dim = hv.Dimension("time", label="time")
-    use_dynamic = len(times) > max_frames if dynamic is None else bool(dynamic)
-
-    def frame_at(t: Any):
-        f2d = field.sel(time=t)
-        m2d = mask_da.sel(time=t) if mask_da is not None else None
-        return frame(f2d, m2d, title_for(t))
-
-    if use_dynamic:
-        dmap = hv.DynamicMap(frame_at, kdims=[time_dim.clone(values=times)])
-        return dmap.opts(hv.opts.Overlay(**plot_opts))
-    hmap = hv.HoloMap({t: frame_at(t) for t in times}, kdims=[time_dim])
-    return hmap.opts(hv.opts.Overlay(**plot_opts))
+    frame = _FrameLayers(name=name, label=label, crs=crs, fast=fast, center=center,
+                         cmap=style.cmap if cmap is None else cmap, clim=clim, fmt=style.fmt, classes=classes,
+                         mask_style=mask_style, mask_alpha=mask_alpha, max_shape=max_shape,
+                         frame_width=frame_width, with_class=mask_da is not None, periodic=periodic,
+                         coast=coastlines(coastline_resolution, projection=crs, geo=False))
+    plot_opts = _map_plot_opts(field, crs, fast, center, periodic, frame_width)
+    return _animate(field, mask_da, frame, title, plot_opts, dynamic, max_frames)

@@ -8,7 +8,7 @@ neighbour (the cell edges, with corners cut).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import numpy as np
 
@@ -18,7 +18,10 @@ from climviz.viz.style import CLASS_COLORS, CLASS_NAMES_JS, CLASS_SHORT, MASK_AL
 
 __all__ = ["mask_polygons", "polygon_dicts", "project_polygons", "class_overlay", "resolve_projection",
            "lon_hover_formatter", "lat_hover_formatter", "class_hover_formatter", "lon_tick_formatter",
-           "lat_tick_formatter", "LON_JS"]
+           "lat_tick_formatter", "LON_JS", "MaskStyle"]
+
+#: How class regions are drawn: translucent class-coloured fill, or outlines only.
+MaskStyle = Literal["fill", "contour"]
 
 #: JavaScript expression body: turn ``v`` (a longitude in any convention, or a map x plus the
 #: central longitude) into the text readers use, the same in axis ticks and hover: 125°W, 30°E, 0°, 180°.
@@ -128,7 +131,7 @@ def polygon_dicts(polys: list) -> list[dict[str, Any]]:
 
 
 def class_overlay(lon: np.ndarray, lat: np.ndarray, classes: np.ndarray | None, crs: Any,
-                  *, classes_shown: Iterable[int] = (TC, AR), style: str = "fill", alpha: float = MASK_ALPHA,
+                  *, classes_shown: Iterable[int] = (TC, AR), style: MaskStyle = "fill", alpha: float = MASK_ALPHA,
                   clip_x: tuple[float, float] | None = None, projection: Any = None):
     """GeoViews polygons, one labelled element per class, for the legend.
 

@@ -11,7 +11,7 @@ interpolated, so no line streaks across the whole map.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ from climviz.data.schema import AR, TC
 from climviz.errors import DataError
 from climviz.viz.overlays import lat_tick_formatter, lon_tick_formatter, resolve_projection
 from climviz.viz.style import CLASS_COLORS, CLASS_SHORT, format_number, lat_label, lon_label
+
+if TYPE_CHECKING:  # the alias only; coastlines is imported where it draws
+    from climviz.viz.coastlines import Resolution
 
 __all__ = ["tracks", "track_paths", "split_at_seam"]
 
@@ -155,6 +158,95 @@ def _summary_from_points(points: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _paths_and_summary(points: pd.DataFrame | None, summ: pd.DataFrame | None, keep: set[int], color: str,
+                       center: float) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Track paths (split at the map's seam) and one summary row per track, for the classes in ``keep``.
+
+    From per-event rows: centroid paths, the summary completed with statistics derived
+    from the rows. From a summary alone: straight genesis-to-lysis lines.
+    """
+    if points is not None:
+        points = points[points["class"].isin(keep)]
+        if color != "class":
+            if color not in points.columns:
+                raise DataError(f"color={color!r}: not a column of the track rows {list(points.columns)}")
+            points = points[np.isfinite(pd.to_numeric(points[color], errors="coerce"))]
+        paths = track_paths(points, center, value=None if color == "class" else color)
+        derived = _summary_from_points(points)
+        summ = derived if summ is None else summ.merge(
+            derived[["track_id"] + [c for c in derived.columns if c not in summ.columns]], on="track_id", how="left")
+    else:
+        if summ is None:
+            raise DataError("no track rows and no track summary given")
+        summ = summ[summ["class"].isin(keep)]
+        glat, glon = _col(summ, _GEN_LAT, "genesis latitude"), _col(summ, _GEN_LON, "genesis longitude")
+        llat, llon = _col(summ, _LYS_LAT, "lysis latitude"), _col(summ, _LYS_LON, "lysis longitude")
+        paths = []
+        for r in summ.to_dict("records"):
+            for piece in split_at_seam(np.array([r[glon], r[llon]]), np.array([r[glat], r[llat]]), center):
+                paths.append({"x": piece[:, 0], "y": piece[:, 1], "track_id": r["track_id"], "class": int(r["class"])})
+    return paths, summ[summ["class"].isin(keep)].copy()
+
+
+def _path_layers(paths: list[dict[str, Any]], keep: set[int], color: str, cmap: str) -> list[Any]:
+    """One ``Track`` path element per class (class colours, legend), or one coloured by the column ``color``."""
+    import holoviews as hv
+
+    if color != "class":
+        return [hv.Path(paths, kdims=["x", "y"], vdims=["track_id", color], group="Track")
+                .opts(color=color, cmap=cmap, colorbar=True, line_width=3, clabel=color)]
+    layers = []
+    for cls in sorted(keep):
+        cp = [p for p in paths if p["class"] == cls]
+        layers.append(hv.Path(cp, kdims=["x", "y"], vdims=["track_id"], group="Track", label=CLASS_SHORT[cls])
+                      .opts(color=CLASS_COLORS[cls], line_width=2, alpha=0.8, show_legend=True))
+    return layers
+
+
+#: Summary columns shown on hover at the genesis points: (tooltip name, unit).
+_HOVER_STATS = {"start": ("start", None), "end": ("end", None), "lifetime_h": ("lifetime", "h"),
+                "lifetime": ("lifetime", "h"), "n_steps": ("time steps", None),
+                "path_length_km": ("path length", "km"), "max_area_km2": ("largest area", "km²")}
+
+
+def _genesis_points(summ: pd.DataFrame, center: float) -> Any:
+    """Genesis points (group ``Genesis``) in the class colours, with the track's statistics on hover."""
+    import holoviews as hv
+    from bokeh.models import HoverTool
+
+    glat, glon = _col(summ, _GEN_LAT, "genesis latitude"), _col(summ, _GEN_LON, "genesis longitude")
+    summ["x"] = (summ[glon].to_numpy(float) - center + 180.0) % 360.0 - 180.0
+    summ["y"] = summ[glat].to_numpy(float)
+    summ["kind"] = [CLASS_SHORT.get(int(c), str(c)) for c in summ["class"]]
+    stat_cols = [c for c in ("start", "end", "lifetime_h", "lifetime", "n_steps", "path_length_km",
+                             "max_area_km2") if c in summ.columns]
+    for c in ("start", "end"):
+        if c in summ.columns and np.issubdtype(np.asarray(summ[c]).dtype, np.datetime64):
+            summ[c] = pd.to_datetime(summ[c]).dt.strftime("%Y-%m-%d %H:%M")
+    if "lifetime" in summ.columns and pd.api.types.is_timedelta64_dtype(summ["lifetime"]):
+        summ["lifetime"] = summ["lifetime"] / pd.Timedelta(hours=1)
+    # Hover text as readers write it, in the axes' convention (°E/°W), numbers with fixed decimals
+    # and thousands separators (1,213.4 km, not 1.213e+3); the data keep their own convention.
+    summ["genesis_text"] = [f"{lat_label(a)} {lon_label(o)}" for a, o in zip(summ[glat], summ[glon])]
+    tips = [("track", "@track_id"), ("class", "@kind"), ("genesis", "@genesis_text")]
+    text_cols = []
+    for c in stat_cols:
+        tip, unit = _HOVER_STATS[c]
+        if c in ("start", "end"):
+            col = c
+        else:
+            col = f"{c}_text"
+            decimals = 0 if c in ("n_steps", "max_area_km2") else 1
+            summ[col] = [format_number(v, decimals) + (f" {unit}" if unit else "") for v in summ[c]]
+        text_cols.append(col)
+        tips.append((tip, f"@{{{col}}}"))
+    vdims = ["track_id", "kind", glat, glon, "genesis_text", *stat_cols,
+             *[c for c in text_cols if c not in stat_cols]]
+    return hv.Points(summ, kdims=["x", "y"], vdims=vdims, group="Genesis").opts(
+        color="kind", cmap={CLASS_SHORT[c]: CLASS_COLORS[c] for c in CLASS_SHORT}, size=8, line_color="black",
+        tools=[HoverTool(tooltips=tips)], show_legend=False, marker="circle")
+
+
 def tracks(
     track_table: Any,
     *,
@@ -163,7 +255,7 @@ def tracks(
     classes: Sequence[int] = (TC, AR),
     projection: Any = None,
     cmap: str = "plasma",
-    coastline_resolution: str = "c",
+    coastline_resolution: Resolution = "c",
     frame_width: int = 720,
     title: str = "Event tracks",
 ):
@@ -195,9 +287,8 @@ def tracks(
         Paths (group ``Track``), genesis points (group ``Genesis``) and coastlines.
     """
     import holoviews as hv
-    from bokeh.models import HoverTool
 
-    from climviz.viz._backend import ensure_bokeh
+    from climviz.viz._backend import ensure_bokeh, fixed_size_hook
     from climviz.viz.coastlines import coastlines
 
     ensure_bokeh()
@@ -208,77 +299,9 @@ def tracks(
     if not fast:
         raise DataError(f"tracks() draws on PlateCarree maps (any central_longitude); got {type(crs).__name__}")
     keep = set(int(c) for c in classes)
-
-    if points is not None:
-        points = points[points["class"].isin(keep)]
-        if color != "class":
-            if color not in points.columns:
-                raise DataError(f"color={color!r}: not a column of the track rows {list(points.columns)}")
-            points = points[np.isfinite(pd.to_numeric(points[color], errors="coerce"))]
-        paths = track_paths(points, center, value=None if color == "class" else color)
-        derived = _summary_from_points(points)
-        summ = derived if summ is None else summ.merge(
-            derived[["track_id"] + [c for c in derived.columns if c not in summ.columns]], on="track_id", how="left")
-    else:
-        if summ is None:
-            raise DataError("no track rows and no track summary given")
-        summ = summ[summ["class"].isin(keep)]
-        glat, glon = _col(summ, _GEN_LAT, "genesis latitude"), _col(summ, _GEN_LON, "genesis longitude")
-        llat, llon = _col(summ, _LYS_LAT, "lysis latitude"), _col(summ, _LYS_LON, "lysis longitude")
-        paths = []
-        for r in summ.to_dict("records"):
-            for piece in split_at_seam(np.array([r[glon], r[llon]]), np.array([r[glat], r[llat]]), center):
-                paths.append({"x": piece[:, 0], "y": piece[:, 1], "track_id": r["track_id"], "class": int(r["class"])})
-    summ = summ[summ["class"].isin(keep)].copy()
-    glat, glon = _col(summ, _GEN_LAT, "genesis latitude"), _col(summ, _GEN_LON, "genesis longitude")
-
-    layers = []
-    if color == "class":
-        for cls in sorted(keep):
-            cp = [p for p in paths if p["class"] == cls]
-            layers.append(hv.Path(cp, kdims=["x", "y"], vdims=["track_id"], group="Track", label=CLASS_SHORT[cls])
-                          .opts(color=CLASS_COLORS[cls], line_width=2, alpha=0.8, show_legend=True))
-    else:
-        layers.append(hv.Path(paths, kdims=["x", "y"], vdims=["track_id", color], group="Track")
-                      .opts(color=color, cmap=cmap, colorbar=True, line_width=3, clabel=color))
-
-    summ["x"] = (summ[glon].to_numpy(float) - center + 180.0) % 360.0 - 180.0
-    summ["y"] = summ[glat].to_numpy(float)
-    summ["kind"] = [CLASS_SHORT.get(int(c), str(c)) for c in summ["class"]]
-    stat_cols = [c for c in ("start", "end", "lifetime_h", "lifetime", "n_steps", "path_length_km",
-                             "max_area_km2") if c in summ.columns]
-    for c in ("start", "end"):
-        if c in summ.columns and np.issubdtype(np.asarray(summ[c]).dtype, np.datetime64):
-            summ[c] = pd.to_datetime(summ[c]).dt.strftime("%Y-%m-%d %H:%M")
-    if "lifetime" in summ.columns and pd.api.types.is_timedelta64_dtype(summ["lifetime"]):
-        summ["lifetime"] = summ["lifetime"] / pd.Timedelta(hours=1)
-    # Hover text as readers write it, in the axes' convention (°E/°W), numbers with fixed decimals
-    # and thousands separators (1,213.4 km, not 1.213e+3); the data keep their own convention.
-    summ["genesis_text"] = [f"{lat_label(a)} {lon_label(o)}" for a, o in zip(summ[glat], summ[glon])]
-    tips = [("track", "@track_id"), ("class", "@kind"), ("genesis", "@genesis_text")]
-    shown = {"start": ("start", None), "end": ("end", None), "lifetime_h": ("lifetime", "h"),
-             "lifetime": ("lifetime", "h"), "n_steps": ("time steps", None),
-             "path_length_km": ("path length", "km"), "max_area_km2": ("largest area", "km²")}
-    text_cols = []
-    for c in stat_cols:
-        tip, unit = shown[c]
-        if c in ("start", "end"):
-            col = c
-        else:
-            col = f"{c}_text"
-            decimals = 0 if c in ("n_steps", "max_area_km2") else 1
-            summ[col] = [format_number(v, decimals) + (f" {unit}" if unit else "") for v in summ[c]]
-        text_cols.append(col)
-        tips.append((tip, f"@{{{col}}}"))
-    vdims = ["track_id", "kind", glat, glon, "genesis_text", *stat_cols,
-             *[c for c in text_cols if c not in stat_cols]]
-    genesis = hv.Points(summ, kdims=["x", "y"], vdims=vdims, group="Genesis").opts(
-        color="kind", cmap={CLASS_SHORT[c]: CLASS_COLORS[c] for c in CLASS_SHORT}, size=8, line_color="black",
-        tools=[HoverTool(tooltips=tips)], show_legend=False, marker="circle")
-    layers.append(genesis)
-    layers.append(coastlines(coastline_resolution, projection=crs, geo=False))
-    from climviz.viz._backend import fixed_size_hook
-
+    paths, summ = _paths_and_summary(points, summ, keep, color, center)
+    layers = [*_path_layers(paths, keep, color, cmap), _genesis_points(summ, center),
+              coastlines(coastline_resolution, projection=crs, geo=False)]
     plot_opts = dict(projection=crs, frame_width=frame_width, frame_height=frame_width // 2, data_aspect=1,
                      hooks=[fixed_size_hook],
                      xlim=(-180.0, 180.0),
