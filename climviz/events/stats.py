@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
 
+from climviz._compat import ClassesLike, class_ids, is_one_class, renamed_kwargs
 from climviz.data.schema import CLASSES
 from climviz.errors import DataError
 
 __all__ = ["frequency", "summarize", "run_years", "land_lookup"]
 
-_GROUPS = ("season", "month", "year", "dayofyear", "hour")
+#: Time groupings of :func:`frequency`.
+TimeGrouping = Literal["season", "month", "year", "dayofyear", "hour"]
+_GROUPS: tuple[str, ...] = get_args(TimeGrouping)
 
 
 def _mask_da(mask: Any, name: str = "mask") -> Any:
@@ -29,16 +32,36 @@ def _mask_da(mask: Any, name: str = "mask") -> Any:
     return mask
 
 
-def frequency(mask: Any, cls: int, *, by: str | None = None) -> Any:
-    """Fraction of time steps each grid cell is inside class ``cls``.
+def _frequency_one(da: Any, c: int, by: str | None) -> Any:
+    ind = (da == c).astype(np.float32)
+    out = ind.mean("time") if by is None else ind.groupby(f"time.{by}").mean("time")
+    key = CLASSES.get(c, f"class_{c}")
+    out.name = f"frequency_{key}"
+    out.attrs = {
+        "long_name": f"fraction of time steps in class {c} ({key})",
+        "units": "1",
+        "valid_range": [0.0, 1.0],
+        "class": c,
+        "n_time_steps": int(da.sizes["time"]),
+    }
+    if by is not None:
+        out.attrs["grouping"] = by
+    return out
+
+
+@renamed_kwargs(cls="classes")
+def frequency(mask: Any, classes: ClassesLike, *, by: TimeGrouping | None = None) -> Any:
+    """Fraction of time steps each grid cell is inside a class.
 
     Parameters
     ----------
     mask
         Class mask DataArray (time, lat, lon) or a mask Dataset (numpy or dask:
         the mean is lazy for dask input).
-    cls
-        Class value (1 = TC, 2 = AR).
+    classes
+        One class, as a number or a name (``1``, ``"tc"``, ``"tropical_cyclone"``;
+        ``2``, ``"ar"``), or a sequence of them (``(1, 2)``). (``cls=`` is the
+        old, deprecated spelling.)
     by
         None for the whole run, or a time grouping: ``"season"`` (DJF, MAM,
         JJA, SON), ``"month"``, ``"year"``, ``"dayofyear"``, ``"hour"``.
@@ -47,40 +70,41 @@ def frequency(mask: Any, cls: int, *, by: str | None = None) -> Any:
     -------
     xarray.DataArray
         float32 in [0, 1] with dims (lat, lon), or (season|month|..., lat, lon),
-        named ``frequency_<class>`` with CF attributes.
+        named ``frequency_<class>`` with CF attributes. For a sequence of
+        classes: one more leading dimension ``class``, named ``frequency``
+        (as :func:`climviz.events.frequency_on_ray` returns).
 
     Examples
     --------
     >>> import climviz as cv
     >>> masks = cv.synthetic_run(4, shape=(32, 48))["LABELS"]
-    >>> tc = cv.events.frequency(masks, 1)
+    >>> tc = cv.events.frequency(masks, "tc")
     >>> tc.name, tc.dims, tc.attrs["units"]
     ('frequency_tropical_cyclone', ('lat', 'lon'), '1')
     >>> bool(tc.max() <= 1.0) and tc.attrs["n_time_steps"] == 4
     True
     >>> cv.events.frequency(masks, 2, by="hour").dims  # ARs by hour of day
     ('hour', 'lat', 'lon')
+    >>> both = cv.events.frequency(masks, ("tc", "ar"))
+    >>> both.dims, both["class"].values.tolist()
+    (('class', 'lat', 'lon'), [1, 2])
     """
     da = _mask_da(mask)
-    cls = int(cls)
-    ind = (da == cls).astype(np.float32)
-    if by is None:
-        out = ind.mean("time")
-    else:
+    ids = class_ids(classes)
+    if by is not None:
         if by not in _GROUPS:
             raise DataError(f"by: expected None or one of {_GROUPS}, found {by!r}")
         if not np.issubdtype(da["time"].dtype, np.datetime64) and not hasattr(da["time"].values[0], "calendar"):
             raise DataError(f"mask: grouping by {by!r} needs datetime time values, found {da['time'].dtype}")
-        out = ind.groupby(f"time.{by}").mean("time")
-    key = CLASSES.get(cls, f"class_{cls}")
-    out.name = f"frequency_{key}"
-    out.attrs = {
-        "long_name": f"fraction of time steps in class {cls} ({key})",
-        "units": "1",
-        "valid_range": [0.0, 1.0],
-        "class": cls,
-        "n_time_steps": int(da.sizes["time"]),
-    }
+    if is_one_class(classes):
+        return _frequency_one(da, ids[0], by)
+    import xarray as xr
+
+    out = xr.concat([_frequency_one(da, c, by) for c in ids], dim=pd.Index(list(ids), name="class"),
+                    combine_attrs="drop")
+    out.name = "frequency"
+    out.attrs = {"long_name": "fraction of time steps inside the class", "units": "1",
+                 "valid_range": [0.0, 1.0], "n_time_steps": int(da.sizes["time"])}
     if by is not None:
         out.attrs["grouping"] = by
     return out

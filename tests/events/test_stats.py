@@ -72,3 +72,45 @@ def test_summarize_counts_tracks_and_landfall():
     assert s.loc[2, "tracks_per_year"] == pytest.approx(2 / years)
     ev = summarize(tr.events).set_index("class")
     assert ev.loc[2, "events_per_step"] == 3 / 8 and "n_tracks" not in ev.columns
+
+
+def _small_mask():
+    lat, lon = regular_grid(4, 8)
+    m = np.zeros((8, 4, 8), dtype=np.uint8)
+    m[[0, 3, 5], 1, 2] = 1
+    m[:, 2, 5] = 2
+    m[[1, 2], 2, 5] = 1
+    return as_dataarray(m, lat, lon)
+
+
+@pytest.mark.parametrize("name, value", [("tc", 1), ("TC", 1), ("tropical_cyclone", 1), ("ar", 2), ("AR", 2)])
+def test_frequency_takes_class_names(name, value):
+    da = _small_mask()
+    xr.testing.assert_identical(frequency(da, name), frequency(da, value))
+    xr.testing.assert_identical(frequency(da, classes=name), frequency(da, value))
+
+
+def test_frequency_of_several_classes_stacks_them_along_class():
+    da = _small_mask()
+    both = frequency(da, ("tc", 2))
+    assert both.dims == ("class", "lat", "lon") and both["class"].values.tolist() == [1, 2]
+    assert both.name == "frequency" and both.attrs["units"] == "1"
+    # hand counts: cell (1, 2) is a TC in 3 of 8 steps; cell (2, 5) an AR in 6 of 8
+    assert float(both.sel({"class": 1})[1, 2]) == 3 / 8
+    assert float(both.sel({"class": 2})[2, 5]) == 6 / 8
+    np.testing.assert_array_equal(both.sel({"class": 2}).values, frequency(da, 2).values)
+
+
+def test_frequency_old_cls_keyword_warns_and_gives_the_same_map():
+    da = _small_mask()
+    with pytest.warns(DeprecationWarning, match="classes="):
+        old = frequency(da, cls=1)
+    xr.testing.assert_identical(old, frequency(da, classes=1))
+    assert float(old[1, 2]) == 3 / 8
+
+
+def test_frequency_rejects_unknown_class():
+    from climviz.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="classes: expected .* found 'hurricane'"):
+        frequency(_small_mask(), "hurricane")
