@@ -28,17 +28,21 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from climviz._compat import class_id, is_one_class
 from climviz._fields import spec, validate
 from climviz.errors import ConfigError, DataError
 from climviz.events.geometry import EARTH_RADIUS_KM, great_circle_km
 from climviz.events.labelling import Geo, LabelOptions, Runs, _label_block, find_runs, resolve_periodic
 
 __all__ = ["TrackConfig", "Tracks", "track", "track_masks", "overlaps", "TRACK_COLUMNS", "TRACK_FIELD_COLUMNS"]
+
+#: How a track continues where events split or merge (see :class:`TrackConfig`).
+ContinueBy = Literal["overlap_km2", "iou"]
 
 EDGE_COLUMNS = ("step_from", "event_from", "step_to", "event_to", "class", "overlap_km2",
                 "overlap_frac", "overlap_iou", "distance_km", "link", "kind", "track_from", "track_to")
@@ -81,8 +85,11 @@ def _span_hours(obj: Any, name: str) -> None:
 
 
 def _int_tuple(obj: Any, name: str) -> None:
-    """Stored as a tuple of ints."""
-    setattr(obj, name, tuple(int(c) for c in getattr(obj, name)))
+    """Stored as a tuple of ints; one class or several, as numbers or names (``"tc"``)."""
+    v = getattr(obj, name)
+    if is_one_class(v):
+        v = (v,)
+    setattr(obj, name, tuple(class_id(c, name) if isinstance(c, str) else int(c) for c in v))
 
 
 @dataclass
@@ -112,7 +119,8 @@ class TrackConfig:
         found no overlap link; None disables it. Across a missing step (see
         ``max_gap_steps``) the allowance grows with the steps spanned.
     distance_classes
-        Classes that may use the distance fallback (default: tropical cyclones).
+        Classes that may use the distance fallback (default: tropical cyclones),
+        as numbers or names (``"tc"``).
     max_gap_steps
         Look-ahead: link an event that has no successor to one ``gap + 1``
         steps later that has no predecessor, for gaps of 1..``max_gap_steps``
@@ -135,7 +143,7 @@ class TrackConfig:
     min_lifetime_h: float = field(default=0.0, metadata=spec(_span_hours, _Check(">= 0", lambda v: v >= 0)))
     min_overlap_prev: float = field(default=0.0, metadata=spec(_Check("a fraction in [0, 1]", lambda v: 0 <= v <= 1)))
     min_overlap_next: float = field(default=0.0, metadata=spec(_Check("a fraction in [0, 1]", lambda v: 0 <= v <= 1)))
-    continue_by: str = field(default="overlap_km2", metadata=spec(
+    continue_by: ContinueBy = field(default="overlap_km2", metadata=spec(
         _Check("'overlap_km2' or 'iou'", lambda v: v in ("overlap_km2", "iou"), show=repr)))
     max_gap_steps: int = field(default=0, metadata=spec(
         _Check("an integer >= 0", lambda v: int(v) == v and v >= 0, convert=int)))
@@ -519,20 +527,46 @@ def _track_field_columns(ev: pd.DataFrame, g: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def _build_tracks(events: pd.DataFrame, edges: pd.DataFrame, cfg: TrackConfig, radius_km: float) -> Tracks:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+@dataclass
+class _Graph:
+    """State of :func:`_build_tracks`: events as graph nodes (sorted by step, event) and the edges.
 
+    Each stage adds to it: node ids on the edges, the edge kinds, track ids, the
+    per-track table.
+    """
+
+    events: pd.DataFrame
+    edges: pd.DataFrame
+    node: pd.Series                  # node number by (step, event)
+    tracks: pd.DataFrame = field(default_factory=pd.DataFrame)
+    first_i: Any = None              # per track, the row of its first / last event
+    last_i: Any = None
+
+    @property
+    def n(self) -> int:
+        return len(self.events)
+
+
+def _graph(events: pd.DataFrame, edges: pd.DataFrame) -> _Graph:
+    """Stage 1: number the events (sorted by step, event) and put node numbers on the edges."""
     events = events.sort_values(["step", "event"], kind="stable").reset_index(drop=True)
-    n = len(events)
-    node = pd.Series(np.arange(n), index=pd.MultiIndex.from_arrays([events["step"], events["event"]]))
+    node = pd.Series(np.arange(len(events)), index=pd.MultiIndex.from_arrays([events["step"], events["event"]]))
     edges = edges.copy()
     na = node.reindex(pd.MultiIndex.from_arrays([edges["step_from"], edges["event_from"]])).to_numpy()
     nb = node.reindex(pd.MultiIndex.from_arrays([edges["step_to"], edges["event_to"]])).to_numpy()
     edges["node_from"] = na.astype(np.int64)
     edges["node_to"] = nb.astype(np.int64)
-    # continuation score: overlap links (by shared area, or by overlap over union) beat distance
-    # links (nearest first); links across missing steps only touch events without other links
+    return _Graph(events=events, edges=edges, node=node)
+
+
+def _classify_edges(gr: _Graph, cfg: TrackConfig) -> np.ndarray:
+    """Stage 2: ``kind`` of each edge (continue | split | merge); returns the continuing ones.
+
+    Continuation score: overlap links (by shared area, or by overlap over union)
+    beat distance links (nearest first); an edge continues when each end is the
+    other's best. Links across missing steps only touch events without other links.
+    """
+    edges = gr.edges
     is_ov = edges["link"].to_numpy() == "overlap"
     score = edges["overlap_km2" if cfg.continue_by == "overlap_km2" else "overlap_iou"].to_numpy()
     edges["_r"] = is_ov.astype(np.int8)
@@ -543,29 +577,47 @@ def _build_tracks(events: pd.DataFrame, edges: pd.DataFrame, cfg: TrackConfig, r
                                 kind="stable").drop_duplicates("node_to")
     mutual = best_out.merge(best_in, on=["node_from", "node_to"])[["node_from", "node_to"]]
     cont = pd.MultiIndex.from_frame(edges[["node_from", "node_to"]]).isin(pd.MultiIndex.from_frame(mutual))
-    indeg = np.bincount(edges["node_to"], minlength=n)
-    kind = np.where(cont, "continue", np.where(indeg[edges["node_to"]] > 1, "merge", "split"))
-    edges["kind"] = kind
+    indeg = np.bincount(edges["node_to"], minlength=gr.n)
+    edges["kind"] = np.where(cont, "continue", np.where(indeg[edges["node_to"]] > 1, "merge", "split"))
+    return np.asarray(cont)
 
+
+def _number_tracks(gr: _Graph, cont: np.ndarray) -> None:
+    """Stage 3: ``track_id`` = connected component of continuing edges, numbered by first appearance."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = gr.n
     if n:
-        c = edges[cont]
+        c = gr.edges[cont]
         g = coo_matrix((np.ones(len(c)), (c["node_from"].to_numpy(), c["node_to"].to_numpy())), shape=(n, n))
         _, comp = connected_components(g, directed=False)
     else:
         comp = np.zeros(0, dtype=np.int64)
-    # number tracks by first appearance (events are sorted by step, event)
-    _, first = np.unique(comp, return_index=True)
+    _, first = np.unique(comp, return_index=True)   # events are sorted by (step, event)
     order = np.argsort(first, kind="stable")
     renum = np.empty(order.size, dtype=np.int64)
     renum[order] = np.arange(order.size)
-    tid = renum[comp] if n else comp
-    events = events.assign(track_id=tid)
+    gr.events = gr.events.assign(track_id=renum[comp] if n else comp)
 
-    # per-track summary
-    ev = events
+
+def _path_length(ev: pd.DataFrame, n_tracks: int, radius_km: float) -> np.ndarray:
+    """Sum of great-circle steps between consecutive centroids of each track (km)."""
+    srt = ev.sort_values(["track_id", "step"], kind="stable")
+    same = srt["track_id"].to_numpy()[1:] == srt["track_id"].to_numpy()[:-1]
+    lat_s, lon_s = srt["centroid_lat"].to_numpy(), srt["centroid_lon"].to_numpy()
+    seg = great_circle_km(lat_s[:-1], lon_s[:-1], lat_s[1:], lon_s[1:], radius_km) * same
+    seg = np.nan_to_num(seg)
+    path = np.bincount(srt["track_id"].to_numpy()[1:], weights=seg, minlength=n_tracks) if len(srt) > 1 \
+        else np.zeros(n_tracks)
+    return path[:n_tracks]
+
+
+def _summarize_tracks(gr: _Graph, radius_km: float) -> Any:
+    """Stage 4: one row per track (times, genesis/lysis, path, areas); returns the groupby."""
+    ev = gr.events
     g = ev.groupby("track_id", sort=True)
-    first_i = g["step"].idxmin()
-    last_i = g["step"].idxmax()
+    first_i, last_i = g["step"].idxmin(), g["step"].idxmax()
     t = pd.DataFrame({"track_id": first_i.index.to_numpy()})
     t["class"] = ev.loc[first_i, "class"].to_numpy()
     t["start"] = ev.loc[first_i, "time"].to_numpy()
@@ -579,72 +631,81 @@ def _build_tracks(events: pd.DataFrame, edges: pd.DataFrame, cfg: TrackConfig, r
         t["lifetime_h"] = (h.loc[last_i].to_numpy() - h.loc[first_i].to_numpy())
     else:
         t["lifetime_h"] = np.nan
-    t["genesis_lat"] = ev.loc[first_i, "centroid_lat"].to_numpy()
-    t["genesis_lon"] = ev.loc[first_i, "centroid_lon"].to_numpy()
-    t["lysis_lat"] = ev.loc[last_i, "centroid_lat"].to_numpy()
-    t["lysis_lon"] = ev.loc[last_i, "centroid_lon"].to_numpy()
-    # path length: great-circle steps between consecutive centroids of the same track
-    srt = ev.sort_values(["track_id", "step"], kind="stable")
-    same = srt["track_id"].to_numpy()[1:] == srt["track_id"].to_numpy()[:-1]
-    lat_s, lon_s = srt["centroid_lat"].to_numpy(), srt["centroid_lon"].to_numpy()
-    seg = great_circle_km(lat_s[:-1], lon_s[:-1], lat_s[1:], lon_s[1:], radius_km) * same
-    seg = np.nan_to_num(seg)
-    path = np.bincount(srt["track_id"].to_numpy()[1:], weights=seg, minlength=len(t)) if len(srt) > 1 \
-        else np.zeros(len(t))
-    t["path_length_km"] = path[: len(t)]
+    for end, rows in (("genesis", first_i), ("lysis", last_i)):
+        t[f"{end}_lat"] = ev.loc[rows, "centroid_lat"].to_numpy()
+        t[f"{end}_lon"] = ev.loc[rows, "centroid_lon"].to_numpy()
+    t["path_length_km"] = _path_length(ev, len(t), radius_km)
     t["max_area_km2"] = g["area_km2"].max().to_numpy()
     t["mean_area_km2"] = g["area_km2"].mean().to_numpy()
     for col in ("length_km", "width_km"):
         t[f"max_{col}"] = g[col].max().to_numpy() if col in ev.columns else np.nan
-    tn = tid
+    gr.tracks, gr.first_i, gr.last_i = t, first_i, last_i
+    return g
+
+
+def _branching(gr: _Graph) -> None:
+    """Stage 5: origin, fate, parent track and merge/split counts of each track; tracks on the edges."""
+    t, edges, ev = gr.tracks, gr.edges, gr.events
+    tn = ev["track_id"].to_numpy()
     t["origin"] = "genesis"
     t["fate"] = "lysis"
-    if len(edges):
-        nf, nt_ = edges["node_from"].to_numpy(), edges["node_to"].to_numpy()
-        edges["track_from"] = tn[nf]
-        edges["track_to"] = tn[nt_]
-        other = edges[edges["kind"] != "continue"]
-        # a track born from a split starts at the target of a non-continuing edge;
-        # a track that merges ends at the source of one
-        first_nodes = set(node.reindex(pd.MultiIndex.from_arrays([t["start_step"], ev.loc[first_i, "event"]]))
-                          .to_numpy().tolist())
-        last_nodes = set(node.reindex(pd.MultiIndex.from_arrays([t["end_step"], ev.loc[last_i, "event"]]))
-                         .to_numpy().tolist())
-        into_first = other[other["node_to"].isin(first_nodes)]
-        born = into_first["track_to"].unique()
-        dies = other[other["node_from"].isin(last_nodes)]["track_from"].unique()
-        t.loc[t["track_id"].isin(born), "origin"] = "split"
-        # the track a branch came from: its strongest non-continuing link into the branch's first event
-        par = into_first.sort_values(["track_to", "_r", "_s", "track_from"], ascending=[True, False, False, True],
-                                     kind="stable").drop_duplicates("track_to")
-        parent = np.full(len(t), -1, dtype=np.int64)
-        parent[par["track_to"].to_numpy()] = par["track_from"].to_numpy()
-        t["parent_track"] = parent
-        t.loc[t["track_id"].isin(dies), "fate"] = "merge"
-        t["n_merges_in"] = np.bincount(other[other["kind"] == "merge"]["track_to"], minlength=len(t))[: len(t)]
-        t["n_splits_out"] = np.bincount(other[other["kind"] == "split"]["track_from"], minlength=len(t))[: len(t)]
-    else:
+    if not len(edges):
         edges["track_from"] = np.zeros(0, np.int64)
         edges["track_to"] = np.zeros(0, np.int64)
         t["n_merges_in"] = 0
         t["n_splits_out"] = 0
         t["parent_track"] = np.full(len(t), -1, dtype=np.int64)
-    t = t[list(TRACK_COLUMNS)].copy()
-    for name, values in _track_field_columns(ev, g).items():
-        t[name] = values
+        return
+    edges["track_from"] = tn[edges["node_from"].to_numpy()]
+    edges["track_to"] = tn[edges["node_to"].to_numpy()]
+    other = edges[edges["kind"] != "continue"]
+    # a track born from a split starts at the target of a non-continuing edge;
+    # a track that merges ends at the source of one
+    first_nodes = set(gr.node.reindex(pd.MultiIndex.from_arrays(
+        [t["start_step"], ev.loc[gr.first_i, "event"]])).to_numpy().tolist())
+    last_nodes = set(gr.node.reindex(pd.MultiIndex.from_arrays(
+        [t["end_step"], ev.loc[gr.last_i, "event"]])).to_numpy().tolist())
+    into_first = other[other["node_to"].isin(first_nodes)]
+    born = into_first["track_to"].unique()
+    dies = other[other["node_from"].isin(last_nodes)]["track_from"].unique()
+    t.loc[t["track_id"].isin(born), "origin"] = "split"
+    # the track a branch came from: its strongest non-continuing link into the branch's first event
+    par = into_first.sort_values(["track_to", "_r", "_s", "track_from"], ascending=[True, False, False, True],
+                                 kind="stable").drop_duplicates("track_to")
+    parent = np.full(len(t), -1, dtype=np.int64)
+    parent[par["track_to"].to_numpy()] = par["track_from"].to_numpy()
+    t["parent_track"] = parent
+    t.loc[t["track_id"].isin(dies), "fate"] = "merge"
+    t["n_merges_in"] = np.bincount(other[other["kind"] == "merge"]["track_to"], minlength=len(t))[: len(t)]
+    t["n_splits_out"] = np.bincount(other[other["kind"] == "split"]["track_from"], minlength=len(t))[: len(t)]
 
-    # lifetime filter
+
+def _keep_tracks(gr: _Graph, cfg: TrackConfig) -> Tracks:
+    """Stage 6: drop tracks shorter than ``min_steps`` / ``min_lifetime_h``, with their events and edges."""
+    t = gr.tracks
     keep = (t["n_steps"] >= cfg.min_steps)
     if cfg.min_lifetime_h > 0:
         keep &= t["lifetime_h"].fillna(-1) >= cfg.min_lifetime_h
     kept_ids = t.loc[keep, "track_id"].to_numpy()
     t = t[keep].reset_index(drop=True)
     t.loc[~t["parent_track"].isin(kept_ids), "parent_track"] = -1
-    events = events[events["track_id"].isin(kept_ids)].reset_index(drop=True)
-    edges = edges[edges["track_from"].isin(kept_ids) & edges["track_to"].isin(kept_ids)]
+    events = gr.events[gr.events["track_id"].isin(kept_ids)].reset_index(drop=True)
+    edges = gr.edges[gr.edges["track_from"].isin(kept_ids) & gr.edges["track_to"].isin(kept_ids)]
     edges = edges[list(EDGE_COLUMNS)].sort_values(["step_from", "event_from", "event_to"], kind="stable")
-    edges = edges.reset_index(drop=True)
-    return Tracks(tracks=t, events=events, edges=edges, config=cfg)
+    return Tracks(tracks=t, events=events, edges=edges.reset_index(drop=True), config=cfg)
+
+
+def _build_tracks(events: pd.DataFrame, edges: pd.DataFrame, cfg: TrackConfig, radius_km: float) -> Tracks:
+    """Tracks from events and their links: the stages above, in order."""
+    gr = _graph(events, edges)
+    cont = _classify_edges(gr, cfg)
+    _number_tracks(gr, cont)
+    g = _summarize_tracks(gr, radius_km)
+    _branching(gr)
+    gr.tracks = gr.tracks[list(TRACK_COLUMNS)].copy()
+    for name, values in _track_field_columns(gr.events, g).items():
+        gr.tracks[name] = values
+    return _keep_tracks(gr, cfg)
 
 
 def _config(config: TrackConfig | None, kw: dict[str, Any]) -> TrackConfig:
@@ -745,7 +806,7 @@ def track_masks(
     radius_km: float = EARTH_RADIUS_KM,
     block_steps: int | None = None,
     progress: Any = None,
-    centroid: str = "circular",
+    centroid: Literal["circular", "cartesian"] = "circular",
     **kw: Any,
 ) -> Tracks:
     """Label, tabulate and track a long run of masks in one streaming pass.

@@ -371,3 +371,19 @@ def test_track_config_is_validated_from_field_metadata():
         TrackConfig(max_distance_km=-5)
     assert TrackConfig(max_gap_steps=2.0, distance_classes=[2, 1.0]).max_gap_steps == 2
     assert TrackConfig(distance_classes=[2, 1.0]).distance_classes == (2, 1)
+
+
+def test_distance_classes_take_class_names(scene):
+    assert TrackConfig(distance_classes="tc").distance_classes == (1,)
+    assert TrackConfig(distance_classes=["TC", "ar"]).distance_classes == (1, 2)
+    with pytest.raises(ConfigError, match=r"^distance_classes: expected .*found 'hurricane'$"):
+        TrackConfig(distance_classes=["hurricane"])
+    labels = label(scene)
+    tab = table(labels, scene)
+    by_name = track(tab, labels, config=TrackConfig(distance_classes="tc"))
+    by_number = track(tab, labels, distance_classes=(1,))
+    pd.testing.assert_frame_equal(by_name.tracks, by_number.tracks)
+    pd.testing.assert_frame_equal(by_name.edges, by_number.edges)
+    # the jumping one-cell cyclone is one track only through the distance fallback
+    cyclone = by_name.events[by_name.events["class"] == 1]
+    assert cyclone["track_id"].nunique() == 1 and len(cyclone) == 6
