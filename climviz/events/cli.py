@@ -124,14 +124,47 @@ def _write_table(df: Any, path: Path, fmt: str, overwrite: bool) -> Path:
     return target
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``climviz events``; returns the exit code."""
+def _read_land(path: str, var: str) -> Any:
+    """The land mask/fraction ``var`` of the file ``path`` (first time step if it has several)."""
+    import xarray as xr
+
+    from climviz.errors import DataError
+
+    try:
+        with xr.open_dataset(path) as lds:
+            if var not in lds:
+                raise DataError(f"{path}: expected a land variable {var!r}, "
+                                f"found {sorted(map(str, lds.data_vars))}")
+            land = lds[var].load()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open ({exc})") from exc
+    return land.isel(time=0) if "time" in land.dims else land
+
+
+def _frequency_maps(mask: Any, source: str) -> Any:
+    """Per class (TC, AR): the frequency map, and by season for datetime runs (lazy)."""
     import numpy as np
     import xarray as xr
 
     from climviz.data.schema import CLASSES
-    from climviz.errors import DataError
-    from climviz.events.stats import frequency, summarize
+    from climviz.events.stats import frequency
+
+    maps = xr.Dataset()
+    datetime_time = np.issubdtype(mask["time"].dtype, np.datetime64)
+    for c in sorted(k for k in CLASSES if k):
+        f = frequency(mask, c)
+        maps[f.name] = f
+        if datetime_time:
+            maps[f"{f.name}_season"] = frequency(mask, c, by="season")
+    maps.attrs = {"Conventions": "CF-1.8", "source_masks": source,
+                  "comment": "fraction of time steps each cell is inside the class"}
+    return maps
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``climviz events``; returns the exit code."""
+    from climviz.data.schema import CLASSES
+    from climviz.events.stats import summarize
     from climviz.events.tracking import TrackConfig, track_masks
     from climviz.utils.atomic import atomic_path
     from climviz.utils.output import check_output_location, translate_write_errors
@@ -153,18 +186,7 @@ def run(args: argparse.Namespace) -> int:
     trk = track_masks(mask, fields, stats=stats, config=cfg, min_area_km2=args.min_area_km2,
                       min_cells=args.min_cells, progress=progress)
     print()
-    land = None
-    if args.land:
-        try:
-            with xr.open_dataset(args.land) as lds:
-                if args.land_var not in lds:
-                    raise DataError(f"{args.land}: expected a land variable {args.land_var!r}, "
-                                    f"found {sorted(map(str, lds.data_vars))}")
-                land = lds[args.land_var].load()
-        except OSError as exc:
-            raise DataError(f"{args.land}: cannot open ({exc})") from exc
-        if "time" in land.dims:
-            land = land.isel(time=0)
+    land = _read_land(args.land, args.land_var) if args.land else None
     check_output_location(out, directory=True, what="--out")   # still writable after the work
     for target in _outputs(out, args.format):
         _check_free(target, args.overwrite)
@@ -174,19 +196,9 @@ def run(args: argparse.Namespace) -> int:
         _write_table(trk.edges, out / "track_edges", args.format, args.overwrite),
         _write_table(summarize(trk, land=land), out / "summary", "csv", args.overwrite),
     ]
-    maps = xr.Dataset()
-    datetime_time = np.issubdtype(mask["time"].dtype, np.datetime64)
-    for c in sorted(k for k in CLASSES if k):
-        f = frequency(mask, c)
-        maps[f.name] = f
-        if datetime_time:
-            s = frequency(mask, c, by="season")
-            maps[f"{f.name}_season"] = s
-    maps.attrs = {"Conventions": "CF-1.8", "source_masks": str(args.masks),
-                  "comment": "fraction of time steps each cell is inside the class"}
     target = out / "frequency.nc"
     _check_free(target, args.overwrite)
-    maps = maps.load()
+    maps = _frequency_maps(mask, str(args.masks)).load()
     with translate_write_errors(target, what="--out"), atomic_path(target) as tmp:
         maps.to_netcdf(tmp)
     written.append(target)
