@@ -99,7 +99,10 @@ class SegmentationDataset(Dataset):
         Seed of the augmentation generator in the main process; in DataLoader workers the
         generator is seeded from the worker's torch seed (set by :func:`make_loader`).
     nan_fill
-        Value given to masked (NaN) inputs after normalization (0 = the channel mean).
+        Value given to masked (NaN) inputs after normalization (0 = the channel mean;
+        without a normalizer, the raw value). ``None`` leaves them NaN: what training
+        uses, where the network's frozen
+        :class:`~climviz.models.normalization.Normalize` fills them on the device.
     open_kwargs
         Options for :func:`climviz.open_run` when ``data`` are paths, e.g.
         ``{"nan_policy": "mask"}``.
@@ -108,6 +111,16 @@ class SegmentationDataset(Dataset):
     -----
     ``x`` is a float32 tensor ``(C, H, W)``, ``y`` an int64 tensor ``(H, W)`` with classes
     0 background, 1 TC, 2 AR.
+
+    Training and prediction read raw fields (``normalizer=None, nan_fill=None``) and
+    normalize on the device inside the network, whose checkpoint carries the
+    statistics; ``normalizer=`` is for users who want normalized tensors.
+
+    With ``open_run``'s default ``nan_policy="raise"``, a time step read from files is
+    checked for NaN/inf (a :class:`~climviz.errors.DataError` naming file, variable and
+    step) the first time this dataset reads it; later epochs re-read it without
+    repeating the check (the files are assumed not to change while training). The
+    record of checked steps is shared with the loader's worker processes.
 
     Examples
     --------
@@ -133,7 +146,7 @@ class SegmentationDataset(Dataset):
         random_roll: bool = False,
         labels: bool = True,
         seed: int = 0,
-        nan_fill: float = 0.0,
+        nan_fill: float | None = 0.0,
         open_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.channels = tuple(channels)
@@ -171,7 +184,10 @@ class SegmentationDataset(Dataset):
         self.random_roll = bool(random_roll)
         self.labels = bool(labels)
         self.seed = int(seed)
-        self.nan_fill = float(nan_fill)
+        self.nan_fill = None if nan_fill is None else float(nan_fill)
+        # time steps of the run already read with open_run's checks (1 = checked, all finite)
+        self._checked = torch.zeros(n, dtype=torch.uint8)
+        self._checkable: bool | None = None  # the run's reads raise on NaN/inf (decided on first read)
         self._rng_key: tuple[int, int] | None = None
         self._rng: np.random.Generator | None = None
         self._scratch: np.ndarray | None = None
@@ -187,7 +203,23 @@ class SegmentationDataset(Dataset):
         state["_rng"] = None
         state["_rng_key"] = None
         state["_scratch"] = None
+        state["_checkable"] = None
         return state
+
+    def share_checked(self) -> None:
+        """Move the record of checked time steps to shared memory (before workers start)."""
+        if not self._checked.is_shared():
+            self._checked.share_memory_()
+
+    def _needs_check(self, t: int) -> bool:
+        """Whether step ``t`` must be read with open_run's value checks (see Notes)."""
+        if self._checkable is None:
+            from climviz.data import io
+
+            spec_of = getattr(io, "_spec_of", None)  # direct-read spec of open_run's files (else None)
+            spec = spec_of(self.ds, self.channels[0], t) if spec_of is not None else None
+            self._checkable = getattr(spec, "policy", None) == "raise"
+        return not (self._checkable and self._checked[t])
 
     # -------------------------------------------------------------- sample buffers
     def make_buffers(self, num_workers: int, slots: int) -> _Buffers | None:
@@ -255,8 +287,6 @@ class SegmentationDataset(Dataset):
         return self._get(i, None)
 
     def _get(self, i: int, buffers: _Buffers | None):
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} time steps")
         from climviz.data.io import read_step
 
         if not -len(self) <= i < len(self):
@@ -288,9 +318,13 @@ class SegmentationDataset(Dataset):
             out = self._scratch
         names = [*self.channels] + ([LABEL_VAR] if self.labels else [])
         norm = self.normalizer is not None
+        check = self._needs_check(t)
         try:
-            x, y = read_step(self.ds, t, names, out, offset=self._mean[:, 0, 0] if norm else None,
+            x, y = read_step(self.ds, t, names, out, check=check,
+                             offset=self._mean[:, 0, 0] if norm else None,
                              scale=self._inv_std[:, 0, 0] if norm else None, fill_value=self.nan_fill)
+            if check and self._checkable:
+                self._checked[t] = 1  # passed: nan_policy="raise" found no NaN/inf
         except BaseException:
             if slot is not None:
                 assert buffers is not None and info is not None
@@ -454,11 +488,13 @@ class _BufferedLoader(DataLoader):
                 lent.add((r.worker, r.slot))
                 out.append(torch.from_numpy(view))
                 continue
-            arr = np.empty((len(part.refs), *src.shape[2:]), np.int64 if labels else np.float32)
+            # one copy, straight into (pinned, with CUDA) batch memory
+            t = torch.empty((len(part.refs), *src.shape[2:]), dtype=torch.int64 if labels else torch.float32,
+                            pin_memory=pin)
+            arr = t.numpy()
             for k, r in enumerate(part.refs):
                 np.copyto(arr[k], src[r.worker, r.slot], casting="unsafe")
-            t = torch.from_numpy(arr)
-            out.append(t.pin_memory() if pin else t)
+            out.append(t)
         for part in parts:  # free the copied buffers only once every part is copied
             if isinstance(part, _SlotBatch):
                 for r in part.refs:
@@ -536,6 +572,8 @@ def make_loader(
         if multiprocessing_context is not None:
             kw["multiprocessing_context"] = multiprocessing_context
     loader_cls = DataLoader
+    if num_workers > 0 and isinstance(dataset, SegmentationDataset):
+        dataset.share_checked()  # workers record the steps they checked for the next epochs
     if num_workers > 0 and isinstance(dataset, SegmentationDataset) and dataset.crop is None and buffers:
         # reusable shared sample buffers: enough for every batch a worker may have in flight
         per_worker = kw["prefetch_factor"] * int(batch_size) + 2  # + the batch the caller holds

@@ -1,6 +1,7 @@
-"""Prediction in this process: a streaming read -> normalize -> forward -> write loop.
+"""Prediction in this process: a streaming read -> forward -> write loop.
 
-Blocks of time steps are read and normalized by a background thread (up to
+Blocks of time steps are read (raw; the network normalizes them on its device) by
+a background thread (up to
 ``prefetch`` blocks ahead) while the network runs on the current block, and
 results are written by a second thread, so file I/O overlaps compute (torch
 releases the GIL in its kernels). Only ``prefetch + 2`` blocks are held in memory
@@ -40,7 +41,7 @@ def run_local(
     ds
         The run, restricted to the model's channels (lazy).
     predictor
-        Network and normalization.
+        The checkpoint's network (which normalizes its raw input itself).
     writer
         Has ``write(start, stop, mask, prob)``.
     blocks
@@ -61,10 +62,9 @@ def run_local(
         Number of blocks written.
     """
     channels = predictor.spec.channels
-    mean, std = predictor.spec.mean, predictor.spec.std
 
     def load(start: int, stop: int) -> np.ndarray:
-        return read_block(ds, channels, start, stop, mean, std)
+        return read_block(ds, channels, start, stop)  # raw: the network normalizes
 
     todo = deque(blocks)
     reads: deque[tuple[tuple[int, int], cf.Future]] = deque()

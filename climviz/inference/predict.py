@@ -36,8 +36,9 @@ def predict(
     """Predict tropical cyclone / atmospheric river masks for every time step of a run.
 
     The checkpoint's network is applied to blocks of ``batch_size`` time steps,
-    streamed from the files (never the whole run in memory), normalized with the
-    statistics and channels stored in the checkpoint.
+    streamed from the files (never the whole run in memory) in the channels stored in
+    the checkpoint, and normalized by the network itself with the statistics its
+    weights carry (the same operation as in training).
 
     Parameters
     ----------

@@ -3,7 +3,7 @@
 The pipeline, over the blocks of time steps still to compute::
 
     from_items([{start, stop}, ...])                       one row per block
-      .map_batches(_read_block)                            CPU tasks: read + normalize,
+      .map_batches(_read_block)                            CPU tasks: read (raw fields),
                                                            one row per time step
       .map_batches(_PredictActor, concurrency=num_workers) actors: one model load each,
                                                            GPUs when the cluster has them
@@ -33,14 +33,15 @@ from climviz.inference.writer import BlockProgress
 __all__ = ["run_ray"]
 
 
-def _read_blocks(batch: dict[str, np.ndarray], *, source: Any, channels: Sequence[str],
-                 mean: np.ndarray, std: np.ndarray) -> dict[str, np.ndarray]:
+def _read_blocks(batch: dict[str, np.ndarray], *, source: Any,
+                 channels: Sequence[str]) -> dict[str, np.ndarray]:
+    """Raw fields of the batch's blocks (the model actors' networks normalize them)."""
     import ray
 
     ds = ray.get(source) if isinstance(source, ray.ObjectRef) else source
     xs, idx = [], []
     for s, e in zip(batch["start"].tolist(), batch["stop"].tolist()):
-        xs.append(read_block(ds, channels, s, e, mean, std))
+        xs.append(read_block(ds, channels, s, e))
         idx.append(np.arange(s, e, dtype=np.int64))
     return {"time_index": np.concatenate(idx), "x": np.concatenate(xs)}
 
@@ -127,8 +128,7 @@ def run_ray(
         rows = spans.map_batches(
             _read_blocks,  # type: ignore[arg-type]  # fn_kwargs supplies the keyword-only args; Ray types fn as f(batch)
             batch_size=1, batch_format="numpy", num_cpus=1,
-            fn_kwargs={"source": source, "channels": list(spec.channels),
-                       "mean": spec.mean, "std": spec.std},
+            fn_kwargs={"source": source, "channels": list(spec.channels)},
         )
         preds = rows.map_batches(
             _PredictActor, batch_size=batch_size, batch_format="numpy",

@@ -2,9 +2,12 @@
 
 :class:`MaskPredictor` is built from a checkpoint payload (a plain dict of tensors
 and Python values, so it can travel through Ray's object store to remote
-actors). It normalizes blocks of fields with the statistics stored at training
-time, runs the network in inference mode (fp16 autocast on CUDA), and returns the
-arg-max classes and, if asked, the class probabilities.
+actors). It takes blocks of raw fields (canonical units, NaN where masked): the
+network normalizes them itself, as the frozen first operation its checkpoint carries
+(the ``input_norm`` buffers; for checkpoints written before those existed, rebuilt
+from the stored statistics), so prediction normalizes exactly as training did. It
+runs the network in inference mode (fp16 autocast on CUDA) and returns the arg-max
+classes and, if asked, the class probabilities.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ class ModelSpec:
         Input variables in the order the network expects.
     mean, std
         Per-channel normalization statistics (float32, ``(C,)``), in the units of
-        each channel; ``x_norm = (x - mean) / std``.
+        each channel; ``x_norm = (x - mean) / std``. For reference: the network
+        applies the normalization itself (see :class:`MaskPredictor`).
     sha256
         SHA-256 of the checkpoint file.
     path
@@ -62,8 +66,18 @@ class ModelSpec:
         return str(self.payload["preset"])
 
 
-def _normalizer_stats(norm: Any, channels: Sequence[str], file: str) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std for ``channels`` from a stored ``Normalizer.to_dict()``."""
+def _normalizer_stats(norm: Any, channels: Sequence[str], file: str,
+                      state: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std for ``channels``: the model's ``input_norm`` buffers, else the stored normalizer."""
+    from climviz.models.normalization import PREFIX, has_normalization
+
+    if state is not None and has_normalization(state):
+        mean = np.asarray(state[f"{PREFIX}.mean"], dtype=np.float32).reshape(-1)
+        inv = np.asarray(state[f"{PREFIX}.inv_std"], dtype=np.float64).reshape(-1)
+        if mean.size != len(channels) or inv.size != len(channels):
+            raise CheckpointError(f"{file}: model_state {PREFIX}: {mean.size} statistics for "
+                                  f"{len(channels)} channels {list(channels)}")
+        return mean, (1.0 / inv).astype(np.float32)
     if not isinstance(norm, Mapping):
         raise CheckpointError(
             f"{file}: checkpoint has no normalization statistics (key 'normalizer' is "
@@ -107,7 +121,10 @@ def load_spec(checkpoint: str | os.PathLike) -> ModelSpec:
     file = checkpoint_file(checkpoint)
     payload = load_checkpoint(file, map_location="cpu")
     channels = tuple(str(c) for c in payload["channels"])
-    mean, std = _normalizer_stats(payload.get("normalizer"), channels, str(file))
+    from climviz.training.checkpoint import _clean_state_dict
+
+    mean, std = _normalizer_stats(payload.get("normalizer"), channels, str(file),
+                                  _clean_state_dict(payload["model_state"]))
     kept = {k: payload[k] for k in _KEEP if k in payload}
     return ModelSpec(kept, channels, mean, std, checkpoint_sha256(file), str(Path(file)))
 
@@ -127,7 +144,10 @@ def resolve_device(device: Any = None) -> Any:
 
 
 class MaskPredictor:
-    """A checkpoint's network ready for prediction on normalized blocks.
+    """A checkpoint's network ready for prediction on blocks of raw fields.
+
+    The network normalizes its input itself (see the module notes), so blocks are
+    passed as read (:func:`climviz.inference.source.read_block` without statistics).
 
     Parameters
     ----------
@@ -158,6 +178,7 @@ class MaskPredictor:
         import torch
 
         from climviz import models
+        from climviz.models.normalization import load_weights
         from climviz.training.checkpoint import _clean_state_dict
 
         if threads:
@@ -175,7 +196,8 @@ class MaskPredictor:
         try:
             model = models.build(p["model"], preset=p["preset"], in_channels=in_channels,
                                  num_classes=num_classes, **overrides, **kwargs)
-            model.load_state_dict(_clean_state_dict(p["model_state"]))
+            load_weights(model, _clean_state_dict(p["model_state"]), p.get("normalizer"),
+                         spec.channels, where=spec.path)
         except Exception as e:
             raise CheckpointError(
                 f"{spec.path}: cannot rebuild model {p['model']}/{p['preset']} from the "
@@ -186,7 +208,7 @@ class MaskPredictor:
         self.autocast = self.device.type == "cuda"
 
     def logits(self, x: Any) -> Any:
-        """Float32 logits ``(N, K, H, W)`` of a normalized torch batch on the device."""
+        """Float32 logits ``(N, K, H, W)`` of a raw torch batch on the device."""
         import torch
 
         from climviz.inference.tiling import padded_logits, tiled_logits
@@ -204,7 +226,8 @@ class MaskPredictor:
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Classes (uint8 ``(N, H, W)``) and optional probabilities ``(K, N, H, W)``.
 
-        ``x`` is a normalized float32 block ``(N, C, H, W)`` (see :func:`climviz.inference.source.read_block`).
+        ``x`` is a raw float32 block ``(N, C, H, W)`` in the checkpoint's channel order
+        (see :func:`climviz.inference.source.read_block`); the network normalizes it.
         """
         import torch
 

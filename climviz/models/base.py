@@ -10,6 +10,8 @@ from torch import nn
 
 from climviz.errors import ConfigError, DataError
 from climviz.models.layers import pad_to_multiple
+from climviz.models.normalization import Normalize, attach
+from climviz.models.presets import PRESETS
 
 __all__ = ["SegmentationNet", "MIN_SIZE", "check_options"]
 
@@ -65,10 +67,15 @@ class SegmentationNet(nn.Module):
         Input channels and output classes.
     multiple
         Total downsampling factor; padded inputs are multiples of it.
+    input_norm
+        ``None``, or a frozen :class:`~climviz.models.normalization.Normalize` applied to
+        the raw fields before anything else (see :meth:`set_normalization`); its
+        statistics are buffers saved in ``state_dict`` (``input_norm.mean`` ...).
     """
 
     name: str | None = None
     preset: str | None = None
+    input_norm: Normalize | None
 
     def __init__(self, config: Any, in_channels: int, num_classes: int, multiple: int) -> None:
         super().__init__()
@@ -76,6 +83,47 @@ class SegmentationNet(nn.Module):
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
         self.multiple = int(multiple)
+        self.input_norm = None
+
+    def set_normalization(self, normalizer: Any, channels: Any = None, fill: float = 0.0) -> SegmentationNet:
+        """Normalize raw inputs inside the network (``None`` removes the normalization).
+
+        Parameters
+        ----------
+        normalizer
+            A :class:`~climviz.data.Normalizer`, its dict, a
+            :class:`~climviz.models.normalization.Normalize`, or ``None``.
+        channels
+            Channels to take from ``normalizer``, in input order (default: all of them).
+        fill
+            Normalized value given to masked (NaN) inputs (0 = the channel mean).
+
+        Returns
+        -------
+        SegmentationNet
+            ``self``: ``net(x_raw)`` equals the logits of ``net`` without normalization
+            on ``(x_raw - mean) / std`` (NaN -> ``fill``).
+
+        Examples
+        --------
+        >>> import torch
+        >>> ds = cv.synthetic_run(2, shape=(32, 48))
+        >>> norm = cv.Normalizer.fit(ds)
+        >>> x = torch.from_numpy(ds[list(norm.channels)].to_array("channel").transpose("time", ...).values)
+        >>> net = cv.models.build("cgnet", "tiny", seed=0).eval()
+        >>> with torch.no_grad():
+        ...     expected = net(norm.apply(x))
+        ...     got = net.set_normalization(norm)(x)
+        >>> torch.allclose(got, expected, atol=1e-5), sorted(k for k in net.state_dict() if "input_norm" in k)
+        (True, ['input_norm.fill', 'input_norm.inv_std', 'input_norm.mean'])
+        """
+        attach(self, normalizer, channels, fill)
+        if self.input_norm is not None and self.input_norm.num_channels != self.in_channels:
+            n = self.input_norm.num_channels
+            self.input_norm = None
+            raise DataError(f"{type(self).__name__}: normalization for {n} channels, but the network "
+                            f"takes {self.in_channels} input channels")
+        return self
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Logits for an input whose height and width are multiples of :attr:`multiple`."""
@@ -98,6 +146,8 @@ class SegmentationNet(nn.Module):
                 f"{type(self).__name__} needs a grid of at least {MIN_SIZE}x{MIN_SIZE} cells, "
                 f"got {h}x{w}"
             )
+        if self.input_norm is not None:  # first, so that padding sees normalized values
+            x = self.input_norm(x)
         xp, (top, _, _, _) = pad_to_multiple(
             x,
             self.multiple,
@@ -115,11 +165,10 @@ class SegmentationNet(nn.Module):
         ``{"name", "preset", "in_channels", "num_classes", "overrides"}`` where
         ``overrides`` holds the config fields that differ from the preset (JSON-able).
         """
-        from climviz.models.registry import preset_config
-
         overrides: dict[str, Any] = {}
-        if self.name is not None and self.preset is not None:
-            base = preset_config(self.name, self.preset)
+        preset = PRESETS.get(self.name or "", {}).get(self.preset or "")
+        if preset is not None:
+            base = type(self.config)(**preset[0])
             for f in dataclasses.fields(self.config):
                 v = getattr(self.config, f.name)
                 if v != getattr(base, f.name):

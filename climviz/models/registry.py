@@ -13,6 +13,7 @@ from climviz.errors import ConfigError
 from climviz.models.base import SegmentationNet
 from climviz.models.cgnet import CGNet, CGNetConfig
 from climviz.models.deeplabv3plus import DeepLabConfig, build_deeplab
+from climviz.models.presets import PRESETS
 from climviz.models.tiramisu import TiramisuConfig, build_tiramisu
 
 __all__ = ["build", "list_models", "preset_config", "MODELS", "PRESETS"]
@@ -24,76 +25,6 @@ MODELS: dict[str, tuple[Callable[..., SegmentationNet], type]] = {
     "cgnet": (CGNet, CGNetConfig),
 }
 
-#: name -> preset -> (config overrides, one-line description). Sizes at 16 input fields,
-#: 3 classes; training FLOPs (forward + backward) per 768x1152 sample from
-#: :func:`climviz.models.train_flops_per_sample`.
-PRESETS: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
-    "deeplabv3plus": {
-        "paper": (
-            {},
-            "Kurth et al. SC18 graph: ResNet-50 v2, output stride 8, ASPP 12/24/36, deconv1x decoder "
-            "with full-resolution branch; 43.71 M params, 12.99 TF/sample",
-        ),
-        "deepcam": (
-            {"backbone": "xception", "output_stride": 16},
-            "MLPerf HPC DeepCAM reference: aligned Xception, output stride 16, deconv decoder; "
-            "56.45 M params, 1.96 TF/sample",
-        ),
-        "resnet50-os16": (
-            {"backbone": "resnet", "output_stride": 16},
-            "climviz's lighter variant: ResNet-50 v1 (torchvision layout), output stride 16, "
-            "learned-upsampling decoder at 1/4..1/2; 42.23 M params, 1.72 TF/sample",
-        ),
-        "tiny": (
-            {
-                "backbone": "resnet",
-                "output_stride": 16,
-                "blocks": (1, 1, 1, 1),
-                "width": 8,
-                "stem_channels": 16,
-                "aspp_channels": 32,
-                "low_level_channels": 16,
-                "decoder_channels": 32,
-            },
-            "resnet50-os16 layout, one bottleneck per stage, width 8: for CPUs and teaching",
-        ),
-    },
-    "tiramisu": {
-        "paper": (
-            {},
-            "Kurth et al. SC18 graph: 5x5 kernels, blocks 2-2-2-4-5 growth 32, conv-ReLU-dropout "
-            "without BatchNorm, stride 16; 7.80 M params, 4.14 TF/sample",
-        ),
-        "fcdensenet-os32": (
-            {"style": "fc-densenet", "down_layers": (2, 2, 2, 4, 5), "kernel_size": 3, "first_channels": 48},
-            "climviz's lighter variant: FC-DenseNet layers (BN-ReLU-3x3 conv), blocks 2-2-2-4-5 "
-            "+ 5, growth 32, stride 32; 5.49 M params, 1.56 TF/sample",
-        ),
-        "tiny": (
-            {
-                "style": "fc-densenet",
-                "kernel_size": 3,
-                "down_layers": (2, 2, 2, 2),
-                "bottleneck_layers": 2,
-                "growth_rate": 8,
-                "first_channels": 16,
-                "dropout": 0.0,
-            },
-            "four FC-DenseNet blocks of 2 layers, growth rate 8: for CPUs and teaching",
-        ),
-    },
-    "cgnet": {
-        "paper": (
-            {},
-            "ClimateNet CGNet (Kashinath et al. 2021), M=3, N=21: 0.518 M params (0.494 M at 4 fields), "
-            "0.075 TF/sample",
-        ),
-        "tiny": (
-            {"stage3_blocks": 3},
-            "CGNet with 2 stage-3 context-guided blocks instead of 20: for CPUs and teaching",
-        ),
-    },
-}
 
 def _check_name_preset(name: str, preset: str) -> None:
     if name not in MODELS:
@@ -134,6 +65,7 @@ def build(
     num_classes: int = 3,
     *,
     seed: int | None = None,
+    normalizer: Any = None,
     **overrides: Any,
 ) -> SegmentationNet:
     """Build a segmentation network by name and preset.
@@ -155,6 +87,11 @@ def build(
         If given, weights are initialised from ``torch.manual_seed(seed)`` inside a
         forked RNG (the global RNG state is left untouched). Without it the global
         RNG is used, so ``torch.manual_seed(s); build(...)`` is reproducible too.
+    normalizer
+        A :class:`~climviz.data.Normalizer` (or its dict) for ``in_channels`` channels:
+        the network then takes raw fields and normalizes them itself, as a frozen first
+        operation saved in its ``state_dict`` (see
+        :meth:`~climviz.models.base.SegmentationNet.set_normalization`).
     **overrides
         Fields of :class:`~climviz.models.deeplabv3plus.DeepLabConfig` /
         :class:`~climviz.models.tiramisu.TiramisuConfig` to change, e.g.
@@ -216,6 +153,8 @@ def build(
         net = make()
     net.name = name
     net.preset = preset
+    if normalizer is not None:
+        net.set_normalization(normalizer)
     return net
 
 

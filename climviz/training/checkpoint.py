@@ -9,6 +9,15 @@ tensors and plain Python values (dict, list, str, int, float, bool, None).
 
 Every function accepts the file or the directory holding it.
 
+Normalization: since format version 2 the network applies the per-channel
+normalization itself, as a frozen first operation whose statistics are buffers of
+its state dict (``model_state["input_norm.mean"]``, ``input_norm.inv_std``,
+``input_norm.fill``; see :mod:`climviz.models.normalization`), so prediction uses
+exactly what training used. The ``normalizer`` entry (``Normalizer.to_dict()``)
+is still written for reference. Version 1 checkpoints (statistics only in
+``normalizer``) still load: :func:`load_model` rebuilds the normalization from
+that entry and predicts as before.
+
 Checks: a checkpoint whose weights hold NaN or infinite values is never written
 (:func:`save_checkpoint` raises a :class:`~climviz.errors.CheckpointError` naming
 the file and the tensors, see :func:`nonfinite_tensors`) and never loaded; a
@@ -48,7 +57,7 @@ __all__ = [
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = "climviz-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the model state carries the input normalization (input_norm.*)
 _STATE_KEYS = ("model_state", "optimizer_state", "scheduler_state", "scaler_state")
 REQUIRED_KEYS = ("format", "format_version", "model", "preset", "model_kwargs", "channels",
                  "model_state")
@@ -325,6 +334,10 @@ def _clean_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
 def load_model(path: str | os.PathLike, device: Any = "cpu"):
     """Rebuild the model of a checkpoint with its weights, in eval mode.
 
+    The model takes raw fields (canonical units, NaN where masked) and normalizes them
+    itself: with the ``input_norm`` buffers of its state dict, or, for a checkpoint
+    written before they existed, with the stored ``normalizer`` statistics.
+
     Returns
     -------
     (model, meta)
@@ -335,6 +348,7 @@ def load_model(path: str | os.PathLike, device: Any = "cpu"):
     import torch
 
     from climviz import models
+    from climviz.models.normalization import load_weights
 
     file = checkpoint_file(path)
     payload = load_checkpoint(file, map_location="cpu")
@@ -349,10 +363,10 @@ def load_model(path: str | os.PathLike, device: Any = "cpu"):
         raise CheckpointError(f"{file}: cannot build model {payload['model']}/{payload['preset']} "
                               f"with {kwargs | overrides}: {e}") from e
     try:
-        model.load_state_dict(_clean_state_dict(payload["model_state"]))
-    except RuntimeError as e:
-        raise CheckpointError(f"{file}: weights do not fit model {payload['model']}/"
-                              f"{payload['preset']}: {e}") from e
+        load_weights(model, _clean_state_dict(payload["model_state"]), payload.get("normalizer"),
+                     payload["channels"], where=str(file))
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} (model {payload['model']}/{payload['preset']})") from e
     model.to(torch.device(device) if isinstance(device, str) else device)
     model.eval()
     meta = {k: v for k, v in payload.items() if k not in _STATE_KEYS}

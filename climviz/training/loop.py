@@ -40,7 +40,7 @@ import os
 import resource
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,7 @@ from climviz.training.state import (
 )
 
 __all__ = [
+    "DevicePrefetcher",
     "DivergenceError",
     "EpochTotals",
     "TrainState",
@@ -138,6 +139,65 @@ def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device,
     return x, y.to(device, non_blocking=True)
 
 
+class DevicePrefetcher:
+    """Batches ``(x, y)`` already on ``device``, the next one copied while this one is used.
+
+    On CUDA the copy of batch ``k + 1`` is started with ``non_blocking=True`` on a side
+    stream (from the loader's pinned memory, so it overlaps the model's work on batch
+    ``k``); the compute stream waits for it before the batch is handed out, and the
+    tensors are marked as used by that stream so the caching allocator does not reuse
+    their memory early. On other devices the same look-ahead runs with plain copies
+    (``non_blocking`` is then a no-op).
+
+    Parameters
+    ----------
+    batches
+        Iterable of ``(x, y)`` CPU tensors (a DataLoader, or a slice of one).
+    device
+        Where the model runs.
+    channels_last
+        Convert ``x`` to channels-last memory format on the device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from climviz.training.loop import DevicePrefetcher
+    >>> batches = [(torch.full((1, 2, 4, 4), float(i)), torch.zeros(1, 4, 4, dtype=torch.long)) for i in range(3)]
+    >>> [float(x[0, 0, 0, 0]) for x, _ in DevicePrefetcher(batches, torch.device("cpu"))]
+    [0.0, 1.0, 2.0]
+    """
+
+    def __init__(self, batches: Iterable[Any], device: torch.device, channels_last: bool = False) -> None:
+        self.batches = batches
+        self.device = torch.device(device)
+        self.channels_last = bool(channels_last)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        dev = self.device
+        side = torch.cuda.Stream(dev) if dev.type == "cuda" else None
+        it = iter(self.batches)
+
+        def start(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            x, y = batch
+            if side is None:
+                return _to_device(x, y, dev, self.channels_last)
+            with torch.cuda.stream(side):
+                return _to_device(x, y, dev, self.channels_last)
+
+        nxt = next(it, None)
+        pending = None if nxt is None else start(nxt)
+        while pending is not None:
+            x, y = pending
+            if side is not None:
+                main = torch.cuda.current_stream(dev)
+                main.wait_stream(side)
+                x.record_stream(main)
+                y.record_stream(main)
+            nxt = next(it, None)
+            pending = None if nxt is None else start(nxt)  # overlaps the caller's work on (x, y)
+            yield x, y
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -176,8 +236,10 @@ def _start_epoch(state: TrainState, epoch: int) -> None:
 def _micro_batches(state: TrainState) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """``(micro-batch number, x, y)`` on the device, for at most one epoch of steps."""
     n = state.steps_per_epoch * state.cfg.grad_accum
-    for micro, (x, y) in enumerate(itertools.islice(state.train_loader, n)):
-        yield (micro, *_to_device(x, y, state.device, state.cfg.channels_last))
+    batches = DevicePrefetcher(itertools.islice(state.train_loader, n), state.device,
+                               state.cfg.channels_last)
+    for micro, (x, y) in enumerate(batches):
+        yield micro, x, y
 
 
 def _check_finite_loss(state: TrainState, finite: bool, epoch: int, step: int,
@@ -263,8 +325,7 @@ def validate(state: TrainState) -> EpochTotals:
     val_sum = torch.zeros((), dtype=torch.float64, device=state.device)
     n_val = 0
     with torch.no_grad():
-        for x, y in state.val_loader:
-            x, y = _to_device(x, y, state.device, cfg.channels_last)
+        for x, y in DevicePrefetcher(state.val_loader, state.device, cfg.channels_last):
             with state.amp.autocast():
                 logits = state.eval_model(x)
             val_sum += state.loss_fn(logits, y).double() * x.shape[0]
@@ -485,8 +546,15 @@ def run_training(
 
 
 def _average_buffers(net: torch.nn.Module, world_size: int) -> None:
-    """Average floating-point buffers (BatchNorm running mean/var) over all workers."""
-    bufs = [b for b in net.buffers() if b.is_floating_point()]
+    """Average floating-point buffers (BatchNorm running mean/var) over all workers.
+
+    The frozen input normalization (``input_norm.*``, the same on every worker) is left
+    as it is.
+    """
+    from climviz.models.normalization import PREFIX
+
+    bufs = [b for name, b in net.named_buffers() if b.is_floating_point()
+            and not name.startswith(PREFIX + ".")]
     if not bufs:
         return
     flat = torch.cat([b.detach().reshape(-1).double() for b in bufs])

@@ -58,7 +58,9 @@ class TrainState:
     checkpoint_dir : Path
         Where rank 0 writes ``epoch_XXXX/checkpoint.pt``.
     normalizer : Normalizer
-        Per-channel normalization (fitted on the training split or restored).
+        Per-channel normalization (fitted on the training split or restored). The
+        loaders ship raw fields; ``net`` applies it as its frozen first operation
+        (``net.input_norm``, saved in its state dict).
     weights : numpy.ndarray
         Per-class loss weights (dimensionless).
     grid : tuple of int
@@ -223,22 +225,23 @@ def _normalizer(normalizer: Any, ds, train_idx: np.ndarray, cfg: TrainConfig):
     return normalizer
 
 
-def _loaders(source: Any, cfg: TrainConfig, normalizer: Any, train_idx: np.ndarray,
-             val_idx: np.ndarray, rank: int, world_size: int):
+def _loaders(source: Any, cfg: TrainConfig, train_idx: np.ndarray, val_idx: np.ndarray,
+             rank: int, world_size: int):
+    """Loaders of raw float32 fields (NaN kept): the network normalizes on the device."""
     from torch.utils.data import DistributedSampler
 
     from climviz.data import SegmentationDataset, make_loader
 
-    train_ds = SegmentationDataset(source, channels=cfg.channels, normalizer=normalizer,
-                                   time_indices=train_idx, crop=cfg.crop,
-                                   random_roll=cfg.random_roll, seed=cfg.seed)
+    train_ds = SegmentationDataset(source, channels=cfg.channels, time_indices=train_idx,
+                                   crop=cfg.crop, random_roll=cfg.random_roll, seed=cfg.seed,
+                                   nan_fill=None)
     sampler: Any = DistributedSampler(train_ds, num_replicas=world_size, rank=rank, shuffle=True,
                                  seed=cfg.seed, drop_last=True)
     train_loader = make_loader(train_ds, cfg.batch_size, sampler=sampler,
                                num_workers=cfg.loader_workers, drop_last=True, seed=cfg.seed,
                                persistent_workers=False)
-    val_ds = SegmentationDataset(source, channels=cfg.channels, normalizer=normalizer,
-                                 time_indices=val_idx)
+    val_ds = SegmentationDataset(source, channels=cfg.channels, time_indices=val_idx,
+                                 nan_fill=None)
     val_loader = make_loader(val_ds, cfg.val_batch_size or cfg.batch_size,
                              sampler=list(range(rank, len(val_ds), world_size)),
                              num_workers=cfg.loader_workers, seed=cfg.seed)
@@ -272,8 +275,8 @@ def setup(cfg: TrainConfig, data: Any = None, *, normalizer: Any = None, rank: i
     raw = data if data is not None else cfg.data
     source = (ds if isinstance(raw, xr.Dataset)
               else list(raw) if isinstance(raw, (tuple, list)) else raw)
-    train_ds, sampler, train_loader, val_loader = _loaders(source, cfg, normalizer, train_idx,
-                                                           val_idx, rank, world_size)
+    train_ds, sampler, train_loader, val_loader = _loaders(source, cfg, train_idx, val_idx,
+                                                           rank, world_size)
     steps_per_epoch = len(train_loader) // cfg.grad_accum
     if cfg.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
@@ -287,6 +290,8 @@ def setup(cfg: TrainConfig, data: Any = None, *, normalizer: Any = None, rank: i
     net = models.build(cfg.model, preset=cfg.preset, in_channels=in_channels,
                        num_classes=cfg.num_classes, **cfg.model_overrides)
     flops = float(models.train_flops_per_sample(net, (in_channels, *sample_hw)))
+    # normalization on the device, as the network's frozen first operation (in its state dict)
+    net.set_normalization(normalizer, cfg.channels)
     net.to(device)
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
@@ -309,15 +314,24 @@ def restore(state: TrainState, payload: Mapping[str, Any] | None, source: Any = 
     """Stage 2: continue from a loaded checkpoint ``payload`` (from ``source``).
 
     Restores weights, optimizer, grad scaler, metrics history, epoch and step counts;
-    the LR follows from the restored step and this run's peak (:func:`apply_lr`).
+    the LR follows from the restored step and this run's peak (:func:`apply_lr`). The
+    network keeps the normalization of ``state.normalizer`` (by default the checkpoint's
+    own, see :func:`~climviz.training.loop.run_training`): a checkpoint written before
+    the normalization moved into the network (no ``input_norm.*`` weights) resumes too.
     """
+    from climviz.models.normalization import PREFIX
     from climviz.training.checkpoint import _clean_state_dict
 
     if payload is None:
         return state
     cfg = state.cfg
+    weights = {k: v for k, v in _clean_state_dict(payload["model_state"]).items()
+               if not k.startswith(PREFIX + ".")}
+    norm = getattr(state.net, PREFIX, None)
+    if isinstance(norm, torch.nn.Module):  # keep this run's normalization (state.normalizer)
+        weights.update({f"{PREFIX}.{k}": v for k, v in norm.state_dict().items()})
     try:
-        state.net.load_state_dict(_clean_state_dict(payload["model_state"]))
+        state.net.load_state_dict(weights)
     except RuntimeError as e:
         raise CheckpointError(f"{source}: weights do not fit {cfg.model}/{cfg.preset} with "
                               f"overrides {cfg.model_overrides}: {e}") from e

@@ -22,8 +22,7 @@ def _payload(net, *, model="tiramisu", channels=CHANNELS, epoch=1):
         "model": model, "preset": "tiny",
         "model_kwargs": {"in_channels": len(channels), "num_classes": 3, "overrides": {}},
         "channels": list(channels),
-        "normalizer": {"channels": list(channels), "mean": [0.0] * len(channels),
-                       "std": [1.0] * len(channels)},
+        "normalizer": _payload_normalizer(channels),
         "config": cfg.to_dict(), "grid": [32, 64], "epoch": epoch, "global_step": 7,
         "metrics": [{"epoch": 1, "miou": 0.25}],
         "model_state": net.state_dict(), "optimizer_state": None, "scheduler_state": None,
@@ -33,7 +32,13 @@ def _payload(net, *, model="tiramisu", channels=CHANNELS, epoch=1):
 
 @pytest.fixture(scope="module")
 def tiny_net():
-    return models.build("tiramisu", preset="tiny", in_channels=16, num_classes=3, seed=0)
+    # as training builds it: the normalization (that of _payload) is part of the network
+    return models.build("tiramisu", preset="tiny", in_channels=16, num_classes=3, seed=0,
+                        normalizer=_payload_normalizer(CHANNELS))
+
+
+def _payload_normalizer(channels):
+    return {"channels": list(channels), "mean": [0.0] * len(channels), "std": [1.0] * len(channels)}
 
 
 def test_round_trip_and_load_model(tmp_path, tiny_net):

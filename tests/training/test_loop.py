@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -242,10 +241,11 @@ def test_two_process_ddp_shards_data_and_sums_confusion_matrices(small_run, tiny
     base_lrs = load_checkpoint(res[0]["reports"][0])["scheduler_state"]["base_lrs"]
     assert base_lrs == pytest.approx([2 * cfg.lr] * len(base_lrs))
     # recompute the validation IoU over the whole held-out block from rank 0's checkpoint
+    # (the loaded network normalizes its raw input itself, as in training)
     net, meta = load_model(res[0]["reports"][0])
-    norm = Normalizer.from_dict(meta["normalizer"])
-    val = SegmentationDataset(small_run, channels=cfg.channels, normalizer=norm,
-                              time_indices=range(16, 20))
+    assert Normalizer.from_dict(meta["normalizer"]).channels == tuple(cfg.channels)
+    val = SegmentationDataset(small_run, channels=cfg.channels, time_indices=range(16, 20),
+                              nan_fill=None)
     x = torch.stack([val[i][0] for i in range(4)])
     y = torch.stack([val[i][1] for i in range(4)])
     with torch.no_grad():

@@ -111,7 +111,8 @@ def test_validation_metrics_cover_all_workers(first_run, small_run):
     x = np.stack([val[c].values for c in meta["channels"]], axis=1).astype(np.float32)
     y = val["LABELS"].values.astype(np.int64)
     with torch.no_grad():
-        pred = model(torch.from_numpy(np.asarray(norm.apply(x, channel_axis=1), np.float32)))
+        pred = model(torch.from_numpy(x))  # raw fields: the network applies `norm` itself
+    assert norm.channels == tuple(meta["channels"])
     pred = pred.argmax(1).numpy()
     cm = np.bincount(3 * y.ravel() + pred.ravel(), minlength=9).reshape(3, 3)
     iou = np.diag(cm) / (cm.sum(0) + cm.sum(1) - np.diag(cm))
