@@ -12,7 +12,9 @@ thread per process, the same per-worker batch:
 * ``warm``: the same call again, ``repeats`` times (a notebook calling ``train`` twice):
   Ray and the worker group are reused (``benchmarks/_common.timed`` statistics of the
   time to first step; the breakdown of the median run).
-* ``one_worker``: a 1-worker Ray run (new group of 1): per-step time vs in-process.
+* ``one_worker``: ``repeats`` pairs of an in-process run and a 1-worker Ray run (a
+  group of 1, started by the first), alternating; the ratio is the median of the pair
+  ratios of their per-step times.
 * ``ddp``: per-step time of the 2-worker runs (gloo all-reduce every step) and images/s.
 * ``ray_train``: one warm call through Ray Train's ``TorchTrainer`` (``launcher=
   "ray_train"``, the launcher before issue 19), with its breakdown, for comparison.
@@ -139,12 +141,23 @@ def main(argv: list[str] | None = None) -> int:
                           + list(ddp.metrics["images_per_s"].iloc[1:])))}
     figures["ddp"]["step_s"] = statistics.median(figures["ddp"]["step_s_runs"])
 
-    # ---- 1 worker: Ray's own per-step overhead -----------------------------------
+    # ---- 1 worker: Ray's own per-step overhead, interleaved with in-process runs ---
+    # (alternating pairs, so a change of the machine's load hits both sides alike)
     loads["one_worker"] = load_average()
-    one = [ray_train(cfg, 1) for _ in range(2)]       # the first starts a group of 1
-    figures["one_worker"] = {"step_s_runs": [per_step(r.metrics) for r in one],
-                             "time_to_first_step_warm_s": one[1].extra["time_to_first_step_s"]}
-    figures["one_worker"]["step_s"] = statistics.median(figures["one_worker"]["step_s_runs"])
+    pairs = []
+    for i in range(repeats):
+        rows = run_training(cfg, ds, checkpoint_dir=root / f"local{i}", device=device)
+        one = ray_train(cfg, 1)                 # the first call starts a group of 1
+        pairs.append((per_step(pd.DataFrame(rows)), per_step(one.metrics)))
+    pair_ratios = [ray / local for local, ray in pairs]
+    figures["one_worker"] = {
+        "step_s_in_process_runs": [p[0] for p in pairs],
+        "step_s_ray_runs": [p[1] for p in pairs],
+        "step_s_in_process": statistics.median(p[0] for p in pairs),
+        "step_s": statistics.median(p[1] for p in pairs),
+        "ratio_runs": pair_ratios,
+        "ratio_spread": (max(pair_ratios) - min(pair_ratios)) / statistics.median(pair_ratios),
+        "time_to_first_step_warm_s": one.extra["time_to_first_step_s"]}
 
     # ---- Ray Train's TorchTrainer (the launcher before), warm ---------------------
     if not args.no_ray_train:
@@ -156,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ip = figures["in_process"]
     ratios = {
-        "ray_1_worker_step_vs_in_process": figures["one_worker"]["step_s"] / ip["step_s"],
-        "ray_2_workers_ddp_step_vs_in_process": figures["ddp"]["step_s"] / ip["step_s"],
+        "ray_1_worker_step_vs_in_process": statistics.median(pair_ratios),
+        "ray_2_workers_ddp_step_vs_in_process": (figures["ddp"]["step_s"]
+                                                 / figures["one_worker"]["step_s_in_process"]),
         "ray_2_workers_throughput_vs_in_process": figures["ddp"]["images_per_s"] / ip["images_per_s"],
         "time_to_first_step_cold_vs_20s_target": figures["cold"]["time_to_first_step_s"] / 20.0,
         "time_to_first_step_warm_vs_5s_target": figures["warm"]["time_to_first_step_s"] / 5.0,

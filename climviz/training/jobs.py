@@ -262,6 +262,11 @@ def submit_training(
         raise ConfigError("submit_training: resume=True needs the name of the run (name=...)")
     address = _dashboard_address(address)
     client = _client(address)
+    # The job's workers need the CPUs/GPUs an idle worker group kept by an earlier
+    # train() call of this process holds (on the same cluster they would wait for them).
+    from climviz.training.workers import release_workers
+
+    release_workers()
 
     run_dir = default_run_dir(cfg, storage_path, name)
     job_dir = run_dir / "_job"

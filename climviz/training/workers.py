@@ -349,6 +349,8 @@ class WorkerGroup:
         ``import_s`` (slowest worker's torch + climviz import), ``process_group_s``.
     runs : int
         Training runs served so far.
+    busy : bool
+        True while a run is in progress (an idle-release timer then leaves it alone).
     """
 
     key: tuple[Any, ...]
@@ -356,6 +358,7 @@ class WorkerGroup:
     job_id: str
     startup: dict[str, float] = field(default_factory=dict)
     runs: int = 0
+    busy: bool = False
 
     @property
     def num_workers(self) -> int:
@@ -401,6 +404,13 @@ class WorkerGroup:
         WorkerDied
             A worker process died, or any other failure in a worker.
         """
+        self.busy = True
+        try:
+            return self._run(config)
+        finally:
+            self.busy = False
+
+    def _run(self, config: dict[str, Any]) -> list[dict[str, Any]]:
         import ray
 
         refs = [a.run.remote(config) for a in self.actors]
@@ -468,15 +478,31 @@ def release_workers() -> bool:
 
 
 def release_later(keep_s: float) -> None:
-    """Release the group after ``keep_s`` idle seconds (now when ``keep_s <= 0``)."""
+    """Release the group after ``keep_s`` idle seconds (now when ``keep_s <= 0``).
+
+    A later :func:`acquire_group` cancels the release; a timer that fires while the
+    group is taken again does nothing.
+    """
     if keep_s <= 0:
         release_workers()
         return
+
+    def fire() -> None:
+        with _LOCK:
+            if _STATE.get("timer") is not timer:
+                return                       # cancelled, or replaced by a newer timer
+            group = _STATE["group"]
+            if group is not None and group.busy:
+                return
+            _STATE.update(group=None, timer=None)
+        if group is not None:
+            group.kill()
+
     with _LOCK:
         old = _STATE.get("timer")
         if old is not None:
             old.cancel()
-        timer = threading.Timer(keep_s, release_workers)
+        timer = threading.Timer(keep_s, fire)
         timer.daemon = True
         _STATE["timer"] = timer
         timer.start()

@@ -96,3 +96,27 @@ def test_in_process_run_prints_a_result_line(tmp_path, small_run):
     assert res.checkpoint.is_file()
     assert res.metrics["epoch"].tolist() == [1] and res.config.max_steps_per_epoch == 2
     assert 0.0 <= res.metrics["miou"].iloc[0] <= 1.0
+
+
+@pytest.mark.ray
+def test_ray_run_prints_no_ray_notices(tmp_path, small_run):
+    """`climviz train` on a local Ray (1 worker): the run's own lines and the result line,
+    none of Ray's notices (its token-authentication warning, "Started a local Ray
+    instance"), which `ray.init` prints at its default logging level."""
+    pytest.importorskip("ray")
+    data = tmp_path / "run.nc"
+    small_run.to_netcdf(data)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("model: deeplabv3plus\npreset: tiny\nepochs: 1\nbatch_size: 2\n"
+                   "precision: fp32\nmax_steps_per_epoch: 2\nloader_workers: 0\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", RAY_AUTH_MODE="token")
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, "-m", "climviz.training.cli", str(cfg), "--data",
+                          str(data), "--num-workers", "1", "--storage-path",
+                          str(tmp_path / "runs"), "--name", "cli-ray"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    assert "checkpoint: " in out.stdout and cli.RESULT_PREFIX in out.stdout
+    assert "Token authentication" not in text and "Started a local Ray" not in text, text[-3000:]
+    assert " WARNING " not in text and " INFO " not in text, text[-3000:]

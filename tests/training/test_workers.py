@@ -1,0 +1,99 @@
+"""The kept worker group's lifetime rules, without Ray (a stand-in group records kills).
+
+The group itself (real actors, reuse across ``train`` calls, same weights as in-process
+training) is tested on a real local Ray in test_ray.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from climviz.training import workers
+
+
+class FakeGroup:
+    def __init__(self, busy=False):
+        self.busy = busy
+        self.killed = 0
+
+    def kill(self):
+        self.killed += 1
+
+
+@pytest.fixture
+def kept():
+    """Install a stand-in group as the one this process keeps; clean up afterwards."""
+    group = FakeGroup()
+    workers._STATE.update(group=group, timer=None)
+    yield group
+    timer = workers._STATE.get("timer")
+    if timer is not None:
+        timer.cancel()
+    workers._STATE.update(group=None, timer=None)
+
+
+def _wait(check, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return check()
+
+
+def test_release_workers_kills_the_kept_group_once(kept):
+    assert workers.current_group() is kept
+    assert workers.release_workers() is True
+    assert kept.killed == 1 and workers.current_group() is None
+    assert workers.release_workers() is False and kept.killed == 1
+
+
+def test_an_idle_group_is_released_after_keep_s(kept):
+    workers.release_later(0.2)
+    assert kept.killed == 0                       # not before keep_s
+    assert _wait(lambda: kept.killed == 1)
+    assert workers.current_group() is None
+
+
+def test_keep_zero_releases_now(kept):
+    workers.release_later(0)
+    assert kept.killed == 1 and workers.current_group() is None
+
+
+def test_a_busy_or_retaken_group_is_not_released_by_an_old_timer(kept):
+    kept.busy = True                              # a run in progress
+    workers.release_later(0.1)
+    time.sleep(0.4)
+    assert kept.killed == 0 and workers.current_group() is kept
+    kept.busy = False
+    workers.release_later(0.3)
+    workers.release_later(5.0)                    # a newer call: the 0.3 s timer is void
+    time.sleep(0.6)
+    assert kept.killed == 0 and workers.current_group() is kept
+
+
+def test_group_key_ignores_resource_order():
+    a = workers.group_key(2, False, {"CPU": 1, "memory": 2e9})
+    b = workers.group_key(2, False, {"memory": 2e9, "CPU": 1.0})
+    assert a == b
+    assert a != workers.group_key(1, False, {"CPU": 1, "memory": 2e9})
+    assert a != workers.group_key(2, True, {"CPU": 1, "memory": 2e9})
+
+
+def test_actor_options_follow_resources_per_worker():
+    assert workers._actor_options(False, {}) == {"num_cpus": 1.0, "num_gpus": 0.0,
+                                                 "max_restarts": 0, "max_concurrency": 2}
+    opts = workers._actor_options(True, {"CPU": 4, "memory": 1e9, "accel": 1})
+    assert (opts["num_cpus"], opts["num_gpus"], opts["memory"]) == (4.0, 1.0, 1e9)
+    assert opts["resources"] == {"accel": 1}
+
+
+def test_worker_env_is_set_for_one_run_and_restored(monkeypatch):
+    monkeypatch.setenv("CLIMVIZ_TEST_STALE", "old")
+    monkeypatch.delenv("CLIMVIZ_TEST_NEW", raising=False)
+    import os
+
+    with workers._Env({"CLIMVIZ_TEST_NEW": "1"}):
+        assert os.environ["CLIMVIZ_TEST_NEW"] == "1"
+        assert "CLIMVIZ_TEST_STALE" not in os.environ     # the driver's variables only
+    assert "CLIMVIZ_TEST_NEW" not in os.environ and os.environ["CLIMVIZ_TEST_STALE"] == "old"
