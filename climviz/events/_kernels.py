@@ -7,15 +7,17 @@ compiled loops (:mod:`climviz.events._numba_kernels`):
 * labelling: one scan of the block for runs of one class along each row,
   joined with a union-find as they are found (previous row, 8- or
   4-connectivity, the 0/360 seam), numbered in order of each component's
-  first run; the same components and ids as the NumPy path (runs,
+  first run, then ids per step and the labels written in one more pass
+  (every cell once); the same components and ids as the NumPy path (runs,
   ``searchsorted`` pairing, ``scipy.sparse.csgraph``), which stays the
   reference;
-* the principal axes of the event table: the per-cell sums that NumPy makes
-  in ~40 passes over the event cells are fused into one loop (the same sums,
-  each run's cells added up before the run is added to its event; cosine and sine of the longitude difference from the
-  addition formulas, and theta / sin(theta) from its series near the
-  centroid, so lengths and widths agree with the NumPy path to ~1e-12
-  relative).
+* the event table: the per-event sums over runs (cells, area, centroid sums,
+  extremes) in one loop in ``np.bincount``'s order (bit-identical), and the
+  principal axes' per-cell sums, which NumPy makes in ~40 passes over the event
+  cells, fused into one loop (cosine and sine of the longitude difference from
+  the addition formulas; theta / sin(theta) from its series near the centroid,
+  from the half- and quarter-angle series farther out, atan2 only beyond 90
+  degrees), so lengths and widths agree with the NumPy path to ~1e-13 relative.
 
 ``tests/events/test_dense.py`` checks both against the NumPy path. Blocks
 with fewer than :data:`MIN_CELLS` cells take the NumPy path, so small inputs
@@ -39,7 +41,7 @@ def _build() -> dict[str, Callable[..., Any]]:
     from climviz.events import _numba_kernels as nk
 
     return {"axes_moments": nk.axes_moments, "run_components": nk.run_components, "write_runs": nk.write_runs,
-            "group_min_max": nk.group_min_max, "run_sums": nk.run_sums}
+            "event_sums": nk.event_sums, "number_runs": nk.number_runs, "run_keys": nk.run_keys}
 
 
 def kernels(n_cells: int) -> dict[str, Callable[..., Any]] | None:

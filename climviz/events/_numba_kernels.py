@@ -12,14 +12,225 @@ import numba
 import numpy as np
 
 
+#: Coefficients of theta / sin(theta) = asin(q) / q = sum_k C[k] q^(2k), q = sin(theta).
+_C1, _C2, _C3, _C4 = 1.0 / 6.0, 3.0 / 40.0, 5.0 / 112.0, 35.0 / 1152.0
+_C5, _C6, _C7 = 63.0 / 2816.0, 231.0 / 13312.0, 143.0 / 10240.0
+#: q² below which the series (to q^14) is used: q < 1/8, where the next term is below 1e-16.
+_Q2_SERIES = 0.015625
+
 @numba.njit(cache=True, nogil=True)
-def axes_moments(row, c0, length, key, sphi, cphi, rowa,
+def _run_exact(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b, c, d):
+    """Sums w x, w y, w x², w y², w x y over the cells of one run, theta / sin(theta) from atan2 where needed.
+
+    For runs with a cell beyond the range of the series used by :func:`axes_moments`.
+    """
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    s4 = 0.0
+    for col in range(col0, col1):
+        cdl = cos_lon[col] * cc + sin_lon[col] * sc
+        u = (sin_lon[col] * cc - cos_lon[col] * sc) * cp
+        v = a - cdl * b
+        dot = cdl * d + c
+        q2 = u * u + v * v
+        if dot > 0 and q2 < _Q2_SERIES:
+            q4 = q2 * q2
+            q8 = q4 * q4
+            scale = ((1.0 + _C1 * q2) + q4 * (_C2 + _C3 * q2)) + q8 * ((_C4 + _C5 * q2) + q4 * (_C6 + _C7 * q2))
+        else:
+            sin_d = math.sqrt(q2)
+            scale = math.atan2(sin_d, dot) / sin_d if sin_d > 0 else 1.0
+        x = u * scale
+        y = v * scale
+        w = colw[col]
+        wx = w * x
+        wy = w * y
+        s0 += wx
+        s1 += wy
+        s2 += wx * x
+        s3 += wy * y
+        s4 += wx * y
+    return s0, s1, s2, s3, s4
+
+
+# fastmath: reassociation lets the per-cell work of a run overlap (and vectorize); the sums change
+# by rounding only (~1e-14 relative); no value is NaN or infinite here (centroids are finite unit
+# vectors, and the range checks are made outside the fast loop).
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _run_series(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b):
+    """The sums of :func:`_run_exact` for a run within ~7.2 degrees of the centroid (tier 0 of :func:`_run_tier`)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    s4 = 0.0
+    for col in range(col0, col1):
+        cl = cos_lon[col]
+        sl = sin_lon[col]
+        # cos and sin of (lon - centroid lon) by the addition formulas: no trigonometry per cell
+        cdl = cl * cc + sl * sc
+        u = (sl * cc - cl * sc) * cp
+        v = a - cdl * b
+        q2 = u * u + v * v
+        q4 = q2 * q2
+        q8 = q4 * q4  # Estrin's scheme: short dependency chains
+        scale = ((1.0 + _C1 * q2) + q4 * (_C2 + _C3 * q2)) + q8 * ((_C4 + _C5 * q2) + q4 * (_C6 + _C7 * q2))
+        x = u * scale
+        y = v * scale
+        w = colw[col]
+        wx = w * x
+        wy = w * y
+        s0 += wx
+        s1 += wy
+        s2 += wx * x
+        s3 += wy * y
+        s4 += wx * y
+    return s0, s1, s2, s3, s4
+
+
+#: asin(x) / x = sum_k _ASIN[k] x^(2k), k = 0..17: for x² <= sin²(22.5°) = 0.1464 the first
+#: omitted term is below 4e-18.
+_ASIN = np.array([1.0, 1 / 6, 3 / 40, 5 / 112, 35 / 1152, 63 / 2816, 231 / 13312, 143 / 10240,
+                  6435 / 557056, 12155 / 1245184, 46189 / 5505024, 88179 / 12058624, 676039 / 104857600,
+                  1300075 / 226492416, 5014575 / 973078528, 9694845 / 2080374784,
+                  100180065 / 23622320128, 116680311 / 30064771072])
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _run_quarter(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b, c, d):
+    """The sums of :func:`_run_exact` for a run whose cells all lie within 90 degrees of the centroid.
+
+    theta = 4 asin(sin(theta / 4)), with sin²(theta / 4) = (1 - cos(theta / 2)) / 2 formed without
+    cancellation (1 - cos theta = sin² theta / (1 + cos theta), the same for theta / 2), and
+    asin(x) / x from its series (x <= sin(22.5°)): no atan2, and the loop vectorizes.
+    """
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    s4 = 0.0
+    for col in range(col0, col1):
+        cl = cos_lon[col]
+        sl = sin_lon[col]
+        cdl = cl * cc + sl * sc
+        u = (sl * cc - cl * sc) * cp
+        v = a - cdl * b
+        dot = cdl * d + c
+        q2 = u * u + v * v
+        cos_half = math.sqrt(0.5 * (1.0 + dot))
+        x2 = 0.25 * (q2 / (1.0 + dot)) / (1.0 + cos_half)  # sin²(theta / 4)
+        ser = _ASIN[17]
+        for j in range(16, -1, -1):
+            ser = ser * x2 + _ASIN[j]
+        q = math.sqrt(q2)
+        scale = 4.0 * math.sqrt(x2) * ser / q if q > 0.0 else 1.0
+        x = u * scale
+        y = v * scale
+        w = colw[col]
+        wx = w * x
+        wy = w * y
+        s0 += wx
+        s1 += wy
+        s2 += wx * x
+        s3 += wy * y
+        s4 += wx * y
+    return s0, s1, s2, s3, s4
+
+
+#: Tier 1 of :func:`_run_tier`: cells closer than 30 degrees to the centroid (sin² theta < 1/4).
+_Q2_HALF = 0.25
+_H = [1.0, 1 / 6, 3 / 40, 5 / 112, 35 / 1152, 63 / 2816, 231 / 13312, 143 / 10240, 6435 / 557056,
+      12155 / 1245184, 46189 / 5505024, 88179 / 12058624]
+_H0, _H1, _H2, _H3, _H4, _H5, _H6, _H7, _H8, _H9, _H10, _H11 = _H
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _run_half(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b, c, d):
+    """The sums of :func:`_run_exact` for a run whose cells all lie within 30 degrees of the centroid.
+
+    theta = 2 asin(x), x = sin(theta / 2), x² = sin² theta / (2 (1 + cos theta)) (no
+    cancellation), and theta / sin theta = (asin(x) / x) / cos(theta / 2) with asin(x) / x from
+    its series to x^22 (x <= sin 15°: the first omitted term is below 1e-16): no atan2, and
+    the loop vectorizes.
+    """
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    s4 = 0.0
+    for col in range(col0, col1):
+        cl = cos_lon[col]
+        sl = sin_lon[col]
+        cdl = cl * cc + sl * sc
+        u = (sl * cc - cl * sc) * cp
+        v = a - cdl * b
+        opd = 1.0 + cdl * d + c  # 1 + cos theta
+        x2 = 0.5 * (u * u + v * v) / opd
+        x4 = x2 * x2
+        x8 = x4 * x4
+        ser = (((_H0 + _H1 * x2) + x4 * (_H2 + _H3 * x2)) + x8 * ((_H4 + _H5 * x2) + x4 * (_H6 + _H7 * x2))
+               + x8 * x8 * ((_H8 + _H9 * x2) + x4 * (_H10 + _H11 * x2)))
+        scale = ser / math.sqrt(0.5 * opd)
+        x = u * scale
+        y = v * scale
+        w = colw[col]
+        wx = w * x
+        wy = w * y
+        s0 += wx
+        s1 += wy
+        s2 += wx * x
+        s3 += wy * y
+        s4 += wx * y
+    return s0, s1, s2, s3, s4
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_tier(col0, col1, lonr, cos_lon, sin_lon, cc, sc, cp, a, b, c, d):
+    """Which loop sums a run: 0 series (theta < 7.2°), 1 half angle (< 30°), 3 quarter angle (< 90°), 2 atan2.
+
+    0: :func:`_run_series`, 1: :func:`_run_half`, 3: :func:`_run_quarter`, 2: :func:`_run_exact`
+    (cell by cell, anything else).
+
+    Along a row the distance theta to the centroid grows with |lon - centroid lon| up to 180
+    degrees (cos theta = sin phi sin phi_c + cos phi cos phi_c cos dlon, d >= 0), so on a run
+    that spans less than 90 degrees and whose two ends lie within 90 degrees of the centroid's
+    meridian (never reaching the opposite one) theta is largest at an end: checking the two
+    ends bounds theta on every cell.
+    """
+    last = col1 - 1
+    if not lonr[last] - lonr[col0] < 0.5 * math.pi:
+        return 2
+    tier = 0
+    for col in (col0, last):
+        cdl = cos_lon[col] * cc + sin_lon[col] * sc
+        u = (sin_lon[col] * cc - cos_lon[col] * sc) * cp
+        v = a - cdl * b
+        dot = cdl * d + c
+        if not (cdl > 0.0 and dot > 0.0):
+            return 2
+        q2 = u * u + v * v
+        if not q2 < _Q2_SERIES:
+            tier = max(tier, 1 if q2 < _Q2_HALF else 3)
+    return tier
+
+
+@numba.njit(cache=True, nogil=True)
+def axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area,
                  slat_e, clat_e, clon_e, lonr, colw, nk):
     """Sums of w x, w y, w x², w y², w x y per event key (x, y: azimuthal equidistant, radians).
 
-    One entry per run: its row, first column, length, key, the row's sin/cos
-    of latitude and area factor; per key the centroid's sin/cos of latitude
-    and its longitude (radians); per column longitude (radians) and width.
+    One entry per run: its row, first column, length and key; per row the sin/cos
+    of latitude and the area factor; per key the centroid's sin/cos of latitude
+    and its longitude (radians); per column longitude (radians, increasing) and width.
+    theta / sin(theta) comes from its series (to q^14, q = sin(theta) < 1/8,
+    where the next term is below 1e-16) for runs whose cells all lie within
+    ~7.2 degrees of the centroid, from the quarter-angle series for runs within
+    90 degrees (:func:`_run_quarter`), else cell by cell (:func:`_run_exact`,
+    atan2); :func:`_run_tier` decides from the ends of the run. Each
+    run's cells are summed first, then multiplied by the row's area factor
+    and added to its event.
     """
     out = np.zeros((5, nk))
     cos_lon = np.cos(lonr)
@@ -28,51 +239,34 @@ def axes_moments(row, c0, length, key, sphi, cphi, rowa,
     sin_c = np.sin(clon_e)
     for i in range(row.size):
         k = key[i]
-        cp = cphi[i]
-        a = clat_e[k] * sphi[i]
+        r = row[i]
+        cp = cos_lat[r]
+        sp = sin_lat[r]
+        a = clat_e[k] * sp
         b = slat_e[k] * cp
-        c = slat_e[k] * sphi[i]
-        d = clat_e[k] * cp
-        ra = rowa[i]
+        c = slat_e[k] * sp
+        d = clat_e[k] * cp  # >= 0
         cc = cos_c[k]
         sc = sin_c[k]
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        s4 = 0.0
-        for col in range(c0[i], c0[i] + length[i]):
-            # cos and sin of (lon - centroid lon) by the addition formulas: no trigonometry per cell
-            cdl = cos_lon[col] * cc + sin_lon[col] * sc
-            u = (sin_lon[col] * cc - cos_lon[col] * sc) * cp
-            v = a - cdl * b
-            dot = cdl * d + c
-            q2 = u * u + v * v
-            if dot > 0 and q2 < 0.015625:
-                # theta / sin(theta) = asin(q) / q, q = sin(theta) < 1/8: its series to q^14
-                # (the next term is below 1e-16 there), avoiding atan2 and a division
-                scale = 1.0 + q2 * (1.0 / 6.0 + q2 * (3.0 / 40.0 + q2 * (5.0 / 112.0 + q2 * (
-                    35.0 / 1152.0 + q2 * (63.0 / 2816.0 + q2 * (231.0 / 13312.0 + q2 * (143.0 / 10240.0)))))))
-            else:
-                sin_d = math.sqrt(q2)
-                scale = math.atan2(sin_d, dot) / sin_d if sin_d > 0 else 1.0
-            x = u * scale
-            y = v * scale
-            w = colw[col] * ra
-            wx = w * x
-            wy = w * y
-            s0 += wx
-            s1 += wy
-            s2 += wx * x
-            s3 += wy * y
-            s4 += wx * y
-        # one update per run (sums of the run's cells first)
-        out[0, k] += s0
-        out[1, k] += s1
-        out[2, k] += s2
-        out[3, k] += s3
-        out[4, k] += s4
+        col0 = c0[i]
+        col1 = col0 + length[i]
+        tier = _run_tier(col0, col1, lonr, cos_lon, sin_lon, cc, sc, cp, a, b, c, d)
+        if tier == 0:
+            s0, s1, s2, s3, s4 = _run_series(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b)
+        elif tier == 1:
+            s0, s1, s2, s3, s4 = _run_half(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b, c, d)
+        elif tier == 3:
+            s0, s1, s2, s3, s4 = _run_quarter(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b, c, d)
+        else:
+            s0, s1, s2, s3, s4 = _run_exact(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b, c, d)
+        ra = rows_area[r]
+        out[0, k] += s0 * ra
+        out[1, k] += s1 * ra
+        out[2, k] += s2 * ra
+        out[3, k] += s3 * ra
+        out[4, k] += s4 * ra
     return out
+
 
 @numba.njit(cache=True, nogil=True)
 def _find(parent, a):
@@ -97,46 +291,48 @@ def _union(parent, a, b):
         parent[ra] = rb
 
 @numba.njit(cache=True, nogil=True)
-def run_components(mask, words, periodic, diag):
+def run_components(mask, periodic, diag, cap):
     """Runs of equal non-zero class along rows of a (T, H, W) uint8 block and their components.
 
     Returns (start, length, cls, comp, ncomp): flat start index, length and
     class of each run in raster order, and its component (numbered 0.. in
-    order of the component's first run).
+    order of the component's first run). ``cap`` bounds the number of runs
+    (``T * H * W`` always suffices); with more runs than that, ncomp is -1 and
+    the caller calls again with a larger ``cap``.
     """
     T, H, W = mask.shape
-    cap = T * H * W + 1  # at most one run per cell (classes alternating); pages untouched stay free
     start = np.empty(cap, np.int64)
     length = np.empty(cap, np.int64)
     cls = np.empty(cap, np.uint8)
     parent = np.empty(cap, np.int64)
     n = 0
+    flat = mask.reshape(-1)
     for t in range(T):
         p0 = -1  # first run of the previous row (-1: none yet in this step)
         p1 = -1  # one past its last run
         for r in range(H):
             r0 = n
             base = (t * H + r) * W
-            c = 0
-            while c < W:
-                k = mask[t, r, c]
-                if k == 0:
-                    # skip background 8 cells at a time where the flat index is word-aligned
-                    f = base + c + 1
-                    c += 1
-                    while c < W and f % 8 != 0 and mask[t, r, c] == 0:
-                        c += 1
-                        f += 1
-                    while c + 8 <= W and f % 8 == 0 and f // 8 < words.size and words[f // 8] == 0:
-                        c += 8
-                        f += 8
-                    continue
-                a = c
-                while c < W and mask[t, r, c] == k:
-                    c += 1
-                start[n] = base + a
-                length[n] = c - a
-                cls[n] = k
+            # one plain pass over the row: a run ends where the class changes
+            prev = 0
+            a = 0
+            if n + W > cap:  # room for a row of one-cell runs
+                return start[:0].copy(), length[:0].copy(), cls[:0].copy(), parent[:0].copy(), -1
+            for f in range(base, base + W):
+                k = flat[f]
+                if k != prev:
+                    if prev != 0:
+                        start[n] = a
+                        length[n] = f - a
+                        cls[n] = prev
+                        parent[n] = n
+                        n += 1
+                    a = f
+                    prev = k
+            if prev != 0:
+                start[n] = a
+                length[n] = base + W - a
+                cls[n] = prev
                 parent[n] = n
                 n += 1
             # runs of the previous row that touch: column ranges overlap, or meet diagonally
@@ -192,29 +388,23 @@ def write_runs(out, start, length, ids):
 
 
 @numba.njit(cache=True, nogil=True)
-def group_min_max(key, values, nk, low, high):
-    """Per-key minimum and maximum of ``values`` (``high`` / ``low`` where a key has none)."""
-    vmin = np.full(nk, high, dtype=values.dtype)
-    vmax = np.full(nk, low, dtype=values.dtype)
-    for i in range(key.size):
-        k = key[i]
-        v = values[i]
-        if v < vmin[k]:
-            vmin[k] = v
-        if v > vmax[k]:
-            vmax[k] = v
-    return vmin, vmax
+def event_sums(key, row, c0, length, cls, rows_area, lat, cos_lat, sin_lat, cw, cs, cc, cw3, dphi2, nk, H):
+    """Per-event sums and extremes over runs for the event table, in run order (as ``np.bincount`` adds them).
 
-
-@numba.njit(cache=True, nogil=True)
-def run_sums(key, row, c0, length, rows_area, lat, cos_lat, sin_lat, cw, cs, cc, nk):
-    """Per-event sums over runs for the event table, in run order (as ``np.bincount`` adds them).
-
-    Returns an (8, nk) array: cells, area, area x latitude, the two sums of
-    the circular longitude mean, and the three components of the area-weighted
-    3-D unit vector.
+    Returns a (10, nk) float array: cells, area, area x latitude, the two sums
+    of the circular longitude mean, the three components of the area-weighted
+    3-D unit vector, and the sums of the cells' own extents along longitude
+    (area x cos² lat x width², via ``cw3``) and latitude (area x height²); and
+    a (4, nk) int64 array: smallest and largest class, first and last row
+    (``H`` / 0 and ``H`` / -1 where a key has no run).
     """
-    out = np.zeros((8, nk))
+    out = np.zeros((10, nk))
+    ext = np.empty((4, nk), np.int64)
+    for k in range(nk):
+        ext[0, k] = 32767
+        ext[1, k] = 0
+        ext[2, k] = H
+        ext[3, k] = -1
     for i in range(key.size):
         k = key[i]
         r = row[i]
@@ -232,4 +422,90 @@ def run_sums(key, row, c0, length, rows_area, lat, cos_lat, sin_lat, cw, cs, cc,
         out[5, k] += rowa * cos_lat[r] * dc
         out[6, k] += rowa * cos_lat[r] * ds
         out[7, k] += run_area * sin_lat[r]
-    return out
+        out[8, k] += rowa * cos_lat[r] * cos_lat[r] * (cw3[b] - cw3[a])
+        out[9, k] += run_area * dphi2[r]
+        q = np.int64(cls[i])
+        if q < ext[0, k]:
+            ext[0, k] = q
+        if q > ext[1, k]:
+            ext[1, k] = q
+        if r < ext[2, k]:
+            ext[2, k] = r
+        if r > ext[3, k]:
+            ext[3, k] = r
+    return out, ext
+
+
+@numba.njit(cache=True, nogil=True)
+def number_runs(start, length, comp, ncomp, T, HW, out, write):
+    """Event ids 1..n per time step for components numbered in raster order; labels written if ``write``.
+
+    Components are numbered in order of their first run, so those of one step
+    are consecutive: id = component - (first component of the step) + 1.
+    With ``write`` every cell of the flat ``out`` is written once (0 between
+    runs), so ``out`` may come uninitialized. Returns (ids int32, events per step).
+    """
+    first = np.full(T + 1, -1, np.int64)  # first component of each step (its first run's)
+    first[T] = ncomp
+    t = 0
+    for j in range(start.size):  # runs in raster order: walk the steps (no division)
+        while start[j] >= (t + 1) * HW:
+            t += 1
+        if first[t] < 0:
+            first[t] = comp[j]
+    for t in range(T - 1, -1, -1):  # steps without runs start where the next step starts
+        if first[t] < 0:
+            first[t] = first[t + 1]
+    per_step = np.empty(T, np.int64)
+    for t in range(T):
+        per_step[t] = first[t + 1] - first[t]
+    ids = np.empty(start.size, np.int32)
+    pos = 0
+    t = 0
+    for j in range(start.size):
+        while start[j] >= (t + 1) * HW:
+            t += 1
+        v = comp[j] - first[t] + 1
+        ids[j] = v
+        if write:
+            s0 = start[j]
+            for f in range(pos, s0):
+                out[f] = 0
+            for f in range(s0, s0 + length[j]):
+                out[f] = v
+            pos = s0 + length[j]
+    if write:
+        for f in range(pos, out.size):
+            out[f] = 0
+    return ids, per_step
+
+
+@numba.njit(cache=True, nogil=True)
+def run_keys(start, ids, T, H, W):
+    """Per run: event key (step * K + id), row and first column; and K (largest id + 1)."""
+    n = start.size
+    K = 1
+    for j in range(n):
+        if ids[j] + 1 > K:
+            K = ids[j] + 1
+    key = np.empty(n, np.int64)
+    row = np.empty(n, np.int64)
+    c0 = np.empty(n, np.int64)
+    rg = 0  # global row (step * H + row) of run j, walked forward while the runs are in raster order
+    t = 0
+    r = 0
+    for j in range(n):
+        if start[j] < rg * W:  # not in raster order: start again from this run
+            rg = start[j] // W
+            t = rg // H
+            r = rg - t * H
+        while start[j] >= (rg + 1) * W:
+            rg += 1
+            r += 1
+            if r == H:
+                r = 0
+                t += 1
+        key[j] = t * K + ids[j]
+        row[j] = r
+        c0[j] = start[j] - rg * W
+    return key, row, c0, K

@@ -197,7 +197,10 @@ class Geo:
     ``area[i, j] = rows[i] * cols[j]`` (km²); ``cw``, ``cs``, ``cc`` are the
     cumulative sums (with a leading 0) of ``cols``, ``cols·sin(lon)`` and
     ``cols·cos(lon)``, so that sums over a run of cells ``[c0, c1)`` in one row
-    are differences of two entries.
+    are differences of two entries. The other arrays are derived once per grid
+    for the event table: ``cw3`` the cumulative sums of ``cols³``, ``dphi2`` the
+    squared latitude extent of each row (radians²), ``sin_lat``/``cos_lat`` per
+    row and ``lon_rad`` per column.
     """
 
     lat: np.ndarray
@@ -208,6 +211,11 @@ class Geo:
     cs: np.ndarray
     cc: np.ndarray
     radius_km: float = EARTH_RADIUS_KM
+    cw3: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(1))
+    dphi2: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    sin_lat: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    cos_lat: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    lon_rad: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def of(cls, lat: npt.ArrayLike, lon: npt.ArrayLike, radius_km: float = EARTH_RADIUS_KM) -> "Geo":
@@ -217,15 +225,18 @@ class Geo:
 
     @classmethod
     def _build(cls, lat: np.ndarray, lon: np.ndarray, radius_km: float) -> "Geo":
-        rows = float(radius_km) ** 2 * np.abs(np.diff(np.sin(np.deg2rad(lat_edges(lat)))))
+        edges = np.deg2rad(lat_edges(lat))
+        rows = float(radius_km) ** 2 * np.abs(np.diff(np.sin(edges)))
         cols = np.deg2rad(lon_widths(lon))
         lr = np.deg2rad(lon)
+        latr = np.deg2rad(lat)
 
         def cum(x: np.ndarray) -> np.ndarray:
             return np.concatenate([[0.0], np.cumsum(x)])
 
         return cls(lat, lon, rows, cols, cum(cols), cum(cols * np.sin(lr)), cum(cols * np.cos(lr)),
-                   float(radius_km))
+                   float(radius_km), cw3=cum(cols ** 3), dphi2=np.diff(edges) ** 2, sin_lat=np.sin(latr),
+                   cos_lat=np.cos(latr), lon_rad=lr)
 
 
 @functools.lru_cache(maxsize=16)
@@ -378,6 +389,13 @@ def _ids_per_step(kept: np.ndarray, steps: np.ndarray, T: int, n: int) -> tuple[
     return lut, per_step
 
 
+def _no_events(shape: tuple[int, ...], want_labels: bool) -> tuple[np.ndarray | None, np.ndarray, Runs]:
+    """What :func:`_label_block` returns for a block without event cells."""
+    T, H, W = shape
+    out = np.zeros(shape, dtype=np.int32) if want_labels else None
+    return out, np.zeros(T, dtype=np.int64), Runs.empty((T, H, W))
+
+
 def _label_block(
     mask: np.ndarray,
     *,
@@ -399,26 +417,31 @@ def _label_block(
 
     T, H, W = mask.shape
     HW = H * W
-    out = np.zeros(mask.shape, dtype=np.int32) if want_labels else None
-    if T == 0 or H == 0 or W == 0:
-        return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
     compiled = kernels(mask.size)
+    if T == 0 or H == 0 or W == 0:
+        return _no_events(mask.shape, want_labels)
     if compiled is not None:  # numba: one scan of the block, union-find over the runs (same components)
         mask = np.ascontiguousarray(mask)
-        flat = mask.reshape(-1)
-        words = flat[: flat.size // 8 * 8].view(np.uint64)  # 8 cells at a time, to skip background
-        start, length, cls, comp, ncomp = compiled["run_components"](
-            mask, words, bool(opts.periodic), 1 if opts.connectivity == 8 else 0)
+        args = (bool(opts.periodic), 1 if opts.connectivity == 8 else 0)
+        # room for one run per 8 cells (noisy masks have ~1 per 30), else for one per cell
+        start, length, cls, comp, ncomp = compiled["run_components"](mask, *args, mask.size // 8 + W + 1)
+        if ncomp < 0:
+            start, length, cls, comp, ncomp = compiled["run_components"](mask, *args, mask.size + W + 1)
         if start.size == 0:
-            return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
+            return _no_events(mask.shape, want_labels)
+        if opts.min_cells <= 1 and opts.min_area_km2 <= 0:  # nothing dropped: ids and labels in one pass
+            lab = np.empty(mask.shape if want_labels else (1,), dtype=np.int32)  # every cell gets written
+            ids, per_step = compiled["number_runs"](start, length, comp, ncomp, T, HW, lab.reshape(-1), want_labels)
+            return (lab if want_labels else None), per_step, Runs(start, length, ids, cls, (T, H, W))
     else:
         start, length, cls = _runs_of_mask(mask)
         nr = start.size
         if nr == 0:
-            return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
+            return _no_events(mask.shape, want_labels)
         a, b = _run_edges(start, length, cls, (T, H, W), opts.periodic, opts.connectivity)
         graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(nr, nr)).tocsr()
         ncomp, comp = connected_components(graph, directed=False)
+    out = np.zeros(mask.shape, dtype=np.int32) if want_labels else None
     # components are numbered in order of their first run (raster order), hence by time step
     step_of_run = start // HW
     comp_step = np.empty(ncomp, dtype=np.int64)

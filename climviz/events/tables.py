@@ -10,6 +10,7 @@ loops over cells, steps or events in Python.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from climviz.errors import DataError
-from climviz.events.geometry import EARTH_RADIUS_KM, lat_edges
+from climviz.events.geometry import EARTH_RADIUS_KM
 from climviz.events._kernels import kernels
 from climviz.events._source import MaskSource
 from climviz.events.labelling import Geo, LabelOptions, Runs, _label_block, find_runs, mask_variable, resolve_periodic
@@ -84,17 +85,154 @@ def _check_centroid(centroid: str) -> str:
     return centroid
 
 
-def _axes_sums(length: np.ndarray, total: int, c0: np.ndarray, key: np.ndarray, nk: int, present: np.ndarray,
-               sw: np.ndarray, clat: np.ndarray, clon: np.ndarray, sphi: np.ndarray, cphi: np.ndarray,
-               rowa: np.ndarray, geo: Geo) -> tuple[np.ndarray, ...]:
+@dataclass
+class _RunKeys:
+    """Where each run lies: its event key (``step * K + id``), row and columns ``[c0, c1)``."""
+
+    key: np.ndarray
+    row: np.ndarray
+    c0: np.ndarray
+    c1: np.ndarray
+    K: int  # keys per step: largest id + 1
+    nk: int  # number of keys
+
+
+@dataclass
+class _EventSums:
+    """Per-key sums and extremes over runs (see :func:`_event_sums`); ``present``: keys with cells."""
+
+    cnt: np.ndarray
+    area: np.ndarray
+    lat_c: np.ndarray
+    s: np.ndarray
+    c: np.ndarray
+    vec: np.ndarray  # (nk, 3): area-weighted sums of the cells' 3-D unit vectors
+    ex: np.ndarray  # sums of area x (cos(lat) x width)² (radians²)
+    ey: np.ndarray  # sums of area x height² (radians²)
+    klass: np.ndarray
+    kmax: np.ndarray
+    rmin: np.ndarray
+    rmax: np.ndarray
+    present: np.ndarray
+
+
+def _run_keys(runs: Runs) -> _RunKeys:
+    """Stage 1 of :func:`table_runs`: key, row and columns of every run."""
+    T, H, W = runs.shape
+    compiled = kernels(int(runs.start.size) * 8)
+    if compiled is not None:  # one pass instead of a few NumPy ones
+        key, row, c0, K = compiled["run_keys"](runs.start, runs.ids, T, H, W)
+        return _RunKeys(key, row, c0, c0 + runs.length, int(K), T * int(K))
+    ids = runs.ids.astype(np.int64)
+    K = int(ids.max()) + 1
+    if T > 1:
+        t = runs.start // (H * W)
+        pix = runs.start - t * (H * W)
+        key = t * K + ids
+    else:
+        pix = runs.start
+        key = ids
+    row = pix // W
+    c0 = pix - row * W
+    return _RunKeys(key, row, c0, c0 + runs.length, K, T * K)
+
+
+def _event_sums(runs: Runs, rk: _RunKeys, geo: Geo) -> _EventSums:
+    """Stage 2 of :func:`table_runs`: per-event sums over runs (O(runs), prefix sums along longitude)."""
+    key, row, c0, c1, nk = rk.key, rk.row, rk.c0, rk.c1, rk.nk
+    H = runs.shape[1]
+    compiled = kernels(int(runs.start.size) * 8)  # O(runs) loops: worth it from ~2.5k runs
+    if compiled is not None:  # the same sums in the same order, in one loop over the runs
+        sums, ext = compiled["event_sums"](key, row, c0, runs.length, runs.cls, geo.rows, geo.lat, geo.cos_lat,
+                                           geo.sin_lat, geo.cw, geo.cs, geo.cc, geo.cw3, geo.dphi2, nk, H)
+        cnt, area, lat_c, s, c, vx, vy, vz, ex, ey = sums
+        klass, kmax = ext[0].astype(np.int16), ext[1].astype(np.int16)
+        rmin, rmax = ext[2], ext[3]
+    else:
+        rowa = geo.rows[row]
+        cnt = np.bincount(key, weights=runs.length, minlength=nk)
+        run_area = rowa * (geo.cw[c1] - geo.cw[c0])
+        area = np.bincount(key, weights=run_area, minlength=nk)
+        lat_c = np.bincount(key, weights=run_area * geo.lat[row], minlength=nk)
+        s = np.bincount(key, weights=rowa * (geo.cs[c1] - geo.cs[c0]), minlength=nk)
+        c = np.bincount(key, weights=rowa * (geo.cc[c1] - geo.cc[c0]), minlength=nk)
+        # 3-D centre of mass: sums of area x unit vector (cos lat cos lon, cos lat sin lon, sin lat)
+        cos_r = geo.cos_lat[row]
+        vx = np.bincount(key, weights=rowa * cos_r * (geo.cc[c1] - geo.cc[c0]), minlength=nk)
+        vy = np.bincount(key, weights=rowa * cos_r * (geo.cs[c1] - geo.cs[c0]), minlength=nk)
+        vz = np.bincount(key, weights=run_area * geo.sin_lat[row], minlength=nk)
+        # each cell's own extent (width along local east, height along north), summed per run
+        ex = np.bincount(key, weights=rowa * cos_r * cos_r * (geo.cw3[c1] - geo.cw3[c0]), minlength=nk)
+        ey = np.bincount(key, weights=run_area * geo.dphi2[row], minlength=nk)
+        cls16 = runs.cls.astype(np.int16)
+        klass = np.full(nk, np.iinfo(np.int16).max, dtype=np.int16)
+        np.minimum.at(klass, key, cls16)
+        kmax = np.zeros(nk, dtype=np.int16)
+        np.maximum.at(kmax, key, cls16)
+        rmin = np.full(nk, H, dtype=np.int64)
+        rmax = np.full(nk, -1, dtype=np.int64)
+        np.minimum.at(rmin, key, row)
+        np.maximum.at(rmax, key, row)
+    return _EventSums(cnt, area, lat_c, s, c, np.stack([vx, vy, vz], axis=-1), ex, ey, klass, kmax, rmin, rmax,
+                      np.flatnonzero(cnt))
+
+
+def _check_one_class(es: _EventSums, K: int, step0: int) -> None:
+    """Stage 3 of :func:`table_runs`: every event lies in one class of the mask."""
+    mixed = np.flatnonzero((es.klass != es.kmax) & (es.cnt > 0))
+    if mixed.size:
+        k = int(mixed[0])
+        raise DataError(f"labels: event {k % K} at step {k // K + step0} covers classes {es.klass[k]} and "
+                        f"{es.kmax[k]} of the mask; expected labels made by climviz.events.label(mask)")
+
+
+def _position_columns(es: _EventSums, K: int, step0: int, geo: Geo, centroid: str) -> dict[str, np.ndarray]:
+    """Stage 4 of :func:`table_runs`: ids, class, size, area, centroid and latitude range per event."""
+    present = es.present
+    area_p = es.area[present]
+    out: dict[str, np.ndarray] = {
+        "step": (present // K + step0).astype(np.int64),
+        "event": (present % K).astype(np.int32),
+        "class": es.klass[present],
+        "n_cells": es.cnt[present].astype(np.int64),
+        "area_km2": area_p,
+    }
+    if centroid == "cartesian":
+        vec = es.vec[present]
+        norm = np.linalg.norm(vec, axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cv_p = vec / norm[:, None]
+        degenerate = norm <= 1e-9 * area_p
+        out["centroid_lat"] = np.where(degenerate, np.nan, np.rad2deg(np.arcsin(np.clip(cv_p[:, 2], -1, 1))))
+        lon3 = np.mod(np.rad2deg(np.arctan2(cv_p[:, 1], cv_p[:, 0])), 360.0)
+        lon3[degenerate | (np.hypot(cv_p[:, 0], cv_p[:, 1]) <= 1e-12)] = np.nan
+        out["centroid_lon"] = np.where(lon3 >= 360.0, 0.0, lon3)
+    else:
+        sp, cp = es.s[present], es.c[present]
+        lon_c = np.mod(np.rad2deg(np.arctan2(sp, cp)), 360.0)
+        lon_c[np.hypot(sp, cp) <= 1e-9 * area_p] = np.nan  # a ring around the globe has no mean longitude
+        out["centroid_lat"] = es.lat_c[present] / area_p
+        out["centroid_lon"] = np.where(lon_c >= 360.0, 0.0, lon_c)
+    lat_a = geo.lat[es.rmin[present]]
+    lat_b = geo.lat[es.rmax[present]]
+    out["lat_min"] = np.minimum(lat_a, lat_b)
+    out["lat_max"] = np.maximum(lat_a, lat_b)
+    return out
+
+
+def _axes_sums(runs: Runs, rk: _RunKeys, present: np.ndarray, sw: np.ndarray, clat: np.ndarray,
+               clon: np.ndarray, geo: Geo) -> tuple[np.ndarray, ...]:
     """Area-weighted means of x, y, x², y², xy per event (x, y: azimuthal equidistant, radians), NumPy path."""
+    length, key, c0, nk = runs.length, rk.key, rk.c0, rk.nk
+    total = int(length.sum())
+    sphi, cphi = geo.sin_lat[rk.row], geo.cos_lat[rk.row]  # per run
     offsets = np.cumsum(length) - length
     cols = np.repeat(c0 - offsets, length)
     cols += np.arange(total)
     k = np.repeat(key, length)
     slat_k, clat_k = np.sin(clat)[key], np.cos(clat)[key]  # per run
     # per-cell great-circle geometry relative to the event's 3-D centroid
-    dl = np.deg2rad(geo.lon)[cols]
+    dl = geo.lon_rad[cols]
     dl -= clon[k]
     cdl = np.cos(dl)
     u = np.sin(dl)
@@ -109,7 +247,7 @@ def _axes_sums(length: np.ndarray, total: int, c0: np.ndarray, key: np.ndarray, 
     scale = np.ones(total)
     np.divide(theta, sin_d, out=scale, where=sin_d > 0)  # theta / sin(theta); 1 at the centroid (u = v = 0 there)
     w = geo.cols[cols]
-    w *= np.repeat(rowa, length)
+    w *= np.repeat(geo.rows[rk.row], length)
     x = u
     x *= scale
     y = v
@@ -123,46 +261,38 @@ def _axes_sums(length: np.ndarray, total: int, c0: np.ndarray, key: np.ndarray, 
     return m(wx), m(wy), m(wx * x), m(wy * y), m(wx * y)
 
 
-def _axes_km(runs: Runs, key: np.ndarray, present: np.ndarray, nk: int, cvec: np.ndarray, geo: Geo,
-             pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Length and width (km) of each event: principal axes of its area-weighted second moments.
+def _axes_km(runs: Runs, rk: _RunKeys, es: _EventSums, geo: Geo) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 5 of :func:`table_runs`: length and width (km) of each event, the principal axes of its second moments.
 
     Each cell centre is mapped to the azimuthal equidistant plane centred on the
-    event's 3-D centroid ``cvec`` (distance from the centroid along the great
+    event's 3-D centroid (distance from the centroid along the great
     circle, true bearing), and the 2 x 2 covariance of those positions is
     formed with cell areas as weights, adding each cell's own extent
     (``dx²/12``, ``dy²/12`` along the local east and north). Its eigenvalues l1 >= l2 give
     ``length = sqrt(12 l1)`` and ``width = sqrt(12 l2)``: the sides of the
     rectangle with the same second moments (a uniform rectangle of sides a, b
-    has variances a²/12, b²/12). Cost O(event cells): one cosine, sine,
-    hypot and arctan2 per cell and a few products; the cells' own extents
-    and the total weights are sums over runs (prefix sums along longitude,
-    O(runs)), and the sphere radius is applied to the moments, not the cells.
+    has variances a²/12, b²/12). Cost O(event cells): a few products per cell
+    (compiled) or one cosine, sine, hypot and arctan2 per cell (NumPy); the
+    cells' own extents and the total weights are sums over runs (prefix sums
+    along longitude, O(runs), from :func:`_event_sums`), and the sphere radius
+    is applied to the moments, not the cells.
     """
-    W = runs.shape[2]
-    length = runs.length
-    total = int(length.sum())
-    row = pix // W
-    c0 = pix - row * W
-    c1 = c0 + length
+    present = es.present
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cvec = es.vec / np.linalg.norm(es.vec, axis=-1)[:, None]
+    cvec = np.where(np.isfinite(cvec), cvec, np.array([0.0, 0.0, 1.0]))
     clat = np.arcsin(np.clip(cvec[:, 2], -1.0, 1.0))
     clon = np.arctan2(cvec[:, 1], cvec[:, 0])
-    latr = np.deg2rad(geo.lat)
-    sphi, cphi = np.sin(latr)[row], np.cos(latr)[row]  # per run
-    rowa = geo.rows[row]
-    sw = np.bincount(key, weights=rowa * (geo.cw[c1] - geo.cw[c0]), minlength=nk)[present]
-    compiled = kernels(total)
+    sw = es.area[present]
+    compiled = kernels(int(runs.length.sum()))
     if compiled is not None:  # one fused loop over the cells (numba), same sums
-        mom = compiled["axes_moments"](row, c0, length, key, sphi, cphi, rowa, np.sin(clat), np.cos(clat), clon,
-                                       np.deg2rad(geo.lon), geo.cols, nk)[:, present] / sw
+        mom = compiled["axes_moments"](rk.row, rk.c0, runs.length, rk.key, geo.sin_lat, geo.cos_lat, geo.rows,
+                                       np.sin(clat), np.cos(clat), clon, geo.lon_rad, geo.cols, rk.nk)[:, present] / sw
         mx, my, sxx, syy, sxy = mom
     else:
-        mx, my, sxx, syy, sxy = _axes_sums(length, total, c0, key, nk, present, sw, clat, clon, sphi, cphi, rowa, geo)
-    # each cell's own extent: (dx² / 12, dy² / 12) along local east and north, summed per run (O(runs))
-    dphi = np.abs(np.diff(np.deg2rad(lat_edges(geo.lat))))
-    cw3 = np.concatenate([[0.0], np.cumsum(geo.cols ** 3)])
-    ex = np.bincount(key, weights=rowa * cphi * cphi * (cw3[c1] - cw3[c0]), minlength=nk)[present] / sw
-    ey = np.bincount(key, weights=rowa * (geo.cw[c1] - geo.cw[c0]) * dphi[row] ** 2, minlength=nk)[present] / sw
+        mx, my, sxx, syy, sxy = _axes_sums(runs, rk, present, sw, clat, clon, geo)
+    ex = es.ex[present] / sw
+    ey = es.ey[present] / sw
     R2 = geo.radius_km ** 2
     cxx = R2 * (sxx + ex / 12.0 - mx * mx)
     cyy = R2 * (syy + ey / 12.0 - my * my)
@@ -174,110 +304,17 @@ def _axes_km(runs: Runs, key: np.ndarray, present: np.ndarray, nk: int, cvec: np
     return np.sqrt(12.0 * l1), np.sqrt(12.0 * l2)
 
 
-def table_runs(
-    runs: Runs,
-    fields: Mapping[str, np.ndarray],
-    spec: Mapping[str, tuple[str, ...]],
-    geo: Geo,
-    step0: int = 0,
-    centroid: str = "circular",
-) -> dict[str, np.ndarray]:
-    """Table columns (one entry per (step, event)) from the runs of a (T, H, W) block.
-
-    Sizes, areas and centroids are sums over runs (cumulative sums along
-    longitude), so they cost O(runs); field statistics, length and width cost
-    O(event cells).
-    """
-    T, H, W = runs.shape
+def _field_columns(runs: Runs, rk: _RunKeys, es: _EventSums, fields: Mapping[str, np.ndarray],
+                   spec: Mapping[str, tuple[str, ...]], geo: Geo) -> dict[str, np.ndarray]:
+    """Stage 6 of :func:`table_runs`: field statistics per event (O(event cells): each run, then each event)."""
     out: dict[str, np.ndarray] = {}
-    if runs.start.size == 0:
+    if not fields:
         return out
-    HW = H * W
-    ids = runs.ids.astype(np.int64)
-    K = int(ids.max()) + 1
-    if T > 1:
-        t = runs.start // HW
-        pix = runs.start - t * HW
-        key = t * K + ids
-    else:
-        pix = runs.start
-        key = ids
-    row = pix // W
-    c0 = pix - row * W
-    c1 = c0 + runs.length
-    nk = T * K
-    rowa = geo.rows[row]
-    compiled = kernels(int(runs.start.size) * 8)  # O(runs) loops: worth it from ~2.5k runs
-    if compiled is not None:  # the same sums in the same order, in one loop over the runs
-        rlat_rows = np.deg2rad(geo.lat)
-        cnt, area, lat_c, s, c, vx, vy, vz = compiled["run_sums"](
-            key, row, c0, runs.length, geo.rows, geo.lat, np.cos(rlat_rows), np.sin(rlat_rows),
-            geo.cw, geo.cs, geo.cc, nk)
-    else:
-        cnt = np.bincount(key, weights=runs.length, minlength=nk)
-        run_area = rowa * (geo.cw[c1] - geo.cw[c0])
-        area = np.bincount(key, weights=run_area, minlength=nk)
-        lat_c = np.bincount(key, weights=run_area * geo.lat[row], minlength=nk)
-        s = np.bincount(key, weights=rowa * (geo.cs[c1] - geo.cs[c0]), minlength=nk)
-        c = np.bincount(key, weights=rowa * (geo.cc[c1] - geo.cc[c0]), minlength=nk)
-        # 3-D centre of mass: sums of area x unit vector (cos lat cos lon, cos lat sin lon, sin lat)
-        rlat = np.deg2rad(geo.lat[row])
-        vx = np.bincount(key, weights=rowa * np.cos(rlat) * (geo.cc[c1] - geo.cc[c0]), minlength=nk)
-        vy = np.bincount(key, weights=rowa * np.cos(rlat) * (geo.cs[c1] - geo.cs[c0]), minlength=nk)
-        vz = np.bincount(key, weights=run_area * np.sin(rlat), minlength=nk)
-    present = np.flatnonzero(cnt)
-    cvec = np.stack([vx, vy, vz], axis=-1)
-    norm = np.linalg.norm(cvec, axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cvec = cvec / norm[:, None]
-    if compiled is not None:
-        klass, kmax = compiled["group_min_max"](key, runs.cls.astype(np.int16), nk, 0, np.iinfo(np.int16).max)
-        rmin, rmax = compiled["group_min_max"](key, row, nk, -1, H)
-    else:
-        klass = np.full(nk, np.iinfo(np.int16).max, dtype=np.int16)
-        np.minimum.at(klass, key, runs.cls.astype(np.int16))
-        kmax = np.zeros(nk, dtype=np.int16)
-        np.maximum.at(kmax, key, runs.cls.astype(np.int16))
-        rmin = np.full(nk, H, dtype=np.int64)
-        rmax = np.full(nk, -1, dtype=np.int64)
-        np.minimum.at(rmin, key, row)
-        np.maximum.at(rmax, key, row)
-    mixed = np.flatnonzero((klass != kmax) & (cnt > 0))
-    if mixed.size:
-        k = int(mixed[0])
-        raise DataError(f"labels: event {k % K} at step {k // K + step0} covers classes {klass[k]} and "
-                        f"{kmax[k]} of the mask; expected labels made by climviz.events.label(mask)")
-
-    area_p = area[present]
-    sp, cp = s[present], c[present]
-    lon_c = np.mod(np.rad2deg(np.arctan2(sp, cp)), 360.0)
-    # a ring around the globe has no mean longitude
-    lon_c[np.hypot(sp, cp) <= 1e-9 * area[present]] = np.nan
-    lat_a = geo.lat[rmin[present]]
-    lat_b = geo.lat[rmax[present]]
-    out["step"] = (present // K + step0).astype(np.int64)
-    out["event"] = (present % K).astype(np.int32)
-    out["class"] = klass[present]
-    out["n_cells"] = cnt[present].astype(np.int64)
-    out["area_km2"] = area_p
-    if centroid == "cartesian":
-        cv_p = cvec[present]
-        degenerate = norm[present] <= 1e-9 * area_p
-        out["centroid_lat"] = np.where(degenerate, np.nan, np.rad2deg(np.arcsin(np.clip(cv_p[:, 2], -1, 1))))
-        lon3 = np.mod(np.rad2deg(np.arctan2(cv_p[:, 1], cv_p[:, 0])), 360.0)
-        lon3[degenerate | (np.hypot(cv_p[:, 0], cv_p[:, 1]) <= 1e-12)] = np.nan
-        out["centroid_lon"] = np.where(lon3 >= 360.0, 0.0, lon3)
-    else:
-        out["centroid_lat"] = lat_c[present] / area_p
-        out["centroid_lon"] = np.where(lon_c >= 360.0, 0.0, lon_c)
-    out["lat_min"] = np.minimum(lat_a, lat_b)
-    out["lat_max"] = np.maximum(lat_a, lat_b)
-    cvec_ok = np.where(np.isfinite(cvec), cvec, np.array([0.0, 0.0, 1.0]))
-    out["length_km"], out["width_km"] = _axes_km(runs, key, present, nk, cvec_ok, geo, pix)
-    if fields:
-        idx, offsets = runs.pixels()
-        col_pix = np.repeat(c0 - offsets, runs.length) + np.arange(idx.size)
-        wcol = geo.cols[col_pix]
+    key, nk = rk.key, rk.nk
+    idx, offsets = runs.pixels()
+    col_pix = np.repeat(rk.c0 - offsets, runs.length) + np.arange(idx.size)
+    wcol = geo.cols[col_pix]
+    rowa = geo.rows[rk.row]
     for name, values in fields.items():
         v = np.asarray(values).reshape(-1)[idx].astype(np.float64)
         for st in spec[name]:
@@ -293,8 +330,35 @@ def table_runs(
                 r = np.bincount(key, weights=rowa * np.add.reduceat(v * wcol, offsets), minlength=nk)
                 if st == "mean":
                     with np.errstate(invalid="ignore", divide="ignore"):
-                        r = r / area
-            out[f"{name}_{st}"] = r[present]
+                        r = r / es.area
+            out[f"{name}_{st}"] = r[es.present]
+    return out
+
+
+def table_runs(
+    runs: Runs,
+    fields: Mapping[str, np.ndarray],
+    spec: Mapping[str, tuple[str, ...]],
+    geo: Geo,
+    step0: int = 0,
+    centroid: str = "circular",
+) -> dict[str, np.ndarray]:
+    """Table columns (one entry per (step, event)) from the runs of a (T, H, W) block.
+
+    Stages: where the runs lie (:func:`_run_keys`), per-event sums over runs
+    (:func:`_event_sums`, O(runs): cumulative sums along longitude), one class
+    per event (:func:`_check_one_class`), ids, sizes and centroids
+    (:func:`_position_columns`), length and width (:func:`_axes_km`, O(event
+    cells)) and field statistics (:func:`_field_columns`, O(event cells)).
+    """
+    if runs.start.size == 0:
+        return {}
+    rk = _run_keys(runs)
+    es = _event_sums(runs, rk, geo)
+    _check_one_class(es, rk.K, step0)
+    out = _position_columns(es, rk.K, step0, geo, centroid)
+    out["length_km"], out["width_km"] = _axes_km(runs, rk, es, geo)
+    out.update(_field_columns(runs, rk, es, fields, spec, geo))
     return out
 
 

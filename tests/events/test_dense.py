@@ -154,3 +154,45 @@ def test_compiled_labels_and_axes_equal_the_numpy_path(dense, random_masks, monk
     np.testing.assert_allclose(tab["length_km"], ref["length_km"], rtol=1e-11)
     np.testing.assert_allclose(tab["width_km"], ref["width_km"], rtol=1e-11)
     assert (tab["length_km"] >= tab["width_km"]).all()
+
+
+def test_compiled_labels_of_one_cell_runs_equal_the_numpy_path(monkeypatch):
+    """A mask of alternating classes (a run per cell) overflows the compiled scan's first guess of the run count."""
+    pytest.importorskip("numba")
+    from climviz.events import _kernels
+
+    rng = np.random.default_rng(5)
+    masks = rng.integers(0, 3, size=(2, 24, 40)).astype(np.uint8)
+    masks[:, ::2, ::2] = 1
+    masks[:, 1::2, 1::2] = 2
+    lat, lon = regular_grid(24, 40)
+    monkeypatch.setenv("CLIMVIZ_NO_NUMBA", "1")
+    ref_labels, ref = label_table(masks, lat=lat, lon=lon)
+    monkeypatch.setenv("CLIMVIZ_NO_NUMBA", "0")
+    monkeypatch.setattr(_kernels, "MIN_CELLS", 0)
+    labels, tab = label_table(masks, lat=lat, lon=lon)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_array_equal(tab["n_cells"], ref["n_cells"])
+    np.testing.assert_allclose(tab["length_km"], ref["length_km"], rtol=1e-11)
+
+
+def test_compiled_axes_of_large_events_equal_the_numpy_path(monkeypatch):
+    """Events reaching 30-90 degrees and beyond 90 degrees from their centroid take the compiled loops'
+    half-angle, quarter-angle and atan2 branches: the same lengths and widths as the NumPy path."""
+    pytest.importorskip("numba")
+    from climviz.events import _kernels
+
+    lat, lon = regular_grid(36, 72)
+    masks = np.zeros((3, 36, 72), dtype=np.uint8)
+    masks[0, 14:22, 10:40] = 1  # 150 x 40 degrees at the equator: cells up to ~75 degrees away
+    masks[1, 2:30, 30:34] = 2  # 140 degrees along a meridian
+    masks[2, 30:34, :] = 1  # a ring around the pole
+    masks[2, 10:12, 0:70] = 2  # nearly around the globe
+    monkeypatch.setenv("CLIMVIZ_NO_NUMBA", "1")
+    _, ref = label_table(masks, lat=lat, lon=lon)
+    monkeypatch.setenv("CLIMVIZ_NO_NUMBA", "0")
+    monkeypatch.setattr(_kernels, "MIN_CELLS", 0)
+    _, tab = label_table(masks, lat=lat, lon=lon)
+    assert len(tab) == 4
+    np.testing.assert_allclose(tab["length_km"], ref["length_km"], rtol=1e-11)
+    np.testing.assert_allclose(tab["width_km"], ref["width_km"], rtol=1e-11)
