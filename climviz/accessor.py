@@ -16,17 +16,18 @@ True
 The verbs take the same keyword arguments as the functions they call (see
 their docstrings): :func:`climviz.viz.map`, :func:`climviz.predict`,
 :func:`climviz.labels.label_run`, :func:`climviz.events.label_table` and
-:func:`climviz.events.frequency`. Classes may be given by value (1, 2), short
-key (``"tc"``, ``"ar"``) or CF flag meaning (``"tropical_cyclone"``).
+:func:`climviz.events.frequency`. Classes may be given by value (1, 2, or
+``cv.data.TC``, ``cv.data.AR``), short key (``"tc"``, ``"ar"``) or CF flag meaning (``"tropical_cyclone"``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import xarray as xr
 
+from climviz._compat import renamed_kwargs
 from climviz.data.schema import CLASS_KEYS, CLASSES, LABEL_VAR
 from climviz.errors import ConfigError, DataError
 
@@ -129,11 +130,29 @@ class ClimvizAccessor:
         labels, tab = label_table(self._mask(), fields, return_labels=want_labels, **kwargs)
         return (labels, tab) if want_labels else tab
 
-    def frequency(self, cls: int | str, **kwargs: Any) -> xr.DataArray:
-        """Fraction of time steps each cell is in class ``cls``: :func:`climviz.events.frequency`."""
+    @renamed_kwargs(cls="classes")
+    def frequency(self, classes: int | str | Sequence[int | str], **kwargs: Any) -> xr.DataArray:
+        """Fraction of time steps each cell is in a class: :func:`climviz.events.frequency`.
+
+        Parameters
+        ----------
+        classes : int, str or sequence of them
+            ``1``, ``"tc"``, ``"TC"``, ``"tropical_cyclone"`` (or ``cv.data.TC``); ``2``,
+            ``"ar"``... (``cls=`` is the old, deprecated spelling.)
+        **kwargs
+            Passed to :func:`climviz.events.frequency` (e.g. ``by="season"``).
+
+        Examples
+        --------
+        >>> run = cv.synthetic_run(4, shape=(32, 48))
+        >>> run.climviz.frequency(cv.data.AR).name
+        'frequency_atmospheric_river'
+        """
         from climviz.events import frequency
 
-        return frequency(self._mask(), class_value(cls), **kwargs)
+        if isinstance(classes, (int, str)):
+            return frequency(self._mask(), class_value(classes), **kwargs)
+        return frequency(self._mask(), [class_value(c) for c in classes], **kwargs)
 
     def _dataset(self, verb: str) -> xr.Dataset:
         if not isinstance(self._obj, xr.Dataset):

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from climviz._compat import class_id, renamed_kwargs
 from climviz.errors import DataError, OutputExistsError
 from climviz.utils.atomic import atomic_path
 
@@ -278,13 +279,39 @@ def field_map(field, path: Path, *, mask=None, time=0, title: str | None = None,
     return _save_fig(fig, path)
 
 
-def class_frequency_percent(mask, cls: int):
-    """Percent of time steps each cell is in class ``cls``, named with a CF long_name and units."""
+@renamed_kwargs(cls="classes")
+def class_frequency_percent(mask: Any, classes: int | str) -> Any:
+    """Percent of time steps each cell is in one class, named with a CF long_name and units.
+
+    Parameters
+    ----------
+    mask
+        Class mask DataArray ``(time, lat, lon)``.
+    classes
+        One class: 1 or ``"tc"`` (TC), 2 or ``"ar"`` (AR). (``cls=`` is the old,
+        deprecated spelling.)
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(lat, lon)`` in percent of time steps, named ``frequency_tc`` or ``frequency_ar``.
+
+    Examples
+    --------
+    >>> from climviz.report import class_frequency_percent
+    >>> masks = cv.synthetic_run(4, shape=(32, 48))["LABELS"]
+    >>> f = class_frequency_percent(masks, cv.data.TC)
+    >>> f.name, f.attrs["units"], bool(f.max() <= 100)
+    ('frequency_tc', '%', True)
+    """
     from climviz.events import frequency
 
-    f = frequency(mask, cls) * 100.0
-    long = {1: "tropical cyclone frequency", 2: "atmospheric river frequency"}[int(cls)]
-    f.name = f"frequency_{CLASS_NAMES[int(cls)].lower()}"
+    c = class_id(classes)
+    if c not in (1, 2):
+        raise DataError(f"classes: expected 1 (TC) or 2 (AR), found {classes!r}")
+    f = frequency(mask, c) * 100.0
+    long = {1: "tropical cyclone frequency", 2: "atmospheric river frequency"}[c]
+    f.name = f"frequency_{CLASS_NAMES[c].lower()}"
     f.attrs = {"long_name": long, "units": "%"}
     return f
 

@@ -44,7 +44,7 @@ def test_class_frequency_is_the_fraction_of_steps():
 
 def test_frequency_difference_is_a_block_bootstrap_that_separates_clear_from_null_cells():
     a, b = masks_pair(nt=80)
-    res = viz.frequency_difference(a, b, 1, block_steps=4, alpha=0.05, n_boot=4000, seed=1)
+    res = viz.frequency_difference(a, b, 1, block_steps=4, ci=0.95, n_boot=4000, seed=1)
     assert res.attrs["n_blocks_a"] == 20 and res.attrs["n_blocks_b"] == 20
     assert res.attrs["block_steps"] == 4
     # Per-block frequencies of cell (2, 3) by hand; the difference is that of the block means.
@@ -78,12 +78,12 @@ def test_frequency_difference_agrees_with_events_compare():
     import climviz.events as events
 
     a, b = masks_pair()
-    res = viz.frequency_difference(a, b, 1, block_steps=4, alpha=0.1, n_boot=300, seed=3)
+    res = viz.frequency_difference(a, b, 1, block_steps=4, ci=0.9, n_boot=300, seed=3)
     maps = events.compare(a, b, classes=(1,), block_steps=4, n_boot=300, ci=0.9, seed=3).maps
     np.testing.assert_array_equal(res["significant"].values, maps["significant_tropical_cyclone"].values == 1)
     np.testing.assert_array_equal(res["difference"].values, maps["difference_tropical_cyclone"].values)
     # the older keyword `block` is the same setting
-    old = viz.frequency_difference(a, b, 1, block=4, alpha=0.1, n_boot=300, seed=3)
+    old = viz.frequency_difference(a, b, 1, block=4, ci=0.9, n_boot=300, seed=3)
     np.testing.assert_array_equal(old["p_value"].values, res["p_value"].values)
 
 
