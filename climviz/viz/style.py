@@ -20,7 +20,7 @@ with sensible decimals.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -43,6 +43,10 @@ CLASS_COLORS: dict[int, str] = {TC: "#d01c8b", AR: "#ffb000"}
 MASK_ALPHA = 0.6
 #: JavaScript object literal mapping class values to names, for Bokeh hover formatters.
 CLASS_NAMES_JS = f"{{0: 'none', {TC}: 'TC', {AR}: 'AR'}}"
+
+
+#: How a field's values map to colours: one direction, or two about ``center``.
+ColourKind = Literal["sequential", "diverging"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class FieldStyle:
 
     units: str
     cmap: str
-    kind: str = "sequential"
+    kind: ColourKind = "sequential"
     fmt: str = "0.0"
     scale: float = 1.0
     offset: float = 0.0
@@ -120,7 +124,7 @@ def field_style(name: str, units: str = "", values: np.ndarray | None = None) ->
         return base
     if base is not None:  # known name in other units (e.g. PSL already in hPa): keep colours, do not convert
         center = base.center if _matches(units, base.units) else 0.0
-        kind = base.kind if (base.center == 0.0 or center) else "sequential"
+        kind: ColourKind = base.kind if (base.center == 0.0 or center) else "sequential"
         return FieldStyle(units, base.cmap if kind == base.kind else "viridis", kind, base.fmt, center=center)
     fmt = "0.000"
     kind = "sequential"
