@@ -77,14 +77,14 @@ def main(argv: list[str] | None = None) -> dict:
     psl = ds["PSL"].values.astype(np.float64)
     base_tc = best_of(lambda: ndimage.minimum_filter(psl, size=(1, 2 * hy + 1, 2 * hx + 1),
                                                      mode=("nearest", "nearest", "wrap")), repeats)
-    above = integrated_vapour_transport(ds, ar_cfg).values > ar_cfg.threshold
+    above = integrated_vapour_transport(ds, config=ar_cfg).values > ar_cfg.threshold
     struct = np.zeros((3, 3, 3), bool)
     struct[1] = True
     base_ar = best_of(lambda: ndimage.label(above, structure=struct), repeats)
 
     tc_res = {}
-    t_tc = best_of(lambda: tc_res.setdefault("r", detect_tc(ds, tc_cfg)), repeats)
-    t_ar = best_of(lambda: detect_ar(ds, ar_cfg), repeats)
+    t_tc = best_of(lambda: tc_res.setdefault("r", detect_tc(ds, config=tc_cfg)), repeats)
+    t_ar = best_of(lambda: detect_ar(ds, config=ar_cfg), repeats)
     t_run = best_of(lambda: label_run(ds, tc=tc_cfg, ar=ar_cfg), repeats)
     masks = label_run(ds, tc=tc_cfg, ar=ar_cfg)
     lab, m = ds["LABELS"].values, masks["mask"].values

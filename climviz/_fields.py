@@ -14,26 +14,43 @@ ints and ints or numeric text into floats before validation (YAML reads ``1e3`` 
 float and ``1e-3`` as text).
 
 Checks that involve several fields are plain callables ``check(obj, name)``, listed
-after the field's own check (``spec(Int(1), after=some_function)``).
+after the field's own check (``spec(Int(1), after=some_function)``). :class:`OneOf`
+accepts a fixed set of values (``4 or 8``, ``'cell' or 'global'``) and :class:`Rule`
+any predicate with the words for what it accepts.
+
+A class may word its messages differently by defining ``_field_message(name,
+expected)`` (the model configs say ``"tiramisu option 'dropout' must be in [0, 1),
+got 1.5"``); :func:`bad_value` uses it. :class:`DictConfig` gives a config class
+``to_dict()`` (JSON-able, by :func:`plain`) and ``from_dict()`` (unknown keys refused).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
-from collections.abc import Callable, Sequence
+import numbers
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from climviz.errors import ConfigError
 
-__all__ = ["Bool", "Choice", "Float", "Int", "bad_value", "coerce_numbers", "spec", "validate"]
+__all__ = ["Bool", "Choice", "DictConfig", "Float", "Int", "OneOf", "Rule", "bad_value", "coerce_numbers",
+           "plain", "spec", "validate"]
 
 _KEY = "climviz_check"
 
 
 def bad_value(obj: Any, name: str, expected: str) -> ConfigError:
-    """``ConfigError("<Class>.<name>: expected <expected>, found <value!r>")``."""
+    """``ConfigError("<Class>.<name>: expected <expected>, found <value!r>")``.
+
+    A class defining ``_field_message(name, expected) -> str`` words the message itself.
+    """
+    custom = getattr(obj, "_field_message", None)
+    if callable(custom):
+        return ConfigError(custom(name, expected))
     return ConfigError(f"{type(obj).__name__}.{name}: expected {expected}, "
                        f"found {getattr(obj, name)!r}")
 
@@ -110,6 +127,58 @@ class Bool:
             raise bad_value(obj, name, "true or false")
 
 
+def _words(values: Sequence[Any]) -> str:
+    """``"4 or 8"``, ``"'cell', 'global' or None"``: the values as repr, joined for a message."""
+    shown = [repr(v) for v in values]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of ``values`` exactly (compared with ``==``; no case folding, unlike :class:`Choice`).
+
+    The message lists them: ``"expected 'wind', 'psl' or 'fixed'"``.
+    """
+
+    values: tuple[Any, ...]
+
+    def __call__(self, obj: Any, name: str) -> None:
+        v = getattr(obj, name)
+        try:
+            ok = any(v == x and type(v) is not bool or v is x for x in self.values)
+        except (TypeError, ValueError):  # arrays compare element-wise
+            ok = False
+        if not ok:
+            raise bad_value(obj, name, _words(self.values))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A value for which ``ok(value)`` is true (or None when ``optional``).
+
+    ``expected`` words what passes; ``ok`` raising TypeError or ValueError counts as a
+    failure; ``convert`` (e.g. ``int``) is applied to a value that passed.
+    """
+
+    ok: Callable[[Any], bool]
+    expected: str
+    optional: bool = False
+    convert: Callable[[Any], Any] | None = None
+
+    def __call__(self, obj: Any, name: str) -> None:
+        v = getattr(obj, name)
+        if self.optional and v is None:
+            return
+        try:
+            good = bool(self.ok(v))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise bad_value(obj, name, self.expected)
+        if self.convert is not None:
+            setattr(obj, name, self.convert(v))
+
+
 Check = Callable[[Any, str], None]
 
 
@@ -138,11 +207,53 @@ def coerce_numbers(obj: Any) -> None:
         if any(isinstance(c, Int) and c.coerce for c in checks):
             if isinstance(v, float) and v.is_integer():
                 setattr(obj, f.name, int(v))
+            elif isinstance(v, numbers.Integral) and not isinstance(v, (bool, int)):  # numpy ints
+                setattr(obj, f.name, int(v))
         elif any(isinstance(c, Float) for c in checks):
-            if isinstance(v, int) and not isinstance(v, bool):
+            if isinstance(v, numbers.Real) and not isinstance(v, (bool, float)):  # ints, numpy numbers
                 setattr(obj, f.name, float(v))
             elif isinstance(v, str):
                 try:
                     setattr(obj, f.name, float(v))
                 except ValueError:
                     pass
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON/YAML gives it back: tuples (nested too) as lists, keys as text, paths as text.
+
+    Dataclasses inside become dictionaries of their fields.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+_C = TypeVar("_C", bound="DictConfig")
+
+
+class DictConfig:
+    """Mixin for config dataclasses: ``to_dict()`` (JSON-able) and ``from_dict()`` (strict keys)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dictionary of the settings (tuples become lists, nested dataclasses dicts)."""
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls: type[_C], d: Mapping[str, Any]) -> _C:
+        """Build from a mapping; unknown keys raise :class:`~climviz.errors.ConfigError` naming them."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"{cls.__name__}: expected a mapping of keys to values, found {type(d).__name__}")
+        known = sorted(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+        unknown = sorted(str(k) for k in set(d) - set(known))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{cls.__name__}: unknown key(s) {unknown}{hint}; expected some of {known}")
+        return cls(**dict(d))

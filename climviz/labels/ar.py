@@ -43,12 +43,16 @@ import pandas as pd
 import xarray as xr
 from scipy import ndimage
 
-from climviz.errors import ConfigError, DataError
+from climviz._fields import DictConfig, Float, Int, OneOf, Rule, coerce_numbers, spec, validate
+from climviz.errors import DataError
 from climviz.events.geometry import EARTH_RADIUS_KM
-from climviz.labels._config import DictConfig
+from climviz.labels._keyword import config_keyword
 from climviz.labels._grid import Grid, label_periodic, normalize_run
 
 __all__ = ["ARConfig", "ARResult", "integrated_vapour_transport", "detect_ar", "region_geometry"]
+
+
+_POSITIVE = Float(0.0, lo_open=True)
 
 
 @dataclass
@@ -95,43 +99,27 @@ class ARConfig(DictConfig):
 
     ivt_var: str | None = "IVT"
     tmq_var: str = "TMQ"
-    wind_vars: tuple[tuple[str, str], ...] = (("U850", "V850"), ("UBOT", "VBOT"))
-    ivt_scale: float = 1.0
-    threshold: float = 250.0
-    percentile: float | None = None
-    percentile_scope: Literal["cell", "global"] = "cell"
-    min_length_km: float = 2000.0
-    min_aspect: float = 2.0
+    wind_vars: tuple[tuple[str, str], ...] = field(
+        default=(("U850", "V850"), ("UBOT", "VBOT")),
+        metadata=spec(Rule(lambda v: len(v) > 0 and all(len(p) == 2 for p in v), "(u, v) name pairs")))
+    ivt_scale: float = field(default=1.0, metadata=spec(_POSITIVE))
+    threshold: float = field(default=250.0, metadata=spec(Float(0.0)))
+    percentile: float | None = field(default=None, metadata=spec(
+        Float(0.0, 100.0, lo_open=True, hi_open=True, optional=True)))
+    percentile_scope: Literal["cell", "global"] = field(default="cell", metadata=spec(OneOf(("cell", "global"))))
+    min_length_km: float = field(default=2000.0, metadata=spec(_POSITIVE))
+    min_aspect: float = field(default=2.0, metadata=spec(_POSITIVE))
     min_poleward_ivt: float | None = 50.0
     ivt_north_var: str | None = "IVT_north"
-    exclude_tropics_deg: float | None = 15.0
-    time_block: int = 16
-    periodic: bool | None = None
+    exclude_tropics_deg: float | None = field(default=15.0, metadata=spec(
+        Float(0.0, 90.0, hi_open=True, optional=True)))
+    time_block: int = field(default=16, metadata=spec(Int(1)))
+    periodic: bool | None = field(default=None, metadata=spec(OneOf((None, True, False))))
 
     def __post_init__(self) -> None:
         self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[assignment,misc]
-        for key in ("ivt_scale", "min_length_km", "min_aspect"):
-            v = getattr(self, key)
-            if not np.isfinite(v) or v <= 0:
-                raise ConfigError(f"ARConfig.{key}: expected a positive number, found {v!r}")
-        if not np.isfinite(self.threshold) or self.threshold < 0:
-            raise ConfigError(
-                f"ARConfig.threshold: expected a non-negative IVT in kg m-1 s-1, found {self.threshold!r}")
-        if self.percentile is not None and not 0 < self.percentile < 100:
-            raise ConfigError(
-                f"ARConfig.percentile: expected a value in (0, 100) or None, found {self.percentile!r}")
-        if self.percentile_scope not in ("cell", "global"):
-            raise ConfigError(
-                f"ARConfig.percentile_scope: expected 'cell' or 'global', found {self.percentile_scope!r}")
-        if self.exclude_tropics_deg is not None and not 0 <= self.exclude_tropics_deg < 90:
-            raise ConfigError(
-                "ARConfig.exclude_tropics_deg: expected a latitude in [0, 90) or None, "
-                f"found {self.exclude_tropics_deg!r}"
-            )
-        if not self.wind_vars or any(len(p) != 2 for p in self.wind_vars):
-            raise ConfigError(f"ARConfig.wind_vars: expected (u, v) name pairs, found {self.wind_vars!r}")
-        if int(self.time_block) < 1:
-            raise ConfigError(f"ARConfig.time_block: expected a positive integer, found {self.time_block!r}")
+        coerce_numbers(self)
+        validate(self)
 
 
 @dataclass
@@ -185,7 +173,8 @@ def _northward_ivt(ds: xr.Dataset, cfg: ARConfig) -> xr.DataArray | None:
     return cfg.ivt_scale * norm[names[0]] * norm[names[2]]
 
 
-def integrated_vapour_transport(ds: xr.Dataset, config: ARConfig | None = None) -> xr.DataArray:
+@config_keyword
+def integrated_vapour_transport(ds: xr.Dataset, *, config: ARConfig | None = None) -> xr.DataArray:
     """IVT (kg m⁻¹ s⁻¹): the run's IVT variable, or ``ivt_scale · TMQ · |V850|``.
 
     Lazy when the run is dask-backed. The result is on the normalized grid
@@ -227,72 +216,16 @@ def region_geometry(labels: np.ndarray, grid: Grid, min_length_km: float = 0.0) 
         great-circle distance between the centres of two cells of the region
         (reached on its boundary), width = area / length, aspect = length / width.
     """
-    nt, nlat, nlon = labels.shape
     n = int(labels.max()) if labels.size else 0
     cols = ["region", "time_index", "n_cells", "area_km2", "length_km", "width_km", "aspect",
             "centroid_lat", "centroid_lon"]
     if n == 0:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in cols})
-    area_grid = grid.areas()
-    flat = np.flatnonzero(labels)
-    lbl = labels.ravel()[flat]
-    cell = flat % (nlat * nlon)
-    row, colx = cell // nlon, cell % nlon
-    a = area_grid.ravel()[cell]
-    area = np.bincount(lbl, weights=a, minlength=n + 1)
-    ncell = np.bincount(lbl, minlength=n + 1)
-    tidx = np.zeros(n + 1, dtype=np.int64)
-    tidx[lbl] = flat // (nlat * nlon)
-    clat = np.bincount(lbl, weights=a * grid.lat[row], minlength=n + 1) / np.maximum(area, 1e-300)
-    lon_rad = np.deg2rad(grid.lon[colx])
-    s = np.bincount(lbl, weights=a * np.sin(lon_rad), minlength=n + 1)
-    c = np.bincount(lbl, weights=a * np.cos(lon_rad), minlength=n + 1)
-    clon = np.mod(np.rad2deg(np.arctan2(s, c)), 360.0)  # area-weighted circular mean of longitude
-    # boundary cells: some 8-neighbour is background (regions are whole 8-connected components,
-    # so a labelled neighbour always has the same label); rows next to the poles close a region
-    modes = ("nearest", "nearest", "wrap" if grid.periodic else "nearest")
-    interior = ndimage.minimum_filter((labels > 0).view(np.uint8), size=(1, 3, 3), mode=modes)
-    is_b = (interior.ravel()[flat] == 0) | (row == 0) | (row == nlat - 1)
-    if not grid.periodic:
-        is_b |= (colx == 0) | (colx == nlon - 1)
-    bflat = flat[is_b]
-    blbl = lbl[is_b]
-    order = np.argsort(blbl, kind="stable")
-    bflat, blbl = bflat[order], blbl[order]
-    starts = np.searchsorted(blbl, np.arange(n + 2))
-    nb = np.diff(starts)[: n + 1]
-    # a chain of nb boundary cells spans at most nb steps of the largest cell diagonal
-    dlat = np.deg2rad(grid.dlat_min_deg if grid.lat.size < 2 else np.abs(np.diff(grid.lat)).max())
-    step_km = EARTH_RADIUS_KM * np.hypot(dlat, np.deg2rad(grid.dlon_deg))
-    length = np.full(n + 1, np.nan)
-    bcell = bflat % (nlat * nlon)
-    la = np.deg2rad(grid.lat[bcell // nlon])
-    lo_ = np.deg2rad(grid.lon[bcell % nlon])
-    xyz = np.stack([np.cos(la) * np.cos(lo_), np.cos(la) * np.sin(lo_), np.sin(la)], axis=1)
-    # a second bound from the bounding box: hav(d) <= hav(dlat_max) + hav(dlon_max)
-    bound = nb * step_km
-    r0 = np.full(n + 1, nlat - 1)
-    r1 = np.zeros(n + 1, dtype=np.int64)
-    c0 = np.full(n + 1, nlon - 1)
-    c1 = np.zeros(n + 1, dtype=np.int64)
-    np.minimum.at(r0, lbl, row)
-    np.maximum.at(r1, lbl, row)
-    np.minimum.at(c0, lbl, colx)
-    np.maximum.at(c1, lbl, colx)
-    dphi = np.deg2rad(grid.lat[r1] - grid.lat[r0])
-    wraps = grid.periodic & (c0 == 0) & (c1 == nlon - 1)
-    dlam = np.where(wraps, np.pi, np.minimum(np.deg2rad(grid.lon[c1] - grid.lon[c0]), np.pi))
-    hav = np.clip(np.sin(dphi / 2) ** 2 + np.sin(dlam / 2) ** 2, 0, 1)
-    bound = np.minimum(bound, 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(hav)) + 1e-6)
-    for k in np.flatnonzero((bound >= min_length_km) & (np.arange(n + 1) > 0)):
-        p = xyz[starts[k]:starts[k + 1]]
-        if p.shape[0] == 1:
-            length[k] = 0.0
-            continue
-        mind = 1.0
-        for s0 in range(0, p.shape[0], 2048):
-            mind = min(mind, float((p[s0:s0 + 2048] @ p.T).min()))
-        length[k] = EARTH_RADIUS_KM * np.arccos(np.clip(mind, -1.0, 1.0))
+    cells = _Cells.of(labels)
+    area, ncell, tidx, clat, clon = _region_moments(cells, grid, n)
+    bflat, starts = _boundary_cells(labels, cells, grid, n)
+    bound = np.minimum(np.diff(starts)[: n + 1] * _cell_step_km(grid), _bbox_length_bound(cells, grid, n))
+    length = _region_lengths(bflat, starts, cells, grid, (bound >= min_length_km) & (np.arange(n + 1) > 0))
     with np.errstate(invalid="ignore", divide="ignore"):
         width = area / length
         aspect = length / width
@@ -302,6 +235,101 @@ def region_geometry(labels: np.ndarray, grid: Grid, min_length_km: float = 0.0) 
         "length_km": length[idx], "width_km": width[idx], "aspect": aspect[idx],
         "centroid_lat": clat[idx], "centroid_lon": clon[idx],
     })
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """The labelled cells of a (time, lat, lon) label array: flat index, label, row, column."""
+
+    flat: np.ndarray
+    lbl: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    nlat: int
+    nlon: int
+
+    @classmethod
+    def of(cls, labels: np.ndarray) -> _Cells:
+        _, nlat, nlon = labels.shape
+        flat = np.flatnonzero(labels)
+        cell = flat % (nlat * nlon)
+        return cls(flat, labels.ravel()[flat], cell // nlon, cell % nlon, nlat, nlon)
+
+
+def _region_moments(cells: _Cells, grid: Grid, n: int) -> tuple[np.ndarray, ...]:
+    """Per label 0..n: area (km²), cell count, time index, area-weighted centroid latitude and longitude."""
+    lbl, row, col = cells.lbl, cells.row, cells.col
+    a = grid.areas()[row, col]
+    area = np.bincount(lbl, weights=a, minlength=n + 1)
+    ncell = np.bincount(lbl, minlength=n + 1)
+    tidx = np.zeros(n + 1, dtype=np.int64)
+    tidx[lbl] = cells.flat // (cells.nlat * cells.nlon)
+    clat = np.bincount(lbl, weights=a * grid.lat[row], minlength=n + 1) / np.maximum(area, 1e-300)
+    lon_rad = np.deg2rad(grid.lon[col])
+    s = np.bincount(lbl, weights=a * np.sin(lon_rad), minlength=n + 1)
+    c = np.bincount(lbl, weights=a * np.cos(lon_rad), minlength=n + 1)
+    clon = np.mod(np.rad2deg(np.arctan2(s, c)), 360.0)  # area-weighted circular mean of longitude
+    return area, ncell, tidx, clat, clon
+
+
+def _boundary_cells(labels: np.ndarray, cells: _Cells, grid: Grid, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the boundary cells sorted by label, and where each label's run starts (n + 2 values).
+
+    A boundary cell has a background 8-neighbour (regions are whole 8-connected components,
+    so a labelled neighbour always has the same label); rows next to the poles close a region.
+    """
+    modes = ("nearest", "nearest", "wrap" if grid.periodic else "nearest")
+    interior = ndimage.minimum_filter((labels > 0).view(np.uint8), size=(1, 3, 3), mode=modes)
+    is_b = (interior.ravel()[cells.flat] == 0) | (cells.row == 0) | (cells.row == cells.nlat - 1)
+    if not grid.periodic:
+        is_b |= (cells.col == 0) | (cells.col == cells.nlon - 1)
+    bflat, blbl = cells.flat[is_b], cells.lbl[is_b]
+    order = np.argsort(blbl, kind="stable")
+    bflat, blbl = bflat[order], blbl[order]
+    return bflat, np.searchsorted(blbl, np.arange(n + 2))
+
+
+def _cell_step_km(grid: Grid) -> float:
+    """The largest cell diagonal (km): a chain of k boundary cells spans at most k of them."""
+    dlat = np.deg2rad(grid.dlat_min_deg if grid.lat.size < 2 else np.abs(np.diff(grid.lat)).max())
+    return float(EARTH_RADIUS_KM * np.hypot(dlat, np.deg2rad(grid.dlon_deg)))
+
+
+def _bbox_length_bound(cells: _Cells, grid: Grid, n: int) -> np.ndarray:
+    """An upper bound of each region's length from its bounding box: hav(d) <= hav(dlat_max) + hav(dlon_max)."""
+    r0 = np.full(n + 1, cells.nlat - 1)
+    r1 = np.zeros(n + 1, dtype=np.int64)
+    c0 = np.full(n + 1, cells.nlon - 1)
+    c1 = np.zeros(n + 1, dtype=np.int64)
+    np.minimum.at(r0, cells.lbl, cells.row)
+    np.maximum.at(r1, cells.lbl, cells.row)
+    np.minimum.at(c0, cells.lbl, cells.col)
+    np.maximum.at(c1, cells.lbl, cells.col)
+    dphi = np.deg2rad(grid.lat[r1] - grid.lat[r0])
+    wraps = grid.periodic & (c0 == 0) & (c1 == cells.nlon - 1)
+    dlam = np.where(wraps, np.pi, np.minimum(np.deg2rad(grid.lon[c1] - grid.lon[c0]), np.pi))
+    hav = np.clip(np.sin(dphi / 2) ** 2 + np.sin(dlam / 2) ** 2, 0, 1)
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(hav)) + 1e-6
+
+
+def _region_lengths(bflat: np.ndarray, starts: np.ndarray, cells: _Cells, grid: Grid,
+                    todo: np.ndarray) -> np.ndarray:
+    """Largest great-circle distance (km) between two boundary cells of each region in ``todo`` (else NaN)."""
+    bcell = bflat % (cells.nlat * cells.nlon)
+    la = np.deg2rad(grid.lat[bcell // cells.nlon])
+    lo_ = np.deg2rad(grid.lon[bcell % cells.nlon])
+    xyz = np.stack([np.cos(la) * np.cos(lo_), np.cos(la) * np.sin(lo_), np.sin(la)], axis=1)
+    length = np.full(todo.size, np.nan)
+    for k in np.flatnonzero(todo):
+        p = xyz[starts[k]:starts[k + 1]]
+        if p.shape[0] == 1:
+            length[k] = 0.0
+            continue
+        mind = 1.0
+        for s0 in range(0, p.shape[0], 2048):
+            mind = min(mind, float((p[s0:s0 + 2048] @ p.T).min()))
+        length[k] = EARTH_RADIUS_KM * np.arccos(np.clip(mind, -1.0, 1.0))
+    return length
 
 
 def _threshold(ivt: xr.DataArray, cfg: ARConfig) -> float | xr.DataArray:
@@ -319,7 +347,8 @@ def _threshold(ivt: xr.DataArray, cfg: ARConfig) -> float | xr.DataArray:
     return max(float(ivt.quantile(q, skipna=False).values), float(cfg.threshold))
 
 
-def detect_ar(ds: xr.Dataset, config: ARConfig | None = None) -> ARResult:
+@config_keyword
+def detect_ar(ds: xr.Dataset, *, config: ARConfig | None = None) -> ARResult:
     """Detect atmospheric rivers: IVT above a threshold in long, narrow regions.
 
     Parameters
@@ -349,7 +378,7 @@ def detect_ar(ds: xr.Dataset, config: ARConfig | None = None) -> ARResult:
     0.7
     """
     cfg = config or ARConfig()
-    ivt = integrated_vapour_transport(ds, cfg)
+    ivt = integrated_vapour_transport(ds, config=cfg)
     grid = Grid.from_coords(ivt.lat.values, ivt.lon.values, cfg.periodic)
     thr = _threshold(ivt, cfg)
     thr_np = thr.values if isinstance(thr, xr.DataArray) else thr

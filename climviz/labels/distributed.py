@@ -40,11 +40,11 @@ def _block(blk: xr.Dataset, start: int, *, tc: TCConfig | None, ar: ARConfig | N
     """Worker: TC nodes and AR mask/regions of one block, time indices made global."""
     out: dict[str, Any] = {}
     if tc is not None:
-        nodes = detect_tc_nodes(blk, tc).copy()
+        nodes = detect_tc_nodes(blk, config=tc).copy()
         nodes["time_index"] = nodes["time_index"].astype(np.int64) + int(start)
         out["nodes"] = nodes
     if ar is not None:
-        res = detect_ar(blk, ar)
+        res = detect_ar(blk, config=ar)
         regions = res.regions.copy()
         regions["time_index"] = regions["time_index"].astype(np.int64) + int(start)
         out["ar_mask"] = np.asarray(res.mask.values, dtype=bool)
@@ -62,7 +62,7 @@ def _absolute_ar_config(ds: xr.Dataset, cfg: ARConfig) -> tuple[ARConfig, float]
             "needs every step of a cell at once; use percentile_scope='global', an absolute threshold, "
             "or use_ray=False"
         )
-    ivt = integrated_vapour_transport(ds, cfg)
+    ivt = integrated_vapour_transport(ds, config=cfg)
     thr = max(float(ivt.quantile(cfg.percentile / 100.0, skipna=False).values), float(cfg.threshold))
     return dataclasses.replace(cfg, percentile=None, threshold=thr), thr
 
@@ -107,7 +107,7 @@ def detect_on_ray(
     tc_res = ar_res = None
     if tc is not None:
         nodes = pd.concat([p["nodes"] for p in parts], ignore_index=True)
-        tc_res = tc_from_nodes(nodes, ds, tc)
+        tc_res = tc_from_nodes(nodes, ds, config=tc)
     if ar is not None and ar_abs is not None:
         mask = np.concatenate([p["ar_mask"] for p in parts], axis=0)
         regions = pd.concat([p["ar_regions"] for p in parts], ignore_index=True)

@@ -161,8 +161,8 @@ def label_run(
         tc_res, ar_res = detect_on_ray(ds, resolved, ar_cfg, block_steps=block_steps, address=address,
                                        num_workers=num_workers, work_dir=work_dir, progress=progress)
     else:
-        tc_res = detect_tc(ds, None if tc is True else tc_cfg) if tc_cfg is not None else None
-        ar_res = detect_ar(ds, ar_cfg) if ar_cfg is not None else None
+        tc_res = detect_tc(ds, config=None if tc is True else tc_cfg) if tc_cfg is not None else None
+        ar_res = detect_ar(ds, config=ar_cfg) if ar_cfg is not None else None
     like = (tc_res.mask if tc_res is not None else ar_res.mask)  # type: ignore[union-attr]
     mask = np.full(like.shape, BACKGROUND, dtype=np.uint8)
     if ar_res is not None:

@@ -65,9 +65,10 @@ import xarray as xr
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from climviz._fields import DictConfig, Float, Int, OneOf, Rule, bad_value, coerce_numbers, spec, validate
 from climviz.errors import ConfigError, DataError
 from climviz.events.geometry import EARTH_RADIUS_KM, great_circle_km
-from climviz.labels._config import DictConfig
+from climviz.labels._keyword import config_keyword
 from climviz.labels._grid import (
     Grid,
     gather_windows,
@@ -362,6 +363,42 @@ def _as_criterion(value: Any, cls: type, name: str) -> Any:
 
 # --------------------------------------------------------------------------- configuration
 
+# Field checks of TCConfig (climviz._fields: metadata + one validator). Numbers accept
+# ints, numpy scalars and numeric text (YAML reads 5e-5 as text) and are stored as floats.
+_POSITIVE = Float(0.0, lo_open=True)
+_NON_NEGATIVE = Float(0.0)
+_LATITUDE = Float(0.0, 90.0, lo_open=True)
+_WIND_PAIRS = Rule(lambda v: len(v) > 0 and all(len(p) == 2 for p in v), "(u, v) name pairs")
+
+
+@dataclass(frozen=True)
+class _Criteria:
+    """``closed_contours`` / ``thresholds``: None, or criteria given as objects, TE strings or dicts."""
+
+    kind: type
+
+    def __call__(self, cfg: Any, name: str) -> None:
+        value = getattr(cfg, name)
+        if value is not None:
+            setattr(cfg, name, tuple(_as_criterion(c, self.kind, name) for c in value))
+
+
+def _check_warm_core_vars(cfg: TCConfig, name: str) -> None:
+    if cfg.warm_core != "off" and not cfg.warm_core_vars:
+        raise ConfigError("TCConfig.warm_core_vars: expected at least one temperature variable, found none")
+
+
+def _check_outer_radius(cfg: TCConfig, name: str) -> None:
+    if cfg.warm_core_outer_radius_km <= cfg.warm_core_radius_km:
+        raise bad_value(cfg, name, f"more than warm_core_radius_km ({cfg.warm_core_radius_km})")
+
+
+def _check_mask_radii(cfg: TCConfig, name: str) -> None:
+    if cfg.min_mask_radius_km > cfg.max_mask_radius_km:
+        raise bad_value(cfg, "min_mask_radius_km", f"at most max_mask_radius_km ({cfg.max_mask_radius_km})")
+
+
+
 
 @dataclass
 class TCConfig(DictConfig):
@@ -463,129 +500,68 @@ class TCConfig(DictConfig):
     """
 
     psl_var: str = "PSL"
-    wind_vars: tuple[tuple[str, str], ...] = (("U850", "V850"), ("UBOT", "VBOT"))
+    wind_vars: tuple[tuple[str, str], ...] = field(
+        default=(("U850", "V850"), ("UBOT", "VBOT")), metadata=spec(_WIND_PAIRS))
     vorticity_vars: tuple[str, ...] = ("VORT850", "VORTBOT")
-    warm_core_vars: tuple[str, ...] = ("T200", "T500")
-    thickness_vars: tuple[str, str] = ("Z300", "Z500")
-    connectivity: int = 4
-    periodic: bool | None = None
-    max_abs_lat: float = 50.0
-    merge_distance_km: float = 6.0 * KM_PER_DEG
-    closed_contour_dpsl_pa: float = 200.0
-    closed_contour_radius_km: float = 5.5 * KM_PER_DEG
-    warm_core: Literal["closed_contour", "annulus", "off"] = "closed_contour"
-    warm_core_source: Literal["auto", "thickness", "temperature"] = "auto"
-    warm_core_delta_k: float = 0.4
-    warm_core_distance_km: float = 8.0 * KM_PER_DEG
-    warm_core_search_km: float = 1.1 * KM_PER_DEG
-    thickness_delta_m: float = 6.0
-    thickness_distance_km: float = 6.5 * KM_PER_DEG
-    thickness_search_km: float = 1.0 * KM_PER_DEG
+    warm_core_vars: tuple[str, ...] = field(default=("T200", "T500"), metadata=spec(_check_warm_core_vars))
+    thickness_vars: tuple[str, str] = field(default=("Z300", "Z500"), metadata=spec(
+        Rule(lambda v: len(v) == 2, "two height variables")))
+    connectivity: int = field(default=4, metadata=spec(OneOf((4, 8))))
+    periodic: bool | None = field(default=None, metadata=spec(OneOf((None, True, False))))
+    max_abs_lat: float = field(default=50.0, metadata=spec(_LATITUDE))
+    merge_distance_km: float = field(default=6.0 * KM_PER_DEG, metadata=spec(_POSITIVE))
+    closed_contour_dpsl_pa: float = field(default=200.0, metadata=spec(_NON_NEGATIVE))
+    closed_contour_radius_km: float = field(default=5.5 * KM_PER_DEG, metadata=spec(_POSITIVE))
+    warm_core: Literal["closed_contour", "annulus", "off"] = field(
+        default="closed_contour", metadata=spec(OneOf(("closed_contour", "annulus", "off"))))
+    warm_core_source: Literal["auto", "thickness", "temperature"] = field(
+        default="auto", metadata=spec(OneOf(("auto", "thickness", "temperature"))))
+    warm_core_delta_k: float = field(default=0.4, metadata=spec(_POSITIVE))
+    warm_core_distance_km: float = field(default=8.0 * KM_PER_DEG, metadata=spec(_POSITIVE))
+    warm_core_search_km: float = field(default=1.1 * KM_PER_DEG, metadata=spec(_NON_NEGATIVE))
+    thickness_delta_m: float = field(default=6.0, metadata=spec(_POSITIVE))
+    thickness_distance_km: float = field(default=6.5 * KM_PER_DEG, metadata=spec(_POSITIVE))
+    thickness_search_km: float = field(default=1.0 * KM_PER_DEG, metadata=spec(_NON_NEGATIVE))
     min_warm_core_k: float = 0.5
-    warm_core_radius_km: float = 300.0
-    warm_core_outer_radius_km: float = 900.0
-    closed_contours: tuple[Any, ...] | None = None
-    thresholds: tuple[Any, ...] | None = None
+    warm_core_radius_km: float = field(default=300.0, metadata=spec(_POSITIVE))
+    warm_core_outer_radius_km: float = field(default=900.0, metadata=spec(_POSITIVE, after=_check_outer_radius))
+    closed_contours: tuple[Any, ...] | None = field(default=None, metadata=spec(_Criteria(ClosedContour)))
+    thresholds: tuple[Any, ...] | None = field(default=None, metadata=spec(_Criteria(Threshold)))
     min_vorticity_per_s: float | None = 5e-5
-    vorticity_radius_km: float = 300.0
+    vorticity_radius_km: float = field(default=300.0, metadata=spec(_POSITIVE))
     min_wind_ms: float | None = 10.0
-    wind_radius_km: float = 300.0
-    stitch: bool | Literal["auto"] = "auto"
-    stitch_method: Literal["assignment", "te"] = "assignment"
-    range_km: float = 8.0 * KM_PER_DEG
-    max_speed_km_per_h: float = 148.0
-    max_gap_h: float = 24.0
-    min_duration_h: float = 54.0
-    genesis_max_abs_lat: float | None = None
-    time_step_h: float | None = None
-    mask_method: Literal["wind", "psl", "fixed"] = "wind"
+    wind_radius_km: float = field(default=300.0, metadata=spec(_POSITIVE))
+    stitch: bool | Literal["auto"] = field(default="auto", metadata=spec(OneOf((True, False, "auto"))))
+    stitch_method: Literal["assignment", "te"] = field(
+        default="assignment", metadata=spec(OneOf(("assignment", "te"))))
+    range_km: float = field(default=8.0 * KM_PER_DEG, metadata=spec(_POSITIVE))
+    max_speed_km_per_h: float = field(default=148.0, metadata=spec(_POSITIVE))
+    max_gap_h: float = field(default=24.0, metadata=spec(_NON_NEGATIVE))
+    min_duration_h: float = field(default=54.0, metadata=spec(_NON_NEGATIVE))
+    genesis_max_abs_lat: float | None = field(default=None, metadata=spec(
+        Float(0.0, 90.0, lo_open=True, optional=True)))
+    time_step_h: float | None = field(default=None, metadata=spec(Float(0.0, lo_open=True, optional=True)))
+    mask_method: Literal["wind", "psl", "fixed"] = field(
+        default="wind", metadata=spec(OneOf(("wind", "psl", "fixed"))))
     mask_wind_ms: float = 12.0
-    mask_dpsl_pa: float = 500.0
-    mask_radius_km: float = 300.0
-    min_mask_radius_km: float = 100.0
-    max_mask_radius_km: float = 800.0
-    candidate_chunk: int = 256
-    time_block: int = 16
+    mask_dpsl_pa: float = field(default=500.0, metadata=spec(_NON_NEGATIVE))
+    mask_radius_km: float = field(default=300.0, metadata=spec(_POSITIVE))
+    min_mask_radius_km: float = field(default=100.0, metadata=spec(_NON_NEGATIVE))
+    max_mask_radius_km: float = field(default=800.0, metadata=spec(_POSITIVE, after=_check_mask_radii))
+    candidate_chunk: int = field(default=256, metadata=spec(Int(1)))
+    time_block: int = field(default=16, metadata=spec(Int(1)))
 
     def __post_init__(self) -> None:
         self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[assignment,misc]
         self.warm_core_vars = tuple(self.warm_core_vars)
         self.vorticity_vars = tuple(self.vorticity_vars)
         self.thickness_vars = tuple(self.thickness_vars)  # type: ignore[assignment]
-        if self.closed_contours is not None:
-            self.closed_contours = tuple(_as_criterion(c, ClosedContour, "closed_contours")
-                                         for c in self.closed_contours)
-        if self.thresholds is not None:
-            self.thresholds = tuple(_as_criterion(c, Threshold, "thresholds") for c in self.thresholds)
-        positive = (
-            "merge_distance_km", "closed_contour_radius_km", "vorticity_radius_km", "wind_radius_km",
-            "warm_core_radius_km", "warm_core_outer_radius_km", "max_speed_km_per_h", "mask_radius_km",
-            "max_mask_radius_km", "warm_core_delta_k", "warm_core_distance_km", "thickness_delta_m",
-            "thickness_distance_km",
-        )
-        for key in positive:
-            value = getattr(self, key)
-            if not np.isfinite(value) or value <= 0:
-                raise ConfigError(f"TCConfig.{key}: expected a positive number, found {value!r}")
-        for key in ("closed_contour_dpsl_pa", "max_gap_h", "min_duration_h", "min_mask_radius_km", "mask_dpsl_pa",
-                    "warm_core_search_km", "thickness_search_km"):
-            value = getattr(self, key)
-            if not np.isfinite(value) or value < 0:
-                raise ConfigError(f"TCConfig.{key}: expected a non-negative number, found {value!r}")
-        if self.connectivity not in (4, 8):
-            raise ConfigError(f"TCConfig.connectivity: expected 4 or 8, found {self.connectivity!r}")
-        if self.periodic not in (None, True, False):
-            raise ConfigError(f"TCConfig.periodic: expected None, True or False, found {self.periodic!r}")
-        if not 0 < self.max_abs_lat <= 90:
-            raise ConfigError(f"TCConfig.max_abs_lat: expected a latitude in (0, 90], found {self.max_abs_lat!r}")
-        if self.genesis_max_abs_lat is not None and not 0 < self.genesis_max_abs_lat <= 90:
-            raise ConfigError(
-                "TCConfig.genesis_max_abs_lat: expected None or a latitude in (0, 90], "
-                f"found {self.genesis_max_abs_lat!r}")
-        if self.warm_core_source not in ("auto", "thickness", "temperature"):
-            raise ConfigError(f"TCConfig.warm_core_source: expected 'auto', 'thickness' or 'temperature', "
-                              f"found {self.warm_core_source!r}")
-        if self.warm_core not in ("closed_contour", "annulus", "off"):
-            raise ConfigError(
-                f"TCConfig.warm_core: expected 'closed_contour', 'annulus' or 'off', found {self.warm_core!r}")
-        if self.warm_core_outer_radius_km <= self.warm_core_radius_km:
-            raise ConfigError(
-                "TCConfig.warm_core_outer_radius_km: expected more than warm_core_radius_km "
-                f"({self.warm_core_radius_km}), found {self.warm_core_outer_radius_km}"
-            )
-        if self.min_mask_radius_km > self.max_mask_radius_km:
-            raise ConfigError(
-                f"TCConfig.min_mask_radius_km: expected at most max_mask_radius_km ({self.max_mask_radius_km}), "
-                f"found {self.min_mask_radius_km}"
-            )
-        if self.mask_method not in ("wind", "psl", "fixed"):
-            raise ConfigError(f"TCConfig.mask_method: expected 'wind', 'psl' or 'fixed', found {self.mask_method!r}")
-        if self.stitch_method not in ("assignment", "te"):
-            raise ConfigError(f"TCConfig.stitch_method: expected 'assignment' or 'te', found {self.stitch_method!r}")
-        if not np.isfinite(self.range_km) or self.range_km <= 0:
-            raise ConfigError(f"TCConfig.range_km: expected a positive number, found {self.range_km!r}")
-        if self.stitch not in (True, False, "auto"):
-            raise ConfigError(f"TCConfig.stitch: expected True, False or 'auto', found {self.stitch!r}")
-        if not self.wind_vars or any(len(p) != 2 for p in self.wind_vars):
-            raise ConfigError(f"TCConfig.wind_vars: expected (u, v) name pairs, found {self.wind_vars!r}")
-        if self.warm_core != "off" and not self.warm_core_vars:
-            raise ConfigError("TCConfig.warm_core_vars: expected at least one temperature variable, found none")
-        if len(self.thickness_vars) != 2:
-            raise ConfigError(f"TCConfig.thickness_vars: expected two height variables, found {self.thickness_vars!r}")
-        if self.time_step_h is not None and not self.time_step_h > 0:
-            raise ConfigError(f"TCConfig.time_step_h: expected a positive number of hours, found {self.time_step_h!r}")
-        for key in ("candidate_chunk", "time_block"):
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"TCConfig.{key}: expected a positive integer, found {getattr(self, key)!r}")
+        coerce_numbers(self)
+        validate(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dictionary of the settings (criteria as dicts of their fields)."""
-        d = super().to_dict()
-        for key in ("closed_contours", "thresholds"):
-            if getattr(self, key) is not None:
-                d[key] = [dataclasses.asdict(c) for c in getattr(self, key)]
-        return d
 
+#: ``coarse=`` of the detectors: the coarse-grid defaults always, never, or when the latitude step is >= 2°.
+Coarse = bool | Literal["auto"]
 
 #: Changes to :class:`TCConfig` for coarse (2° and coarser) grids, such as the GFS 2.5° file.
 #: The warm core is taken from the 1000–200 hPa thickness ``Z200 - Z1000`` (the channels
@@ -664,78 +640,17 @@ class _Plan:
 
 
 def _plan(ds: xr.Dataset, cfg: TCConfig) -> _Plan:
-    """Decide which criteria run on this run, from its variables."""
+    """Decide which criteria run on this run, from its variables.
+
+    Stages: the wind pair and vorticity leaf the run has (:func:`_plan_dynamics`), the
+    threshold criteria (:func:`_plan_thresholds`), the closed contours and warm-core test
+    (:func:`_plan_contours`), the variables they read and the criteria in words.
+    """
     names = set(map(str, ds.data_vars))
-    wind = next(((u, v) for u, v in cfg.wind_vars if u in names and v in names), None)
-    vort_leaves = [f"VORT{u[1:]}" for u, _ in cfg.wind_vars if u.startswith("U")] if wind is None else [
-        f"VORT{wind[0][1:]}"]
-    vort = None
-    for leaf in ([*vort_leaves, *cfg.vorticity_vars] if wind is not None else [*cfg.vorticity_vars, *vort_leaves]):
-        if _Fields.sources(leaf, names) is not None:
-            vort = leaf
-            break
     skipped: list[str] = []
-    thresholds: list[Threshold]
-    if cfg.thresholds is not None:
-        thresholds = list(cfg.thresholds)
-    else:
-        thresholds = []
-        if cfg.min_vorticity_per_s is not None:
-            if vort is not None:
-                thresholds.append(Threshold(f"_CYC({vort})", ">=", cfg.min_vorticity_per_s, cfg.vorticity_radius_km))
-            else:
-                skipped.append("vorticity: no 850 hPa / lowest-level winds, VORT850 or ABSV850 in the run")
-        if cfg.min_wind_ms is not None:
-            if wind is not None:
-                thresholds.append(Threshold(f"_VECMAG({wind[0]},{wind[1]})", ">=", cfg.min_wind_ms, cfg.wind_radius_km))
-            else:
-                skipped.append(f"wind speed: none of the wind pairs {[list(p) for p in cfg.wind_vars]} is complete")
-        if not thresholds and (cfg.min_vorticity_per_s is not None or cfg.min_wind_ms is not None):
-            raise DataError(
-                f"run: expected one of the wind pairs {[list(p) for p in cfg.wind_vars]} or a vorticity variable "
-                f"{list(cfg.vorticity_vars)} (or ABSV850) for TC detection, found variables {sorted(names)}"
-            )
-    annulus = False
-    warm_contour = None
-    if cfg.closed_contours is not None:
-        contours = list(cfg.closed_contours)
-        for k, c in enumerate(contours):
-            if c.delta < 0 and warm_contour is None:
-                warm_contour = k
-    else:
-        contours = [ClosedContour(cfg.psl_var, cfg.closed_contour_dpsl_pa, cfg.closed_contour_radius_km, 0.0)]
-        if cfg.warm_core == "closed_contour":
-            has_thick = all(v in names for v in cfg.thickness_vars)
-            has_temp = all(v in names for v in cfg.warm_core_vars)
-            if has_thick and cfg.warm_core_source in ("auto", "thickness"):
-                contours.append(ClosedContour(f"_DIFF({cfg.thickness_vars[0]},{cfg.thickness_vars[1]})",
-                                              -cfg.thickness_delta_m, cfg.thickness_distance_km,
-                                              cfg.thickness_search_km))
-            elif has_temp and cfg.warm_core_source in ("auto", "temperature", "thickness"):
-                if cfg.warm_core_source == "thickness":
-                    skipped.append(f"warm core from the thickness {list(cfg.thickness_vars)}: not in the run; "
-                                   f"the temperatures {list(cfg.warm_core_vars)} are used")
-                fld = (cfg.warm_core_vars[0] if len(cfg.warm_core_vars) == 1
-                       else f"_AVG({','.join(cfg.warm_core_vars)})")
-                contours.append(ClosedContour(fld, -cfg.warm_core_delta_k, cfg.warm_core_distance_km,
-                                              cfg.warm_core_search_km))
-            elif has_thick:
-                contours.append(ClosedContour(f"_DIFF({cfg.thickness_vars[0]},{cfg.thickness_vars[1]})",
-                                              -cfg.thickness_delta_m, cfg.thickness_distance_km,
-                                              cfg.thickness_search_km))
-            else:
-                raise DataError(
-                    f"run: expected the warm-core temperatures {list(cfg.warm_core_vars)} or the heights "
-                    f"{list(cfg.thickness_vars)} for TC detection (or warm_core='off'), found variables {sorted(names)}"
-                )
-            warm_contour = 1
-        elif cfg.warm_core == "annulus":
-            missing = [v for v in cfg.warm_core_vars if v not in names]
-            if missing:
-                raise DataError(f"run: expected variable(s) {missing} for the warm-core test, found {sorted(names)}")
-            annulus = True
-        else:
-            skipped.append("warm core: warm_core='off'")
+    wind, vort = _plan_dynamics(cfg, names)
+    thresholds = _plan_thresholds(cfg, names, wind, vort, skipped)
+    contours, warm_contour, annulus = _plan_contours(cfg, names, skipped)
     needed = {cfg.psl_var}
     for expr in [t.field for t in thresholds] + [c.field for c in contours]:
         for leaf in _leaves(_parse(expr)):
@@ -759,6 +674,84 @@ def _plan(ds: xr.Dataset, cfg: TCConfig) -> _Plan:
                         f"{cfg.warm_core_radius_km:g} km "
                         f"exceeds the {cfg.warm_core_outer_radius_km:g} km annulus by {cfg.min_warm_core_k:g} K")
     return _Plan(thresholds, contours, warm_contour, annulus, wind, vort, sorted(needed), criteria, skipped)
+
+
+def _plan_dynamics(cfg: TCConfig, names: set[str]) -> tuple[tuple[str, str] | None, str | None]:
+    """The first complete wind pair, and the vorticity leaf (of that pair's level first) the run can give."""
+    wind = next(((u, v) for u, v in cfg.wind_vars if u in names and v in names), None)
+    vort_leaves = [f"VORT{u[1:]}" for u, _ in cfg.wind_vars if u.startswith("U")] if wind is None else [
+        f"VORT{wind[0][1:]}"]
+    order = [*vort_leaves, *cfg.vorticity_vars] if wind is not None else [*cfg.vorticity_vars, *vort_leaves]
+    vort = next((leaf for leaf in order if _Fields.sources(leaf, names) is not None), None)
+    return wind, vort
+
+
+def _plan_thresholds(cfg: TCConfig, names: set[str], wind: tuple[str, str] | None, vort: str | None,
+                     skipped: list[str]) -> list[Threshold]:
+    """The configured thresholds, or cyclonic vorticity and wind speed where the run has them."""
+    if cfg.thresholds is not None:
+        return list(cfg.thresholds)
+    thresholds: list[Threshold] = []
+    if cfg.min_vorticity_per_s is not None:
+        if vort is not None:
+            thresholds.append(Threshold(f"_CYC({vort})", ">=", cfg.min_vorticity_per_s, cfg.vorticity_radius_km))
+        else:
+            skipped.append("vorticity: no 850 hPa / lowest-level winds, VORT850 or ABSV850 in the run")
+    if cfg.min_wind_ms is not None:
+        if wind is not None:
+            thresholds.append(Threshold(f"_VECMAG({wind[0]},{wind[1]})", ">=", cfg.min_wind_ms, cfg.wind_radius_km))
+        else:
+            skipped.append(f"wind speed: none of the wind pairs {[list(p) for p in cfg.wind_vars]} is complete")
+    if not thresholds and (cfg.min_vorticity_per_s is not None or cfg.min_wind_ms is not None):
+        raise DataError(
+            f"run: expected one of the wind pairs {[list(p) for p in cfg.wind_vars]} or a vorticity variable "
+            f"{list(cfg.vorticity_vars)} (or ABSV850) for TC detection, found variables {sorted(names)}"
+        )
+    return thresholds
+
+
+def _plan_contours(cfg: TCConfig, names: set[str],
+                   skipped: list[str]) -> tuple[list[ClosedContour], int | None, bool]:
+    """The closed contours, the index of the warm-core one (None: none), and whether the annulus test runs."""
+    if cfg.closed_contours is not None:
+        contours = list(cfg.closed_contours)
+        warm = next((k for k, c in enumerate(contours) if c.delta < 0), None)
+        return contours, warm, False
+    contours = [ClosedContour(cfg.psl_var, cfg.closed_contour_dpsl_pa, cfg.closed_contour_radius_km, 0.0)]
+    if cfg.warm_core == "closed_contour":
+        return [*contours, _warm_core_contour(cfg, names, skipped)], 1, False
+    if cfg.warm_core == "annulus":
+        missing = [v for v in cfg.warm_core_vars if v not in names]
+        if missing:
+            raise DataError(f"run: expected variable(s) {missing} for the warm-core test, found {sorted(names)}")
+        return contours, None, True
+    skipped.append("warm core: warm_core='off'")
+    return contours, None, False
+
+
+def _warm_core_contour(cfg: TCConfig, names: set[str], skipped: list[str]) -> ClosedContour:
+    """The warm-core contour: of the thickness or of the temperatures, as ``warm_core_source`` and the run allow."""
+    has_thick = all(v in names for v in cfg.thickness_vars)
+    has_temp = all(v in names for v in cfg.warm_core_vars)
+
+    def thickness() -> ClosedContour:
+        return ClosedContour(f"_DIFF({cfg.thickness_vars[0]},{cfg.thickness_vars[1]})", -cfg.thickness_delta_m,
+                             cfg.thickness_distance_km, cfg.thickness_search_km)
+
+    if has_thick and cfg.warm_core_source in ("auto", "thickness"):
+        return thickness()
+    if has_temp:  # every source falls back to the temperatures
+        if cfg.warm_core_source == "thickness":
+            skipped.append(f"warm core from the thickness {list(cfg.thickness_vars)}: not in the run; "
+                           f"the temperatures {list(cfg.warm_core_vars)} are used")
+        fld = cfg.warm_core_vars[0] if len(cfg.warm_core_vars) == 1 else f"_AVG({','.join(cfg.warm_core_vars)})"
+        return ClosedContour(fld, -cfg.warm_core_delta_k, cfg.warm_core_distance_km, cfg.warm_core_search_km)
+    if has_thick:
+        return thickness()
+    raise DataError(
+        f"run: expected the warm-core temperatures {list(cfg.warm_core_vars)} or the heights "
+        f"{list(cfg.thickness_vars)} for TC detection (or warm_core='off'), found variables {sorted(names)}"
+    )
 
 
 # --------------------------------------------------------------------------- the engine
@@ -1019,14 +1012,14 @@ def _window_rows_cols(i: np.ndarray, j: np.ndarray, hy: int, hx: int, grid: Grid
     return rows[:, :, None], cols[:, None, :]
 
 
-def resolve_config(config: TCConfig | dict | None, ds: xr.Dataset | None = None, *, coarse: bool | str = "auto",
+def resolve_config(config: TCConfig | dict | None, ds: xr.Dataset | None = None, *, coarse: Coarse = "auto",
                    **settings: Any) -> TCConfig:
     """The :class:`TCConfig` that :func:`detect_tc_nodes` would use for ``ds`` (coarse-grid defaults applied)."""
     return _resolve_config(config, settings, ds, coarse)
 
 
 def _resolve_config(config: TCConfig | dict | None, overrides: dict[str, Any], ds: xr.Dataset | None,
-                    coarse: bool | str) -> TCConfig:
+                    coarse: Coarse) -> TCConfig:
     if isinstance(config, dict):
         config = TCConfig.from_dict(config)
     if config is not None and not isinstance(config, TCConfig):
@@ -1063,7 +1056,8 @@ def _prepare(ds: xr.Dataset, cfg: TCConfig) -> tuple[xr.Dataset, _Plan, Grid]:
     return ds, plan, Grid.from_coords(ds.lat.values, ds.lon.values, cfg.periodic)
 
 
-def detect_tc_nodes(ds: xr.Dataset, config: TCConfig | dict | None = None, *, coarse: bool | str = "auto",
+@config_keyword
+def detect_tc_nodes(ds: xr.Dataset, *, config: TCConfig | dict | None = None, coarse: Coarse = "auto",
                     **settings: Any) -> pd.DataFrame:
     """Find TC centres (nodes) at every time step, as TempestExtremes' DetectNodes.
 
@@ -1176,8 +1170,9 @@ def _stitch_te(ti: np.ndarray, lat: np.ndarray, lon: np.ndarray, hours: np.ndarr
     return raw
 
 
+@config_keyword
 def stitch_nodes(
-    nodes: pd.DataFrame, hours: np.ndarray, config: TCConfig | None = None
+    nodes: pd.DataFrame, hours: np.ndarray, *, config: TCConfig | None = None
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Link nodes into tracks (StitchNodes-style) and keep the long-lived ones.
 
@@ -1213,60 +1208,77 @@ def stitch_nodes(
     """
     cfg = config or TCConfig()
     n = len(nodes)
-    raw = np.full(n, -1, dtype=np.int64)
     ti = nodes["time_index"].to_numpy(dtype=np.int64)
     lat = nodes["lat"].to_numpy(dtype=np.float64)
     lon = nodes["lon"].to_numpy(dtype=np.float64)
-    hrs = np.asarray(hours, dtype=np.float64)[ti] if n else np.zeros(0)
+    hours = np.asarray(hours, dtype=np.float64)
+    hrs = hours[ti] if n else np.zeros(0)
     if cfg.stitch_method == "te":
-        raw = _stitch_te(ti, lat, lon, np.asarray(hours, dtype=np.float64), cfg)
+        raw = _stitch_te(ti, lat, lon, hours, cfg)
     else:
-        # open tracks: last node's hour, lat, lon
-        o_id = np.zeros(0, np.int64)
-        o_h = np.zeros(0)
-        o_lat = np.zeros(0)
-        o_lon = np.zeros(0)
-        next_id = 0
-        for step in np.unique(ti):
-            sel = np.flatnonzero(ti == step)
-            h = hrs[sel[0]]
-            # a track stays open while the time without a node (beyond one step) is at most max_gap_h
-            dt_prev = float(hours[step] - hours[step - 1]) if step > 0 else 0.0
-            alive = (h - o_h - dt_prev) <= cfg.max_gap_h + 1e-9
-            o_id, o_h, o_lat, o_lon = o_id[alive], o_h[alive], o_lat[alive], o_lon[alive]
-            assigned = np.full(sel.size, -1, dtype=np.int64)
-            if o_id.size:
-                dist = great_circle_km(o_lat[:, None], o_lon[:, None], lat[sel][None, :], lon[sel][None, :])
-                limit = cfg.max_speed_km_per_h * (h - o_h)[:, None]
-                cost = np.where(dist <= limit, dist, 1e12)
-                r, c = linear_sum_assignment(cost)
-                good = cost[r, c] < 1e12
-                assigned[c[good]] = o_id[r[good]]
-                o_h[r[good]] = h
-                o_lat[r[good]] = lat[sel][c[good]]
-                o_lon[r[good]] = lon[sel][c[good]]
-            new = assigned < 0
-            new_ids = next_id + np.arange(new.sum())
-            next_id += int(new.sum())
-            assigned[new] = new_ids
-            o_id = np.concatenate([o_id, new_ids])
-            o_h = np.concatenate([o_h, np.full(new_ids.size, h)])
-            o_lat = np.concatenate([o_lat, lat[sel][new]])
-            o_lon = np.concatenate([o_lon, lon[sel][new]])
-            raw[sel] = assigned
+        raw = _stitch_assignment(ti, lat, lon, hours, cfg)
     if n == 0:
         return raw, _empty_tracks()
     df = pd.DataFrame({"raw": raw, "h": hrs, "lat": lat, "lon": lon, "time": nodes["time"].to_numpy(),
                        "psl": nodes["psl_pa"].to_numpy(), "wind": nodes["max_wind_ms"].to_numpy()})
+    kept = _kept_paths(df, cfg)
+    track_id = df["raw"].map(pd.Series(np.arange(kept.size), index=kept)).fillna(-1).to_numpy(dtype=np.int64)
+    return track_id, _track_table(df, kept)
+
+
+def _stitch_assignment(ti: np.ndarray, lat: np.ndarray, lon: np.ndarray, hours: np.ndarray,
+                       cfg: TCConfig) -> np.ndarray:
+    """Path number of every node, linking each step's nodes to the open paths one-to-one by least total distance."""
+    raw = np.full(ti.size, -1, dtype=np.int64)
+    # open paths: id, last node's hour, lat, lon
+    o_id = np.zeros(0, np.int64)
+    o_h = np.zeros(0)
+    o_lat = np.zeros(0)
+    o_lon = np.zeros(0)
+    next_id = 0
+    for step in np.unique(ti):
+        sel = np.flatnonzero(ti == step)
+        h = hours[step]
+        # a path stays open while the time without a node (beyond one step) is at most max_gap_h
+        dt_prev = float(hours[step] - hours[step - 1]) if step > 0 else 0.0
+        alive = (h - o_h - dt_prev) <= cfg.max_gap_h + 1e-9
+        o_id, o_h, o_lat, o_lon = o_id[alive], o_h[alive], o_lat[alive], o_lon[alive]
+        assigned = np.full(sel.size, -1, dtype=np.int64)
+        if o_id.size:
+            dist = great_circle_km(o_lat[:, None], o_lon[:, None], lat[sel][None, :], lon[sel][None, :])
+            limit = cfg.max_speed_km_per_h * (h - o_h)[:, None]
+            cost = np.where(dist <= limit, dist, 1e12)
+            r, c = linear_sum_assignment(cost)
+            good = cost[r, c] < 1e12
+            assigned[c[good]] = o_id[r[good]]
+            o_h[r[good]] = h
+            o_lat[r[good]] = lat[sel][c[good]]
+            o_lon[r[good]] = lon[sel][c[good]]
+        new = assigned < 0
+        new_ids = next_id + np.arange(new.sum())
+        next_id += int(new.sum())
+        assigned[new] = new_ids
+        o_id = np.concatenate([o_id, new_ids])
+        o_h = np.concatenate([o_h, np.full(new_ids.size, h)])
+        o_lat = np.concatenate([o_lat, lat[sel][new]])
+        o_lon = np.concatenate([o_lon, lon[sel][new]])
+        raw[sel] = assigned
+    return raw
+
+
+def _kept_paths(df: pd.DataFrame, cfg: TCConfig) -> pd.Index:
+    """The path numbers (column ``raw``) long enough, and born equatorward enough, to be tracks."""
     g = df.groupby("raw", sort=True)
     dur = g["h"].max() - g["h"].min()
     ok = (dur.to_numpy() >= cfg.min_duration_h - 1e-9) & (dur.index.to_numpy() >= 0)  # -1: in no path
     if cfg.genesis_max_abs_lat is not None:
         first_lat = df.sort_values("h").groupby("raw", sort=True)["lat"].first().reindex(dur.index)
         ok &= np.abs(first_lat.to_numpy()) <= cfg.genesis_max_abs_lat
-    kept = dur.index[ok]
-    final = pd.Series(np.arange(kept.size), index=kept)
-    track_id = df["raw"].map(final).fillna(-1).to_numpy(dtype=np.int64)
+    return dur.index[ok]
+
+
+def _track_table(df: pd.DataFrame, kept: pd.Index) -> pd.DataFrame:
+    """One row per kept path (numbered 0, 1, ... in order): times, duration, depth, wind, path length."""
     rows = []
     for new_id, raw_id in enumerate(kept):
         part = df[df["raw"] == raw_id].sort_values("h")
@@ -1279,7 +1291,7 @@ def stitch_nodes(
             "path_km": float(np.sum(steps)), "lat_start": float(part["lat"].iloc[0]),
             "lon_start": float(part["lon"].iloc[0]),
         })
-    return track_id, (pd.DataFrame(rows) if rows else _empty_tracks())
+    return pd.DataFrame(rows) if rows else _empty_tracks()
 
 
 def _empty_tracks() -> pd.DataFrame:
@@ -1328,7 +1340,8 @@ def tc_mask(nodes: pd.DataFrame, like: xr.Dataset | xr.DataArray, periodic: bool
                         attrs={"long_name": "tropical cyclone mask (heuristic)"})
 
 
-def detect_tc(ds: xr.Dataset, config: TCConfig | dict | None = None, *, coarse: bool | str = "auto",
+@config_keyword
+def detect_tc(ds: xr.Dataset, *, config: TCConfig | dict | None = None, coarse: Coarse = "auto",
               **settings: Any) -> TCResult:
     """Detect tropical cyclones: nodes (:func:`detect_tc_nodes`), tracks (:func:`stitch_nodes`) and a mask.
 
@@ -1347,10 +1360,11 @@ def detect_tc(ds: xr.Dataset, config: TCConfig | dict | None = None, *, coarse: 
         and which criteria ran.
     """
     cfg = _resolve_config(config, settings, ds if isinstance(ds, xr.Dataset) else None, coarse)
-    return tc_from_nodes(detect_tc_nodes(ds, cfg), ds, cfg)
+    return tc_from_nodes(detect_tc_nodes(ds, config=cfg), ds, config=cfg)
 
 
-def tc_from_nodes(nodes: pd.DataFrame, ds: xr.Dataset, config: TCConfig) -> TCResult:
+@config_keyword
+def tc_from_nodes(nodes: pd.DataFrame, ds: xr.Dataset, *, config: TCConfig) -> TCResult:
     """Tracks and mask from the nodes of a whole run (the serial part of :func:`detect_tc`).
 
     Parameters
@@ -1382,7 +1396,7 @@ def tc_from_nodes(nodes: pd.DataFrame, ds: xr.Dataset, config: TCConfig) -> TCRe
             )
     attrs = dict(nodes.attrs)
     if stitch:
-        track_id, tracks = stitch_nodes(nodes, hours, cfg)
+        track_id, tracks = stitch_nodes(nodes, hours, config=cfg)
         nodes = nodes.assign(track_id=track_id)
         kept = nodes[nodes["track_id"] >= 0]
     else:

@@ -37,22 +37,23 @@ reproduces the reference exactly (checked against ClimateNet's code by the tests
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TypedDict
+from dataclasses import dataclass, field
+from typing import ClassVar, TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from climviz.errors import ConfigError
-from climviz.models.base import SegmentationNet, check_options
+from climviz._fields import spec, validate
+from climviz.models._options import AT_LEAST_ONE, DROPOUT, LAT_PADDING, LON_PADDING, NetworkOptions
+from climviz.models.base import SegmentationNet
 from climviz.models.layers import LatPadding, LonPadding, wrap_lon
 
 __all__ = ["CGNetConfig", "CGNet"]
 
 
 @dataclass
-class CGNetConfig:
+class CGNetConfig(NetworkOptions):
     """Architecture options of :class:`CGNet`.
 
     Attributes
@@ -74,19 +75,19 @@ class CGNetConfig:
         Padding of the input rows to a multiple of 8: ``"reflect"`` or ``"zero"``.
     """
 
-    stage2_blocks: int = 3
-    stage3_blocks: int = 21
-    dropout: float = 0.0
+    _network: ClassVar[str] = "cgnet"
+
+    stage2_blocks: int = field(default=3, metadata=spec(AT_LEAST_ONE))
+    stage3_blocks: int = field(default=21, metadata=spec(AT_LEAST_ONE))
+    dropout: float = field(default=0.0, metadata=spec(DROPOUT))
     lat_wrap: bool = False
     periodic_upsample: bool = True
-    lon_padding: LonPadding = "circular"
-    lat_padding: LatPadding = "reflect"
+    lon_padding: LonPadding = field(default="circular", metadata=spec(LON_PADDING))
+    lat_padding: LatPadding = field(default="reflect", metadata=spec(LAT_PADDING))
 
     def __post_init__(self) -> None:
-        check_options("cgnet", self, positive=("stage2_blocks", "stage3_blocks"))
         self.lat_wrap = bool(self.lat_wrap)
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ConfigError(f"cgnet option 'dropout' must be in [0, 1), got {self.dropout!r}")
+        validate(self)
 
 
 class _Pad(nn.Module):

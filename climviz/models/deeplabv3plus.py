@@ -48,14 +48,17 @@ Presets (see :func:`climviz.models.build`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from climviz.errors import ConfigError
-from climviz.models.base import SegmentationNet, check_options
+from climviz._fields import OneOf, Rule, bad_value, spec, validate
+from climviz.models._options import AT_LEAST_ONE, LAT_PADDING, LON_PADDING, NetworkOptions
+from climviz.models.base import SegmentationNet
 from climviz.models.layers import (
     GeoConv2d,
     GeoConvTranspose2d,
@@ -69,8 +72,14 @@ from climviz.models.layers import (
 __all__ = ["DeepLabConfig", "DeepLabV3Plus"]
 
 
+def _check_blocks(cfg: DeepLabConfig, name: str) -> None:
+    """ResNet backbones: 4 stages of at least one bottleneck block (Xception ignores ``blocks``)."""
+    if cfg.backbone in ("resnet", "resnet_v2") and (len(cfg.blocks) != 4 or min(cfg.blocks) < 1):
+        raise bad_value(cfg, name, "4 positive integers")
+
+
 @dataclass
-class DeepLabConfig:
+class DeepLabConfig(NetworkOptions):
     """Architecture options of :class:`DeepLabV3Plus`.
 
     Attributes
@@ -117,43 +126,33 @@ class DeepLabConfig:
         Padding of the input rows to a multiple of the stride: ``"reflect"`` or ``"zero"``.
     """
 
-    backbone: str = "resnet_v2"
-    blocks: tuple[int, ...] = (3, 4, 6, 3)
-    width: int = 64
-    expansion: int = 4
-    stem_channels: int = 64
-    xception_middle_blocks: int = 16
+    _network: ClassVar[str] = "deeplabv3plus"
+
+    backbone: str = field(default="resnet_v2", metadata=spec(OneOf(("resnet_v2", "xception", "resnet"))))
+    blocks: tuple[int, ...] = field(default=(3, 4, 6, 3), metadata=spec(_check_blocks))
+    width: int = field(default=64, metadata=spec(AT_LEAST_ONE))
+    expansion: int = field(default=4, metadata=spec(AT_LEAST_ONE))
+    stem_channels: int = field(default=64, metadata=spec(AT_LEAST_ONE))
+    xception_middle_blocks: int = field(default=16, metadata=spec(AT_LEAST_ONE))
     xception_scale: float = 1.0
-    output_stride: int = 8
-    aspp_channels: int = 256
-    aspp_rates: tuple[int, ...] = (6, 12, 18)
-    low_level_channels: int = 48
-    decoder_channels: int = 256
-    full_res_channels: tuple[int, ...] = (64, 128)
+    output_stride: int = field(default=8, metadata=spec(OneOf((8, 16))))
+    aspp_channels: int = field(default=256, metadata=spec(AT_LEAST_ONE))
+    aspp_rates: tuple[int, ...] = field(default=(6, 12, 18), metadata=spec(
+        Rule(lambda v: len(v) == 3, "3 dilation rates")))
+    low_level_channels: int = field(default=48, metadata=spec(AT_LEAST_ONE))
+    decoder_channels: int = field(default=256, metadata=spec(AT_LEAST_ONE))
+    full_res_channels: tuple[int, ...] = field(default=(64, 128), metadata=spec(
+        Rule(lambda v: len(v) == 2 and min(v) >= 1, "2 positive integers")))
     activation_checkpointing: bool = False
-    lon_padding: LonPadding = "circular"
-    lat_padding: LatPadding = "reflect"
+    lon_padding: LonPadding = field(default="circular", metadata=spec(LON_PADDING))
+    lat_padding: LatPadding = field(default="reflect", metadata=spec(LAT_PADDING))
 
     def __post_init__(self) -> None:
         self.blocks = tuple(int(b) for b in self.blocks)
         self.aspp_rates = tuple(int(r) for r in self.aspp_rates)
         self.full_res_channels = tuple(int(c) for c in self.full_res_channels)
         self.activation_checkpointing = bool(self.activation_checkpointing)
-        if self.backbone not in ("resnet", "resnet_v2", "xception"):
-            raise ConfigError(
-                f"deeplabv3plus option 'backbone' must be 'resnet_v2', 'xception' or 'resnet', got {self.backbone!r}")
-        if len(self.full_res_channels) != 2 or min(self.full_res_channels) < 1:
-            raise ConfigError(
-                f"deeplabv3plus option 'full_res_channels' must be 2 positive integers, got {self.full_res_channels!r}")
-        if self.output_stride not in (8, 16):
-            raise ConfigError(f"deeplabv3plus option 'output_stride' must be 8 or 16, got {self.output_stride!r}")
-        if self.backbone in ("resnet", "resnet_v2") and (len(self.blocks) != 4 or min(self.blocks) < 1):
-            raise ConfigError(f"deeplabv3plus option 'blocks' must be 4 positive integers, got {self.blocks!r}")
-        if len(self.aspp_rates) != 3:
-            raise ConfigError(f"deeplabv3plus option 'aspp_rates' must have 3 rates, got {self.aspp_rates!r}")
-        check_options("deeplabv3plus", self, positive=(
-            "width", "expansion", "stem_channels", "aspp_channels", "low_level_channels",
-            "decoder_channels", "xception_middle_blocks"))
+        validate(self)
 
 
 class GeoMaxPool2d(nn.Module):

@@ -40,21 +40,29 @@ Presets (see :func:`climviz.models.build`):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from climviz.errors import ConfigError
-from climviz.models.base import SegmentationNet, check_options
+from climviz._fields import OneOf, Rule, bad_value, spec, validate
+from climviz.models._options import AT_LEAST_ONE, DROPOUT, LAT_PADDING, LON_PADDING, NetworkOptions
+from climviz.models.base import SegmentationNet
 from climviz.models.layers import GeoConv2d, GeoConvTranspose2d, LatPadding, LonPadding, init_weights
 
 __all__ = ["TiramisuConfig", "Tiramisu"]
 
 
+def _check_up_layers(cfg: TiramisuConfig, name: str) -> None:
+    """One dense block on the way up per block on the way down, each of at least one layer."""
+    up = cfg.up_layers or ()
+    if len(up) != len(cfg.down_layers) or min(up) < 1:
+        raise bad_value(cfg, name, f"{len(cfg.down_layers)} positive integers (one per down block)")
+
+
 @dataclass
-class TiramisuConfig:
+class TiramisuConfig(NetworkOptions):
     """Architecture options of :class:`Tiramisu`.
 
     Attributes
@@ -84,36 +92,27 @@ class TiramisuConfig:
         Padding of the input rows to a multiple of the stride: ``"reflect"`` or ``"zero"``.
     """
 
-    style: str = "sc18"
-    down_layers: tuple[int, ...] = (2, 2, 2, 4)
-    bottleneck_layers: int = 5
-    up_layers: tuple[int, ...] | None = None
-    growth_rate: int = 32
-    kernel_size: int = 5
-    first_channels: int = 64
-    dropout: float = 0.2
-    lon_padding: LonPadding = "circular"
-    lat_padding: LatPadding = "reflect"
+    _network: ClassVar[str] = "tiramisu"
+
+    style: str = field(default="sc18", metadata=spec(OneOf(("sc18", "fc-densenet"))))
+    down_layers: tuple[int, ...] = field(default=(2, 2, 2, 4), metadata=spec(
+        Rule(lambda v: len(v) > 0 and min(v) >= 1, "positive integers")))
+    bottleneck_layers: int = field(default=5, metadata=spec(AT_LEAST_ONE))
+    up_layers: tuple[int, ...] | None = field(default=None, metadata=spec(_check_up_layers))
+    growth_rate: int = field(default=32, metadata=spec(AT_LEAST_ONE))
+    kernel_size: int = field(default=5, metadata=spec(
+        Rule(lambda v: int(v) >= 1 and int(v) % 2 == 1, "a positive odd integer")))
+    first_channels: int = field(default=64, metadata=spec(AT_LEAST_ONE))
+    dropout: float = field(default=0.2, metadata=spec(DROPOUT))
+    lon_padding: LonPadding = field(default="circular", metadata=spec(LON_PADDING))
+    lat_padding: LatPadding = field(default="reflect", metadata=spec(LAT_PADDING))
 
     def __post_init__(self) -> None:
-        if self.style not in ("sc18", "fc-densenet"):
-            raise ConfigError(f"tiramisu option 'style' must be 'sc18' or 'fc-densenet', got {self.style!r}")
         self.down_layers = tuple(int(n) for n in self.down_layers)
         if self.up_layers is None:
             self.up_layers = tuple(reversed(self.down_layers))
         self.up_layers = tuple(int(n) for n in self.up_layers)
-        if not self.down_layers or min(self.down_layers) < 1:
-            raise ConfigError(f"tiramisu option 'down_layers' must be positive integers, got {self.down_layers!r}")
-        if len(self.up_layers) != len(self.down_layers) or min(self.up_layers) < 1:
-            raise ConfigError(
-                f"tiramisu option 'up_layers' must be {len(self.down_layers)} positive integers "
-                f"(one per down block), got {self.up_layers!r}"
-            )
-        check_options("tiramisu", self, positive=("bottleneck_layers", "growth_rate", "first_channels"))
-        if int(self.kernel_size) < 1 or int(self.kernel_size) % 2 == 0:
-            raise ConfigError(f"tiramisu option 'kernel_size' must be a positive odd integer, got {self.kernel_size!r}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ConfigError(f"tiramisu option 'dropout' must be in [0, 1), got {self.dropout!r}")
+        validate(self)
 
 
 class DenseLayer(nn.Sequential):

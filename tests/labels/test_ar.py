@@ -74,7 +74,7 @@ def test_filament_across_the_seam_is_one_ar():
 def test_transport_must_be_poleward():
     along_parallel = filament_fields(LAT, LON, 40.0, 200.0, length_km=3000, width_km=500, wind=(15.0, 0.0))
     assert not detect_ar(run_of(along_parallel)).regions["is_ar"].any()
-    assert detect_ar(run_of(along_parallel), ARConfig(min_poleward_ivt=None)).regions["is_ar"].all()
+    assert detect_ar(run_of(along_parallel), config=ARConfig(min_poleward_ivt=None)).regions["is_ar"].all()
     south = filament_fields(LAT, LON, -40.0, 200.0, length_km=3000, width_km=500, wind=(0.0, -15.0))
     assert detect_ar(run_of(south)).regions["is_ar"].all()  # southward is poleward in the south
 
@@ -82,7 +82,7 @@ def test_transport_must_be_poleward():
 def test_tropics_can_be_excluded():
     f = filament_fields(LAT, LON, 10.0, 200.0, length_km=3000, width_km=500)  # about -3.5 to 23.5 N
     assert not detect_ar(run_of(f)).mask.values.any()  # only ~950 km lie poleward of 15 N
-    assert detect_ar(run_of(f), ARConfig(exclude_tropics_deg=None)).mask.values.any()
+    assert detect_ar(run_of(f), config=ARConfig(exclude_tropics_deg=None)).mask.values.any()
 
 
 def test_ivt_estimate_and_given_ivt():
@@ -93,7 +93,7 @@ def test_ivt_estimate_and_given_ivt():
     assert ivt.attrs["units"] == "kg m-1 s-1"
     bot = ds.rename({"U850": "UBOT", "V850": "VBOT"})
     np.testing.assert_allclose(integrated_vapour_transport(bot).values, ivt.values)
-    scaled = integrated_vapour_transport(ds, ARConfig(ivt_scale=0.5))
+    scaled = integrated_vapour_transport(ds, config=ARConfig(ivt_scale=0.5))
     np.testing.assert_allclose(scaled.values, 0.5 * ivt.values, rtol=1e-6)
     # an IVT variable is used as given (here without any wind: the poleward test is skipped)
     given = ds.assign(IVT=ivt * 0 + np.where(f["TMQ"] > 10, 900.0, 0.0)[None]).drop_vars(["TMQ", "U850", "V850"])
@@ -107,9 +107,9 @@ def test_percentile_thresholds_match_numpy():
                "V850": np.full((LAT.size, LON.size), 4.0)} for _ in range(12)]
     ds = as_run(fields, LAT, LON)
     ivt = np.stack([f["TMQ"].astype(np.float32) * 5.0 for f in fields])
-    cell = detect_ar(ds, ARConfig(percentile=85, threshold=100.0)).threshold
+    cell = detect_ar(ds, config=ARConfig(percentile=85, threshold=100.0)).threshold
     np.testing.assert_allclose(cell.values, np.maximum(np.percentile(ivt, 85, axis=0), 100.0), rtol=1e-5)
-    glob = detect_ar(ds, ARConfig(percentile=85, percentile_scope="global", threshold=100.0)).threshold
+    glob = detect_ar(ds, config=ARConfig(percentile=85, percentile_scope="global", threshold=100.0)).threshold
     assert glob == pytest.approx(max(np.percentile(ivt, 85), 100.0), rel=1e-5)
 
 
@@ -143,7 +143,7 @@ def test_dask_backed_runs_give_the_same_answer():
     ds = as_run(fields, LAT, LON)
     lazy = ds.chunk({"time": 1})
     for cfg in (ARConfig(), ARConfig(percentile=75, threshold=100.0)):
-        eager, chunked = detect_ar(ds, cfg), detect_ar(lazy, cfg)
+        eager, chunked = detect_ar(ds, config=cfg), detect_ar(lazy, config=cfg)
         np.testing.assert_array_equal(chunked.mask.values, eager.mask.values)
     assert eager.mask.values.any()
 
@@ -159,5 +159,5 @@ def test_regional_grid_edges_are_not_joined_unless_forced():
     f = {"TMQ": np.maximum(west["TMQ"], east["TMQ"]), "U850": west["U850"], "V850": west["V850"]}
     ds = as_run([f], lat, lon)
     cfg = {"ivt_var": None, "min_poleward_ivt": None}
-    assert len(detect_ar(ds, ARConfig(**cfg)).regions) == 2
-    assert len(detect_ar(ds, ARConfig(**cfg, periodic=True)).regions) == 1  # joined across 100/180 E
+    assert len(detect_ar(ds, config=ARConfig(**cfg)).regions) == 2
+    assert len(detect_ar(ds, config=ARConfig(**cfg, periodic=True)).regions) == 1  # joined across 100/180 E

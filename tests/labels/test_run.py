@@ -79,7 +79,7 @@ def test_tc_pixels_and_events_are_recovered(labelled):
 
 def test_tc_nodes_find_every_storm_at_every_step(synthetic_sample):
     ds, feats = synthetic_sample
-    res = detect_tc(ds, TCConfig(stitch=False))
+    res = detect_tc(ds, config=TCConfig(stitch=False))
     tc = feats[feats["kind"] == "tc"]
     ti, ii, jj = centre_cells(ds, tc)
     pod = (res.mask.values[ti, ii, jj]).mean()

@@ -30,7 +30,7 @@ def single(lat0, lon0, **kw):
     ids=["north-counterclockwise", "south-clockwise", "across-the-seam"],
 )
 def test_warm_core_cyclone_is_found_within_one_cell_of_its_centre(lat0, lon0, rotation):
-    nodes = detect_tc_nodes(single(lat0, lon0, rotation=rotation), ONE_STEP)
+    nodes = detect_tc_nodes(single(lat0, lon0, rotation=rotation), config=ONE_STEP)
     assert len(nodes) == 1
     row = nodes.iloc[0]
     assert abs(row["lat"] - lat0) <= 1.0
@@ -42,22 +42,22 @@ def test_warm_core_cyclone_is_found_within_one_cell_of_its_centre(lat0, lon0, ro
 
 
 def test_vortex_without_warm_core_is_not_a_tc():
-    assert len(detect_tc_nodes(single(20.3, 140.2, warm_k=0.0), ONE_STEP)) == 0
+    assert len(detect_tc_nodes(single(20.3, 140.2, warm_k=0.0), config=ONE_STEP)) == 0
 
 
 def test_cold_core_is_not_a_tc():
-    assert len(detect_tc_nodes(single(20.3, 140.2, warm_k=-3.0), ONE_STEP)) == 0
+    assert len(detect_tc_nodes(single(20.3, 140.2, warm_k=-3.0), config=ONE_STEP)) == 0
 
 
 @pytest.mark.parametrize(("lat0", "rotation"), [(20.3, -1), (-15.6, +1)], ids=["north-clockwise", "south-ccw"])
 def test_anticyclonic_rotation_for_the_hemisphere_is_not_a_tc(lat0, rotation):
-    assert len(detect_tc_nodes(single(lat0, 140.2, rotation=rotation), ONE_STEP)) == 0
+    assert len(detect_tc_nodes(single(lat0, 140.2, rotation=rotation), config=ONE_STEP)) == 0
 
 
 def test_weak_and_poleward_vortices_are_rejected():
-    assert len(detect_tc_nodes(single(20.3, 140.2, vmax_ms=6.0), ONE_STEP)) == 0  # below min wind/vorticity
-    assert len(detect_tc_nodes(single(62.0, 140.2), ONE_STEP)) == 0  # beyond max_abs_lat = 50
-    assert len(detect_tc_nodes(single(62.0, 140.2), TCConfig(stitch=False, max_abs_lat=70))) == 1
+    assert len(detect_tc_nodes(single(20.3, 140.2, vmax_ms=6.0), config=ONE_STEP)) == 0  # below min wind/vorticity
+    assert len(detect_tc_nodes(single(62.0, 140.2), config=ONE_STEP)) == 0  # beyond max_abs_lat = 50
+    assert len(detect_tc_nodes(single(62.0, 140.2), config=TCConfig(stitch=False, max_abs_lat=70))) == 1
 
 
 def test_pressure_trough_without_a_closed_contour_is_not_a_tc():
@@ -67,9 +67,9 @@ def test_pressure_trough_without_a_closed_contour_is_not_a_tc():
     x = vortex_fields(LAT, LON, 20.3, 140.2, dp_pa=100.0)["PSL"] - 101325.0
     f["PSL"] = 101325.0 - 2000.0 * np.exp(-(((LAT - 20.3) / 3.0) ** 2))[:, None] + x
     ds = as_run([f], LAT, LON)
-    assert len(detect_tc_nodes(ds, ONE_STEP)) == 0
+    assert len(detect_tc_nodes(ds, config=ONE_STEP)) == 0
     # a 50 Pa contour does close (the dip rises by ~98 Pa within 611 km)
-    assert len(detect_tc_nodes(ds, TCConfig(stitch=False, closed_contour_dpsl_pa=50.0))) == 1
+    assert len(detect_tc_nodes(ds, config=TCConfig(stitch=False, closed_contour_dpsl_pa=50.0))) == 1
 
 
 def test_two_storms_are_two_nodes_and_lowest_level_winds_are_a_fallback():
@@ -84,7 +84,7 @@ def test_two_storms_are_two_nodes_and_lowest_level_winds_are_a_fallback():
         "T500": f["T500"] + g["T500"] - base_t500,
     }
     ds = as_run([both], LAT, LON).rename({"U850": "UBOT", "V850": "VBOT"})
-    nodes = detect_tc_nodes(ds, ONE_STEP)
+    nodes = detect_tc_nodes(ds, config=ONE_STEP)
     assert sorted(np.round(nodes["lat"]).tolist()) == [-22.0, 18.0]
 
 
@@ -113,10 +113,10 @@ def test_a_moving_storm_is_one_track_and_its_path_length_is_right():
 
 def test_a_jump_beyond_the_speed_limit_splits_the_track_and_short_pieces_are_dropped():
     ds, _ = moving_storm(12, 1.5, jump_at=6, jump_deg=25.0)  # 25 degrees in 6 h: ~2700 km
-    res = detect_tc(ds, TCConfig(min_duration_h=24.0))
+    res = detect_tc(ds, config=TCConfig(min_duration_h=24.0))
     assert len(res.tracks) == 2
     assert sorted(res.tracks["n_nodes"]) == [6, 6]
-    res = detect_tc(ds, TCConfig(min_duration_h=54.0, stitch=True))
+    res = detect_tc(ds, config=TCConfig(min_duration_h=54.0, stitch=True))
     assert len(res.tracks) == 0 and not res.mask.values.any()
 
 
@@ -127,15 +127,15 @@ def test_gaps_up_to_max_gap_are_bridged():
         "psl_pa": 1e5, "max_wind_ms": 30.0,
     })
     hours = np.arange(6) * 6.0
-    ids, tracks = stitch_nodes(nodes, hours, TCConfig(max_gap_h=18.0, min_duration_h=0.0))
+    ids, tracks = stitch_nodes(nodes, hours, config=TCConfig(max_gap_h=18.0, min_duration_h=0.0))
     assert ids.tolist() == [0, 0, 0, 0]  # 2 missing steps = 12 h without a node
-    ids, tracks = stitch_nodes(nodes, hours, TCConfig(max_gap_h=6.0, min_duration_h=0.0))
+    ids, tracks = stitch_nodes(nodes, hours, config=TCConfig(max_gap_h=6.0, min_duration_h=0.0))
     assert ids.tolist() == [0, 0, 1, 1]
 
 
 def test_fixed_radius_mask_is_the_great_circle_disc():
     ds = single(20.3, 140.2)
-    res = detect_tc(ds, TCConfig(stitch=False, mask_method="fixed", mask_radius_km=450.0))
+    res = detect_tc(ds, config=TCConfig(stitch=False, mask_method="fixed", mask_radius_km=450.0))
     node = res.nodes.iloc[0]
     la, lo = np.meshgrid(LAT, LON, indexing="ij")
     expected = haversine_km(node["lat"], node["lon"], la, lo) <= 450.0
@@ -144,12 +144,12 @@ def test_fixed_radius_mask_is_the_great_circle_disc():
 
 def test_wind_and_pressure_mask_radii_follow_the_storm_size():
     # Rankine-like wind v = 35 (80/r)^0.6 drops below 12 m/s at r = 80 (35/12)^(1/0.6) ~ 475 km
-    res = detect_tc(single(20.3, 140.2), TCConfig(stitch=False, mask_method="wind", mask_wind_ms=12.0))
+    res = detect_tc(single(20.3, 140.2), config=TCConfig(stitch=False, mask_method="wind", mask_wind_ms=12.0))
     assert 350 <= res.nodes["radius_km"].iloc[0] <= 600
-    big = detect_tc(single(20.3, 140.2, rmw_km=160.0), TCConfig(stitch=False, mask_wind_ms=12.0))
+    big = detect_tc(single(20.3, 140.2, rmw_km=160.0), config=TCConfig(stitch=False, mask_wind_ms=12.0))
     assert big.nodes["radius_km"].iloc[0] > res.nodes["radius_km"].iloc[0]
     # Gaussian deficit 3000 exp(-(r/300)^2) is within 500 Pa of the environment beyond r ~ 400 km
-    res = detect_tc(single(20.3, 140.2), TCConfig(stitch=False, mask_method="psl", mask_dpsl_pa=500.0))
+    res = detect_tc(single(20.3, 140.2), config=TCConfig(stitch=False, mask_method="psl", mask_dpsl_pa=500.0))
     assert 300 <= res.nodes["radius_km"].iloc[0] <= 500
 
 
@@ -167,16 +167,16 @@ def test_bad_settings_and_missing_variables_are_named():
     with pytest.raises(ConfigError, match="bogus"):
         TCConfig.from_dict({"bogus": 1})
     with pytest.raises(DataError, match="T200"):
-        detect_tc_nodes(single(20.3, 140.2).drop_vars("T200"), ONE_STEP)
+        detect_tc_nodes(single(20.3, 140.2).drop_vars("T200"), config=ONE_STEP)
     with pytest.raises(DataError, match="UBOT"):
-        detect_tc_nodes(single(20.3, 140.2).drop_vars(["U850"]), ONE_STEP)
+        detect_tc_nodes(single(20.3, 140.2).drop_vars(["U850"]), config=ONE_STEP)
 
 
 def test_numeric_time_needs_a_step():
     ds = moving_storm(3, 1.5)[0].assign_coords(time=[0, 1, 2])
     with pytest.raises(DataError, match="time_step_h"):
-        detect_tc(ds, TCConfig(stitch=True))
-    res = detect_tc(ds, TCConfig(stitch=True, time_step_h=6.0, min_duration_h=12.0))
+        detect_tc(ds, config=TCConfig(stitch=True))
+    res = detect_tc(ds, config=TCConfig(stitch=True, time_step_h=6.0, min_duration_h=12.0))
     assert len(res.tracks) == 1 and res.tracks["duration_h"].iloc[0] == 12.0
 
 
@@ -197,9 +197,9 @@ def test_genesis_latitude_bound_drops_tracks_that_start_poleward():
         "psl_pa": 1e5, "max_wind_ms": 30.0,
     }).sort_values("time_index", kind="stable", ignore_index=True)
     hours = np.arange(3) * 6.0
-    ids, tracks = stitch_nodes(nodes, hours, TCConfig(min_duration_h=0.0))
+    ids, tracks = stitch_nodes(nodes, hours, config=TCConfig(min_duration_h=0.0))
     assert len(tracks) == 2
-    ids, tracks = stitch_nodes(nodes, hours, TCConfig(min_duration_h=0.0, genesis_max_abs_lat=35.0))
+    ids, tracks = stitch_nodes(nodes, hours, config=TCConfig(min_duration_h=0.0, genesis_max_abs_lat=35.0))
     assert len(tracks) == 1 and tracks["lat_start"].iloc[0] == 15.0
     assert (ids[nodes["lat"].to_numpy() > 35] == -1).all()
 
@@ -217,6 +217,6 @@ def test_coarse_grid_defaults_apply_only_to_2_degree_grids_without_a_config():
     auto = detect_tc_nodes(ds, stitch=False)
     assert any("_DIFF(Z200,Z1000) falls by 18.8" in c for c in auto.attrs["criteria"])
     assert auto.attrs["config"]["thickness_vars"] == list(COARSE_GRID["thickness_vars"])
-    plain = detect_tc_nodes(ds, TCConfig(stitch=False))  # a config given: no coarse-grid changes
+    plain = detect_tc_nodes(ds, config=TCConfig(stitch=False))  # a config given: no coarse-grid changes
     assert any("_AVG(T200,T500)" in c for c in plain.attrs["criteria"])
     assert len(auto) == 1 and len(plain) == 1

@@ -134,7 +134,7 @@ def test_a_deeper_low_800_km_away_does_not_suppress_a_storm():
     # the old box filter (+-11.25 deg of longitude on this grid) removed the shallower one
     lon2 = lon_at_km(15.0, 140.0, 800.0)
     f = combine([(15.0, 140.0, {}), (15.0, lon2, {"dp_pa": 4000.0})], LAT, LON)
-    nodes = detect_tc_nodes(as_run([f], LAT, LON), TCConfig(stitch=False))
+    nodes = detect_tc_nodes(as_run([f], LAT, LON), config=TCConfig(stitch=False))
     assert len(nodes) == 2
     d = deg_between(nodes["lat"].iloc[0], nodes["lon"].iloc[0], nodes["lat"].iloc[1], nodes["lon"].iloc[1])
     assert 6.0 < d < 8.0  # ~7.2 degrees apart, on grid cells
@@ -146,7 +146,7 @@ def test_storms_700_km_apart_are_both_found_600_km_apart_only_the_deeper(km, n):
     lon2 = lon_at_km(15.0, 140.0, km)
     f = combine([(15.0, 140.0, {"dp_pa": 3000.0, "r_psl_km": 200.0}),
                  (15.0, lon2, {"dp_pa": 3500.0, "r_psl_km": 200.0})], LAT, LON)
-    nodes = detect_tc_nodes(as_run([f], LAT, LON), TCConfig(stitch=False))
+    nodes = detect_tc_nodes(as_run([f], LAT, LON), config=TCConfig(stitch=False))
     assert len(nodes) == n
     if n == 1:  # the survivor is the deeper storm (3500 Pa) at lon2
         assert abs(nodes["lon"].iloc[0] - lon2) <= 1.25
@@ -154,9 +154,9 @@ def test_storms_700_km_apart_are_both_found_600_km_apart_only_the_deeper(km, n):
 
 
 def test_cold_core_low_is_rejected_by_the_warm_core_closed_contour():
-    warm = detect_tc_nodes(as_run([vortex_fields(LAT, LON, 20.3, 140.2)], LAT, LON), TCConfig(stitch=False))
+    warm = detect_tc_nodes(as_run([vortex_fields(LAT, LON, 20.3, 140.2)], LAT, LON), config=TCConfig(stitch=False))
     cold = detect_tc_nodes(as_run([vortex_fields(LAT, LON, 20.3, 140.2, warm_k=-3.0)], LAT, LON),
-                           TCConfig(stitch=False))
+                           config=TCConfig(stitch=False))
     assert len(warm) == 1 and len(cold) == 0
     wc = [k for k in cold.attrs["rejected"] if k.startswith("closed contour: _AVG(T200,T500)")]
     assert cold.attrs["rejected"][wc[0]] == 1  # rejected by the warm-core contour, not by the others
@@ -174,7 +174,7 @@ def test_thickness_warm_core_when_the_run_has_heights():
     for sign, expect in [(1.0, 1), (-1.0, 0)]:
         g = {"PSL": f["PSL"], "U850": f["U850"], "V850": f["V850"],
              "Z500": np.full_like(core, 5800.0), "Z300": 9600.0 + sign * 60.0 * core}
-        nodes = detect_tc_nodes(as_run([g], LAT, LON), TCConfig(stitch=False))
+        nodes = detect_tc_nodes(as_run([g], LAT, LON), config=TCConfig(stitch=False))
         assert len(nodes) == expect
         assert any("_DIFF(Z300,Z500) falls by 6" in c for c in nodes.attrs["criteria"])
 
@@ -189,13 +189,13 @@ def test_vorticity_from_absolute_vorticity_when_v_is_missing():
     zeta = relative_vorticity(f["U850"][None], f["V850"][None], g)[0]
     absv = zeta + 2 * 7.292115e-5 * np.sin(np.deg2rad(LAT))[:, None]
     h = {"PSL": f["PSL"], "U850": f["U850"], "ABSV850": absv, "T200": f["T200"], "T500": f["T500"]}
-    nodes = detect_tc_nodes(as_run([h], LAT, LON), TCConfig(stitch=False))
+    nodes = detect_tc_nodes(as_run([h], LAT, LON), config=TCConfig(stitch=False))
     assert len(nodes) == 1
     assert nodes["vorticity_per_s"].iloc[0] == pytest.approx(np.nanmax(zeta[np.abs(LAT - 20.3) < 3]), rel=0.05)
     assert any(c.startswith("threshold: max of _CYC(VORT850)") for c in nodes.attrs["criteria"])
     assert any(s.startswith("wind speed") for s in nodes.attrs["skipped"])
     anti = dict(h, ABSV850=-zeta + 2 * 7.292115e-5 * np.sin(np.deg2rad(LAT))[:, None])  # anticyclonic
-    assert len(detect_tc_nodes(as_run([anti], LAT, LON), TCConfig(stitch=False))) == 0
+    assert len(detect_tc_nodes(as_run([anti], LAT, LON), config=TCConfig(stitch=False))) == 0
 
 
 def noisy_close_storms(lat, lon, seed):
@@ -225,14 +225,14 @@ def test_close_noisy_storms_on_192x288_found_as_te_detectnodes_finds_them(seed):
     f, storms = noisy_close_storms(lat, lon, seed)
     ds = as_run([f], lat, lon)
     te = te_detect_nodes({"PSL": np.asarray(ds["PSL"].values[0])}, lat, lon, contours=[("PSL", 200.0, 5.5, 0.0)])
-    nodes = detect_tc_nodes(ds, TCConfig(stitch=False, thresholds=(), closed_contours=("PSL,200.0,5.5,0",)))
+    nodes = detect_tc_nodes(ds, config=TCConfig(stitch=False, thresholds=(), closed_contours=("PSL,200.0,5.5,0",)))
     ours = sorted(zip(nodes["lat"].round(6), nodes["lon"].round(6)))
     assert ours == [(round(a, 6), round(b, 6)) for a, b in te]
     # and with the warm core: TE's _AVG(T200,T500) contour, computed by the reference on the averaged field
     tavg = 0.5 * (np.asarray(ds["T200"].values[0], np.float64) + np.asarray(ds["T500"].values[0], np.float64))
     te2 = te_detect_nodes({"PSL": np.asarray(ds["PSL"].values[0]), "TAVG": tavg}, lat, lon,
                           contours=[("PSL", 200.0, 5.5, 0.0), ("TAVG", -0.4, 8.0, 1.1)])
-    nodes2 = detect_tc_nodes(ds, TCConfig(**TE_LIKE))
+    nodes2 = detect_tc_nodes(ds, config=TCConfig(**TE_LIKE))
     assert sorted(zip(nodes2["lat"].round(6), nodes2["lon"].round(6))) == [(round(a, 6), round(b, 6)) for a, b in te2]
     # every constructed storm deeper than the noise is found within 150 km
     for la, lo, kw in storms:
@@ -252,9 +252,9 @@ def test_regional_grid_is_not_wrapped_and_periodic_can_be_forced():
     f["PSL"] = f["PSL"] - 5000.0 * (reg == 100.0)[None, :]
     ds = as_run([f], lat, reg)
     cfg = {"stitch": False, "thresholds": (), "closed_contours": ("PSL,200.0,5.5,0",), "merge_distance_km": 300.0}
-    found = detect_tc_nodes(ds, TCConfig(**cfg))
+    found = detect_tc_nodes(ds, config=TCConfig(**cfg))
     assert (found["lon"] == 180.0).sum() == 1  # regional: the storm at the edge is kept
-    wrapped = detect_tc_nodes(ds, TCConfig(**cfg, periodic=True))
+    wrapped = detect_tc_nodes(ds, config=TCConfig(**cfg, periodic=True))
     assert (wrapped["lon"] == 180.0).sum() == 0
 
 
@@ -262,7 +262,7 @@ def test_a_regional_grid_across_the_prime_meridian_stays_in_one_piece():
     lat = np.arange(-40.0, 40.01, 1.0)
     lon = np.arange(-30.0, 30.01, 1.25)  # 330..360 and 0..30 after mapping to [0, 360)
     f = vortex_fields(lat, lon % 360, 15.0, 0.0)
-    nodes = detect_tc_nodes(as_run([f], lat, lon), TCConfig(stitch=False))
+    nodes = detect_tc_nodes(as_run([f], lat, lon), config=TCConfig(stitch=False))
     assert len(nodes) == 1 and nodes["lon"].iloc[0] == 0.0 and nodes["lat"].iloc[0] == 15.0
 
 
@@ -330,7 +330,7 @@ def test_te_stitching_follows_stitchnodes_basic():
                           "lon": [r[2] for r in rows], "time": pd.date_range("2000", periods=10, freq="6h")[
                               [r[0] for r in rows]], "psl_pa": 1e5, "max_wind_ms": 20.0})
     hours = np.arange(10) * 6.0
-    ids, tracks = stitch_nodes(nodes, hours, TCConfig(stitch_method="te", min_duration_h=0.0, max_gap_h=12.0))
+    ids, tracks = stitch_nodes(nodes, hours, config=TCConfig(stitch_method="te", min_duration_h=0.0, max_gap_h=12.0))
     ref = te_stitch_reference(times, lats, lons, range_deg=8.0, maxgap_steps=1)
     index = {(t, i): k for k, (t, i) in enumerate((t, i) for t in times for i in range(len(lats[t])))}
     ours = sorted(sorted(index_key for index_key, k in index.items() if ids[k] == tid) for tid in set(ids) if tid >= 0)
@@ -378,7 +378,7 @@ def test_close_noisy_storms_on_768x1152_found_as_te_detectnodes_finds_them():
     tavg = 0.5 * (np.asarray(ds["T200"].values[0], np.float64) + np.asarray(ds["T500"].values[0], np.float64))
     te = te_detect_nodes_fast(p, {"PSL": p, "TAVG": tavg}, lat, lon,
                               contours=[("PSL", 200.0, 5.5, 0.0), ("TAVG", -0.4, 8.0, 1.1)])
-    nodes = detect_tc_nodes(ds, TCConfig(**TE_LIKE))
+    nodes = detect_tc_nodes(ds, config=TCConfig(**TE_LIKE))
     assert sorted(zip(nodes["lat"].round(6), nodes["lon"].round(6))) == [(round(a, 6), round(b, 6)) for a, b in te]
     # every constructed storm is found, unless another one lies within 750 km (grid snapping and the noise
     # can move two centres 680 km apart to within the 667 km merge distance; TE then keeps one too)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from climviz.errors import DataError
+from climviz.errors import ConfigError, DataError
 from climviz.models import build
+from climviz.models.cgnet import CGNetConfig
+from climviz.models.deeplabv3plus import DeepLabConfig
+from climviz.models.tiramisu import TiramisuConfig
 
 
 @pytest.mark.parametrize("hw", [(32, 32), (45, 77), (96, 144), (33, 250)])
@@ -144,3 +147,38 @@ def test_deeplab_variants_keep_shape_and_wrap(overrides, make_fields):
         torch.testing.assert_close(
             net(torch.roll(x, 32, dims=-1)), torch.roll(y, 32, dims=-1), rtol=1e-4, atol=1e-5 * y.abs().max().item()
         )
+
+
+# ---------------------------------------------------------------- config checks (field metadata)
+
+
+@pytest.mark.parametrize("cls, changes, message", [
+    ("DeepLabConfig", {"backbone": "vgg"},
+     r"deeplabv3plus option 'backbone' must be 'resnet_v2', 'xception' or 'resnet', got 'vgg'"),
+    ("DeepLabConfig", {"output_stride": 32}, r"deeplabv3plus option 'output_stride' must be 8 or 16, got 32"),
+    ("DeepLabConfig", {"blocks": (3, 4)}, r"deeplabv3plus option 'blocks' must be 4 positive integers, got \(3, 4\)"),
+    ("DeepLabConfig", {"aspp_rates": (6, 12)}, r"deeplabv3plus option 'aspp_rates' must be 3 dilation rates"),
+    ("DeepLabConfig", {"full_res_channels": (64, 0)},
+     r"deeplabv3plus option 'full_res_channels' must be 2 positive integers, got \(64, 0\)"),
+    ("DeepLabConfig", {"width": "wide"}, r"deeplabv3plus option 'width' must be >= 1, got 'wide'"),
+    ("TiramisuConfig", {"style": "unet"}, r"tiramisu option 'style' must be 'sc18' or 'fc-densenet', got 'unet'"),
+    ("TiramisuConfig", {"down_layers": ()}, r"tiramisu option 'down_layers' must be positive integers, got \(\)"),
+    ("TiramisuConfig", {"up_layers": (2, 2)},
+     r"tiramisu option 'up_layers' must be 4 positive integers \(one per down block\), got \(2, 2\)"),
+    ("TiramisuConfig", {"kernel_size": 4}, r"tiramisu option 'kernel_size' must be a positive odd integer, got 4"),
+    ("TiramisuConfig", {"dropout": 1.0}, r"tiramisu option 'dropout' must be in \[0, 1\), got 1\.0"),
+    ("CGNetConfig", {"stage3_blocks": 0}, r"cgnet option 'stage3_blocks' must be >= 1, got 0"),
+    ("CGNetConfig", {"dropout": -0.1}, r"cgnet option 'dropout' must be in \[0, 1\), got -0\.1"),
+    ("CGNetConfig", {"lon_padding": "wrap"}, r"cgnet option 'lon_padding' must be 'circular' or 'zero', got 'wrap'"),
+])
+def test_config_checks_name_the_network_option_expected_and_found(cls, changes, message):
+    config = {"DeepLabConfig": DeepLabConfig, "TiramisuConfig": TiramisuConfig, "CGNetConfig": CGNetConfig}[cls]
+    with pytest.raises(ConfigError, match=message):
+        config(**changes)
+
+
+def test_good_configs_are_normalized():
+    cfg = DeepLabConfig(backbone="xception", blocks=[1], aspp_rates=[3.0, 6, 9], activation_checkpointing=1)
+    assert cfg.blocks == (1,) and cfg.aspp_rates == (3, 6, 9) and cfg.activation_checkpointing is True
+    t = TiramisuConfig(down_layers=[1, 2, 3])
+    assert t.up_layers == (3, 2, 1)
