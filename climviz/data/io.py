@@ -69,7 +69,7 @@ import glob as _glob
 import os
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -114,6 +114,13 @@ from climviz.errors import DataError, OutputExistsError
 from climviz.utils.atomic import atomic_path
 
 __all__ = ["DEEPCAM_DATA", "DEEPCAM_LABELS", "find_files", "open_run", "read_step", "validate_run", "write_run"]
+
+#: ``open_run(nan_policy=)``: a non-finite value is an error, or is masked (NaN kept).
+NanPolicy = Literal["raise", "mask"]
+#: ``open_run(check_values=)``: values checked as they are read, all at open, or not at all.
+CheckValues = Literal["lazy", "eager", "none"]
+#: ``write_run(format=)``.
+RunFormat = Literal["netcdf", "zarr", "deepcam"]
 
 PathLike = str | os.PathLike
 _NC_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
@@ -465,10 +472,10 @@ def _checked(arr, name, starts, files, policy):
 def open_run(
     paths: PathLike | Sequence[PathLike] | xr.Dataset,
     *,
-    channels: Sequence[str] | None = None,
+    channels: Sequence[str] | Literal["available"] | None = None,
     chunks: dict[str, int] | None = None,
-    nan_policy: str = "raise",
-    check_values: str = "lazy",
+    nan_policy: NanPolicy = "raise",
+    check_values: CheckValues = "lazy",
     expect_grid: tuple[int, int] | None = None,
     require_labels: bool = False,
     channel_map: dict[str, str] | None = None,
@@ -652,13 +659,65 @@ def _is_product_name(v) -> bool:
 
 
 def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check, assume_units=None) -> xr.Dataset:
-    import dask.array as da
+    """One run from the files' parts, in stages.
 
-    from climviz.data import units as _units
+    The parts must agree (grid, labels; :func:`_check_parts_agree`); they are put in time
+    order (:func:`_time_axis`); each variable becomes one lazy array (:func:`_read_graph`),
+    a channel in its canonical units (:func:`_channel_units`); the run's coordinates and
+    attributes say where every channel came from (:func:`_run_coords`, :func:`_run_attrs`).
+    """
+    _check_parts_agree(parts)
+    parts, times = _time_axis(parts)
+    files = tuple(str(p.path) for p in parts)
+    chunks = chunks or {}
+    lay = _Layout(parts, np.cumsum([0] + [p.n_times for p in parts])[:-1], files,
+                  (chunks.get("time", 1), chunks.get("lat", -1), chunks.get("lon", -1)), nan_policy, check)
+    has_labels = all(LABEL_VAR in p.names for p in parts)
+    data_vars, sources, assumed = {}, [], []
+    for name in [*chans] + ([LABEL_VAR] if has_labels else []):
+        arr, specs = _read_graph(lay, name)
+        if name == LABEL_VAR:
+            attrs = {**parts[0].var_attrs.get(name, {}), **label_attrs()}
+        else:
+            arr, attrs, was_assumed = _channel_units(lay, name, arr, specs, assume_units)
+            assumed += [name] if was_assumed else []
+            sources.append(f"{name}: {attrs['climviz_source']}")
+        data_vars[name] = (("time", "lat", "lon"), arr, attrs)
+    if assumed:
+        _warn_assumed_units(parts[0], assumed)
+    return xr.Dataset(data_vars, coords=_run_coords(times, parts[0]), attrs=_run_attrs(parts[0], files, sources))
 
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """What :func:`_combine`'s stages share: the parts in time order and how to read them."""
+
+    parts: list[_FilePart]
+    starts: np.ndarray  # first global time index of each part
+    files: tuple[str, ...]
+    want: tuple[int, int, int]  # dask chunks (time, lat, lon)
+    nan_policy: str
+    check: bool
+
+    @property
+    def ref(self) -> _FilePart:
+        return self.parts[0]
+
+    @property
+    def fast(self) -> bool:
+        """Every part has direct-read specs: one task per step reading its file."""
+        return all(p.specs is not None for p in self.parts)
+
+    def graph(self, name: str, specs: list[_Spec], suffix: str = "") -> Any:
+        """A direct-read dask array of variable ``name`` from ``specs``, in the wanted chunks."""
+        arr = _spec_graph(f"read-{name}-{_token_specs(specs)}{suffix}", specs, self.ref.lat.size,
+                          self.ref.lon.size, _dtype(self.ref, name))
+        return arr.rechunk(self.want) if self.want != (1, -1, -1) else arr
+
+
+def _check_parts_agree(parts: list[_FilePart]) -> None:
+    """Same grid in every file, and labels in all of them or in none (DataError naming the file)."""
     ref = parts[0]
-    sources: list[str] = []
-    assumed: list[str] = []
     for p in parts[1:]:
         if p.lat.shape != ref.lat.shape or p.lon.shape != ref.lon.shape:
             raise DataError(
@@ -675,124 +734,136 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check, assume_un
         bad = parts[has_labels.index(False)]
         raise DataError(f"{bad.path}: variable {LABEL_VAR}: expected labels as in "
                         f"{parts[has_labels.index(True)].path}, found none")
-    # time axis
-    if all(p.times is not None for p in parts):
-        kinds = {np.asarray(p.times).dtype.kind for p in parts}
-        if len(kinds) > 1:
-            raise DataError(f"{parts[0].path}: time: expected one calendar/type in all files, found {kinds}")
-        for p in parts:
-            t = np.asarray(p.times)
-            if t.size > 1 and not all(t[1:] > t[:-1]):
-                dup = pd.Index(t).duplicated()
-                what = f"duplicate time {t[dup][0]}" if dup.any() else "times not increasing"
-                raise DataError(f"{p.path}: variable time: expected strictly increasing times, found {what}")
-        order = sorted(range(len(parts)), key=lambda i: np.asarray(parts[i].times)[0])
-        parts = [parts[i] for i in order]
-        times = np.concatenate([np.asarray(p.times) for p in parts])
-        if times.size > 1 and not all(times[1:] > times[:-1]):
-            k = int(np.nonzero(~(times[1:] > times[:-1]))[0][0])
-            starts = np.cumsum([0] + [p.n_times for p in parts])
-            fa = parts[int(np.searchsorted(starts, k, side="right") - 1)].path
-            fb = parts[int(np.searchsorted(starts, k + 1, side="right") - 1)].path
-            raise DataError(
-                f"{fb}: variable time: expected times not already in the run, found duplicate/overlapping "
-                f"time {times[k + 1]} (also in {fa})"
-            )
-    else:
-        n = sum(p.n_times for p in parts)
-        times = np.arange(n)
-    starts = np.cumsum([0] + [p.n_times for p in parts])[:-1]
-    files = tuple(str(p.path) for p in parts)
-    tchunk = (chunks or {}).get("time", 1)
-    data_vars = {}
-    names = [*chans] + ([LABEL_VAR] if all(has_labels) else [])
-    fast = all(p.specs is not None for p in parts)
-    for name in names:
-        want = (tchunk, (chunks or {}).get("lat", -1), (chunks or {}).get("lon", -1))
-        if fast:
-            # one task per step reading its file directly: cheap graphs, and read_step() can
-            # bypass dask entirely
-            specs = [dataclasses.replace(sp, t_global=int(s0 + k), policy=nan_policy if check else "none")
-                     for p, s0 in zip(parts, starts) for k, sp in enumerate(_specs(p, name))]
-            dtype = _dtype(parts[0], name)
-            arr = _spec_graph(f"read-{name}-{_token_specs(specs)}", specs, ref.lat.size, ref.lon.size, dtype)
-            if tchunk != 1 or want[1:] != (-1, -1):
-                arr = arr.rechunk(want)
-        else:
-            for p in parts:
-                if p.specs is not None and name not in p.arrays:
-                    quiet = [dataclasses.replace(sp, policy="none") for sp in p.specs[name]]  # checked below
-                    p.arrays[name] = _spec_graph(f"read-{name}-part-{_token_specs(quiet)}", quiet,
-                                                 ref.lat.size, ref.lon.size, _dtype(p, name))
-            arr = da.concatenate([p.arrays[name] for p in parts], axis=0) if len(parts) > 1 else parts[0].arrays[name]
-            arr = arr.rechunk(want)
-            if name != LABEL_VAR and arr.dtype.kind != "f":
-                arr = arr.astype(np.float32)
-            if check:
-                arr = _checked(arr, name, np.asarray(starts), files, nan_policy)
-        attrs = dict(ref.var_attrs.get(name, {}))
-        if name == LABEL_VAR:
-            attrs.update(label_attrs())
-        else:
-            exp = CHANNEL_ATTRS.get(name, {})
-            for key in ("_FillValue", "missing_value", "coordinates"):
-                attrs.pop(key, None)
-            # units: converted to the canonical unit, or a DataError (climviz.data.units)
-            conv, how = _units.resolve(name, attrs, None, file=ref.path, variable=name, assume_units=assume_units,
-                                       defer=True)
-            if conv.note == "assumed":  # no units: canonical assumed, plausible range checked as read
-                assumed.append(name)
-                if fast:
-                    specs = [dataclasses.replace(sp, check_range=name) for sp in specs]
-                    arr = _spec_graph(f"read-{name}-{_token_specs(specs)}-r", specs, ref.lat.size, ref.lon.size,
-                                      _dtype(parts[0], name))
-                    if tchunk != 1 or want[1:] != (-1, -1):
-                        arr = arr.rechunk(want)
-                elif check:
-                    from dask.base import tokenize
 
-                    fn = functools.partial(_range_block, channel=name, starts=np.asarray(starts), files=files)
-                    arr = arr.map_blocks(fn, dtype=arr.dtype, name=f"range-{name}-{tokenize(arr.name, files)}")
-            if not conv.identity:
-                if fast:
-                    specs = [dataclasses.replace(sp, scale=conv.scale, offset=conv.offset) for sp in specs]
-                    arr = _spec_graph(f"read-{name}-{_token_specs(specs)}-u", specs, ref.lat.size, ref.lon.size,
-                                      _dtype(parts[0], name))
-                    if tchunk != 1 or want[1:] != (-1, -1):
-                        arr = arr.rechunk(want)
-                else:
-                    arr = _units.convert_values(arr, conv)
-            if not conv.identity or conv.note not in ("", "assumed"):
-                attrs["units_converted_from"] = conv.found
-            if conv.note == "assumed":
-                attrs["units_assumed"] = how
-            attrs.update({k: v for k, v in exp.items() if k not in attrs or k == "units"})
-            if name == _units.VORT850:
-                attrs["units"] = "s-1"
-            attrs.setdefault("climviz_source", f"variable {name!r}, found by its climviz/CESM name; {how}")
-            sources.append(f"{name}: {attrs['climviz_source']}")
-        data_vars[name] = (("time", "lat", "lon"), arr, attrs)
-    if assumed:
-        import warnings
 
-        from climviz.data.units import CANONICAL_UNITS
+def _time_axis(parts: list[_FilePart]) -> tuple[list[_FilePart], np.ndarray]:
+    """The parts in time order and the run's times (step indices when the files have no times).
 
-        warnings.warn(
-            f"{ref.path}: no units attribute for {', '.join(assumed)}: assumed the canonical units "
-            f"({', '.join(f'{c} {CANONICAL_UNITS[c]}' for c in assumed)}); values are checked against plausible "
-            "ranges as they are read (climviz.data.units.PLAUSIBLE_RANGES); pass assume_units= to state them",
-            stacklevel=3,
+    Times must be of one kind, strictly increasing in each file and not repeated across files.
+    """
+    if not all(p.times is not None for p in parts):
+        return parts, np.arange(sum(p.n_times for p in parts))
+    kinds = {np.asarray(p.times).dtype.kind for p in parts}
+    if len(kinds) > 1:
+        raise DataError(f"{parts[0].path}: time: expected one calendar/type in all files, found {kinds}")
+    for p in parts:
+        t = np.asarray(p.times)
+        if t.size > 1 and not all(t[1:] > t[:-1]):
+            dup = pd.Index(t).duplicated()
+            what = f"duplicate time {t[dup][0]}" if dup.any() else "times not increasing"
+            raise DataError(f"{p.path}: variable time: expected strictly increasing times, found {what}")
+    order = sorted(range(len(parts)), key=lambda i: np.asarray(parts[i].times)[0])
+    parts = [parts[i] for i in order]
+    times = np.concatenate([np.asarray(p.times) for p in parts])
+    if times.size > 1 and not all(times[1:] > times[:-1]):
+        k = int(np.nonzero(~(times[1:] > times[:-1]))[0][0])
+        starts = np.cumsum([0] + [p.n_times for p in parts])
+        fa = parts[int(np.searchsorted(starts, k, side="right") - 1)].path
+        fb = parts[int(np.searchsorted(starts, k + 1, side="right") - 1)].path
+        raise DataError(
+            f"{fb}: variable time: expected times not already in the run, found duplicate/overlapping "
+            f"time {times[k + 1]} (also in {fa})"
         )
-    lat, lon = ref.lat, ref.lon
-    coords = {
+    return parts, times
+
+
+def _read_graph(lay: _Layout, name: str) -> tuple[Any, list[_Spec] | None]:
+    """The lazy array of variable ``name`` over the run, and its direct-read specs (None: dask path).
+
+    Fast path: one task per step reading its file directly (cheap graphs, and read_step()
+    can bypass dask entirely); values are checked as read. Otherwise the parts' arrays are
+    concatenated, channels made float and checked by a map over the blocks.
+    """
+    if lay.fast:
+        specs = [dataclasses.replace(sp, t_global=int(s0 + k), policy=lay.nan_policy if lay.check else "none")
+                 for p, s0 in zip(lay.parts, lay.starts) for k, sp in enumerate(_specs(p, name))]
+        return lay.graph(name, specs), specs
+    import dask.array as da
+
+    for p in lay.parts:
+        if p.specs is not None and name not in p.arrays:
+            quiet = [dataclasses.replace(sp, policy="none") for sp in p.specs[name]]  # checked below
+            p.arrays[name] = _spec_graph(f"read-{name}-part-{_token_specs(quiet)}", quiet,
+                                         lay.ref.lat.size, lay.ref.lon.size, _dtype(p, name))
+    arr = da.concatenate([p.arrays[name] for p in lay.parts], axis=0) if len(lay.parts) > 1 else lay.ref.arrays[name]
+    arr = arr.rechunk(lay.want)
+    if name != LABEL_VAR and arr.dtype.kind != "f":
+        arr = arr.astype(np.float32)
+    if lay.check:
+        arr = _checked(arr, name, np.asarray(lay.starts), lay.files, lay.nan_policy)
+    return arr, None
+
+
+def _channel_units(lay: _Layout, name: str, arr: Any, specs: list[_Spec] | None,
+                   assume_units) -> tuple[Any, dict[str, Any], bool]:
+    """Channel ``name`` in its canonical units (climviz.data.units), its attributes, whether units were assumed.
+
+    Without a units attribute the canonical unit is assumed and values are checked against
+    the plausible range as they are read; a DataError names a unit that cannot be converted.
+    """
+    from climviz.data import units as _units
+
+    ref = lay.ref
+    attrs = dict(ref.var_attrs.get(name, {}))
+    for key in ("_FillValue", "missing_value", "coordinates"):
+        attrs.pop(key, None)
+    conv, how = _units.resolve(name, attrs, None, file=ref.path, variable=name, assume_units=assume_units,
+                               defer=True)
+    assumed = conv.note == "assumed"
+    if assumed and specs is not None:
+        specs = [dataclasses.replace(sp, check_range=name) for sp in specs]
+        arr = lay.graph(name, specs, "-r")
+    elif assumed and lay.check:
+        from dask.base import tokenize
+
+        fn = functools.partial(_range_block, channel=name, starts=np.asarray(lay.starts), files=lay.files)
+        arr = arr.map_blocks(fn, dtype=arr.dtype, name=f"range-{name}-{tokenize(arr.name, lay.files)}")
+    if not conv.identity:
+        if specs is not None:
+            specs = [dataclasses.replace(sp, scale=conv.scale, offset=conv.offset) for sp in specs]
+            arr = lay.graph(name, specs, "-u")
+        else:
+            arr = _units.convert_values(arr, conv)
+    if not conv.identity or conv.note not in ("", "assumed"):
+        attrs["units_converted_from"] = conv.found
+    if assumed:
+        attrs["units_assumed"] = how
+    attrs.update({k: v for k, v in CHANNEL_ATTRS.get(name, {}).items() if k not in attrs or k == "units"})
+    if name == _units.VORT850:
+        attrs["units"] = "s-1"
+    attrs.setdefault("climviz_source", f"variable {name!r}, found by its climviz/CESM name; {how}")
+    return arr, attrs, assumed
+
+
+def _warn_assumed_units(ref: _FilePart, assumed: list[str]) -> None:
+    import warnings
+
+    from climviz.data.units import CANONICAL_UNITS
+
+    warnings.warn(
+        f"{ref.path}: no units attribute for {', '.join(assumed)}: assumed the canonical units "
+        f"({', '.join(f'{c} {CANONICAL_UNITS[c]}' for c in assumed)}); values are checked against plausible "
+        "ranges as they are read (climviz.data.units.PLAUSIBLE_RANGES); pass assume_units= to state them",
+        stacklevel=4,  # _warn_assumed_units < _combine < open_run < its caller
+    )
+
+
+def _run_coords(times: np.ndarray, ref: _FilePart) -> dict[str, Any]:
+    """CF coordinates of the run: time (or step index), latitude, longitude (degrees)."""
+    return {
         "time": ("time", times, {"standard_name": "time", "axis": "T"} if times.dtype.kind != "i"
                  else {"long_name": "time step index (no time information in the files)"}),
-        "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude",
-                             "axis": "Y"}),
-        "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude",
-                             "axis": "X"}),
+        "lat": ("lat", ref.lat, {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude",
+                                 "axis": "Y"}),
+        "lon": ("lon", ref.lon, {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude",
+                                 "axis": "X"}),
     }
-    attrs = {k: v for k, v in ref.attrs.items() if isinstance(v, (str, int, float, np.integer, np.floating))}
+
+
+def _run_attrs(ref: _FilePart, files: tuple[str, ...], sources: list[str]) -> dict[str, Any]:
+    """The first file's plain attributes, the source files, where every channel came from, history."""
+    attrs: dict[str, Any] = {k: v for k, v in ref.attrs.items()
+                             if isinstance(v, (str, int, float, np.integer, np.floating))}
     attrs["source_files"] = list(files) if len(files) <= 1000 else [*files[:1000], f"... {len(files) - 1000} more"]
     attrs.setdefault("Conventions", "CF-1.8")
     # where every channel came from (also in each variable's climviz_source attribute)
@@ -800,7 +871,7 @@ def _combine(parts: list[_FilePart], chans, chunks, nan_policy, check, assume_un
     if any(("converted" in x or "found by" in x and "climviz/CESM name" not in x or "assumed" in x) for x in sources):
         line = f"climviz open_run read {ref.path} ({ref.fmt}): " + "; ".join(sources)
         attrs["history"] = (str(attrs.get("history", "")) + "\n" + line).strip()
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    return attrs
 
 
 def validate_run(ds: xr.Dataset | PathLike | Sequence[PathLike], *, values: bool = True,
@@ -895,7 +966,7 @@ def write_run(
     path: PathLike,
     *,
     overwrite: bool = False,
-    format: str | None = None,
+    format: RunFormat | None = None,
     complevel: int = 4,
 ) -> Path:
     """Write a run atomically (temporary file + rename; an interrupted write keeps the old file).

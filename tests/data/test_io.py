@@ -190,7 +190,8 @@ def test_interrupted_write_leaves_the_old_file_intact(tiny_run, tmp_path, suffix
         raise RuntimeError("disk went away")
 
     broken = tiny_run.copy()
-    broken["TMQ"] = (("time", "lat", "lon"), da.from_array(tiny_run.TMQ.values, chunks=(1, -1, -1)).map_blocks(boom, dtype=np.float32))
+    failing = da.from_array(tiny_run.TMQ.values, chunks=(1, -1, -1)).map_blocks(boom, dtype=np.float32)
+    broken["TMQ"] = (("time", "lat", "lon"), failing)
     with pytest.raises(RuntimeError, match="disk went away"):
         write_run(broken, path, overwrite=True)
     assert_same_run(open_run(path), before)
@@ -309,7 +310,7 @@ def test_labels_outside_the_classes(tiny_run, tmp_path):
     np.testing.assert_array_equal(ds.TMQ.values, tiny_run.TMQ.values)
     with pytest.raises(DataError, match=r"r\.nc: variable LABELS: expected values in \{0, 1, 2\}, found \[7\] "
                                         r"\(1 cells\) at time index 4"):
-        ds[LABEL_VAR].values  # ... the check runs when labels are read
+        _ = ds[LABEL_VAR].values  # ... the check runs when labels are read
     with pytest.raises(DataError, match="LABELS"):
         validate_run(ds)
     with pytest.raises(DataError, match="LABELS"):
@@ -326,7 +327,7 @@ def test_nan_and_inf_raise_by_default_and_can_be_masked(tiny_run, tmp_path):
     ds = open_run(paths)
     with pytest.raises(DataError, match=r"b\.nc: variable PRECT: expected finite values, found 2 NaN/inf at time "
                                         r"index 2 \(pass nan_policy='mask'"):
-        ds.PRECT.values
+        _ = ds.PRECT.values
     with pytest.raises(DataError, match="PRECT"):
         validate_run(paths)
     masked = open_run(paths, nan_policy="mask")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,52 @@ def _open_nc4_fast(path: Path, f, channels: Sequence[str], first: bool = True) -
     """netCDF4 (HDF5) file read with h5py: metadata only, one read task per variable and step.
 
     Returns None for files this fast path does not handle (groups, packed values, odd
-    dimension scales); those go through xarray.
+    dimension scales); those go through xarray. Stages: the variables and their dimension
+    names (:func:`_nc4_variables`), the grid of the first channel, one read spec per
+    variable and step (:func:`_nc4_specs`), coordinates and times (:func:`_nc4_times`).
+    """
+    import h5py
+
+    found = _nc4_variables(path, f, channels, first)
+    if found is None:
+        return None
+    dsets, dims_of = found
+    if first and any(("scale_factor" in d.attrs or "add_offset" in d.attrs) for d in dsets.values()):
+        return None
+    ref = dims_of[channels[0]]
+    lat_n = next((n for n in _LAT_NAMES if n in ref), None)
+    lon_n = next((n for n in _LON_NAMES if n in ref), None)
+    if lat_n is None or lon_n is None:
+        raise DataError(f"{path}: variable {channels[0]}: expected dimensions lat/latitude and lon/longitude, "
+                        f"found {tuple(ref)} with shape {f[channels[0]].shape}")
+    n_file_times = f["time"].shape[0] if "time" in f and isinstance(f["time"], h5py.Dataset) and \
+        f["time"].ndim == 1 else 0
+    sizes = dict(zip(ref, f[channels[0]].shape))
+    nlat, nlon = sizes[lat_n], sizes[lon_n]
+    specs: dict[str, list[_Spec]] = {}
+    dtypes: dict[str, np.dtype] = {}
+    var_attrs: dict[str, dict] = {}
+    for name, d in dsets.items():
+        specs[name] = _nc4_specs(path, name, d, dims_of[name], (lat_n, lon_n), sizes, n_file_times)
+        dtypes[name] = d.dtype if (d.dtype.kind == "f" or name == LABEL_VAR) else np.dtype(np.float32)
+        if first:
+            var_attrs[name] = _clean_attrs(d.attrs)
+
+    def coord(n: str, size: int, which: int) -> np.ndarray:
+        if n in f and isinstance(f[n], h5py.Dataset) and f[n].shape == (size,) and \
+                not str(f[n].attrs.get("NAME", b"")).count("This is a netCDF dimension"):
+            return np.asarray(f[n][()], dtype=float)
+        return grid_coords((nlat, nlon))[which]
+
+    return _FilePart(path, _nc4_times(path, f, sizes), coord(lat_n, nlat, 0), coord(lon_n, nlon, 1), {},
+                     _clean_attrs(f.attrs) if first else {}, var_attrs, "netcdf", specs, dtypes)
+
+
+def _nc4_variables(path: Path, f, channels: Sequence[str],
+                   first: bool) -> tuple[dict[str, Any], dict[str, list[str]]] | None:
+    """The datasets of ``channels`` (and the labels, when present) and their dimension names.
+
+    None when a variable is not a plain dataset or its dimension scales are unusual.
     """
     import h5py
 
@@ -64,79 +110,59 @@ def _open_nc4_fast(path: Path, f, channels: Sequence[str], first: bool = True) -
                 return None
         else:
             dims_of[name] = dims_of[channels[0]]
-    if first and any(("scale_factor" in dsets[n].attrs or "add_offset" in dsets[n].attrs) for n in want):
-        return None
-    ref = dims_of[channels[0]]
-    lat_n = next((n for n in _LAT_NAMES if n in ref), None)
-    lon_n = next((n for n in _LON_NAMES if n in ref), None)
-    if lat_n is None or lon_n is None:
-        raise DataError(f"{path}: variable {channels[0]}: expected dimensions lat/latitude and lon/longitude, "
-                        f"found {tuple(ref)} with shape {f[channels[0]].shape}")
-    time_in_file = "time" in f
-    n_file_times = f["time"].shape[0] if time_in_file and isinstance(f["time"], h5py.Dataset) and \
-        f["time"].ndim == 1 else 0
-    sizes = dict(zip(ref, f[channels[0]].shape))
-    nlat, nlon = sizes[lat_n], sizes[lon_n]
-    specs: dict[str, list[_Spec]] = {}
-    dtypes: dict[str, np.dtype] = {}
-    var_attrs: dict[str, dict] = {}
-    for name in want:
-        d = dsets[name]
-        dims = dims_of[name]
-        canon = ["time" if x == "time" else "lat" if x == lat_n else "lon" if x == lon_n else x for x in dims]
-        ok = set(canon) == {"time", "lat", "lon"} or (
-            set(canon) == {"lat", "lon"} and (name == LABEL_VAR or "time" not in sizes))
-        if ok and set(canon) == {"lat", "lon"} and name != LABEL_VAR and n_file_times > 1:
-            ok = False  # a 2-D field in a time series: which step would it be?
-        if not ok:
-            raise DataError(f"{path}: variable {name}: expected dimensions (time, lat, lon), "
-                            f"found {tuple(dims)} with shape {d.shape}"
-                            + (f" in a file with {n_file_times} time steps" if n_file_times > 1 else ""))
-        shp = dict(zip(canon, d.shape))
-        if (shp["lat"], shp["lon"]) != (nlat, nlon):
-            raise DataError(f"{path}: variable {name}: expected grid (lat, lon) = {(nlat, nlon)}, "
-                            f"found {(shp['lat'], shp['lon'])}")
-        fill = d.attrs.get("_FillValue") if d.dtype.kind == "f" else None
-        fill = float(np.asarray(fill).ravel()[0]) if fill is not None else None
-        if "time" in canon:
-            perm = tuple(canon.index(x) for x in ("time", "lat", "lon"))
-            specs[name] = [_Spec(str(path), name, name, k, perm, fill) for k in range(shp["time"])]
-        else:
-            perm = tuple(canon.index(x) for x in ("lat", "lon"))
-            # labels without time in a file with time: the same labels at each step
-            specs[name] = [_Spec(str(path), name, name, None, perm, fill)] * sizes.get("time", 1)
-        dtypes[name] = d.dtype if (d.dtype.kind == "f" or name == LABEL_VAR) else np.dtype(np.float32)
-        if first:
-            var_attrs[name] = _clean_attrs(d.attrs)
+    return dsets, dims_of
 
-    def coord(n: str, size: int, which: int) -> np.ndarray:
-        if n in f and isinstance(f[n], h5py.Dataset) and f[n].shape == (size,) and \
-                not str(f[n].attrs.get("NAME", b"")).count("This is a netCDF dimension"):
-            return np.asarray(f[n][()], dtype=float)
-        return grid_coords((nlat, nlon))[which]
 
-    lat, lon = coord(lat_n, nlat, 0), coord(lon_n, nlon, 1)
-    times = None
-    if time_in_file and "units" in f["time"].attrs and "time" in sizes:
+def _nc4_specs(path: Path, name: str, d, dims: list[str], latlon: tuple[str, str], sizes: dict[str, int],
+               n_file_times: int) -> list[_Spec]:
+    """One read spec per time step of variable ``name`` (dataset ``d`` with dimensions ``dims``).
+
+    A DataError names a variable with other dimensions than (time, lat, lon) or another grid.
+    """
+    lat_n, lon_n = latlon
+    canon = ["time" if x == "time" else "lat" if x == lat_n else "lon" if x == lon_n else x for x in dims]
+    ok = set(canon) == {"time", "lat", "lon"} or (
+        set(canon) == {"lat", "lon"} and (name == LABEL_VAR or "time" not in sizes))
+    if ok and set(canon) == {"lat", "lon"} and name != LABEL_VAR and n_file_times > 1:
+        ok = False  # a 2-D field in a time series: which step would it be?
+    if not ok:
+        raise DataError(f"{path}: variable {name}: expected dimensions (time, lat, lon), "
+                        f"found {tuple(dims)} with shape {d.shape}"
+                        + (f" in a file with {n_file_times} time steps" if n_file_times > 1 else ""))
+    shp = dict(zip(canon, d.shape))
+    if (shp["lat"], shp["lon"]) != (sizes[lat_n], sizes[lon_n]):
+        raise DataError(f"{path}: variable {name}: expected grid (lat, lon) = {(sizes[lat_n], sizes[lon_n])}, "
+                        f"found {(shp['lat'], shp['lon'])}")
+    fill = d.attrs.get("_FillValue") if d.dtype.kind == "f" else None
+    fill = float(np.asarray(fill).ravel()[0]) if fill is not None else None
+    if "time" in canon:
+        perm = tuple(canon.index(x) for x in ("time", "lat", "lon"))
+        return [_Spec(str(path), name, name, k, perm, fill) for k in range(shp["time"])]
+    perm = tuple(canon.index(x) for x in ("lat", "lon"))
+    # labels without time in a file with time: the same labels at each step
+    return [_Spec(str(path), name, name, None, perm, fill)] * sizes.get("time", 1)
+
+
+def _nc4_times(path: Path, f, sizes: dict[str, int]) -> np.ndarray | None:
+    """The file's times: its CF time variable, else a ``time`` attribute or a date in the file name."""
+    if "time" in f and "units" in f["time"].attrs and "time" in sizes:
         from xarray.coding.times import decode_cf_datetime
 
         ta = _clean_attrs(f["time"].attrs)
         try:
-            times = np.asarray(decode_cf_datetime(np.asarray(f["time"][()]), ta["units"], ta.get("calendar")))
+            return np.asarray(decode_cf_datetime(np.asarray(f["time"][()]), ta["units"], ta.get("calendar")))
         except Exception as exc:
             raise DataError(f"{path}: variable time: cannot decode units {ta['units']!r}: {exc}") from exc
-    elif "time" not in sizes:
-        t = f.attrs.get("time")
-        if t is not None:
-            try:
-                times = np.array([np.datetime64(pd.Timestamp(str(t.decode() if isinstance(t, bytes) else t)), "ns")])
-            except ValueError:
-                times = None
-        if times is None:
-            tn = _time_from_name(path)
-            times = None if tn is None else np.array([tn])
-    return _FilePart(path, times, lat, lon, {}, _clean_attrs(f.attrs) if first else {}, var_attrs, "netcdf",
-                     specs, dtypes)
+    if "time" in sizes:
+        return None
+    t = f.attrs.get("time")
+    if t is not None:
+        try:
+            return np.array([np.datetime64(pd.Timestamp(str(t.decode() if isinstance(t, bytes) else t)), "ns")])
+        except ValueError:
+            pass
+    tn = _time_from_name(path)
+    return None if tn is None else np.array([tn])
 
 
 def _dim_name(ds: xr.Dataset, names: Iterable[str]) -> str | None:
