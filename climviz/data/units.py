@@ -103,9 +103,16 @@ def _registry():
     pint_log = logging.getLogger("pint.util")
     level = pint_log.level
     pint_log.setLevel(logging.ERROR)
+    # cf-xarray also makes its registry pint's application registry on import; a package
+    # that already holds quantities of the old one (MetPy, loaded by xarray's backend
+    # entry points, then huracanpy) would then mix registries, so the old one is put back
+    import pint
+
+    app = pint.get_application_registry().get()
     try:
         from cf_xarray.units import units  # pint registry that knows UDUNITS/CF spellings
     finally:
+        pint.set_application_registry(app)
         pint_log.setLevel(level)
     return units
 

