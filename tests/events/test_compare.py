@@ -69,3 +69,21 @@ def test_compare_needs_enough_blocks():
     a, _, _ = make_run(5, 0, n=10)
     with pytest.raises(DataError, match="blocks"):
         compare(a, a, block_steps=8, n_boot=50)
+
+
+def test_classes_as_a_name_or_names():
+    """One class by name gives that class's rows and maps of the full comparison (same draws)."""
+    import pandas as pd
+
+    a, _, _ = make_run(20, 0)
+    b, _, _ = make_run(80, 1)
+    full = compare(a, b, block_steps=8, n_boot=100, seed=4)
+    ar = compare(a, b, classes="ar", block_steps=8, n_boot=100, seed=4)
+    pd.testing.assert_frame_equal(ar.table, full.table[full.table["class"] == 2].reset_index(drop=True))
+    assert set(ar.table["class"]) == {2}
+    assert ar.table.set_index("statistic").loc["events_per_step", "a"] == pytest.approx(20 / 96)
+    assert not any("tropical_cyclone" in v for v in ar.maps.data_vars)
+    np.testing.assert_array_equal(ar.maps["ci_low_atmospheric_river"].values,
+                                  full.maps["ci_low_atmospheric_river"].values)
+    named = compare(a, b, classes=["TC", "atmospheric_river"], block_steps=8, n_boot=100, seed=4, maps=False)
+    pd.testing.assert_frame_equal(named.table, full.table)

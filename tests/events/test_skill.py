@@ -48,3 +48,25 @@ def test_shapes_must_match():
     lat, lon = regular_grid(20, 40)
     with pytest.raises(DataError, match="shape"):
         skill(np.zeros((1, 20, 40), np.uint8), np.zeros((2, 20, 40), np.uint8), lat=lat, lon=lon)
+
+
+def test_classes_as_names_or_one_class():
+    """``classes`` takes one class or names: the rows equal those of the numbers, counted by hand."""
+    import pandas as pd
+
+    from climviz.errors import ConfigError
+
+    lat, lon = regular_grid(20, 40)
+    truth = np.zeros((1, 20, 40), dtype=np.uint8)
+    pred = np.zeros_like(truth)
+    truth[0, 2:5, 2:5] = 1
+    pred[0, 2:5, 3:6] = 1          # TC detected (IoU 6/12)
+    truth[0, 10:12, 20:30] = 2     # AR missed
+    by_number = skill(pred, truth, lat=lat, lon=lon, classes=(1, 2))
+    pd.testing.assert_frame_equal(skill(pred, truth, lat=lat, lon=lon, classes=["tc", "AR"]), by_number)
+    one = skill(pred, truth, lat=lat, lon=lon, classes="ar")
+    pd.testing.assert_frame_equal(one, by_number.iloc[[1]].reset_index(drop=True))
+    assert one.loc[0, "n_true"] == 1 and one.loc[0, "detected"] == 0
+    assert skill(pred, truth, lat=lat, lon=lon, classes=1).loc[0, "pod"] == 1.0
+    with pytest.raises(ConfigError, match="classes: expected"):
+        skill(pred, truth, lat=lat, lon=lon, classes="hail")
