@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from climviz.errors import DataError
-from climviz.events.labelling import LAT_NAMES, LON_NAMES, _check_mask_array, find_dim, mask_variable
+from climviz.events.labelling import LAT_NAMES, LON_NAMES, _check_mask_array, events_lon, find_dim, mask_variable
 
 #: Cells per block for in-memory input (bounds temporaries to a few hundred MB).
 BLOCK_CELLS = 16_000_000
@@ -23,7 +23,14 @@ class MaskSource:
     Attributes
     ----------
     lat, lon
-        Cell-centre coordinates (degrees).
+        Cell-centre coordinates (degrees), longitudes in the order the events code
+        works in (:func:`~climviz.events.labelling.events_lon`: a rolled axis such as
+        180 … 360, 0 … 180 is oriented, and every block read is rolled the same way).
+    lon_shift
+        That roll (0 for increasing longitudes): blocks are ``numpy.roll(data,
+        -lon_shift, axis=-1)``; results on the grid are rolled back by ``+lon_shift``.
+    lon_input
+        The longitudes in the input's order (for output coordinates).
     times
         One value per time step (datetime64 or step index).
     dims
@@ -39,6 +46,13 @@ class MaskSource:
     chunk_bounds: list[int] | None = None
     is_xr: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)
+    lon_shift: int = 0
+    lon_input: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.lon_input is None:
+            self.lon_input = self.lon
+            self.lon, self.lon_shift = events_lon(self.lon, f"mask: coordinate {self.dims[2]!r}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -127,9 +141,16 @@ class MaskSource:
         return [slice(s, min(nt, s + size)) for s in range(0, nt, size)]
 
     def _get(self, obj: Any, sl: slice) -> np.ndarray:
+        """Steps ``sl`` of the mask or a field, as numpy, longitudes in the order of :attr:`lon`."""
         if self.is_xr:
-            return np.asarray(obj.isel({self.dims[0]: sl}).values)
-        return obj[sl]
+            out = np.asarray(obj.isel({self.dims[0]: sl}).values)
+        else:
+            out = obj[sl]
+        return np.roll(out, -self.lon_shift, axis=-1) if self.lon_shift else out
+
+    def unroll(self, grid: np.ndarray) -> np.ndarray:
+        """A result on the grid (..., lat, lon) back in the input's longitude order."""
+        return np.roll(grid, self.lon_shift, axis=-1) if self.lon_shift else grid
 
     def blocks(self, block_steps: int | None = None) -> Iterator[tuple[slice, np.ndarray, dict[str, np.ndarray]]]:
         """Yield ``(time slice, mask block (T, H, W) uint8, {field: block})``."""
@@ -138,9 +159,10 @@ class MaskSource:
             yield sl, m, {k: self._get(v, sl) for k, v in self.fields.items()}
 
     def coords(self, sl: slice | None = None) -> dict[str, Any]:
+        """Coordinates of a result in the input's order (see :meth:`unroll`)."""
         t, la, lo = self.dims
         times = self.times if sl is None else self.times[sl]
-        return {t: times, la: self.lat, lo: self.lon}
+        return {t: times, la: self.lat, lo: self.lon_input}
 
 
 def as_fields(fields: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

@@ -46,7 +46,7 @@ from climviz.errors import DataError
 from climviz.events._kernels import kernels
 from climviz.events.geometry import EARTH_RADIUS_KM, is_global_lon, lat_edges, lon_widths
 
-__all__ = ["label", "label_step", "LabelOptions", "resolve_periodic"]
+__all__ = ["label", "label_step", "LabelOptions", "resolve_periodic", "events_lon"]
 
 _STRUCT_2D = np.ones((3, 3), dtype=bool)
 _STRUCT_3D = np.zeros((3, 3, 3), dtype=bool)
@@ -110,6 +110,27 @@ def resolve_periodic(periodic: bool | None, lon: npt.ArrayLike | None) -> bool:
     if lon.ndim != 1 or lon.size < 2:
         return lon.size > 1
     return is_global_lon(lon)
+
+
+def events_lon(lon: npt.ArrayLike, label: str = "lon") -> tuple[np.ndarray, int]:
+    """Longitudes in the order the events code works in, and the roll of the data that gets there.
+
+    Strictly increasing longitudes (e.g. [0, 360), [-180, 180), 100-180°E) are used as
+    given (roll 0), so ids and coordinates do not change. Any other order that
+    :func:`climviz.data.grid.orient_lon` accepts (a rolled axis such as 180 … 358.75,
+    0 … 178.75, the order data, labels and viz accept) is oriented by it: the data are
+    rolled by ``numpy.roll(data, -shift, axis=-1)`` before labelling, and results
+    rolled back, so a rolled mask gives the events of the sorted one.
+
+    Raises
+    ------
+    DataError
+        For longitudes that cannot be oriented (repeated, shuffled).
+    """
+    lon = np.asarray(lon, dtype=np.float64)
+    if lon.ndim != 1 or lon.size < 2 or bool(np.all(np.diff(lon) > 0)):
+        return lon, 0
+    return _grid.orient_lon(lon, label)
 
 
 def mask_variable(mask: Any, name: str = "mask") -> Any:
@@ -628,19 +649,27 @@ def label_step(
     arr = _check_mask_array(np.asarray(mask))
     if arr.ndim != 2:
         raise DataError(f"mask: expected a 2-D (lat, lon) array, found shape {arr.shape}")
+    shift = 0
+    if lon is not None:
+        lon, shift = events_lon(lon)
     geo = _geo_for(lat, lon, arr.shape, radius_km)
     opts = LabelOptions(float(min_area_km2), int(min_cells), resolve_periodic(periodic, lon), int(connectivity))
-    out, per, _ = _label_block(arr[None], geo=geo, opts=opts)
+    out, per, _ = _label_block(np.roll(arr, -shift, axis=-1)[None] if shift else arr[None], geo=geo, opts=opts)
     assert out is not None  # want_labels=True
-    return out[0], int(per[0])
+    return (np.roll(out[0], shift, axis=-1) if shift else out[0]), int(per[0])
 
 
-def _label_numpy(mask: np.ndarray, geo: Geo | None, opts: LabelOptions) -> np.ndarray:
+def _label_numpy(mask: np.ndarray, geo: Geo | None, opts: LabelOptions, lon_shift: int = 0) -> np.ndarray:
+    """Labels of a (..., lat, lon) mask; ``lon_shift``: the roll of :func:`events_lon` (undone on the result)."""
     arr = _check_mask_array(mask)
     shape = arr.shape
     block = arr.reshape((-1,) + shape[-2:])
+    if lon_shift:
+        block = np.roll(block, -lon_shift, axis=-1)
     out, _, _ = _label_block(block, geo=geo, opts=opts)
     assert out is not None  # want_labels=True
+    if lon_shift:
+        out = np.roll(out, lon_shift, axis=-1)
     return out.reshape(shape)
 
 
@@ -728,19 +757,25 @@ def label(
     mask = mask_variable(mask)
     if not isinstance(mask, xr.DataArray):
         arr = np.asarray(mask)
+        shift = 0
+        if lon is not None:
+            lon, shift = events_lon(lon)
         geo = _geo_for(lat, lon, arr.shape[-2:], radius_km) if arr.ndim >= 2 else None
         opts = dataclasses.replace(opts, periodic=resolve_periodic(periodic, lon))
-        return _label_numpy(arr, geo, opts)
+        return _label_numpy(arr, geo, opts, shift)
 
     latd = find_dim(mask, LAT_NAMES, "latitude")
     lond = find_dim(mask, LON_NAMES, "longitude")
     other = [d for d in mask.dims if d not in (latd, lond)]
     da = mask.transpose(*other, latd, lond)
     geo = None
-    opts = dataclasses.replace(
-        opts, periodic=resolve_periodic(periodic, da[lond].values if lond in da.coords else None))
-    if latd in da.coords and lond in da.coords:
-        geo = Geo.of(da[latd].values, da[lond].values, radius_km)
+    lon_v: np.ndarray | None = None
+    shift = 0
+    if lond in da.coords:
+        lon_v, shift = events_lon(da[lond].values, f"{mask.name or 'mask'}: coordinate {lond!r}")
+    opts = dataclasses.replace(opts, periodic=resolve_periodic(periodic, lon_v))
+    if latd in da.coords and lon_v is not None:
+        geo = Geo.of(da[latd].values, lon_v, radius_km)
     elif opts.min_area_km2 > 0:
         raise DataError(f"{mask.name or 'mask'}: min_area_km2 needs '{latd}' and '{lond}' coordinates")
     if da.chunks is not None:
@@ -748,7 +783,7 @@ def label(
     result = xr.apply_ufunc(
         _label_numpy,
         da,
-        kwargs={"geo": geo, "opts": opts},
+        kwargs={"geo": geo, "opts": opts, "lon_shift": shift},
         input_core_dims=[[latd, lond]],
         output_core_dims=[[latd, lond]],
         dask="parallelized",

@@ -614,6 +614,7 @@ def label_table(
     df.attrs["radius_km"] = float(radius_km)
     labels: Any = None
     if out is not None:
+        out = src.unroll(out)
         if src.is_xr:
             labels = xr.DataArray(out, dims=src.dims, coords=src.coords(), name="event",
                                   attrs={"long_name": "event id (connected component per time step and class)",
