@@ -29,6 +29,7 @@ from climviz._fields import (
     Int,
     bad_value,
     coerce_numbers,
+    plain,
     spec,
     validate,
 )
@@ -401,7 +402,7 @@ class TrainConfig:
         """Plain JSON/YAML-able dict (tuples become lists)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            out[f.name] = _plain(getattr(self, f.name))
+            out[f.name] = plain(getattr(self, f.name))
         return out
 
     @classmethod
@@ -521,15 +522,3 @@ def scale_lr(lr: float, world_size: int, rule: str = "linear") -> float:
     if rule == "none":
         return lr
     raise ConfigError(f"TrainConfig.lr_scaling: expected one of {list(LR_SCALINGS)}, found {rule!r}")
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, tuple):
-        return [_plain(x) for x in v]
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, os.PathLike):
-        return os.fspath(v)
-    return v

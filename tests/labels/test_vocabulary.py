@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import climviz.data.formats.products as products
 import climviz.data.io as io_module
 from climviz.labels import (
     ARConfig,
@@ -97,6 +98,9 @@ def test_config_is_keyword_only_in_the_signature(func):
     (io_module.open_run, "nan_policy", {"raise", "mask"}),
     (io_module.open_run, "check_values", {"lazy", "eager", "none"}),
     (io_module.write_run, "format", {"netcdf", "zarr", "deepcam"}),
+    (io_module.open_run, "channels", {"available"}),
+    (products.find_channels, "channels", {"available"}),
+    (products.canonical_variables, "channels", {"available"}),
     (detect_tc_nodes, "coarse", {"auto"}),
     (detect_tc, "coarse", {"auto"}),
 ])

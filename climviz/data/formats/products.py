@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -194,7 +194,7 @@ def _grib_base(name: str) -> tuple[str, str | None]:
 
 def find_channels(
     variables: Mapping[str, xr.DataArray],
-    channels: Sequence[str] | str | None = "available",
+    channels: Sequence[str] | Literal["available"] | None = "available",
     *,
     channel_map: Mapping[str, str] | None = None,
     file: Any = None,
@@ -419,7 +419,7 @@ def extract(variables: Mapping[str, xr.DataArray], found: Found, *, file: Any = 
 
 def canonical_variables(
     variables: Mapping[str, xr.DataArray],
-    channels: Sequence[str] | str | None = "available",
+    channels: Sequence[str] | Literal["available"] | None = "available",
     *,
     channel_map: Mapping[str, str] | None = None,
     assume_units: str | Mapping[str, str] | None = None,
