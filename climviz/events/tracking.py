@@ -375,6 +375,21 @@ def _distance_links(ea: pd.DataFrame, eb: pd.DataFrame, free_a: np.ndarray, free
     return pairs.loc[keep]
 
 
+def _overlap_links(ov: pd.DataFrame, ea: pd.DataFrame, eb: pd.DataFrame, cfg: TrackConfig) -> pd.DataFrame:
+    """Overlaps between events of one class that pass ``min_overlap``, ``min_overlap_prev`` and ``_next``."""
+    if "step_to" not in ov.columns:
+        ov = ov.assign(step_to=ov["step_from"] + 1)
+    e = ov.merge(ea.rename(columns={"step": "step_from", "event": "event_from"}), on=["step_from", "event_from"])
+    e = e.merge(eb.rename(columns={"step": "step_to", "event": "event_to"}), on=["step_to", "event_to"])
+    e = e[e["class_a"] == e["class_b"]]
+    a_area, b_area, ovl = e["area_km2_a"], e["area_km2_b"], e["overlap_km2"]
+    e = e.assign(overlap_frac=ovl / np.minimum(a_area, b_area), overlap_iou=ovl / (a_area + b_area - ovl))
+    tol = 1e-12
+    ok = ((e["overlap_frac"] >= cfg.min_overlap - tol) & (ovl >= cfg.min_overlap_prev * a_area * (1 - tol))
+          & (ovl >= cfg.min_overlap_next * b_area * (1 - tol)))
+    return e[ok].assign(link="overlap")
+
+
 def _link(events: pd.DataFrame, ov: pd.DataFrame, cfg: TrackConfig, radius_km: float) -> pd.DataFrame:
     """Edges between events (overlap links + distance fallback, then links across missing steps).
 
@@ -391,17 +406,7 @@ def _link(events: pd.DataFrame, ov: pd.DataFrame, cfg: TrackConfig, radius_km: f
     ev = events[["step", "event", "class", "area_km2", "centroid_lat", "centroid_lon"]]
     ea = ev.rename(columns=lambda c: c + "_a" if c not in ("step", "event") else c)
     eb = ev.rename(columns=lambda c: c + "_b" if c not in ("step", "event") else c)
-    if "step_to" not in ov.columns:
-        ov = ov.assign(step_to=ov["step_from"] + 1)
-    e = ov.merge(ea.rename(columns={"step": "step_from", "event": "event_from"}), on=["step_from", "event_from"])
-    e = e.merge(eb.rename(columns={"step": "step_to", "event": "event_to"}), on=["step_to", "event_to"])
-    e = e[e["class_a"] == e["class_b"]]
-    a_area, b_area, ovl = e["area_km2_a"], e["area_km2_b"], e["overlap_km2"]
-    e = e.assign(overlap_frac=ovl / np.minimum(a_area, b_area), overlap_iou=ovl / (a_area + b_area - ovl))
-    tol = 1e-12
-    ok = ((e["overlap_frac"] >= cfg.min_overlap - tol) & (ovl >= cfg.min_overlap_prev * a_area * (1 - tol))
-          & (ovl >= cfg.min_overlap_next * b_area * (1 - tol)))
-    e = e[ok].assign(link="overlap")
+    e = _overlap_links(ov, ea, eb, cfg)
     lag = e["step_to"] - e["step_from"]
     gap_edges = e[lag > 1]
     e = e[lag == 1]
