@@ -496,88 +496,80 @@ def _label_block(
     return out, per_step, runs
 
 
-def _label_block_ndimage(
-    mask: np.ndarray,
-    *,
-    geo: Geo | None,
-    opts: LabelOptions,
-) -> tuple[np.ndarray, np.ndarray, Runs]:
-    """Label a (T, H, W) uint8 block.
+def _split_mixed(out: np.ndarray, mask: np.ndarray, runs: Runs, ids: np.ndarray, n: int,
+                 s3: np.ndarray) -> tuple[np.ndarray, int, bool]:
+    """Stage 2 of :func:`_label_block_ndimage`: split components that hold more than one class.
 
-    Returns labels (int32, (T, H, W)), events per step, and the runs of event cells.
+    ``ndimage.label`` joins touching cells of any class; each such component is
+    labelled again, class by class, inside its bounding box, and gets new labels
+    above ``n`` (written into ``out``). Returns the run ids, the largest label and
+    whether anything changed.
     """
     from scipy import ndimage
 
-    s2, s3 = (_STRUCT_2D, _STRUCT_3D) if opts.connectivity == 8 else (_STRUCT_2D_4, _STRUCT_3D_4)
     T, H, W = mask.shape
     HW = H * W
-    if T == 0 or H == 0 or W == 0:
-        return np.zeros(mask.shape, dtype=np.int32), np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
-    out = np.empty(mask.shape, dtype=np.int32)
-    if T == 1:
-        n = ndimage.label(mask[0], structure=s2, output=out[0])
-    else:
-        n = ndimage.label(mask, structure=s3, output=out)
-    if n == 0:
-        return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
     flat = out.reshape(-1)
-    runs = find_runs(flat, mask.reshape(-1), W, mask.shape, labels_follow_mask=True)
-    ids = runs.ids.astype(np.int64)
     nmax = n
-    changed = False
-
-    # 2. split components that mix classes: count (label, class) pairs over runs
     NC = int(runs.cls.max()) + 1
+    # count (label, class) pairs over runs
     pairs = np.bincount(ids * NC + runs.cls, minlength=(n + 1) * NC).reshape(n + 1, NC)
     mixed = np.flatnonzero(np.count_nonzero(pairs, axis=1) > 1)
-    if mixed.size:
-        changed = True
-        for lab in mixed:
-            sel = np.flatnonzero(ids == lab)
-            pix = runs.start[sel]
-            t = int(pix[0] // HW)
-            rows = (pix % HW) // W
-            c0 = pix % W
-            r0, r1 = int(rows.min()), int(rows.max()) + 1
-            cmin, cmax = int(c0.min()), int((c0 + runs.length[sel]).max())
-            sub_lab = out[t, r0:r1, cmin:cmax]
-            sub_cls = mask[t, r0:r1, cmin:cmax]
-            inside = sub_lab == lab
-            classes = np.flatnonzero(pairs[lab])
-            # one label call: each class on its own plane, planes not connected
-            planes = inside[None] & (sub_cls[None] == classes[:, None, None])
-            new = np.zeros(planes.shape, dtype=np.int32)
-            k = ndimage.label(planes, structure=s3, output=new)
-            merged = new.sum(axis=0, dtype=np.int32)  # planes are disjoint
-            pick = merged > 0
-            sub_lab[pick] = merged[pick] + nmax
-            nmax += k
-            ids[sel] = flat[pix]
+    for lab in mixed:
+        sel = np.flatnonzero(ids == lab)
+        pix = runs.start[sel]
+        t = int(pix[0] // HW)
+        rows = (pix % HW) // W
+        c0 = pix % W
+        r0, r1 = int(rows.min()), int(rows.max()) + 1
+        cmin, cmax = int(c0.min()), int((c0 + runs.length[sel]).max())
+        sub_lab = out[t, r0:r1, cmin:cmax]
+        sub_cls = mask[t, r0:r1, cmin:cmax]
+        inside = sub_lab == lab
+        classes = np.flatnonzero(pairs[lab])
+        # one label call: each class on its own plane, planes not connected
+        planes = inside[None] & (sub_cls[None] == classes[:, None, None])
+        new = np.zeros(planes.shape, dtype=np.int32)
+        k = ndimage.label(planes, structure=s3, output=new)
+        merged = new.sum(axis=0, dtype=np.int32)  # planes are disjoint
+        pick = merged > 0
+        sub_lab[pick] = merged[pick] + nmax
+        nmax += k
+        ids[sel] = flat[pix]
+    return ids, nmax, bool(mixed.size)
 
-    # 3. merge across the longitude seam (same class, 8-connected across first/last column)
-    final = ids
-    if opts.periodic and W > 1:
-        left = out[:, :, 0]
-        right = out[:, :, -1]
-        lc = mask[:, :, 0]
-        rc = mask[:, :, -1]
-        pa, pb = [], []
-        for d in ((-1, 0, 1) if opts.connectivity == 8 else (0,)):
-            a = left[:, max(0, -d): H - max(0, d)]
-            b = right[:, max(0, d): H - max(0, -d)]
-            ok = (a > 0) & (b > 0)
-            if ok.any():
-                ok &= (lc[:, max(0, -d): H - max(0, d)] == rc[:, max(0, d): H - max(0, -d)]) & (a != b)
-                pa.append(a[ok])
-                pb.append(b[ok])
-        if pa and sum(p.size for p in pa):
-            rep = _union_min(np.concatenate(pa).astype(np.int64), np.concatenate(pb).astype(np.int64),
-                             nmax + 1)
-            final = rep[ids]
-            changed = True
-    nfinal = nmax + 1
 
-    # 4. size filter and per-step renumbering
+def _seam_merge(out: np.ndarray, mask: np.ndarray, ids: np.ndarray, nmax: int,
+                opts: LabelOptions) -> tuple[np.ndarray, bool]:
+    """Stage 3 of :func:`_label_block_ndimage`: join labels across the longitude seam.
+
+    Same class, first and last column, same row (and the neighbouring rows with
+    8-connectivity). Returns each run's label after the merge (the smallest of
+    its group) and whether anything was merged.
+    """
+    T, H, W = mask.shape
+    if not opts.periodic or W < 2:
+        return ids, False
+    left, right = out[:, :, 0], out[:, :, -1]
+    lc, rc = mask[:, :, 0], mask[:, :, -1]
+    pa, pb = [], []
+    for d in ((-1, 0, 1) if opts.connectivity == 8 else (0,)):
+        a = left[:, max(0, -d): H - max(0, d)]
+        b = right[:, max(0, d): H - max(0, -d)]
+        ok = (a > 0) & (b > 0)
+        if ok.any():
+            ok &= (lc[:, max(0, -d): H - max(0, d)] == rc[:, max(0, d): H - max(0, -d)]) & (a != b)
+            pa.append(a[ok])
+            pb.append(b[ok])
+    if not (pa and sum(p.size for p in pa)):
+        return ids, False
+    rep = _union_min(np.concatenate(pa).astype(np.int64), np.concatenate(pb).astype(np.int64), nmax + 1)
+    return rep[ids], True
+
+
+def _size_filter(runs: Runs, final: np.ndarray, nfinal: int, geo: Geo | None, opts: LabelOptions) -> np.ndarray:
+    """Stage 4 of :func:`_label_block_ndimage`: which labels 0..nfinal-1 are kept (``min_cells``, ``min_area_km2``)."""
+    T, H, W = runs.shape
     keep = np.ones(nfinal, dtype=bool)
     keep[0] = False
     if opts.min_cells > 1 or opts.min_area_km2 > 0:
@@ -586,20 +578,28 @@ def _label_block_ndimage(
         if opts.min_area_km2 > 0:
             if geo is None:
                 raise DataError("min_area_km2 needs cell areas: give lat and lon coordinates")
-            pix = runs.start % HW
+            pix = runs.start % (H * W)
             row = pix // W
             c0 = pix - row * W
             run_area = geo.rows[row] * (geo.cw[c0 + runs.length] - geo.cw[c0])
             area = np.bincount(final, weights=run_area, minlength=nfinal)
             keep &= area >= opts.min_area_km2 * (1 - 1e-12)
-        changed = True
-    if not changed and T == 1:
-        return out, np.array([n], dtype=np.int64), runs
+    return keep
 
+
+def _renumber(out: np.ndarray, runs: Runs, final: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, Runs]:
+    """Stage 5 of :func:`_label_block_ndimage`: ids 1..n per step in raster order, written into ``out``.
+
+    Returns the events per step and the runs with their new ids (dropped events removed).
+    """
+    T, H, W = runs.shape
+    HW = H * W
+    nfinal = keep.size
+    flat = out.reshape(-1)
     present = np.zeros(nfinal, dtype=bool)
     present[final] = True
     dropped = bool(np.any(present[1:] & ~keep[1:]))
-    keep &= present
+    keep = keep & present
     step_of = np.zeros(nfinal, dtype=np.int64)
     if T > 1:
         step_of[final] = runs.start // HW
@@ -616,6 +616,45 @@ def _label_block_ndimage(
     if dropped:
         sel = new_ids != 0
         runs = Runs(runs.start[sel], runs.length[sel], new_ids[sel], runs.cls[sel], runs.shape)
+    return per_step, runs
+
+
+def _label_block_ndimage(
+    mask: np.ndarray,
+    *,
+    geo: Geo | None,
+    opts: LabelOptions,
+) -> tuple[np.ndarray, np.ndarray, Runs]:
+    """Label a (T, H, W) uint8 block with ``scipy.ndimage.label``: the reference for :func:`_label_block`.
+
+    Stages: 1. ``ndimage.label`` of all event cells (per step) and their runs;
+    2. components mixing classes split (:func:`_split_mixed`); 3. labels joined
+    across the longitude seam (:func:`_seam_merge`); 4. the size filter
+    (:func:`_size_filter`); 5. ids renumbered per step (:func:`_renumber`).
+
+    Returns labels (int32, (T, H, W)), events per step, and the runs of event cells.
+    """
+    from scipy import ndimage
+
+    s2, s3 = (_STRUCT_2D, _STRUCT_3D) if opts.connectivity == 8 else (_STRUCT_2D_4, _STRUCT_3D_4)
+    T, H, W = mask.shape
+    if T == 0 or H == 0 or W == 0:
+        return np.zeros(mask.shape, dtype=np.int32), np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
+    out = np.empty(mask.shape, dtype=np.int32)
+    if T == 1:
+        n = ndimage.label(mask[0], structure=s2, output=out[0])
+    else:
+        n = ndimage.label(mask, structure=s3, output=out)
+    if n == 0:
+        return out, np.zeros(T, dtype=np.int64), Runs.empty(mask.shape)
+    runs = find_runs(out.reshape(-1), mask.reshape(-1), W, mask.shape, labels_follow_mask=True)
+    ids, nmax, split = _split_mixed(out, mask, runs, runs.ids.astype(np.int64), n, s3)
+    final, merged = _seam_merge(out, mask, ids, nmax, opts)
+    keep = _size_filter(runs, final, nmax + 1, geo, opts)
+    filtered = opts.min_cells > 1 or opts.min_area_km2 > 0
+    if not (split or merged or filtered) and T == 1:
+        return out, np.array([n], dtype=np.int64), runs
+    per_step, runs = _renumber(out, runs, final, keep)
     return out, per_step, runs
 
 
