@@ -18,6 +18,13 @@ hold: ``labelling`` (``label``, ``label_step``), ``tables`` (``table``,
 ``geometry``, ``stats``, ``best_track`` (IBTrACS matching) and ``distributed``
 (``label_table_on_ray``, ``frequency_on_ray``: the per-step work of a long run on Ray
 workers, block by block, resumable); ``climviz.events.label`` is always the function.
+
+One vocabulary: a class argument is ``classes``, one class as a number or a name
+(``1``, ``"tc"``, ``"tropical_cyclone"``; ``2``, ``"ar"``) or a sequence of them
+(``frequency(mask, "tc")``, ``compare(a, b, classes=("tc", "ar"))``); a confidence
+level is ``ci`` (0.95); a tracker configuration is ``config=TrackConfig(...)``.
+Old spellings (``frequency(mask, cls=1)``) still work for one release and warn
+with a :class:`DeprecationWarning` naming the new one (see :mod:`climviz._compat`).
 """
 
 from __future__ import annotations
