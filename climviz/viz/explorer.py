@@ -5,7 +5,7 @@
 >>> app = cv.viz.explore(ds, events=table)          # masks: the run's LABELS; in a notebook: display `app`
 >>> app.variable.value, len(app.times)
 ('TMQ', 4)
->>> app.cls.value = 1                                # TCs only
+>>> app.classes.value = cv.data.TC                  # TCs only
 >>> len(app.current_events())
 3
 >>> _ = app.servable()                               # or `panel serve` a script ending like this
@@ -20,6 +20,7 @@ exports a static snapshot of the current view.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -52,8 +53,9 @@ class Explorer:
 
     Attributes
     ----------
-    variable, time, cls
-        The Panel widgets (Select, DiscreteSlider, RadioButtonGroup).
+    variable, time, classes
+        The Panel widgets (Select, DiscreteSlider, RadioButtonGroup). ``cls`` is the
+        old, deprecated name of ``classes``.
     map_pane
         ``pn.pane.HoloViews`` with the current map.
     table
@@ -115,18 +117,18 @@ class Explorer:
         self._time_labels = labels
         self.time = pn.widgets.DiscreteSlider(label="time", options=dict(zip(labels, range(len(labels)))),
                                               value=0)
-        self.cls = pn.widgets.RadioButtonGroup(label="class", options=_CLASS_OPTIONS, value=0)
+        self.classes = pn.widgets.RadioButtonGroup(label="class", options=_CLASS_OPTIONS, value=0)
         self.map_pane = pn.pane.HoloViews(None, linked_axes=False)
         self.table = pn.widgets.Tabulator(pd.DataFrame(), selectable=1, disabled=True, height=220,
                                           show_index=False, sizing_mode="stretch_width")
         self.detail = pn.pane.DataFrame(pd.DataFrame(), index=True, sizing_mode="stretch_width")
         self.variable.param.watch(self._refresh, "value")
         self.time.param.watch(self._refresh, "value")
-        self.cls.param.watch(self._refresh, "value")
+        self.classes.param.watch(self._refresh, "value")
         self.table.param.watch(self._on_table_select, "selection")
         self._refresh()
         self.layout = pn.Row(
-            pn.Column("### climviz explorer", self.variable, self.time, self.cls, width=300),
+            pn.Column("### climviz explorer", self.variable, self.time, self.classes, width=300),
             pn.Column(self.map_pane, self.table, self.detail),
         )
 
@@ -144,6 +146,13 @@ class Explorer:
         return events.reset_index(drop=True)
 
     @property
+    def cls(self) -> Any:
+        """Old name of the class widget :attr:`classes` (deprecated; kept for one release)."""
+        warnings.warn("Explorer.cls is deprecated, use 'classes' instead (the old name will be removed in the "
+                      "next release)", DeprecationWarning, stacklevel=2)
+        return self.classes
+
+    @property
     def current_time(self) -> Any:
         """The time value of the selected step."""
         return self.times[int(self.time.value)]
@@ -153,8 +162,8 @@ class Explorer:
         if self.events is None:
             return pd.DataFrame()
         ev = self.events[self.events["time"].to_numpy() == self.current_time]
-        if self.cls.value:
-            ev = ev[ev["class"] == self.cls.value]
+        if self.classes.value:
+            ev = ev[ev["class"] == self.classes.value]
         return ev
 
     # ------------------------------------------------------------------ plots
@@ -163,7 +172,7 @@ class Explorer:
 
         from climviz.viz.maps import map as map_
 
-        classes = (TC, AR) if not self.cls.value else (self.cls.value,)
+        classes = (TC, AR) if not self.classes.value else (self.classes.value,)
         base = map_(self.run, self.mask, time=int(self.time.value), variable=self.variable.value,
                     classes=classes, clim=self._clim(self.variable.value), **self._map_kwargs)
         layers = list(base)

@@ -11,7 +11,6 @@ number a test checks can be worked out by hand:
 
 from __future__ import annotations
 
-import os
 import socket
 
 import numpy as np

@@ -39,7 +39,7 @@ def test_widgets_change_map_and_table(run, events, bokeh):
     # TMQ rises by 10 per step in the fixture: the map shows exactly that.
     assert np.nanmean(image_values(app)) == pytest.approx(np.nanmean(v0) + 20.0, rel=1e-5)
     assert set(app.table.value["area_km2"]) == {1.0e6 + 2, 2.0e6}
-    app.cls.value = 2
+    app.classes.value = 2
     assert app.table.value["class"].tolist() == ["AR"]  # shown by name, not 2
     assert {e.label for e in app.map_pane.object if e.group == "Mask"} == {"AR"}
     app.variable.value = "PSL"
@@ -89,3 +89,13 @@ def test_explorer_errors(run, events):
     app = viz.explore(run, events=events)
     with pytest.raises(DataError, match="no event row 99"):
         app.select_event(99)
+
+
+def test_old_widget_name_cls_warns_and_is_the_classes_widget(run, events, bokeh):
+    app = viz.explore(run, events=events)
+    with pytest.warns(DeprecationWarning, match="Explorer.cls is deprecated, use 'classes'"):
+        widget = app.cls
+    assert widget is app.classes
+    with pytest.warns(DeprecationWarning):
+        app.cls.value = 2
+    assert app.table.value["class"].tolist() == ["AR"]

@@ -13,7 +13,8 @@ def test_map_and_explorer_display_in_a_kernel(tmp_path):
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell("import climviz.viz as viz\nfrom tests.viz.conftest import make_run\nrun = make_run()"),
+        nbformat.v4.new_code_cell("import climviz.viz as viz\nfrom tests.viz.conftest import make_run\n"
+                                  "run = make_run()"),
         nbformat.v4.new_code_cell("viz.map(run, mask='LABELS')"),
         nbformat.v4.new_code_cell("viz.explore(run)"),
     ]
