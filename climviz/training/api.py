@@ -56,6 +56,10 @@ def train(
         True: data-parallel on Ray (``climviz.training.ray.train_on_ray``; see its
         docstring for ``address``, ``num_workers``, ``use_gpu``, ``resources_per_worker``,
         ``max_failures``). False: the same engine in this process, for debugging.
+        A second call in the same process reuses the running Ray and, with the same
+        ``num_workers``/``use_gpu``/``resources_per_worker``, its worker processes
+        (kept ``keep_workers_s=600`` seconds; ``launcher="ray_train"`` runs Ray Train's
+        ``TorchTrainer`` instead), so it starts stepping within seconds.
     storage_path, name
         Where the run's checkpoints go: ``storage_path/name/epoch_XXXX/checkpoint.pt``
         (defaults ``./climviz_runs`` and ``<model>-<preset>-<time>``).

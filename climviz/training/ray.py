@@ -1,8 +1,24 @@
 """Data-parallel training on Ray: :func:`train_on_ray`, behind ``climviz.train(...)``.
 
-One call runs a Ray Train (V2) ``TorchTrainer``: ``num_workers`` Ray actors each run
-the same engine, :func:`climviz.training.loop.run_training`, with torch DDP (gloo on
-CPU, NCCL on GPU) set up by Ray.
+``num_workers`` Ray actors each run the same engine,
+:func:`climviz.training.loop.run_training`, with torch DDP (gloo on CPU, NCCL on GPU).
+
+Launchers
+---------
+``launcher="workers"`` (default) runs on a group of Ray actors that this driver keeps
+alive between calls (:mod:`climviz.training.workers`): torch and climviz imported and
+the process group formed once, so a second ``train`` call in a notebook reuses the
+running Ray (:func:`~climviz.training.cluster.connect` never starts a second one) and
+the workers. ``launcher="ray_train"`` runs a Ray Train (V2) ``TorchTrainer`` per call,
+as before issue 19. Why the default changed (``benchmarks/results/ray_quick.json``,
+2 cores at load ~6): with Ray already running, a ``TorchTrainer`` took ~50 s to its
+first step (~40 s of it from ``fit()`` to the workers running: controller actor,
+placement group, worker processes importing torch, process group), the kept group
+~1-4 s (the engine's own set-up: normalization fit, FLOP count, model, first batch).
+From a cold start both pay Ray's own start (~10-25 s); the workers then start once.
+
+Data is never sent as arrays when it is a file: paths (and globs) travel as absolute
+paths and every worker opens them lazily (see below).
 
 Scaling with ``num_workers`` (W)
 --------------------------------
