@@ -239,3 +239,23 @@ def test_the_bundled_checkpoint_still_loads_into_the_tiny_preset(make_fields):
     net.load_state_dict(ck["model_state"], strict=True)  # same keys and shapes as when it was trained
     with torch.no_grad():
         assert torch.isfinite(net(make_fields(1, 32, 48))).all()
+
+
+def test_build_with_a_normalizer_normalizes_inside_and_checks_the_channels(make_fields):
+    import numpy as np
+
+    from climviz.errors import DataError
+
+    stats = {"channels": ["A", "B", "C", "D"], "mean": [1.0, 2.0, 3.0, 4.0], "std": [2.0, 4.0, 8.0, 16.0]}
+    net = build("tiramisu", "tiny", in_channels=4, seed=0, normalizer=stats).eval()
+    bare = build("tiramisu", "tiny", in_channels=4, seed=0).eval()
+    x = make_fields(1, 32, 48)[:, :4]
+    z = (x.double() - torch.tensor(stats["mean"]).double()[:, None, None]) / torch.tensor(
+        stats["std"]).double()[:, None, None]
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), bare(z.float()), rtol=1e-5, atol=1e-5)
+    assert net.build_kwargs() == bare.build_kwargs()       # the architecture is the same
+    assert count_parameters(net) == count_parameters(bare)  # the statistics are buffers
+    np.testing.assert_array_equal(net.input_norm.inv_std.numpy(), 1 / np.array(stats["std"], np.float32))
+    with pytest.raises(DataError, match="normalization for 4 channels, but the network takes 16"):
+        build("tiramisu", "tiny", in_channels=16, normalizer=stats)
