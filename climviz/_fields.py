@@ -188,11 +188,32 @@ def spec(*checks: Check, after: Check | Sequence[Check] = ()) -> dict[str, Any]:
     return {_KEY: (*checks, *more)}
 
 
+_FieldChecks = tuple[tuple[str, tuple[Check, ...], str], ...]
+_CHECKS: dict[type, _FieldChecks] = {}
+
+
+def _field_checks(cls: type) -> _FieldChecks:
+    """Per field of dataclass ``cls``: name, checks, and how YAML numbers are coerced (``"int"``, ``"float"``, "").
+
+    Worked out once per class (fields and their metadata do not change).
+    """
+    got = _CHECKS.get(cls)
+    if got is None:
+        out = []
+        for f in dataclasses.fields(cls):
+            checks = tuple(f.metadata.get(_KEY, ()))
+            kind = ("int" if any(isinstance(c, Int) and c.coerce for c in checks)
+                    else "float" if any(isinstance(c, Float) for c in checks) else "")
+            out.append((f.name, checks, kind))
+        got = _CHECKS[cls] = tuple(out)
+    return got
+
+
 def validate(obj: Any) -> None:
     """Run every field's checks, in field order; the first failure raises ConfigError."""
-    for f in dataclasses.fields(obj):
-        for check in f.metadata.get(_KEY, ()):
-            check(obj, f.name)
+    for name, checks, _ in _field_checks(type(obj)):
+        for check in checks:
+            check(obj, name)
 
 
 def coerce_numbers(obj: Any) -> None:
@@ -201,20 +222,21 @@ def coerce_numbers(obj: Any) -> None:
     Integral floats -> int for :class:`Int` fields; ints and numeric text -> float for
     :class:`Float` fields.
     """
-    for f in dataclasses.fields(obj):
-        checks = f.metadata.get(_KEY, ())
-        v = getattr(obj, f.name)
-        if any(isinstance(c, Int) and c.coerce for c in checks):
+    for name, _, kind in _field_checks(type(obj)):
+        if not kind:
+            continue
+        v = getattr(obj, name)
+        if kind == "int":
             if isinstance(v, float) and v.is_integer():
-                setattr(obj, f.name, int(v))
+                setattr(obj, name, int(v))
             elif isinstance(v, numbers.Integral) and not isinstance(v, (bool, int)):  # numpy ints
-                setattr(obj, f.name, int(v))
-        elif any(isinstance(c, Float) for c in checks):
+                setattr(obj, name, int(v))
+        elif type(v) is not float:
             if isinstance(v, numbers.Real) and not isinstance(v, (bool, float)):  # ints, numpy numbers
-                setattr(obj, f.name, float(v))
+                setattr(obj, name, float(v))
             elif isinstance(v, str):
                 try:
-                    setattr(obj, f.name, float(v))
+                    setattr(obj, name, float(v))
                 except ValueError:
                     pass
 

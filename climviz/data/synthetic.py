@@ -550,53 +550,14 @@ def synthetic_run(
     >>> cv.synthetic_run(4, shape=(32, 48)).identical(ds)  # same seed, same run
     True
     """
-    if int(n_times) != n_times or n_times < 1:
-        raise ConfigError(f"synthetic_run: n_times must be a positive integer, got {n_times!r}")
-    if len(shape) != 2 or min(shape) < 8:
-        raise ConfigError(f"synthetic_run: shape must be (nlat, nlon) with both >= 8, got {shape!r}")
-    for name, val in (("n_tc", n_tc), ("n_ar", n_ar)):
-        if int(val) != val or val < 0:
-            raise ConfigError(f"synthetic_run: {name} must be a non-negative integer, got {val!r}")
-    if not tc_radius_km > 0:
-        raise ConfigError(f"synthetic_run: tc_radius_km must be > 0 km, got {tc_radius_km!r}")
-    n_times, nlat, nlon = int(n_times), int(shape[0]), int(shape[1])
-    try:
-        times = pd.date_range(start=start, periods=n_times, freq=freq)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"synthetic_run: start={start!r} / freq={freq!r} are not a valid time axis: {exc}") from exc
+    times = _check_arguments(n_times, shape, n_tc, n_ar, tc_radius_km, start, freq)
     hours = ((times - times[0]) / pd.Timedelta(hours=1)).to_numpy(dtype=float)
-
     rng = np.random.default_rng(seed)
     waves = _Waves.draw(rng)
     tcs = _tc_tracks(rng, int(n_tc), hours, float(tc_radius_km), first_id=1)
     ars = _ar_tracks(rng, int(n_ar), hours, first_id=int(tcs.ids.size) + 1)
-
-    grid = _Grid.make((nlat, nlon))
-    data = {c: np.empty((n_times, nlat, nlon), np.float32) for c in CHANNELS}
-    labels = np.zeros((n_times, nlat, nlon), np.uint8)
-    block = max(1, _MAX_CELLS_PER_BLOCK // (nlat * nlon))
-    for b0 in range(0, n_times, block):  # blocks of time steps, vectorized within a block
-        tsel = np.arange(b0, min(b0 + block, n_times))
-        fld = _background(grid, hours[tsel], waves)
-        lab = np.zeros((tsel.size, nlat, nlon), np.uint8)
-        _add_ars(grid, fld, lab, ars, tsel)
-        _add_tcs(grid, fld, lab, tcs, tsel)
-        for name, arr in _finish(fld, grid.lat).items():
-            data[name][tsel] = arr
-        labels[tsel] = lab
-
-    coords = {
-        "time": ("time", times.values, {"standard_name": "time", "axis": "T"}),
-        "lat": ("lat", grid.lat, {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude",
-                                  "axis": "Y"}),
-        "lon": ("lon", grid.lon, {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude",
-                                  "axis": "X"}),
-    }
-    dims = ("time", "lat", "lon")
-    data_vars: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, Any]]] = {
-        c: (dims, data[c], dict(CHANNEL_ATTRS[c])) for c in CHANNELS
-    }
-    data_vars[LABEL_VAR] = (dims, labels, label_attrs())
+    grid = _Grid.make((int(shape[0]), int(shape[1])))
+    data, labels = _render(grid, hours, waves, tcs, ars)
     attrs = {
         "title": "climviz synthetic climate run",
         "synthetic": "yes",
@@ -613,7 +574,62 @@ def synthetic_run(
         "tc_radius_km": float(tc_radius_km),
         "climviz_version": __version__,
     }
-    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    ds = _as_dataset(times, grid, data, labels, attrs)
     if return_features:
         return ds, _features_frame(times, [tcs, ars])
     return ds
+
+
+def _check_arguments(n_times: int, shape: tuple[int, int], n_tc: int, n_ar: int, tc_radius_km: float,
+                     start: str, freq: str) -> pd.DatetimeIndex:
+    """Refuse impossible arguments of :func:`synthetic_run` (ConfigError naming them); the time axis."""
+    if int(n_times) != n_times or n_times < 1:
+        raise ConfigError(f"synthetic_run: n_times must be a positive integer, got {n_times!r}")
+    if len(shape) != 2 or min(shape) < 8:
+        raise ConfigError(f"synthetic_run: shape must be (nlat, nlon) with both >= 8, got {shape!r}")
+    for name, val in (("n_tc", n_tc), ("n_ar", n_ar)):
+        if int(val) != val or val < 0:
+            raise ConfigError(f"synthetic_run: {name} must be a non-negative integer, got {val!r}")
+    if not tc_radius_km > 0:
+        raise ConfigError(f"synthetic_run: tc_radius_km must be > 0 km, got {tc_radius_km!r}")
+    try:
+        return pd.date_range(start=start, periods=int(n_times), freq=freq)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"synthetic_run: start={start!r} / freq={freq!r} are not a valid time axis: {exc}") from exc
+
+
+def _render(grid: _Grid, hours: np.ndarray, waves: _Waves, tcs: _Tracks,
+            ars: _Tracks) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The 16 channels (float32) and the labels (uint8), (time, lat, lon), in blocks of time steps."""
+    n_times, nlat, nlon = hours.size, grid.lat.size, grid.lon.size
+    data = {c: np.empty((n_times, nlat, nlon), np.float32) for c in CHANNELS}
+    labels = np.zeros((n_times, nlat, nlon), np.uint8)
+    block = max(1, _MAX_CELLS_PER_BLOCK // (nlat * nlon))
+    for b0 in range(0, n_times, block):  # blocks of time steps, vectorized within a block
+        tsel = np.arange(b0, min(b0 + block, n_times))
+        fld = _background(grid, hours[tsel], waves)
+        lab = np.zeros((tsel.size, nlat, nlon), np.uint8)
+        _add_ars(grid, fld, lab, ars, tsel)
+        _add_tcs(grid, fld, lab, tcs, tsel)
+        for name, arr in _finish(fld, grid.lat).items():
+            data[name][tsel] = arr
+        labels[tsel] = lab
+    return data, labels
+
+
+def _as_dataset(times: pd.DatetimeIndex, grid: _Grid, data: dict[str, np.ndarray], labels: np.ndarray,
+                attrs: dict[str, Any]) -> xr.Dataset:
+    """The CF dataset of the run: channels with their attributes, LABELS, coordinates."""
+    coords = {
+        "time": ("time", times.values, {"standard_name": "time", "axis": "T"}),
+        "lat": ("lat", grid.lat, {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude",
+                                  "axis": "Y"}),
+        "lon": ("lon", grid.lon, {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude",
+                                  "axis": "X"}),
+    }
+    dims = ("time", "lat", "lon")
+    data_vars: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, Any]]] = {
+        c: (dims, data[c], dict(CHANNEL_ATTRS[c])) for c in CHANNELS
+    }
+    data_vars[LABEL_VAR] = (dims, labels, label_attrs())
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
