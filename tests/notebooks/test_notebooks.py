@@ -61,3 +61,19 @@ def test_output_checks_catch_what_a_reader_would_meet():
     nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stderr", text="\n".join(bad[:1] + ok)),
                            nbformat.v4.new_output("error", ename="ValueError", evalue="boom", traceback=[])]
     assert output_problems(nb) == [f"cell 0 stderr: {bad[0]}", "cell 0: ValueError: boom"]
+
+
+@pytest.mark.parametrize("name", ["01_quickstart", "03_event_statistics"])
+def test_teaching_notebooks_use_the_accessor_and_named_classes(name):
+    """Issue 20: the notebooks show the idiomatic entry point, not hand-written equivalents."""
+    import re
+
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert ".climviz." in code
+    assert "from climviz.data import" in code
+    assert 'rename({"LABELS"' not in code  # the accessor and the explorer read LABELS themselves
+    # no class given as a bare 1 or 2 (a comparison with, or a class argument of, a literal number)
+    assert not re.search(r"==\s*[12]\b|frequency(_map)?\([^)]*,\s*[12]\)", code)
