@@ -313,11 +313,11 @@ def run_components(mask, periodic, diag, cap):
         for r in range(H):
             r0 = n
             base = (t * H + r) * W
+            if n + W > cap:  # room for a row of one-cell runs
+                return start[:0].copy(), length[:0].copy(), cls[:0].copy(), parent[:0].copy(), -1
             # one plain pass over the row: a run ends where the class changes
             prev = 0
             a = 0
-            if n + W > cap:  # room for a row of one-cell runs
-                return start[:0].copy(), length[:0].copy(), cls[:0].copy(), parent[:0].copy(), -1
             for f in range(base, base + W):
                 k = flat[f]
                 if k != prev:
