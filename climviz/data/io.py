@@ -123,6 +123,9 @@ CheckValues = Literal["lazy", "eager", "none"]
 RunFormat = Literal["netcdf", "zarr", "deepcam"]
 
 PathLike = str | os.PathLike
+#: What ``open_run`` (and the functions that take a run, e.g. ``label_run``) accept: a file,
+#: a glob, a directory, a Zarr store, a list of them, or a dataset already open.
+RunLike = PathLike | Sequence[PathLike] | xr.Dataset
 _NC_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 _H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 _GRIB_SUFFIXES = (".grb", ".grib", ".grb2", ".grib2", ".grib1")
@@ -470,7 +473,7 @@ def _checked(arr, name, starts, files, policy):
 # public API
 # --------------------------------------------------------------------------------------
 def open_run(
-    paths: PathLike | Sequence[PathLike] | xr.Dataset,
+    paths: RunLike,
     *,
     channels: Sequence[str] | Literal["available"] | None = None,
     chunks: dict[str, int] | None = None,

@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -17,6 +17,9 @@ from climviz.data.schema import AR, BACKGROUND, TC
 from climviz.errors import ConfigError, DataError
 from climviz.labels.ar import ARConfig, ARResult, detect_ar
 from climviz.labels.tc import TCConfig, TCResult, detect_tc
+
+if TYPE_CHECKING:
+    from climviz.data.io import RunLike
 
 __all__ = ["LabelResult", "label_run", "open_data"]
 
@@ -37,7 +40,7 @@ class LabelResult:
     ar: ARResult | None
 
 
-def open_data(data: Any) -> tuple[xr.Dataset, list[str]]:
+def open_data(data: RunLike) -> tuple[xr.Dataset, list[str]]:
     """A run from a Dataset, a path, a glob or a list of paths; and its source files."""
     if isinstance(data, xr.Dataset):
         from climviz.data.units import canonicalize_units  # PSL in hPa, T in degC...: as open_run does
@@ -70,7 +73,7 @@ def _config(value: Any, cls: type, name: str) -> Any:
 
 
 def label_run(
-    data: Any,
+    data: RunLike,
     *,
     tc: bool | TCConfig | dict | None = True,
     ar: bool | ARConfig | dict | None = True,
