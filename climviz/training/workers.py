@@ -537,7 +537,11 @@ def _check_fits(num_workers: int, use_gpu: bool, resources: Mapping[str, float])
 
 def start_group(num_workers: int, use_gpu: bool, resources: Mapping[str, float], *,
                 timeout_s: float = 600.0) -> WorkerGroup:
-    """Start ``num_workers`` actors and form their process group (gloo, NCCL on GPU)."""
+    """Start ``num_workers`` actors and form their process group (gloo, NCCL on GPU).
+
+    Whatever fails or is interrupted here (Ctrl-C included), the actors started so far
+    are killed, so no half-started group keeps holding CPUs/GPUs.
+    """
     import ray
 
     _check_fits(num_workers, use_gpu, resources)
@@ -547,38 +551,55 @@ def start_group(num_workers: int, use_gpu: bool, resources: Mapping[str, float],
                          for _ in range(num_workers)]
     group = WorkerGroup(group_key(num_workers, use_gpu, resources), actors, _job_id())
     try:
-        infos = ray.get([a.info.remote() for a in actors], timeout=timeout_s)
-    except ray.exceptions.GetTimeoutError:
+        infos = _started(actors, resources, timeout_s)
+        # ranks node by node (workers of one node get neighbouring ranks, as in Ray Train)
+        order = sorted(range(num_workers), key=lambda i: (infos[i]["node_ip"], i))
+        group.actors = [actors[i] for i in order]
+        group.startup = {"actors_s": time.perf_counter() - t0,
+                         "import_s": max(float(i["import_s"]) for i in infos)}
+        t1 = time.perf_counter()
+        _form_process_group(group.actors, infos[order[0]]["node_ip"], use_gpu, timeout_s)
+        group.startup["process_group_s"] = time.perf_counter() - t1
+    except BaseException:
+        group.actors = actors
         group.kill()
-        raise ClusterError(f"train: {num_workers} training worker(s) with "
+        raise
+    return group
+
+
+def _started(actors: list[Any], resources: Mapping[str, float],
+             timeout_s: float) -> list[dict[str, Any]]:
+    """Wait until every actor runs (imports done); their :meth:`TrainWorker.info`."""
+    import ray
+
+    try:
+        return list(ray.get([a.info.remote() for a in actors], timeout=timeout_s))
+    except ray.exceptions.GetTimeoutError:
+        raise ClusterError(f"train: {len(actors)} training worker(s) with "
                            f"{dict(resources) or {'CPU': 1}} each did not start within "
                            f"{timeout_s:g} s (are the cluster's resources taken by other "
                            "work?)") from None
     except ray.exceptions.RayError as exc:
-        group.kill()
         raise ClusterError(f"train: training workers failed to start: {exc}") from exc
-    # ranks node by node (workers of one node get neighbouring ranks, as in Ray Train)
-    order = sorted(range(num_workers), key=lambda i: (infos[i]["node_ip"], i))
-    group.actors = [actors[i] for i in order]
-    group.startup = {"actors_s": time.perf_counter() - t0,
-                     "import_s": max(float(i["import_s"]) for i in infos)}
-    t1 = time.perf_counter()
+
+
+def _form_process_group(actors: list[Any], master_ip: str, use_gpu: bool,
+                        timeout_s: float) -> None:
+    """torch.distributed over the actors in rank order (nothing to form for one)."""
+    import ray
+
+    n = len(actors)
     try:
-        if num_workers > 1:
-            master_ip = infos[order[0]]["node_ip"]
-            port = ray.get(group.actors[0].free_port.remote(), timeout=60)
-            init = f"tcp://{master_ip}:{port}"
-            backend = "nccl" if use_gpu else "gloo"
-            ray.get([a.init_process_group.remote(backend, init, r, num_workers, 1800.0)
-                     for r, a in enumerate(group.actors)], timeout=timeout_s)
-        else:
-            ray.get(group.actors[0].set_rank.remote(0, 1), timeout=60)
+        if n == 1:
+            ray.get(actors[0].set_rank.remote(0, 1), timeout=60)
+            return
+        port = ray.get(actors[0].free_port.remote(), timeout=60)
+        ray.get([a.init_process_group.remote("nccl" if use_gpu else "gloo",
+                                             f"tcp://{master_ip}:{port}", r, n, 1800.0)
+                 for r, a in enumerate(actors)], timeout=timeout_s)
     except Exception as exc:
-        group.kill()
         raise ClusterError(f"train: the workers could not form their process group: "
                            f"{type(exc).__name__}: {exc}") from exc
-    group.startup["process_group_s"] = time.perf_counter() - t1
-    return group
 
 
 def acquire_group(num_workers: int, use_gpu: bool, resources: Mapping[str, float], *,
