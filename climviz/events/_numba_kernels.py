@@ -269,6 +269,56 @@ def axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area,
 
 
 @numba.njit(cache=True, nogil=True)
+def axes_km(row, c0, length, key, sin_lat, cos_lat, rows_area, vec, area, ex, ey, present, lonr, colw, radius_km):
+    """Length and width (km) of the events ``present``: :func:`axes_moments` and the principal axes.
+
+    ``vec`` (nk, 3): per key the area-weighted sum of the cells' 3-D unit vectors
+    (its direction is the centroid; (0, 0, 1) where it vanishes); ``area``,
+    ``ex``, ``ey``: per key the area and the sums of the cells' own extents
+    (area x (cos lat x width)², area x height², radians²). The covariance
+    of the azimuthal equidistant positions plus the cells' extents / 12, times
+    R², has eigenvalues l1 >= l2; length = sqrt(12 l1), width = sqrt(12 l2).
+    """
+    nk = vec.shape[0]
+    slat_e = np.empty(nk)
+    clat_e = np.empty(nk)
+    clon_e = np.empty(nk)
+    for k in range(nk):
+        x = vec[k, 0]
+        y = vec[k, 1]
+        z = vec[k, 2]
+        norm = math.sqrt(x * x + y * y + z * z)
+        if norm > 0.0 and norm < math.inf:
+            x /= norm
+            y /= norm
+            z /= norm
+        else:
+            x, y, z = 0.0, 0.0, 1.0
+        lat = math.asin(min(max(z, -1.0), 1.0))
+        slat_e[k] = math.sin(lat)
+        clat_e[k] = math.cos(lat)
+        clon_e[k] = math.atan2(y, x)
+    mom = axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area, slat_e, clat_e, clon_e, lonr, colw, nk)
+    R2 = radius_km * radius_km
+    n = present.size
+    out_l = np.empty(n)
+    out_w = np.empty(n)
+    for j in range(n):
+        k = present[j]
+        sw = area[k]
+        mx = mom[0, k] / sw
+        my = mom[1, k] / sw
+        cxx = R2 * (mom[2, k] / sw + ex[k] / sw / 12.0 - mx * mx)
+        cyy = R2 * (mom[3, k] / sw + ey[k] / sw / 12.0 - my * my)
+        cxy = R2 * (mom[4, k] / sw - mx * my)
+        half = 0.5 * (cxx + cyy)
+        disc = math.sqrt(max(0.25 * (cxx - cyy) ** 2 + cxy * cxy, 0.0))
+        out_l[j] = math.sqrt(12.0 * max(half + disc, 0.0))
+        out_w[j] = math.sqrt(12.0 * max(half - disc, 0.0))
+    return out_l, out_w
+
+
+@numba.njit(cache=True, nogil=True)
 def _find(parent, a):
     """Root of ``a`` (with path compression)."""
     root = a
@@ -307,6 +357,8 @@ def run_components(mask, periodic, diag, cap):
     parent = np.empty(cap, np.int64)
     n = 0
     flat = mask.reshape(-1)
+    seg_start = np.empty(W + 2, np.int64)  # segments (of any class, 0 included) of one row
+    seg_cls = np.empty(W + 2, np.uint8)
     for t in range(T):
         p0 = -1  # first run of the previous row (-1: none yet in this step)
         p1 = -1  # one past its last run
@@ -315,26 +367,25 @@ def run_components(mask, periodic, diag, cap):
             base = (t * H + r) * W
             if n + W > cap:  # room for a row of one-cell runs
                 return start[:0].copy(), length[:0].copy(), cls[:0].copy(), parent[:0].copy(), -1
-            # one plain pass over the row: a run ends where the class changes
-            prev = 0
-            a = 0
+            # segments of equal class, recorded without branches: every cell writes its index to
+            # the next free slot, which is kept (m += 1) only where the class changes
+            m = 0
+            prev = -1
             for f in range(base, base + W):
                 k = flat[f]
-                if k != prev:
-                    if prev != 0:
-                        start[n] = a
-                        length[n] = f - a
-                        cls[n] = prev
-                        parent[n] = n
-                        n += 1
-                    a = f
-                    prev = k
-            if prev != 0:
-                start[n] = a
-                length[n] = base + W - a
-                cls[n] = prev
-                parent[n] = n
-                n += 1
+                seg_start[m] = f
+                seg_cls[m] = k
+                m += k != prev
+                prev = k
+            seg_start[m] = base + W
+            for i in range(m):
+                q = seg_cls[i]
+                if q != 0:
+                    start[n] = seg_start[i]
+                    length[n] = seg_start[i + 1] - seg_start[i]
+                    cls[n] = q
+                    parent[n] = n
+                    n += 1
             # runs of the previous row that touch: column ranges overlap, or meet diagonally
             if p0 >= 0:
                 q0 = p0

@@ -278,19 +278,17 @@ def _axes_km(runs: Runs, rk: _RunKeys, es: _EventSums, geo: Geo) -> tuple[np.nda
     is applied to the moments, not the cells.
     """
     present = es.present
+    compiled = kernels(int(runs.length.sum()))
+    if compiled is not None:  # one fused loop over the cells and the events (numba), the same sums
+        return compiled["axes_km"](rk.row, rk.c0, runs.length, rk.key, geo.sin_lat, geo.cos_lat, geo.rows, es.vec,
+                                   es.area, es.ex, es.ey, present, geo.lon_rad, geo.cols, geo.radius_km)
     with np.errstate(invalid="ignore", divide="ignore"):
         cvec = es.vec / np.linalg.norm(es.vec, axis=-1)[:, None]
     cvec = np.where(np.isfinite(cvec), cvec, np.array([0.0, 0.0, 1.0]))
     clat = np.arcsin(np.clip(cvec[:, 2], -1.0, 1.0))
     clon = np.arctan2(cvec[:, 1], cvec[:, 0])
     sw = es.area[present]
-    compiled = kernels(int(runs.length.sum()))
-    if compiled is not None:  # one fused loop over the cells (numba), same sums
-        mom = compiled["axes_moments"](rk.row, rk.c0, runs.length, rk.key, geo.sin_lat, geo.cos_lat, geo.rows,
-                                       np.sin(clat), np.cos(clat), clon, geo.lon_rad, geo.cols, rk.nk)[:, present] / sw
-        mx, my, sxx, syy, sxy = mom
-    else:
-        mx, my, sxx, syy, sxy = _axes_sums(runs, rk, present, sw, clat, clon, geo)
+    mx, my, sxx, syy, sxy = _axes_sums(runs, rk, present, sw, clat, clon, geo)
     ex = es.ex[present] / sw
     ey = es.ey[present] / sw
     R2 = geo.radius_km ** 2
