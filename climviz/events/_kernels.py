@@ -40,8 +40,9 @@ _KERNELS: dict[str, Callable[..., Any]] | None = None
 def _build() -> dict[str, Callable[..., Any]]:
     from climviz.events import _numba_kernels as nk
 
-    return {"axes_moments": nk.axes_moments, "axes_km": nk.axes_km, "run_components": nk.run_components, "write_runs": nk.write_runs,
-            "event_sums": nk.event_sums, "number_runs": nk.number_runs, "run_keys": nk.run_keys}
+    return {"axes_moments": nk.axes_moments, "axes_km": nk.axes_km, "run_components": nk.run_components,
+            "write_runs": nk.write_runs, "event_sums": nk.event_sums, "number_runs": nk.number_runs,
+            "run_keys": nk.run_keys}
 
 
 def kernels(n_cells: int) -> dict[str, Callable[..., Any]] | None:
