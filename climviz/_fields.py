@@ -138,6 +138,21 @@ class OneOf:
     """One of ``values`` exactly (compared with ``==``; no case folding, unlike :class:`Choice`).
 
     The message lists them: ``"expected 'wind', 'psl' or 'fixed'"``.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass, field
+    >>> @dataclass
+    ... class Demo:
+    ...     connectivity: int = field(default=4, metadata=spec(OneOf((4, 8))))
+    ...     def __post_init__(self):
+    ...         validate(self)
+    >>> Demo(8).connectivity
+    8
+    >>> Demo(6)
+    Traceback (most recent call last):
+    ...
+    climviz.errors.ConfigError: Demo.connectivity: expected 4 or 8, found 6
     """
 
     values: tuple[Any, ...]
@@ -245,6 +260,12 @@ def plain(value: Any) -> Any:
     """``value`` as JSON/YAML gives it back: tuples (nested too) as lists, keys as text, paths as text.
 
     Dataclasses inside become dictionaries of their fields.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> plain({"pairs": (("U850", "V850"),), 3: Path("runs/a.nc")})
+    {'pairs': [['U850', 'V850']], '3': 'runs/a.nc'}
     """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
