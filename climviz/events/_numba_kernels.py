@@ -219,7 +219,7 @@ def _run_tier(col0, col1, lonr, cos_lon, sin_lon, cc, sc, cp, a, b, c, d):
 @numba.njit(cache=True, nogil=True)
 def axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area,
                  slat_e, clat_e, clon_e, lonr, colw, nk):
-    """Sums of w x, w y, w x², w y², w x y per event key (x, y: azimuthal equidistant, radians).
+    """Sums of w x, w y, w x², w y², w x y per event key (x, y: azimuthal equidistant, radians), shape (nk, 5).
 
     One entry per run: its row, first column, length and key; per row the sin/cos
     of latitude and the area factor; per key the centroid's sin/cos of latitude
@@ -232,7 +232,7 @@ def axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area,
     run's cells are summed first, then multiplied by the row's area factor
     and added to its event.
     """
-    out = np.zeros((5, nk))
+    out = np.zeros((nk, 5))  # one event's sums side by side (one cache line per update)
     cos_lon = np.cos(lonr)
     sin_lon = np.sin(lonr)
     cos_c = np.cos(clon_e)
@@ -260,11 +260,11 @@ def axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area,
         else:
             s0, s1, s2, s3, s4 = _run_exact(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b, c, d)
         ra = rows_area[r]
-        out[0, k] += s0 * ra
-        out[1, k] += s1 * ra
-        out[2, k] += s2 * ra
-        out[3, k] += s3 * ra
-        out[4, k] += s4 * ra
+        out[k, 0] += s0 * ra
+        out[k, 1] += s1 * ra
+        out[k, 2] += s2 * ra
+        out[k, 3] += s3 * ra
+        out[k, 4] += s4 * ra
     return out
 
 
@@ -306,11 +306,11 @@ def axes_km(row, c0, length, key, sin_lat, cos_lat, rows_area, vec, area, ex, ey
     for j in range(n):
         k = present[j]
         sw = area[k]
-        mx = mom[0, k] / sw
-        my = mom[1, k] / sw
-        cxx = R2 * (mom[2, k] / sw + ex[k] / sw / 12.0 - mx * mx)
-        cyy = R2 * (mom[3, k] / sw + ey[k] / sw / 12.0 - my * my)
-        cxy = R2 * (mom[4, k] / sw - mx * my)
+        mx = mom[k, 0] / sw
+        my = mom[k, 1] / sw
+        cxx = R2 * (mom[k, 2] / sw + ex[k] / sw / 12.0 - mx * mx)
+        cyy = R2 * (mom[k, 3] / sw + ey[k] / sw / 12.0 - my * my)
+        cxy = R2 * (mom[k, 4] / sw - mx * my)
         half = 0.5 * (cxx + cyy)
         disc = math.sqrt(max(0.25 * (cxx - cyy) ** 2 + cxy * cxy, 0.0))
         out_l[j] = math.sqrt(12.0 * max(half + disc, 0.0))
@@ -449,13 +449,13 @@ def event_sums(key, row, c0, length, cls, rows_area, lat, cos_lat, sin_lat, cw, 
     a (4, nk) int64 array: smallest and largest class, first and last row
     (``H`` / 0 and ``H`` / -1 where a key has no run).
     """
-    out = np.zeros((10, nk))
-    ext = np.empty((4, nk), np.int64)
+    out = np.zeros((nk, 10))  # one event's sums side by side
+    ext = np.empty((nk, 4), np.int64)
     for k in range(nk):
-        ext[0, k] = 32767
-        ext[1, k] = 0
-        ext[2, k] = H
-        ext[3, k] = -1
+        ext[k, 0] = 32767
+        ext[k, 1] = 0
+        ext[k, 2] = H
+        ext[k, 3] = -1
     for i in range(key.size):
         k = key[i]
         r = row[i]
@@ -465,26 +465,26 @@ def event_sums(key, row, c0, length, cls, rows_area, lat, cos_lat, sin_lat, cw, 
         run_area = rowa * (cw[b] - cw[a])
         dc = cc[b] - cc[a]
         ds = cs[b] - cs[a]
-        out[0, k] += length[i]
-        out[1, k] += run_area
-        out[2, k] += run_area * lat[r]
-        out[3, k] += rowa * ds
-        out[4, k] += rowa * dc
-        out[5, k] += rowa * cos_lat[r] * dc
-        out[6, k] += rowa * cos_lat[r] * ds
-        out[7, k] += run_area * sin_lat[r]
-        out[8, k] += rowa * cos_lat[r] * cos_lat[r] * (cw3[b] - cw3[a])
-        out[9, k] += run_area * dphi2[r]
+        out[k, 0] += length[i]
+        out[k, 1] += run_area
+        out[k, 2] += run_area * lat[r]
+        out[k, 3] += rowa * ds
+        out[k, 4] += rowa * dc
+        out[k, 5] += rowa * cos_lat[r] * dc
+        out[k, 6] += rowa * cos_lat[r] * ds
+        out[k, 7] += run_area * sin_lat[r]
+        out[k, 8] += rowa * cos_lat[r] * cos_lat[r] * (cw3[b] - cw3[a])
+        out[k, 9] += run_area * dphi2[r]
         q = np.int64(cls[i])
-        if q < ext[0, k]:
-            ext[0, k] = q
-        if q > ext[1, k]:
-            ext[1, k] = q
-        if r < ext[2, k]:
-            ext[2, k] = r
-        if r > ext[3, k]:
-            ext[3, k] = r
-    return out, ext
+        if q < ext[k, 0]:
+            ext[k, 0] = q
+        if q > ext[k, 1]:
+            ext[k, 1] = q
+        if r < ext[k, 2]:
+            ext[k, 2] = r
+        if r > ext[k, 3]:
+            ext[k, 3] = r
+    return out.T, ext.T
 
 
 @numba.njit(cache=True, nogil=True)
@@ -493,8 +493,9 @@ def number_runs(start, length, comp, ncomp, T, HW, out, write):
 
     Components are numbered in order of their first run, so those of one step
     are consecutive: id = component - (first component of the step) + 1.
-    With ``write`` every cell of the flat ``out`` is written once (0 between
-    runs), so ``out`` may come uninitialized. Returns (ids int32, events per step).
+    With ``write`` the ids are written into the cells of the runs in the flat,
+    zeroed ``out`` (a fresh ``np.zeros`` costs less than writing the background).
+    Returns (ids int32, events per step).
     """
     first = np.full(T + 1, -1, np.int64)  # first component of each step (its first run's)
     first[T] = ncomp
@@ -511,7 +512,6 @@ def number_runs(start, length, comp, ncomp, T, HW, out, write):
     for t in range(T):
         per_step[t] = first[t + 1] - first[t]
     ids = np.empty(start.size, np.int32)
-    pos = 0
     t = 0
     for j in range(start.size):
         while start[j] >= (t + 1) * HW:
@@ -519,15 +519,8 @@ def number_runs(start, length, comp, ncomp, T, HW, out, write):
         v = comp[j] - first[t] + 1
         ids[j] = v
         if write:
-            s0 = start[j]
-            for f in range(pos, s0):
-                out[f] = 0
-            for f in range(s0, s0 + length[j]):
+            for f in range(start[j], start[j] + length[j]):
                 out[f] = v
-            pos = s0 + length[j]
-    if write:
-        for f in range(pos, out.size):
-            out[f] = 0
     return ids, per_step
 
 

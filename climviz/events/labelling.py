@@ -450,8 +450,8 @@ def _label_block(
             start, length, cls, comp, ncomp = compiled["run_components"](mask, *args, mask.size + W + 1)
         if start.size == 0:
             return _no_events(mask.shape, want_labels)
-        if opts.min_cells <= 1 and opts.min_area_km2 <= 0:  # nothing dropped: ids and labels in one pass
-            lab = np.empty(mask.shape if want_labels else (1,), dtype=np.int32)  # every cell gets written
+        if opts.min_cells <= 1 and opts.min_area_km2 <= 0:  # nothing dropped: ids and labels in one pass over runs
+            lab = np.zeros(mask.shape if want_labels else (1,), dtype=np.int32)
             ids, per_step = compiled["number_runs"](start, length, comp, ncomp, T, HW, lab.reshape(-1), want_labels)
             return (lab if want_labels else None), per_step, Runs(start, length, ids, cls, (T, H, W))
     else:

@@ -145,7 +145,7 @@ def _event_sums(runs: Runs, rk: _RunKeys, geo: Geo) -> _EventSums:
     if compiled is not None:  # the same sums in the same order, in one loop over the runs
         sums, ext = compiled["event_sums"](key, row, c0, runs.length, runs.cls, geo.rows, geo.lat, geo.cos_lat,
                                            geo.sin_lat, geo.cw, geo.cs, geo.cc, geo.cw3, geo.dphi2, nk, H)
-        cnt, area, lat_c, s, c, vx, vy, vz, ex, ey = sums
+        cnt, area, lat_c, s, c, vx, vy, vz, ex, ey = np.ascontiguousarray(sums)
         klass, kmax = ext[0].astype(np.int16), ext[1].astype(np.int16)
         rmin, rmax = ext[2], ext[3]
     else:
