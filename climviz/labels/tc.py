@@ -232,6 +232,17 @@ def _km(deg: float) -> float:
     return float(deg) * KM_PER_DEG
 
 
+def _check_expression(obj: Any, name: str) -> None:
+    """A criterion's field expression parses (ConfigError naming the expression and the position)."""
+    _parse(getattr(obj, name))
+
+
+# Field checks of the criteria (climviz._fields); messages name the criterion by its field
+_EXPRESSION = _check_expression
+_POSITIVE_NUMBER = Rule(lambda v: np.isfinite(v) and v > 0, "a positive number")
+_NON_NEGATIVE_NUMBER = Rule(lambda v: np.isfinite(v) and v >= 0, "a non-negative number")
+
+
 @dataclass(frozen=True)
 class ClosedContour:
     """A closed-contour criterion (TempestExtremes ``--closedcontourcmd``).
@@ -254,21 +265,16 @@ class ClosedContour:
         0 means the candidate itself (TE's 4th argument, in degrees there).
     """
 
-    field: str
-    delta: float
-    distance_km: float
-    search_km: float = 0.0
+    field: str = dataclasses.field(metadata=spec(_EXPRESSION))
+    delta: float = dataclasses.field(metadata=spec(Rule(lambda v: np.isfinite(v) and v != 0, "a non-zero number")))
+    distance_km: float = dataclasses.field(metadata=spec(_POSITIVE_NUMBER))
+    search_km: float = dataclasses.field(default=0.0, metadata=spec(_NON_NEGATIVE_NUMBER))
 
     def __post_init__(self) -> None:
-        _parse(self.field)
-        if not np.isfinite(self.delta) or self.delta == 0:
-            raise ConfigError(f"ClosedContour({self.field!r}).delta: expected a non-zero number, found {self.delta!r}")
-        if not np.isfinite(self.distance_km) or self.distance_km <= 0:
-            raise ConfigError(
-                f"ClosedContour({self.field!r}).distance_km: expected a positive number, found {self.distance_km!r}")
-        if not np.isfinite(self.search_km) or self.search_km < 0:
-            raise ConfigError(
-                f"ClosedContour({self.field!r}).search_km: expected a non-negative number, found {self.search_km!r}")
+        validate(self)
+
+    def _field_message(self, name: str, expected: str) -> str:
+        return f"ClosedContour({self.field!r}).{name}: expected {expected}, found {getattr(self, name)!r}"
 
     @classmethod
     def from_te(cls, text: str) -> ClosedContour:
@@ -301,20 +307,16 @@ class Threshold:
     when 0) must satisfy ``op value``.
     """
 
-    field: str
-    op: str
-    value: float
-    distance_km: float = 0.0
+    field: str = dataclasses.field(metadata=spec(_EXPRESSION))
+    op: str = dataclasses.field(metadata=spec(Rule(lambda v: v in _OPS, f"one of {sorted(_OPS)}")))
+    value: float = dataclasses.field(metadata=spec(Rule(np.isfinite, "a number")))
+    distance_km: float = dataclasses.field(default=0.0, metadata=spec(_NON_NEGATIVE_NUMBER))
 
     def __post_init__(self) -> None:
-        _parse(self.field)
-        if self.op not in _OPS:
-            raise ConfigError(f"Threshold({self.field!r}).op: expected one of {sorted(_OPS)}, found {self.op!r}")
-        if not np.isfinite(self.value):
-            raise ConfigError(f"Threshold({self.field!r}).value: expected a number, found {self.value!r}")
-        if not np.isfinite(self.distance_km) or self.distance_km < 0:
-            raise ConfigError(
-                f"Threshold({self.field!r}).distance_km: expected a non-negative number, found {self.distance_km!r}")
+        validate(self)
+
+    def _field_message(self, name: str, expected: str) -> str:
+        return f"Threshold({self.field!r}).{name}: expected {expected}, found {getattr(self, name)!r}"
 
     @classmethod
     def from_te(cls, text: str) -> Threshold:

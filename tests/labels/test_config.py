@@ -102,3 +102,20 @@ def test_one_dict_round_trip_for_the_detector_configs():
     assert issubclass(TCConfig, DictConfig) and issubclass(ARConfig, DictConfig)
     assert plain({1: (2, (3, 4)), "c": ClosedContour("PSL", 200.0, 500.0)}) == {
         "1": [2, [3, 4]], "c": {"field": "PSL", "delta": 200.0, "distance_km": 500.0, "search_km": 0.0}}
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: ClosedContour("PSL", 0.0, 500.0), r"ClosedContour\('PSL'\)\.delta: expected a non-zero number, found 0"),
+    (lambda: ClosedContour("PSL", 200.0, -1.0),
+     r"ClosedContour\('PSL'\)\.distance_km: expected a positive number, found -1"),
+    (lambda: ClosedContour("PSL", 200.0, 500.0, float("inf")),
+     r"ClosedContour\('PSL'\)\.search_km: expected a non-negative number, found inf"),
+    (lambda: ClosedContour("_MAX(PSL)", 200.0, 500.0), r"field expression '_MAX\(PSL\)': unknown function _MAX"),
+    (lambda: Threshold("PSL", "=", 1.0),
+     r"Threshold\('PSL'\)\.op: expected one of \['<', '<=', '>', '>='\], found '='"),
+    (lambda: Threshold("PSL", "<", "low"), r"Threshold\('PSL'\)\.value: expected a number, found 'low'"),
+    (lambda: Threshold("PSL", "<", 1.0, -5.0), r"Threshold\('PSL'\)\.distance_km: expected a non-negative number"),
+])
+def test_criteria_name_themselves_the_field_expected_and_found(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
