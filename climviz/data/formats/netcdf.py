@@ -155,14 +155,7 @@ def _nc4_times(path: Path, f, sizes: dict[str, int]) -> np.ndarray | None:
             raise DataError(f"{path}: variable time: cannot decode units {ta['units']!r}: {exc}") from exc
     if "time" in sizes:
         return None
-    t = f.attrs.get("time")
-    if t is not None:
-        try:
-            return np.array([np.datetime64(pd.Timestamp(str(t.decode() if isinstance(t, bytes) else t)), "ns")])
-        except ValueError:
-            pass
-    tn = _time_from_name(path)
-    return None if tn is None else np.array([tn])
+    return _single_step_time(path, f.attrs.get("time"))
 
 
 def _dim_name(ds: xr.Dataset, names: Iterable[str]) -> str | None:
@@ -206,8 +199,28 @@ def _xr_open(path: Path, kind: str) -> xr.Dataset:
 
 
 def _open_xarray(path: Path, kind: str, channels: Sequence[str], ds: xr.Dataset | None = None) -> _FilePart:
-    if ds is None:
-        ds = _xr_open(path, kind)
+    """A file (or an open dataset) read through xarray: dims renamed, channels as (time, lat, lon) arrays."""
+    ds = _canonical_dims(path, _xr_open(path, kind) if ds is None else ds)
+    missing = [c for c in channels if c not in ds.data_vars]
+    if missing:
+        raise DataError(
+            f"{path}: missing channel(s) {missing}; expected {list(channels)}; found variables {list(ds.data_vars)}"
+        )
+    nlat, nlon = ds.sizes["lat"], ds.sizes["lon"]
+    lat = ds["lat"].values.astype(float) if "lat" in ds.coords else grid_coords((nlat, nlon))[0]
+    lon = ds["lon"].values.astype(float) if "lon" in ds.coords else grid_coords((nlat, nlon))[1]
+    arrays, var_attrs = {}, {}
+    for name in [*channels] + ([LABEL_VAR] if LABEL_VAR in ds.data_vars else []):
+        arrays[name], var_attrs[name] = _xr_variable(path, ds, name)
+    if "time" in ds.dims:
+        times = ds["time"].values if "time" in ds.coords else None
+    else:
+        times = _single_step_time(path, ds.attrs.get("time"))
+    return _FilePart(path, times, lat, lon, arrays, dict(ds.attrs), var_attrs, "zarr" if kind == "zarr" else "netcdf")
+
+
+def _canonical_dims(path: Path, ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its latitude, longitude and time dimensions named lat, lon, time (DataError without lat/lon)."""
     lat_n, lon_n = _dim_name(ds, _LAT_NAMES), _dim_name(ds, _LON_NAMES)
     if lat_n is None or lon_n is None:
         raise DataError(
@@ -217,53 +230,43 @@ def _open_xarray(path: Path, kind: str, channels: Sequence[str], ds: xr.Dataset 
     time_other = next((n for n in TIME_NAMES if n in ds.dims), None)
     if time_other not in (None, "time") and "time" not in ds.dims:
         ren[time_other] = "time"  # the time names of climviz.data.grid (valid_time, t)
-    if ren:
-        ds = ds.rename(ren)
-    time_n = "time" if "time" in ds.dims else None
-    present = [v for v in ds.data_vars]
-    missing = [c for c in channels if c not in ds.data_vars]
-    if missing:
-        raise DataError(
-            f"{path}: missing channel(s) {missing}; expected {list(channels)}; found variables {present}"
-        )
-    nlat, nlon = ds.sizes["lat"], ds.sizes["lon"]
-    lat = ds["lat"].values.astype(float) if "lat" in ds.coords else grid_coords((nlat, nlon))[0]
-    lon = ds["lon"].values.astype(float) if "lon" in ds.coords else grid_coords((nlat, nlon))[1]
-    want = [*channels] + ([LABEL_VAR] if LABEL_VAR in ds.data_vars else [])
-    arrays, var_attrs = {}, {}
-    for name in want:
-        var = ds[name]
-        dims = set(var.dims)
-        ok = dims == {"time", "lat", "lon"} or (dims == {"lat", "lon"} and (name == LABEL_VAR or time_n is None))
-        if not ok:
-            raise DataError(
-                f"{path}: variable {name}: expected dimensions (time, lat, lon), "
-                f"found {var.dims} with shape {var.shape}"
-                + (f" in a file with {ds.sizes['time']} time steps" if time_n is not None else "")
-            )
-        if "time" in dims:
-            var = var.transpose("time", "lat", "lon")
-            arr = var.data
-        else:
-            var = var.transpose("lat", "lon")
-            arr = var.data[None]
-            if time_n is not None:  # labels without time in a file with time: same labels each step
-                import dask.array as da
+    return ds.rename(ren) if ren else ds
 
-                arr = da.broadcast_to(arr, (ds.sizes["time"], nlat, nlon))
-        arrays[name] = arr
-        var_attrs[name] = dict(var.attrs)
-    times = None
-    if time_n is not None and "time" in ds.coords:
-        times = ds["time"].values
-    elif time_n is None:
-        t = ds.attrs.get("time")
-        tn = _time_from_name(path)
-        if t is not None:
-            try:
-                times = np.array([np.datetime64(pd.Timestamp(str(t)), "ns")])
-            except ValueError:
-                times = None
-        if times is None and tn is not None:
-            times = np.array([tn])
-    return _FilePart(path, times, lat, lon, arrays, dict(ds.attrs), var_attrs, "zarr" if kind == "zarr" else "netcdf")
+
+def _xr_variable(path: Path, ds: xr.Dataset, name: str) -> tuple[Any, dict]:
+    """Variable ``name`` as a (time, lat, lon) array and its attributes.
+
+    A 2-D field is one step in a file without time; 2-D labels in a file with time are
+    the same labels at every step.
+    """
+    var = ds[name]
+    dims = set(var.dims)
+    has_time = "time" in ds.dims
+    if not (dims == {"time", "lat", "lon"} or (dims == {"lat", "lon"} and (name == LABEL_VAR or not has_time))):
+        raise DataError(
+            f"{path}: variable {name}: expected dimensions (time, lat, lon), "
+            f"found {var.dims} with shape {var.shape}"
+            + (f" in a file with {ds.sizes['time']} time steps" if has_time else "")
+        )
+    if "time" in dims:
+        var = var.transpose("time", "lat", "lon")
+        return var.data, dict(var.attrs)
+    var = var.transpose("lat", "lon")
+    arr = var.data[None]
+    if has_time:
+        import dask.array as da
+
+        arr = da.broadcast_to(arr, (ds.sizes["time"], ds.sizes["lat"], ds.sizes["lon"]))
+    return arr, dict(var.attrs)
+
+
+def _single_step_time(path: Path, attr: Any) -> np.ndarray | None:
+    """The time of a file without a time dimension: its ``time`` attribute, else a date in its name."""
+    if attr is not None:
+        try:
+            return np.array([np.datetime64(pd.Timestamp(str(attr.decode() if isinstance(attr, bytes) else attr)),
+                                           "ns")])
+        except ValueError:
+            pass
+    tn = _time_from_name(path)
+    return None if tn is None else np.array([tn])
