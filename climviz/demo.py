@@ -296,6 +296,67 @@ def demo_config(n_times: int, *, num_workers: int = 2, quick: bool = False, epoc
     )
 
 
+def _open_data(data: Any, out: Path) -> tuple[Any, Any]:
+    """The run to use: ``data``, else the bundled sample, else a synthetic sample written to ``out``."""
+    import climviz as cv
+
+    if data is None:
+        paths = sample_paths()
+        if paths:
+            data = [str(p) for p in paths]
+        else:
+            log.warning("data_samples/ not found: generating a synthetic sample run")
+            data = str(cv.write_run(cv.synthetic_run(24, shape=(96, 144), seed=0, n_tc=3, n_ar=2,
+                                                      start="2000-09-01", freq="3h"), out / "synthetic_sample.nc",
+                                    overwrite=True))
+    return data, cv.open_run(data)
+
+
+def _train(cfg: Any, data: Any, out: Path, *, use_ray: bool, num_workers: int) -> Any:
+    """Train ``cfg`` on a local Ray (or in this process); per-epoch metrics to ``training_metrics.csv``."""
+    import climviz as cv
+
+    kwargs: dict[str, Any] = {"use_ray": use_ray, "storage_path": str((out / "runs").resolve()), "name": "demo"}
+    if use_ray:
+        kwargs["num_workers"] = num_workers
+    with quiet(), (_local_ray(num_workers) if use_ray else contextlib.nullcontext()):
+        res = cv.train(cfg, data, **kwargs)
+    _write_csv(res.metrics, out / "training_metrics.csv")
+    return res
+
+
+def _facts(ds: Any, cfg: Any, last: Any, held_out: Any, *, workers: int, use_ray: bool) -> list[tuple[str, str]]:
+    """The lines at the top of the report page: the run, the training and the steps scored."""
+    return [("run", (f"{ds.sizes['time']} time steps on a {ds.sizes['lat']}x{ds.sizes['lon']} grid "
+                     f"(synthetic: {ds.attrs.get('synthetic', 'unknown')})")),
+            ("training", (f"{cfg.model} ({cfg.preset}), {int(last['epoch'])} epochs, "
+                          f"{int(last['global_step'])} optimizer steps of {cfg.effective_batch_size(workers)} "
+                          f"samples, {f'{workers} Ray workers' if use_ray else 'in-process'}, seed {cfg.seed}")),
+            ("scored on", (f"the {len(held_out)} held-out time steps {str(held_out[0])[:16]} to "
+                           f"{str(held_out[-1])[:16]} (never trained on)"))]
+
+
+def _demo_summary(report_summary: dict[str, Any], ds: Any, cfg: Any, last: Any, t0: float,
+                  c0: float) -> dict[str, Any]:
+    """The printed summary: the report's skill lines, then the run and training, then counts and times."""
+    counts_keys = ("TC events", "AR events", "tracks (TC, AR)")
+    return {
+        **{k: v for k, v in report_summary.items() if k not in counts_keys},
+        "run": f"{ds.sizes['time']} time steps on a {ds.sizes['lat']}x{ds.sizes['lon']} grid",
+        "synthetic": str(ds.attrs.get("synthetic", "unknown")),
+        "model": f"{cfg.model} ({cfg.preset})",
+        "epochs": int(last["epoch"]),
+        "optimizer steps": int(last["global_step"]),
+        "val mIoU": float(last["miou"]),
+        "val IoU TC": float(last["iou_tc"]),
+        "val IoU AR": float(last["iou_ar"]),
+        "images/s": float(last["images_per_s"]),
+        **{k: v for k, v in report_summary.items() if k in counts_keys},
+        "wall time [s]": round(time.perf_counter() - t0, 1),
+        "CPU time of this process [s]": round(time.process_time() - c0, 1),
+    }
+
+
 def demo(
     out: str | Path = "climviz_demo",
     *,
@@ -342,27 +403,13 @@ def demo(
     c0 = time.process_time()
     n_stages = 4
     _stage(1, n_stages, "open the run", t0)
-    if data is None:
-        paths = sample_paths()
-        if paths:
-            data = [str(p) for p in paths]
-        else:
-            log.warning("data_samples/ not found: generating a synthetic sample run")
-            data = str(cv.write_run(cv.synthetic_run(24, shape=(96, 144), seed=0, n_tc=3, n_ar=2,
-                                                      start="2000-09-01", freq="3h"), out / "synthetic_sample.nc",
-                                    overwrite=True))
-    ds = cv.open_run(data)
+    data, ds = _open_data(data, out)
 
     workers = num_workers if use_ray else 1
     cfg = demo_config(ds.sizes["time"], num_workers=workers, quick=quick, epochs=epochs, seed=seed)
     _stage(2, n_stages, f"train {cfg.model} ({cfg.preset}) for {cfg.epochs} epochs "
                         f"{'on ' + str(workers) + ' Ray workers' if use_ray else 'in this process'}", t0)
-    kwargs: dict[str, Any] = {"use_ray": use_ray, "storage_path": str((out / "runs").resolve()), "name": "demo"}
-    if use_ray:
-        kwargs["num_workers"] = num_workers
-    with quiet(), (_local_ray(num_workers) if use_ray else contextlib.nullcontext()):
-        res = cv.train(cfg, data, **kwargs)
-    _write_csv(res.metrics, out / "training_metrics.csv")
+    res = _train(cfg, data, out, use_ray=use_ray, num_workers=num_workers)
 
     _stage(3, n_stages, "predict masks over the run", t0)
     with quiet():
@@ -370,37 +417,15 @@ def demo(
 
     _stage(4, n_stages, "score, find events, write the report", t0)
     held_out = ds["time"].values[time_split(ds.sizes["time"], cfg.val_fraction)[1]]
-    bar = QUICK_SKILL_BAR if quick else SKILL_BAR
     last = res.metrics.iloc[-1]
-    facts = [("run", (f"{ds.sizes['time']} time steps on a {ds.sizes['lat']}x{ds.sizes['lon']} grid "
-                     f"(synthetic: {ds.attrs.get('synthetic', 'unknown')})")),
-             ("training", (f"{cfg.model} ({cfg.preset}), {int(last['epoch'])} epochs, "
-                          f"{int(last['global_step'])} optimizer steps of {cfg.effective_batch_size(workers)} "
-                          f"samples, {f'{workers} Ray workers' if use_ray else 'in-process'}, seed {cfg.seed}")),
-             ("scored on", (f"the {len(held_out)} held-out time steps {str(held_out[0])[:16]} to "
-                           f"{str(held_out[-1])[:16]} (never trained on)"))]
     with quiet():
         rep = report(masks, run=ds, out=out, overwrite=True, eval_times=held_out, training_metrics=res.metrics,
-                     skill_bar=bar, title="climviz demo" + (" (--quick)" if quick else ""), facts=facts)
-
+                     skill_bar=QUICK_SKILL_BAR if quick else SKILL_BAR,
+                     title="climviz demo" + (" (--quick)" if quick else ""),
+                     facts=_facts(ds, cfg, last, held_out, workers=workers, use_ray=use_ray))
     rep.files["training_metrics"] = out / "training_metrics.csv"
     rep.files["masks"] = out / "masks.nc"
-    counts_keys = ("TC events", "AR events", "tracks (TC, AR)")
-    rep.summary = {
-        **{k: v for k, v in rep.summary.items() if k not in counts_keys},
-        "run": f"{ds.sizes['time']} time steps on a {ds.sizes['lat']}x{ds.sizes['lon']} grid",
-        "synthetic": str(ds.attrs.get("synthetic", "unknown")),
-        "model": f"{cfg.model} ({cfg.preset})",
-        "epochs": int(last["epoch"]),
-        "optimizer steps": int(last["global_step"]),
-        "val mIoU": float(last["miou"]),
-        "val IoU TC": float(last["iou_tc"]),
-        "val IoU AR": float(last["iou_ar"]),
-        "images/s": float(last["images_per_s"]),
-        **{k: v for k, v in rep.summary.items() if k in counts_keys},
-        "wall time [s]": round(time.perf_counter() - t0, 1),
-        "CPU time of this process [s]": round(time.process_time() - c0, 1),
-    }
+    rep.summary = _demo_summary(rep.summary, ds, cfg, last, t0, c0)
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(rep.summary, indent=2, default=str))
     rep.files["summary"] = out / "summary.json"
