@@ -11,7 +11,7 @@ interval of ``b - a`` is the percentile interval of the replicates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ from climviz._compat import ClassesLike, class_ids
 from climviz.data.schema import CLASSES
 from climviz.errors import DataError
 from climviz.events.geometry import EARTH_RADIUS_KM, cell_areas
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["compare", "Comparison", "default_block_steps"]
 
@@ -215,8 +218,8 @@ def _class_maps(ds: Any, c: int, a: _Run, b: _Run, ci: float, chunk: int) -> Non
 
 
 def compare(
-    a: Any,
-    b: Any,
+    a: xr.DataArray | xr.Dataset,
+    b: xr.DataArray | xr.Dataset,
     *,
     classes: ClassesLike = (1, 2),
     block_steps: int | None = None,

@@ -13,7 +13,7 @@ alarms / predicted events; CSI = detected / (true + false alarms).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,9 @@ from climviz.data.schema import CLASSES
 from climviz.errors import DataError
 from climviz.events.geometry import EARTH_RADIUS_KM
 from climviz.events.labelling import Geo, LabelOptions, _label_block, resolve_periodic
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["skill"]
 
@@ -138,8 +141,8 @@ def _rows(n: _Counts, classes: tuple[int, ...]) -> pd.DataFrame:
 
 
 def skill(
-    pred: Any,
-    truth: Any,
+    pred: np.ndarray | xr.DataArray | xr.Dataset,
+    truth: np.ndarray | xr.DataArray | xr.Dataset,
     *,
     classes: ClassesLike = (1, 2),
     min_iou: float = 0.1,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -10,6 +10,9 @@ import pandas as pd
 from climviz._compat import ClassesLike, class_ids, is_one_class, renamed_kwargs
 from climviz.data.schema import CLASSES
 from climviz.errors import DataError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["frequency", "summarize", "run_years", "land_lookup"]
 
@@ -50,7 +53,8 @@ def _frequency_one(da: Any, c: int, by: str | None) -> Any:
 
 
 @renamed_kwargs(cls="classes")
-def frequency(mask: Any, classes: ClassesLike, *, by: TimeGrouping | None = None) -> Any:
+def frequency(mask: xr.DataArray | xr.Dataset, classes: ClassesLike, *,
+              by: TimeGrouping | None = None) -> xr.DataArray:
     """Fraction of time steps each grid cell is inside a class.
 
     Parameters
