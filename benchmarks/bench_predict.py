@@ -6,7 +6,7 @@ file, like the public ClimateNet files) and a ``tiny`` DeepLabv3+ checkpoint wit
 its normalization statistics is saved. Then, alternating, ``--repeats`` times:
 
 1. **forward**: the checkpoint's network (``climviz.training.checkpoint.load_model``)
-   on the same batches of ``--batch-size`` time steps, already normalized and in
+   on the same batches of ``--batch-size`` time steps, raw (it normalizes them) and in
    memory, inside ``torch.inference_mode`` (logits only, nothing else): steps/s.
 2. **predict -> netCDF**: ``climviz.predict(checkpoint, files, out="masks.nc")``
    from opening the files to the renamed netCDF file: steps/s.
@@ -101,7 +101,8 @@ def make_inputs(workdir: Path, grid: tuple[int, int], steps: int, model: str, pr
 
 
 def forward_only(ckpt: Path, files: list[Path], batch_size: int) -> float:
-    """Seconds for the bare forward pass over all batches (inputs normalized, in memory)."""
+    """Seconds for the bare forward pass over all batches (raw inputs in memory; the network
+    normalizes them itself, as in predict)."""
     import torch
     import xarray as xr
 
@@ -109,13 +110,10 @@ def forward_only(ckpt: Path, files: list[Path], batch_size: int) -> float:
 
     net, meta = load_model(ckpt)
     chans = meta["channels"]
-    norm = meta["normalizer"]
-    mean = np.asarray(norm["mean"], np.float32)[:, None, None]
-    std = np.asarray(norm["std"], np.float32)[:, None, None]
     steps = []
     for p in files:
         with xr.open_dataset(p) as d:
-            steps.append((np.stack([d[c].values[0] for c in chans]) - mean) / std)
+            steps.append(np.stack([d[c].values[0] for c in chans]))
     x = torch.from_numpy(np.stack(steps).astype(np.float32))
     batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
     with torch.inference_mode():
