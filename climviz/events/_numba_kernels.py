@@ -218,12 +218,12 @@ def _run_tier(col0, col1, lonr, cos_lon, sin_lon, cc, sc, cp, a, b, c, d):
 
 @numba.njit(cache=True, nogil=True)
 def axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area,
-                 slat_e, clat_e, clon_e, lonr, colw, nk):
+                 slat_e, clat_e, cos_c, sin_c, lonr, cos_lon, sin_lon, colw, nk):
     """Sums of w x, w y, w x², w y², w x y per event key (x, y: azimuthal equidistant, radians), shape (nk, 5).
 
     One entry per run: its row, first column, length and key; per row the sin/cos
-    of latitude and the area factor; per key the centroid's sin/cos of latitude
-    and its longitude (radians); per column longitude (radians, increasing) and width.
+    of latitude and the area factor; per key the sin/cos of the centroid's latitude
+    and longitude; per column the longitude (radians, increasing), its cos/sin and the width.
     theta / sin(theta) comes from its series (to q^14, q = sin(theta) < 1/8,
     where the next term is below 1e-16) for runs whose cells all lie within
     ~7.2 degrees of the centroid, from the quarter-angle series for runs within
@@ -233,10 +233,6 @@ def axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area,
     and added to its event.
     """
     out = np.zeros((nk, 5))  # one event's sums side by side (one cache line per update)
-    cos_lon = np.cos(lonr)
-    sin_lon = np.sin(lonr)
-    cos_c = np.cos(clon_e)
-    sin_c = np.sin(clon_e)
     for i in range(row.size):
         k = key[i]
         r = row[i]
@@ -269,7 +265,8 @@ def axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area,
 
 
 @numba.njit(cache=True, nogil=True)
-def axes_km(row, c0, length, key, sin_lat, cos_lat, rows_area, vec, area, ex, ey, present, lonr, colw, radius_km):
+def axes_km(row, c0, length, key, sin_lat, cos_lat, rows_area, vec, area, ex, ey, present, lonr, cos_lon, sin_lon,
+            colw, radius_km):
     """Length and width (km) of the events ``present``: :func:`axes_moments` and the principal axes.
 
     ``vec`` (nk, 3): per key the area-weighted sum of the cells' 3-D unit vectors
@@ -282,23 +279,22 @@ def axes_km(row, c0, length, key, sin_lat, cos_lat, rows_area, vec, area, ex, ey
     nk = vec.shape[0]
     slat_e = np.empty(nk)
     clat_e = np.empty(nk)
-    clon_e = np.empty(nk)
-    for k in range(nk):
+    cos_c = np.empty(nk)
+    sin_c = np.empty(nk)
+    for k in range(nk):  # the centroid's direction: sin/cos of its latitude and longitude, no trigonometry
         x = vec[k, 0]
         y = vec[k, 1]
         z = vec[k, 2]
         norm = math.sqrt(x * x + y * y + z * z)
-        if norm > 0.0 and norm < math.inf:
-            x /= norm
-            y /= norm
-            z /= norm
-        else:
-            x, y, z = 0.0, 0.0, 1.0
-        lat = math.asin(min(max(z, -1.0), 1.0))
-        slat_e[k] = math.sin(lat)
-        clat_e[k] = math.cos(lat)
-        clon_e[k] = math.atan2(y, x)
-    mom = axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area, slat_e, clat_e, clon_e, lonr, colw, nk)
+        if not (norm > 0.0 and norm < math.inf):
+            x, y, z, norm = 0.0, 0.0, 1.0, 1.0
+        rho = math.sqrt(x * x + y * y)
+        slat_e[k] = z / norm
+        clat_e[k] = rho / norm
+        cos_c[k] = x / rho if rho > 0.0 else 1.0
+        sin_c[k] = y / rho if rho > 0.0 else 0.0
+    mom = axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area, slat_e, clat_e, cos_c, sin_c, lonr,
+                       cos_lon, sin_lon, colw, nk)
     R2 = radius_km * radius_km
     n = present.size
     out_l = np.empty(n)

@@ -221,7 +221,7 @@ class Geo:
     are differences of two entries. The other arrays are derived once per grid
     for the event table: ``cw3`` the cumulative sums of ``cols³``, ``dphi2`` the
     squared latitude extent of each row (radians²), ``sin_lat``/``cos_lat`` per
-    row and ``lon_rad`` per column.
+    row and ``lon_rad``, ``cos_lon``, ``sin_lon`` per column.
     """
 
     lat: np.ndarray
@@ -237,6 +237,8 @@ class Geo:
     sin_lat: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     cos_lat: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     lon_rad: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    cos_lon: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    sin_lon: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def of(cls, lat: npt.ArrayLike, lon: npt.ArrayLike, radius_km: float = EARTH_RADIUS_KM) -> "Geo":
@@ -257,7 +259,7 @@ class Geo:
 
         return cls(lat, lon, rows, cols, cum(cols), cum(cols * np.sin(lr)), cum(cols * np.cos(lr)),
                    float(radius_km), cw3=cum(cols ** 3), dphi2=np.diff(edges) ** 2, sin_lat=np.sin(latr),
-                   cos_lat=np.cos(latr), lon_rad=lr)
+                   cos_lat=np.cos(latr), lon_rad=lr, cos_lon=np.cos(lr), sin_lon=np.sin(lr))
 
 
 @functools.lru_cache(maxsize=16)

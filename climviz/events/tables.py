@@ -281,7 +281,8 @@ def _axes_km(runs: Runs, rk: _RunKeys, es: _EventSums, geo: Geo) -> tuple[np.nda
     compiled = kernels(int(runs.length.sum()))
     if compiled is not None:  # one fused loop over the cells and the events (numba), the same sums
         return compiled["axes_km"](rk.row, rk.c0, runs.length, rk.key, geo.sin_lat, geo.cos_lat, geo.rows, es.vec,
-                                   es.area, es.ex, es.ey, present, geo.lon_rad, geo.cols, geo.radius_km)
+                                   es.area, es.ex, es.ey, present, geo.lon_rad, geo.cos_lon, geo.sin_lon, geo.cols,
+                                   geo.radius_km)
     with np.errstate(invalid="ignore", divide="ignore"):
         cvec = es.vec / np.linalg.norm(es.vec, axis=-1)[:, None]
     cvec = np.where(np.isfinite(cvec), cvec, np.array([0.0, 0.0, 1.0]))
