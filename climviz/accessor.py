@@ -98,7 +98,14 @@ class ClimvizAccessor:
         mask : DataArray, Dataset or str, optional
             The class mask to overlay (e.g. ``masks["mask"]`` or ``"LABELS"``).
         **kwargs
-            Passed to :func:`climviz.viz.map`.
+            Passed to :func:`climviz.viz.map` (``time``, ``projection``, ``frame_width``...).
+
+        Examples
+        --------
+        >>> run = cv.synthetic_run(4, shape=(32, 48))
+        >>> m = run.climviz.map("PSL", mask="LABELS", time=0)  # = cv.viz.map(run, "LABELS", variable="PSL", time=0)
+        >>> m.Image.I.vdims[0].label
+        'sea level pressure (hPa)'
         """
         from climviz.viz import map as draw
 
@@ -107,13 +114,39 @@ class ClimvizAccessor:
         return draw(self._obj, mask, **kwargs)
 
     def predict(self, checkpoint: str | os.PathLike, **kwargs: Any) -> xr.Dataset:
-        """Masks from a trained checkpoint: :func:`climviz.predict` on this run."""
+        """Masks from a trained checkpoint: :func:`climviz.predict` on this run.
+
+        Parameters
+        ----------
+        checkpoint : str or path
+            A checkpoint file written by :func:`climviz.train`.
+        **kwargs
+            Passed to :func:`climviz.predict` (``out``, ``batch_size``, ``progress``...).
+
+        Returns
+        -------
+        xr.Dataset
+            The mask dataset (``mask``: 0 background, 1 TC, 2 AR).
+        """
         from climviz.inference.predict import predict
 
         return predict(checkpoint, self._dataset("predict"), **kwargs)
 
     def label(self, **kwargs: Any) -> Any:
-        """Heuristic TC / AR masks of this run: :func:`climviz.labels.label_run`."""
+        """Heuristic TC / AR masks of this run: :func:`climviz.labels.label_run`.
+
+        Parameters
+        ----------
+        **kwargs
+            Passed to :func:`climviz.labels.label_run` (``tc``, ``ar`` detector settings...).
+
+        Examples
+        --------
+        >>> run = cv.synthetic_run(4, shape=(32, 48))
+        >>> masks = run.climviz.label(tc={"stitch": False})  # 9 h: too short to stitch TC tracks
+        >>> masks["mask"].dims
+        ('time', 'lat', 'lon')
+        """
         from climviz.labels import label_run
 
         return label_run(self._dataset("label"), **kwargs)
@@ -123,6 +156,21 @@ class ClimvizAccessor:
 
         Returns only the table; pass ``return_labels=True`` to get
         ``(labels, table)`` as :func:`~climviz.events.label_table` returns them.
+        The mask is the object itself (a DataArray), else its ``mask`` or ``LABELS``.
+
+        Parameters
+        ----------
+        fields : Dataset, DataArray or dict, optional
+            Fields summarized inside each event (e.g. ``run[["PSL", "TMQ"]]``).
+        **kwargs
+            Passed to :func:`climviz.events.label_table`.
+
+        Examples
+        --------
+        >>> run = cv.synthetic_run(4, shape=(32, 48))
+        >>> lab, tab = run.climviz.events(fields=run[["PSL"]], return_labels=True)
+        >>> {"time", "event", "class", "area_km2", "PSL_min"} <= set(tab.columns), lab.dims
+        (True, ('time', 'lat', 'lon'))
         """
         from climviz.events import label_table
 
