@@ -112,6 +112,17 @@ def read_ibtracs(
     ------
     DataError
         If the file is missing, unreadable, or lacks the id/time/position columns.
+
+    Examples
+    --------
+    The JTWC/NHC records of October 2011 shipped with a source checkout:
+
+    >>> from pathlib import Path
+    >>> import climviz as cv
+    >>> path = Path(cv.__file__).parents[1] / "data_samples" / "real" / "ibtracs_jtwc_2011-10.csv"
+    >>> best = cv.events.read_ibtracs(path, start="2011-10-10", end="2011-10-12")
+    >>> best["track_id"].nunique(), list(best.columns[:6])
+    (4, ['track_id', 'name', 'basin', 'time', 'lat', 'lon'])
     """
     if path is None:
         try:
@@ -164,6 +175,21 @@ def storms_at(best: pd.DataFrame, times: Any, *, min_wind_kt: float | None = Non
     -------
     pandas.DataFrame
         :data:`BEST_TRACK_COLUMNS` with one row per (time, active storm).
+
+    Examples
+    --------
+    A storm with fixes 6 hours apart is halfway between them 3 hours in, and not
+    active after its last fix:
+
+    >>> import pandas as pd
+    >>> from climviz.events import storms_at
+    >>> best = pd.DataFrame({"track_id": ["A", "A"],
+    ...                      "time": pd.to_datetime(["2000-01-01 00:00", "2000-01-01 06:00"]),
+    ...                      "lat": [10.0, 11.0], "lon": [300.0, 299.0],
+    ...                      "wind_kt": [50.0, 60.0], "slp_hpa": [990.0, 986.0]})
+    >>> storms_at(best, ["2000-01-01 03:00", "2000-01-01 09:00"])[["track_id", "lat", "lon", "wind_kt"]]
+      track_id   lat    lon  wind_kt
+    0        A  10.5  299.5     55.0
     """
     missing = [c for c in ("track_id", "time", "lat", "lon") if c not in best.columns]
     if missing:

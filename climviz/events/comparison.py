@@ -54,7 +54,17 @@ class Comparison:
 
 
 def default_block_steps(times: Any, n: int) -> int:
-    """Block length: 5 days of steps for datetime times, else about n**(1/3) steps."""
+    """Block length: 5 days of steps for datetime times, else about n**(1/3) steps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> default_block_steps(pd.date_range("2001-01-01", periods=2920, freq="3h"), 2920)  # 5 days
+    40
+    >>> default_block_steps(np.arange(1000), 1000)
+    10
+    """
     t = np.asarray(times)
     if np.issubdtype(t.dtype, np.datetime64) and t.size > 1:
         dt = float((t[1] - t[0]) / np.timedelta64(1, "s"))

@@ -118,6 +118,15 @@ def run_years(times: Any) -> float:
     """Length of a run in years (365.25 days), counting one step beyond the last time.
 
     Returns NaN when the times are not datetimes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> round(run_years(pd.date_range("2001-01-01", periods=2920, freq="3h")), 4)  # 365 days
+    0.9993
+    >>> bool(np.isnan(run_years(np.arange(10))))
+    True
     """
     t = pd.Series(np.asarray(times))
     if len(t) == 0:
@@ -144,6 +153,22 @@ def land_lookup(land: Any, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         in any convention.
     lat, lon
         Points (degrees).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool, one per point (False for non-finite coordinates).
+
+    Examples
+    --------
+    Land east of 90°E on a 2 x 2 grid; -170° is 190°E, nearest the land column:
+
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> land = xr.DataArray([[0.0, 1.0], [0.0, 1.0]], dims=("lat", "lon"),
+    ...                     coords={"lat": [0.0, 10.0], "lon": [0.0, 180.0]})
+    >>> land_lookup(land, np.array([5.0, 5.0]), np.array([10.0, -170.0])).tolist()
+    [False, True]
     """
     import xarray as xr
 

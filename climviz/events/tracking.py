@@ -133,6 +133,17 @@ class TrackConfig:
         Minimum duration: drop tracks whose ``lifetime_h`` (end - start, hours)
         is shorter. A number of hours, or a time span such as ``"24h"``,
         ``"2D"`` or a ``datetime.timedelta`` (converted to hours).
+
+    Examples
+    --------
+    >>> from climviz.events import TrackConfig
+    >>> cfg = TrackConfig(min_lifetime_h="1D", distance_classes="tc", max_gap_steps=1)
+    >>> cfg.min_lifetime_h, cfg.distance_classes
+    (24.0, (1,))
+    >>> TrackConfig(min_overlap=0)
+    Traceback (most recent call last):
+        ...
+    climviz.errors.ConfigError: min_overlap: expected a fraction in (0, 1], found 0
     """
 
     min_overlap: float = field(default=0.1, metadata=spec(_Check("a fraction in (0, 1]", lambda v: 0 < v <= 1)))
@@ -314,6 +325,22 @@ def overlaps(labels: Any, *, lat: Any = None, lon: Any = None, radius_km: float 
     pandas.DataFrame
         ``step_from, event_from, event_to, overlap_km2``; ``step_to = step_from + 1``
         (with ``max_lag > 1`` a ``step_to`` column says which step).
+
+    Examples
+    --------
+    A 2 x 2-cell event moving one cell east shares half its area with its successor:
+
+    >>> import numpy as np
+    >>> from climviz.events import label, overlaps
+    >>> lat, lon = np.linspace(-85, 85, 18), np.arange(0, 360, 10.0)
+    >>> masks = np.zeros((2, 18, 36), dtype=np.uint8)
+    >>> masks[0, 8:10, 5:7] = masks[1, 8:10, 6:8] = 1
+    >>> ov = overlaps(label(masks, lat=lat, lon=lon), lat=lat, lon=lon)
+    >>> ov[["step_from", "event_from", "event_to"]].values.tolist()
+    [[0, 1, 1]]
+    >>> from climviz.events import cell_areas
+    >>> bool(np.isclose(ov["overlap_km2"].iloc[0], cell_areas(lat, lon)[8:10, 6].sum()))
+    True
     """
     from climviz.events._source import MaskSource
 
@@ -840,6 +867,19 @@ def track_masks(
     Returns
     -------
     Tracks
+
+    Examples
+    --------
+    >>> import climviz as cv
+    >>> run = cv.synthetic_run(4, shape=(32, 48))
+    >>> trk = cv.events.track_masks(run["LABELS"], run[["PSL"]])
+    >>> trk
+    Tracks(7 tracks, 22 events, 17 edges)
+    >>> trk.tracks[["track_id", "class", "n_steps"]].head(3)
+       track_id  class  n_steps
+    0         0      2        4
+    1         1      1        4
+    2         2      1        4
     """
     from climviz.events._source import MaskSource
     from climviz.events.tables import (
