@@ -48,6 +48,27 @@ def _lazy_viewer_base():
     return pn.viewable.Viewer
 
 
+def _drawable_variables(run: xr.Dataset, variables: Sequence[str] | None) -> list[Hashable]:
+    """The variables the explorer offers: ``variables``, else every lat/lon field (a mask dataset: its masks)."""
+    def drawable(v: Hashable) -> bool:
+        dims = set(run[v].dims)
+        return any(d in dims for d in _grid.LAT_NAMES) and any(d in dims for d in _grid.LON_NAMES) \
+            and dims <= {"time", *_grid.LAT_NAMES, *_grid.LON_NAMES}
+
+    if variables is None:
+        candidates: list[Hashable] = [v for v in run.data_vars if v not in _grid.MASK_NAMES and drawable(v)]
+        if not candidates:  # a mask dataset alone: draw the classes themselves
+            candidates = [v for v in run.data_vars if v in _grid.MASK_NAMES and drawable(v)]
+    else:
+        candidates = list(variables)
+    for v in candidates:
+        if v not in run.data_vars:
+            raise DataError(f"explore: variable {v!r} not in the run; available: {list(run.data_vars)}")
+    if not candidates:
+        raise DataError(f"explore: the run has no lat/lon variable to draw; variables: {list(run.data_vars)}")
+    return candidates
+
+
 class Explorer:
     """Panel app combining map, mask, events table and tracks. Build it with :func:`explore`.
 
@@ -78,22 +99,7 @@ class Explorer:
             run = run.to_dataset(name=str(run.name or "field"))
         if not isinstance(run, xr.Dataset):
             raise DataError(f"explore: run must be an xarray Dataset, found {type(run).__name__}")
-        def drawable(v: Hashable) -> bool:
-            dims = set(run[v].dims)
-            return any(d in dims for d in _grid.LAT_NAMES) and any(d in dims for d in _grid.LON_NAMES) \
-                and dims <= {"time", *_grid.LAT_NAMES, *_grid.LON_NAMES}
-
-        if variables is None:
-            candidates = [v for v in run.data_vars if v not in _grid.MASK_NAMES and drawable(v)]
-            if not candidates:  # a mask dataset alone: draw the classes themselves
-                candidates = [v for v in run.data_vars if v in _grid.MASK_NAMES and drawable(v)]
-        else:
-            candidates = list(variables)
-        for v in candidates:
-            if v not in run.data_vars:
-                raise DataError(f"explore: variable {v!r} not in the run; available: {list(run.data_vars)}")
-        if not candidates:
-            raise DataError(f"explore: the run has no lat/lon variable to draw; variables: {list(run.data_vars)}")
+        candidates = _drawable_variables(run, variables)
         self.run = run
         self.mask = _grid.pick_mask(masks, run)
         if self.mask is None and _grid.LABEL_VAR in run.data_vars:
@@ -107,6 +113,21 @@ class Explorer:
         self.selected: pd.Series | None = None
         self._selection = None
         self._clims: dict[str, tuple[float, float] | None] = {}
+
+        self._build_widgets(candidates)
+        self.variable.param.watch(self._refresh, "value")
+        self.time.param.watch(self._refresh, "value")
+        self.classes.param.watch(self._refresh, "value")
+        self.table.param.watch(self._on_table_select, "selection")
+        self._refresh()
+        self.layout = pn.Row(
+            pn.Column("### climviz explorer", self.variable, self.time, self.classes, width=300),
+            pn.Column(self.map_pane, self.table, self.detail),
+        )
+
+    def _build_widgets(self, candidates: list[Hashable]) -> None:
+        """Variable list, time slider, class buttons, map pane, events table and detail pane."""
+        import panel as pn
 
         default_var = "TMQ" if "TMQ" in candidates else candidates[0]
         self.variable = pn.widgets.Select(label="variable", options=candidates, value=default_var)
@@ -122,15 +143,6 @@ class Explorer:
         self.table = pn.widgets.Tabulator(pd.DataFrame(), selectable=1, disabled=True, height=220,
                                           show_index=False, sizing_mode="stretch_width")
         self.detail = pn.pane.DataFrame(pd.DataFrame(), index=True, sizing_mode="stretch_width")
-        self.variable.param.watch(self._refresh, "value")
-        self.time.param.watch(self._refresh, "value")
-        self.classes.param.watch(self._refresh, "value")
-        self.table.param.watch(self._on_table_select, "selection")
-        self._refresh()
-        self.layout = pn.Row(
-            pn.Column("### climviz explorer", self.variable, self.time, self.classes, width=300),
-            pn.Column(self.map_pane, self.table, self.detail),
-        )
 
     # ------------------------------------------------------------------ data
     def _check_events(self, events: pd.DataFrame | None) -> pd.DataFrame | None:
