@@ -399,8 +399,8 @@ def _bin_edges(vals: np.ndarray, bins: int | str | Sequence[float], log: bool, s
 @renamed_kwargs(width="frame_width", height="frame_height")
 def histogram(table: pd.DataFrame, column: str = "area_km2", *, by: str | None = "class",
               bins: int | Literal["auto"] | Sequence[float] = "auto", log: bool = False, density: bool = False,
-              classes: Sequence[int] = (TC, AR), title: str | None = None, frame_width: int = 420,
-              frame_height: int = 250):
+              classes: Sequence[int] = (TC, AR), title: str | None = None, frame_width: int = 426,
+              frame_height: int = 246):
     """Histogram of an event or track statistic, one translucent histogram per class.
 
     Parameters
@@ -425,8 +425,9 @@ def histogram(table: pd.DataFrame, column: str = "area_km2", *, by: str | None =
     title
         Plot title (default: the column's name and unit).
     frame_width, frame_height
-        Size of the plot frame (the axes' area) in screen pixels, as for the maps.
-        (``width=`` and ``height=`` are the old, deprecated spellings.)
+        Size of the plot frame (the axes' area) in screen pixels, as for the maps;
+        the defaults give the 500 x 320 figure of earlier versions. (``width=`` and
+        ``height=`` are the old, deprecated spellings.)
 
     Returns
     -------
