@@ -419,6 +419,57 @@ def _no_events(shape: tuple[int, ...], want_labels: bool) -> tuple[np.ndarray | 
     return out, np.zeros(T, dtype=np.int64), Runs.empty((T, H, W))
 
 
+def _run_components(mask: np.ndarray, opts: LabelOptions, compiled: dict[str, Any] | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Stage 1 of :func:`_label_block`: runs (start, length, class) in raster order and their components.
+
+    Components are numbered 0.. in order of their first run. Compiled: one scan
+    with a union-find as the runs are found; NumPy: runs from the class
+    changes, touching runs paired with ``searchsorted``, and
+    ``scipy.sparse.csgraph.connected_components`` on the run graph.
+    """
+    T, H, W = mask.shape
+    if compiled is not None:
+        mask = np.ascontiguousarray(mask)
+        args = (bool(opts.periodic), 1 if opts.connectivity == 8 else 0)
+        # room for one run per 8 cells (noisy masks have ~1 per 30), else for one per cell
+        start, length, cls, comp, ncomp = compiled["run_components"](mask, *args, mask.size // 8 + W + 1)
+        if ncomp < 0:
+            start, length, cls, comp, ncomp = compiled["run_components"](mask, *args, mask.size + W + 1)
+        return start, length, cls, comp, int(ncomp)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    start, length, cls = _runs_of_mask(mask)
+    nr = start.size
+    if nr == 0:
+        return start, length, cls, np.zeros(0, dtype=np.int64), 0
+    a, b = _run_edges(start, length, cls, (T, H, W), opts.periodic, opts.connectivity)
+    graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(nr, nr)).tocsr()
+    ncomp, comp = connected_components(graph, directed=False)
+    return start, length, cls, comp, int(ncomp)
+
+
+def _kept_components(start: np.ndarray, length: np.ndarray, comp: np.ndarray, ncomp: int,
+                     shape: tuple[int, int, int], geo: Geo | None, opts: LabelOptions) -> np.ndarray:
+    """Stage 2 of :func:`_label_block`: which components pass ``min_cells`` and ``min_area_km2``."""
+    T, H, W = shape
+    keep = np.ones(ncomp, dtype=bool)
+    if opts.min_cells > 1 or opts.min_area_km2 > 0:
+        cells = np.bincount(comp, weights=length, minlength=ncomp)
+        keep &= cells >= opts.min_cells
+        if opts.min_area_km2 > 0:
+            if geo is None:
+                raise DataError("min_area_km2 needs cell areas: give lat and lon coordinates")
+            pix = start % (H * W)
+            r = pix // W
+            c0 = pix - r * W
+            run_area = geo.rows[r] * (geo.cw[c0 + length] - geo.cw[c0])
+            area = np.bincount(comp, weights=run_area, minlength=ncomp)
+            keep &= area >= opts.min_area_km2 * (1 - 1e-12)
+    return keep
+
+
 def _label_block(
     mask: np.ndarray,
     *,
@@ -430,58 +481,30 @@ def _label_block(
 
     The block is scanned once for runs of equal class along rows; runs that
     touch (consecutive rows, same class, 8-connectivity, and across the seam
-    if periodic) are joined with ``scipy.sparse.csgraph.connected_components``
-    on the run graph, which is orders of magnitude smaller than the grid.
+    if periodic) are joined into components (:func:`_run_components`), which
+    is orders of magnitude less work than the grid; components below the
+    size limits are dropped (:func:`_kept_components`), ids numbered 1..n per
+    step in raster order and written to the event cells.
 
     Returns labels (int32, (T, H, W)), events per step, and the runs of event cells.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     T, H, W = mask.shape
     HW = H * W
     compiled = kernels(mask.size)
     if T == 0 or H == 0 or W == 0:
         return _no_events(mask.shape, want_labels)
-    if compiled is not None:  # numba: one scan of the block, union-find over the runs (same components)
-        mask = np.ascontiguousarray(mask)
-        args = (bool(opts.periodic), 1 if opts.connectivity == 8 else 0)
-        # room for one run per 8 cells (noisy masks have ~1 per 30), else for one per cell
-        start, length, cls, comp, ncomp = compiled["run_components"](mask, *args, mask.size // 8 + W + 1)
-        if ncomp < 0:
-            start, length, cls, comp, ncomp = compiled["run_components"](mask, *args, mask.size + W + 1)
-        if start.size == 0:
-            return _no_events(mask.shape, want_labels)
-        if opts.min_cells <= 1 and opts.min_area_km2 <= 0:  # nothing dropped: ids and labels in one pass over runs
-            lab = np.zeros(mask.shape if want_labels else (1,), dtype=np.int32)
-            ids, per_step = compiled["number_runs"](start, length, comp, ncomp, T, HW, lab.reshape(-1), want_labels)
-            return (lab if want_labels else None), per_step, Runs(start, length, ids, cls, (T, H, W))
-    else:
-        start, length, cls = _runs_of_mask(mask)
-        nr = start.size
-        if nr == 0:
-            return _no_events(mask.shape, want_labels)
-        a, b = _run_edges(start, length, cls, (T, H, W), opts.periodic, opts.connectivity)
-        graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(nr, nr)).tocsr()
-        ncomp, comp = connected_components(graph, directed=False)
-    out = np.zeros(mask.shape, dtype=np.int32) if want_labels else None
+    start, length, cls, comp, ncomp = _run_components(mask, opts, compiled)
+    if start.size == 0:
+        return _no_events(mask.shape, want_labels)
+    if compiled is not None and opts.min_cells <= 1 and opts.min_area_km2 <= 0:
+        # nothing dropped: ids and labels in one pass over the runs
+        lab = np.zeros(mask.shape if want_labels else (1,), dtype=np.int32)
+        ids, per_step = compiled["number_runs"](start, length, comp, ncomp, T, HW, lab.reshape(-1), want_labels)
+        return (lab if want_labels else None), per_step, Runs(start, length, ids, cls, (T, H, W))
+    keep = _kept_components(start, length, comp, ncomp, (T, H, W), geo, opts)
     # components are numbered in order of their first run (raster order), hence by time step
-    step_of_run = start // HW
     comp_step = np.empty(ncomp, dtype=np.int64)
-    comp_step[comp] = step_of_run
-    keep = np.ones(ncomp, dtype=bool)
-    if opts.min_cells > 1 or opts.min_area_km2 > 0:
-        cells = np.bincount(comp, weights=length, minlength=ncomp)
-        keep &= cells >= opts.min_cells
-        if opts.min_area_km2 > 0:
-            if geo is None:
-                raise DataError("min_area_km2 needs cell areas: give lat and lon coordinates")
-            pix = start - step_of_run * HW
-            r = pix // W
-            c0 = pix - r * W
-            run_area = geo.rows[r] * (geo.cw[c0 + length] - geo.cw[c0])
-            area = np.bincount(comp, weights=run_area, minlength=ncomp)
-            keep &= area >= opts.min_area_km2 * (1 - 1e-12)
+    comp_step[comp] = start // HW
     kept = np.flatnonzero(keep)
     lut, per_step = _ids_per_step(kept, comp_step[kept], T, ncomp)
     ids = lut[comp]
@@ -489,6 +512,7 @@ def _label_block(
     if kept.size < ncomp:
         sel = ids != 0
         runs = Runs(start[sel], length[sel], ids[sel], cls[sel], (T, H, W))
+    out = np.zeros(mask.shape, dtype=np.int32) if want_labels else None
     if out is not None:
         if compiled is not None:
             compiled["write_runs"](out.reshape(-1), runs.start, runs.length, runs.ids)
