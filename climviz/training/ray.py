@@ -411,7 +411,7 @@ def train_on_ray(
         else:
             history, first, poller = _launch_workers(
                 worker_config, run_dir, num_workers, use_gpu, resources, max_failures,
-                keep_workers_s, display, startup)
+                keep_workers_s, display, startup, check_fits=info.started_here)
             result_path = run_dir
     finally:
         data_spec.pop("ref", None)        # drop the object-store reference of the data
@@ -436,8 +436,8 @@ def train_on_ray(
 
 def _launch_workers(worker_config: dict[str, Any], run_dir: Path, num_workers: int,
                     use_gpu: bool, resources: dict[str, float], max_failures: int,
-                    keep_workers_s: float, display: Any,
-                    startup: dict[str, Any]) -> tuple[list[dict[str, Any]], float | None, _Poller]:
+                    keep_workers_s: float, display: Any, startup: dict[str, Any], *,
+                    check_fits: bool = True) -> tuple[list[dict[str, Any]], float | None, _Poller]:
     """Run on the kept worker group (started if needed); restart it after a failure.
 
     Returns rank 0's history, the time (``time.time``) of its first step and the poller.
@@ -449,7 +449,8 @@ def _launch_workers(worker_config: dict[str, Any], run_dir: Path, num_workers: i
     try:
         while True:
             t = time.perf_counter()
-            group, reused = acquire_group(num_workers, use_gpu, resources)
+            group, reused = acquire_group(num_workers, use_gpu, resources,
+                                          check_fits=check_fits)
             if restarts == 0:
                 startup["worker_group_s"] = time.perf_counter() - t
                 startup["worker_group_reused"] = reused

@@ -536,15 +536,19 @@ def _check_fits(num_workers: int, use_gpu: bool, resources: Mapping[str, float])
 
 
 def start_group(num_workers: int, use_gpu: bool, resources: Mapping[str, float], *,
-                timeout_s: float = 600.0) -> WorkerGroup:
+                timeout_s: float = 600.0, check_fits: bool = True) -> WorkerGroup:
     """Start ``num_workers`` actors and form their process group (gloo, NCCL on GPU).
 
-    Whatever fails or is interrupted here (Ctrl-C included), the actors started so far
-    are killed, so no half-started group keeps holding CPUs/GPUs.
+    ``check_fits``: fail at once when the cluster's total resources cannot host the
+    group (for a fixed-size Ray; an autoscaling cluster may grow, so there the start
+    waits up to ``timeout_s``). Whatever fails or is interrupted here (Ctrl-C
+    included), the actors started so far are killed, so no half-started group keeps
+    holding CPUs/GPUs.
     """
     import ray
 
-    _check_fits(num_workers, use_gpu, resources)
+    if check_fits:
+        _check_fits(num_workers, use_gpu, resources)
     t0 = time.perf_counter()
     cls: Any = ray.remote(TrainWorker)
     actors: list[Any] = [cls.options(**_actor_options(use_gpu, resources)).remote()
@@ -603,7 +607,7 @@ def _form_process_group(actors: list[Any], master_ip: str, use_gpu: bool,
 
 
 def acquire_group(num_workers: int, use_gpu: bool, resources: Mapping[str, float], *,
-                  timeout_s: float = 600.0) -> tuple[WorkerGroup, bool]:
+                  timeout_s: float = 600.0, check_fits: bool = True) -> tuple[WorkerGroup, bool]:
     """The kept group if it fits this request and is alive, else a new one; and whether kept."""
     key = group_key(num_workers, use_gpu, resources)
     with _LOCK:
@@ -615,7 +619,8 @@ def acquire_group(num_workers: int, use_gpu: bool, resources: Mapping[str, float
         if group is not None and group.key == key and group.alive():
             return group, True
     release_workers()
-    group = start_group(num_workers, use_gpu, resources, timeout_s=timeout_s)
+    group = start_group(num_workers, use_gpu, resources, timeout_s=timeout_s,
+                        check_fits=check_fits)
     with _LOCK:
         _STATE["group"] = group
     return group, False

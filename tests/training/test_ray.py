@@ -313,3 +313,19 @@ def test_the_worker_group_is_replaced_for_other_sizes_and_released_for_other_ray
     res = train_on_ray(cfg, small_run, num_workers=1, storage_path=tmp_path, name="once",
                        progress=False, keep_workers_s=0)
     assert res.extra["startup"]["worker_group_reused"] is False and current_group() is None
+
+
+def test_more_workers_than_the_local_ray_has_cpus_fail_at_once(ray_local, small_run, tmp_path,
+                                                               tiny_config):
+    """3 one-CPU workers on the 2-CPU session Ray: a ClusterError naming both numbers, not a
+    wait for CPUs that never come."""
+    import time
+
+    from climviz.errors import ClusterError
+    from climviz.training.ray import train_on_ray
+
+    t0 = time.monotonic()
+    with pytest.raises(ClusterError, match=r"3 worker\(s\) need 3 CPU in all, the Ray cluster has 2"):
+        train_on_ray(cfg_for(tiny_config, epochs=1), small_run, num_workers=3,
+                     storage_path=tmp_path, name="too-many", progress=False)
+    assert time.monotonic() - t0 < 60
