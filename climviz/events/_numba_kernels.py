@@ -90,6 +90,46 @@ def _run_series(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b):
     return s0, s1, s2, s3, s4
 
 
+#: Tier 1 of :func:`_run_tier`: cells closer than 14.5 degrees (q² < 1/16); the series to q^24,
+#: whose first omitted term is below 2e-18 there.
+_Q2_LONG = 0.0625
+_L8, _L9, _L10 = 6435 / 557056, 12155 / 1245184, 46189 / 5505024
+_L11, _L12 = 88179 / 12058624, 676039 / 104857600
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _run_series_long(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b):
+    """:func:`_run_series` with the series to q^24, for runs within ~14.5 degrees of the centroid."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    s4 = 0.0
+    for col in range(col0, col1):
+        cl = cos_lon[col]
+        sl = sin_lon[col]
+        cdl = cl * cc + sl * sc
+        u = (sl * cc - cl * sc) * cp
+        v = a - cdl * b
+        q2 = u * u + v * v
+        q4 = q2 * q2
+        q8 = q4 * q4
+        q16 = q8 * q8
+        scale = ((((1.0 + _C1 * q2) + q4 * (_C2 + _C3 * q2)) + q8 * ((_C4 + _C5 * q2) + q4 * (_C6 + _C7 * q2)))
+                 + q16 * (((_L8 + _L9 * q2) + q4 * (_L10 + _L11 * q2)) + q8 * _L12))
+        x = u * scale
+        y = v * scale
+        w = colw[col]
+        wx = w * x
+        wy = w * y
+        s0 += wx
+        s1 += wy
+        s2 += wx * x
+        s3 += wy * y
+        s4 += wx * y
+    return s0, s1, s2, s3, s4
+
+
 #: asin(x) / x = sum_k _ASIN[k] x^(2k), k = 0..17: for x² <= sin²(22.5°) = 0.1464 the first
 #: omitted term is below 4e-18.
 _ASIN = np.array([1.0, 1 / 6, 3 / 40, 5 / 112, 35 / 1152, 63 / 2816, 231 / 13312, 143 / 10240,
@@ -139,7 +179,7 @@ def _run_quarter(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b, c, d):
     return s0, s1, s2, s3, s4
 
 
-#: Tier 1 of :func:`_run_tier`: cells closer than 30 degrees to the centroid (sin² theta < 1/4).
+#: Tier 2 of :func:`_run_tier`: cells closer than 30 degrees to the centroid (sin² theta < 1/4).
 _Q2_HALF = 0.25
 _H = [1.0, 1 / 6, 3 / 40, 5 / 112, 35 / 1152, 63 / 2816, 231 / 13312, 143 / 10240, 6435 / 557056,
       12155 / 1245184, 46189 / 5505024, 88179 / 12058624]
@@ -188,10 +228,11 @@ def _run_half(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b, c, d):
 
 @numba.njit(cache=True, nogil=True)
 def _run_tier(col0, col1, lonr, cos_lon, sin_lon, cc, sc, cp, a, b, c, d):
-    """Which loop sums a run: 0 series (theta < 7.2°), 1 half angle (< 30°), 3 quarter angle (< 90°), 2 atan2.
+    """Which loop sums a run, by the largest distance theta of its cells to the centroid.
 
-    0: :func:`_run_series`, 1: :func:`_run_half`, 3: :func:`_run_quarter`, 2: :func:`_run_exact`
-    (cell by cell, anything else).
+    0: :func:`_run_series` (theta < 7.2°), 1: :func:`_run_series_long` (< 14.5°), 2:
+    :func:`_run_half` (< 30°), 3: :func:`_run_quarter` (< 90°), 4: :func:`_run_exact` (cell
+    by cell with atan2, anything else).
 
     Along a row the distance theta to the centroid grows with |lon - centroid lon| up to 180
     degrees (cos theta = sin phi sin phi_c + cos phi cos phi_c cos dlon, d >= 0), so on a run
@@ -201,7 +242,7 @@ def _run_tier(col0, col1, lonr, cos_lon, sin_lon, cc, sc, cp, a, b, c, d):
     """
     last = col1 - 1
     if not lonr[last] - lonr[col0] < 0.5 * math.pi:
-        return 2
+        return 4
     tier = 0
     for col in (col0, last):
         cdl = cos_lon[col] * cc + sin_lon[col] * sc
@@ -209,10 +250,10 @@ def _run_tier(col0, col1, lonr, cos_lon, sin_lon, cc, sc, cp, a, b, c, d):
         v = a - cdl * b
         dot = cdl * d + c
         if not (cdl > 0.0 and dot > 0.0):
-            return 2
+            return 4
         q2 = u * u + v * v
         if not q2 < _Q2_SERIES:
-            tier = max(tier, 1 if q2 < _Q2_HALF else 3)
+            tier = max(tier, 1 if q2 < _Q2_LONG else 2 if q2 < _Q2_HALF else 3)
     return tier
 
 
@@ -224,11 +265,12 @@ def axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area,
     One entry per run: its row, first column, length and key; per row the sin/cos
     of latitude and the area factor; per key the sin/cos of the centroid's latitude
     and longitude; per column the longitude (radians, increasing), its cos/sin and the width.
-    theta / sin(theta) comes from its series (to q^14, q = sin(theta) < 1/8,
-    where the next term is below 1e-16) for runs whose cells all lie within
-    ~7.2 degrees of the centroid, from the quarter-angle series for runs within
-    90 degrees (:func:`_run_quarter`), else cell by cell (:func:`_run_exact`,
-    atan2); :func:`_run_tier` decides from the ends of the run. Each
+    theta / sin(theta) comes from its series (q = sin(theta): to q^14 for runs
+    within ~7.2 degrees of the centroid, to q^24 within ~14.5 degrees; the
+    first omitted term is below 1e-16), from the half- and quarter-angle
+    series within 30 and 90 degrees (:func:`_run_half`, :func:`_run_quarter`),
+    else cell by cell (:func:`_run_exact`, atan2); :func:`_run_tier` decides
+    from the ends of the run. Each
     run's cells are summed first, then multiplied by the row's area factor
     and added to its event.
     """
@@ -250,6 +292,8 @@ def axes_moments(row, c0, length, key, sin_lat, cos_lat, rows_area,
         if tier == 0:
             s0, s1, s2, s3, s4 = _run_series(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b)
         elif tier == 1:
+            s0, s1, s2, s3, s4 = _run_series_long(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b)
+        elif tier == 2:
             s0, s1, s2, s3, s4 = _run_half(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b, c, d)
         elif tier == 3:
             s0, s1, s2, s3, s4 = _run_quarter(col0, col1, cos_lon, sin_lon, colw, cc, sc, cp, a, b, c, d)
