@@ -259,3 +259,25 @@ def test_build_with_a_normalizer_normalizes_inside_and_checks_the_channels(make_
     np.testing.assert_array_equal(net.input_norm.inv_std.numpy(), 1 / np.array(stats["std"], np.float32))
     with pytest.raises(DataError, match="normalization for 4 channels, but the network takes 16"):
         build("tiramisu", "tiny", in_channels=16, normalizer=stats)
+
+
+def test_the_base_class_imports_no_network_module():
+    """Issue 20: base.py -> registry.py -> networks -> base.py was dodged by a function-local
+    import; the base now reads the torch-free presets, at module level or anywhere."""
+    import ast
+    from pathlib import Path
+
+    import climviz.models.base as base
+
+    imported = set()
+    for node in ast.walk(ast.parse(Path(base.__file__).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    networks = {f"climviz.models.{m}" for m in ("registry", "deeplabv3plus", "tiramisu", "cgnet",
+                                                "deeplab_sc18", "tiramisu_sc18")}
+    assert "climviz.models.presets" in imported and not imported & networks
+    presets = ast.parse(Path(base.__file__).with_name("presets.py").read_text())
+    assert not [n for n in ast.walk(presets) if isinstance(n, (ast.Import, ast.ImportFrom))
+                and (getattr(n, "module", None) or "").startswith(("torch", "climviz"))]
