@@ -13,8 +13,11 @@ How it works
    slice: only the task graph travels, and the worker reads the files itself (local Ray,
    or a cluster with a shared file system). In-memory data travels through Ray's object
    store.
-2. A Ray task runs ``func(block_input, start)`` on a worker, at most ``2 * num_workers``
-   tasks in flight (memory stays bounded by the blocks in flight, not the run).
+2. A Ray task runs ``func(block_input, start)`` on a worker (one CPU each; a lazy block
+   is read there with dask's synchronous scheduler). At most ``num_workers`` tasks run
+   at once: with fewer workers than the cluster's CPUs exactly ``num_workers`` are
+   submitted at a time, else ``2 * num_workers`` (the extra ones wait queued). Memory
+   stays bounded by the blocks in flight, not the run.
    A task whose worker dies is retried by Ray (``max_retries``).
 3. Results come back in any order; with ``out_dir`` each is written atomically to
    ``out_dir/block_<start>_<stop>.<ext>`` (DataFrame -> Parquet, ndarray -> ``.npy``)
@@ -43,7 +46,7 @@ from climviz.errors import ConfigError, OutputError
 from climviz.utils.atomic import atomic_path
 from climviz.utils.output import translate_write_errors
 
-__all__ = ["BlockPlan", "plan_blocks", "map_blocks"]
+__all__ = ["BlockPlan", "in_flight", "plan_blocks", "map_blocks"]
 
 Result = Any  # a pandas DataFrame, a numpy ndarray, or a dict of them
 
@@ -151,10 +154,35 @@ def _prepare_out_dir(out_dir: str | os.PathLike, plan: BlockPlan, key: dict[str,
 
 
 def _run_block(func: Callable[[Any, int], Result], block: Any, start: int) -> Result:
-    """Body of the Ray task: materialize a lazy block, then apply ``func``."""
+    """Body of the Ray task: materialize a lazy block, then apply ``func``.
+
+    The block is read with dask's synchronous scheduler: a Ray worker owns one CPU, and
+    dask's default thread pool (one thread per core of the machine) would make the
+    workers of one node fight over the cores while they decompress.
+    """
     if hasattr(block, "load") and callable(block.load):
-        block = block.load()
+        import dask
+
+        with dask.config.set(scheduler="synchronous"):
+            block = block.load()
     return func(block, start)
+
+
+def in_flight(num_workers: int | None, cluster_cpus: int) -> int:
+    """Tasks kept submitted to Ray at once, so that at most ``num_workers`` run.
+
+    ``num_workers`` exactly when it is fewer than the cluster's CPUs (Ray would
+    otherwise run every submitted task side by side), else twice the workers (Ray's one
+    CPU per task caps what runs; the rest waits queued, so a worker finds its next block
+    ready).
+
+    Examples
+    --------
+    >>> in_flight(1, 2), in_flight(2, 2), in_flight(None, 4)
+    (1, 4, 8)
+    """
+    workers = num_workers if num_workers is not None else max(int(cluster_cpus), 1)
+    return workers if workers < cluster_cpus else 2 * workers
 
 
 def map_blocks(
@@ -238,11 +266,11 @@ def map_blocks(
 def _run_on_ray(func, load, todo: Sequence[tuple[int, int]], results: dict[int, Result],
                 folder: Path | None, info: Any, num_workers: int | None, max_retries: int,
                 progress: bool, desc: str, total: int) -> None:
-    """Submit the blocks still to do, at most ``2 * num_workers`` in flight; collect results."""
+    """Submit the blocks still to do, at most :func:`in_flight` at once; collect results."""
     import ray
     from tqdm.auto import tqdm
 
-    workers = num_workers if num_workers is not None else max(int(ray.cluster_resources().get("CPU", 1)), 1)
+    limit = in_flight(num_workers, int(ray.cluster_resources().get("CPU", 1)))
     task = ray.remote(num_cpus=1, max_retries=max_retries)(_run_block)
     func_ref = ray.put(func)
     pending: dict[Any, tuple[int, int]] = {}
@@ -250,7 +278,7 @@ def _run_on_ray(func, load, todo: Sequence[tuple[int, int]], results: dict[int, 
     bar = tqdm(total=total, initial=total - len(todo), desc=desc, unit="block", disable=not progress)
     try:
         while queue or pending:
-            while queue and len(pending) < 2 * workers:
+            while queue and len(pending) < limit:
                 start, stop = queue.pop(0)
                 pending[task.remote(func_ref, load(start, stop), start)] = (start, stop)
             done, _ = ray.wait(list(pending), num_returns=1)

@@ -15,8 +15,9 @@ import xarray as xr
 from climviz.data.masks import make_mask_dataset
 from climviz.data.schema import AR, BACKGROUND, TC
 from climviz.errors import ConfigError, DataError
-from climviz.labels.ar import ARConfig, ARResult, detect_ar
-from climviz.labels.tc import TCConfig, TCResult, detect_tc
+from climviz.labels.ar import ARConfig, ARResult
+from climviz.labels.distributed import detect_in_blocks
+from climviz.labels.tc import TCConfig, TCResult, resolve_config
 
 if TYPE_CHECKING:
     from climviz.data.io import RunLike
@@ -114,7 +115,10 @@ def label_run(
     num_workers
         Ray tasks at once (default: the cluster's CPUs).
     block_steps
-        Time steps per Ray task.
+        Time steps read and processed at once: each block of the variables the detectors
+        need is read into memory once, then both detectors run on it (one block per Ray
+        task with ``use_ray``). Memory grows with it (the block's fields and the
+        detectors' work arrays), not with the run.
     work_dir
         Folder for per-block results, so that a killed job resumes (Ray path only).
     progress
@@ -156,16 +160,14 @@ def label_run(
         raise ConfigError("label_run: both detectors are off (tc=False, ar=False); nothing to label")
     ds, files = open_data(data)
     # tc=True: the defaults, with the coarse-grid changes on 2-degree grids (see climviz.labels.tc.COARSE_GRID)
+    resolved = resolve_config(None if tc is True else tc_cfg, ds) if tc_cfg is not None else None
     if use_ray:
         from climviz.labels.distributed import detect_on_ray
-        from climviz.labels.tc import resolve_config
 
-        resolved = resolve_config(None if tc is True else tc_cfg, ds) if tc_cfg is not None else None
         tc_res, ar_res = detect_on_ray(ds, resolved, ar_cfg, block_steps=block_steps, address=address,
                                        num_workers=num_workers, work_dir=work_dir, progress=progress)
     else:
-        tc_res = detect_tc(ds, config=None if tc is True else tc_cfg) if tc_cfg is not None else None
-        ar_res = detect_ar(ds, config=ar_cfg) if ar_cfg is not None else None
+        tc_res, ar_res = detect_in_blocks(ds, resolved, ar_cfg, block_steps=block_steps)
     like = (tc_res.mask if tc_res is not None else ar_res.mask)  # type: ignore[union-attr]
     mask = np.full(like.shape, BACKGROUND, dtype=np.uint8)
     if ar_res is not None:

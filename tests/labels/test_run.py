@@ -13,11 +13,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from climviz.data.masks import validate_mask_dataset
 from climviz.errors import ConfigError
-from climviz.labels import TCConfig, detect_ar, detect_tc, label_run
+from climviz.labels import ARConfig, TCConfig, detect_ar, detect_tc, label_run
 from climviz.labels._grid import label_periodic
 
 
@@ -119,3 +120,59 @@ def test_single_detectors_and_settings_as_dicts(synthetic_sample):
         label_run(short, tc=False, ar=False)
     with pytest.raises(ConfigError, match="mask_radius"):
         label_run(short, tc={"mask_radius": 3})
+
+
+@pytest.fixture(scope="module")
+def zarr_run(synthetic_sample, tmp_path_factory):
+    """The sample's detector fields written to Zarr (5 steps a chunk) and opened lazily,
+    with an extra variable that must never be read (computing it raises)."""
+    import dask.array as dsa
+    import xarray as xr
+
+    ds, _ = synthetic_sample
+    path = tmp_path_factory.mktemp("zarr_run") / "run.zarr"
+    ds[["PSL", "U850", "V850", "T200", "T500", "TMQ"]].chunk({"time": 5}).to_zarr(path, mode="w")
+    lazy = xr.open_zarr(path)
+
+    def boom(block):
+        raise AssertionError("label_run read a variable the detectors do not need")
+
+    unused = dsa.zeros(lazy["PSL"].shape, chunks=lazy["PSL"].data.chunks, dtype="f4").map_blocks(
+        boom, meta=np.empty((0, 0, 0), dtype="f4"))
+    return ds, lazy.assign(UNUSED=(lazy["PSL"].dims, unused))
+
+
+@pytest.mark.parametrize("block_steps", [5, 7, 24])
+def test_block_reading_equals_the_whole_run_detectors(zarr_run, block_steps):
+    """label_run reads blocks of the lazy run once; same answers as the old serial path
+    (detect_tc and detect_ar over the whole lazy run) and its mask painted here by hand."""
+    _, lazy = zarr_run
+    masks, det = label_run(lazy, block_steps=block_steps, return_details=True)
+    tc, ar = detect_tc(lazy), detect_ar(lazy)
+    by_hand = np.zeros(tc.mask.shape, dtype=np.uint8)
+    by_hand[ar.mask.values] = 2
+    by_hand[tc.mask.values] = 1
+    assert (by_hand == 1).sum() > 0 and (by_hand == 2).sum() > 0
+    np.testing.assert_array_equal(masks["mask"].values, by_hand)
+    pd.testing.assert_frame_equal(det.tc.nodes, tc.nodes)
+    assert det.tc.nodes.attrs == tc.nodes.attrs and sum(tc.nodes.attrs["rejected"].values()) > 0
+    pd.testing.assert_frame_equal(det.tc.tracks, tc.tracks)
+    assert det.tc.criteria == tc.criteria and det.tc.stitched == tc.stitched
+    pd.testing.assert_frame_equal(det.ar.regions, ar.regions)
+    np.testing.assert_array_equal(det.ar.mask.values, ar.mask.values)
+    assert det.ar.threshold == ar.threshold
+
+
+@pytest.mark.parametrize("scope", ["global", "cell"])
+def test_block_reading_with_percentile_thresholds_equals_the_whole_run(zarr_run, scope):
+    _, lazy = zarr_run
+    cfg = {"percentile": 90.0, "percentile_scope": scope}
+    masks, det = label_run(lazy, tc=False, ar=cfg, block_steps=5, return_details=True)
+    ar = detect_ar(lazy, config=ARConfig(**cfg))
+    np.testing.assert_array_equal(masks["mask"].values == 2, ar.mask.values)
+    assert (masks["mask"].values == 2).sum() > 0
+    pd.testing.assert_frame_equal(det.ar.regions, ar.regions)
+    if scope == "global":
+        assert det.ar.threshold == ar.threshold
+    else:
+        np.testing.assert_array_equal(det.ar.threshold.values, ar.threshold.values)
