@@ -16,6 +16,9 @@ matmul_peak_flops(dtype, device, n)
     FLOPs (1 multiply-add = 2 FLOPs) and the measured matmul baseline.
 DeepLabConfig, TiramisuConfig, CGNetConfig
     The architecture options that ``**overrides`` may change.
+Normalize, build(..., normalizer=norm), net.set_normalization(norm)
+    Per-channel input normalization as the network's frozen first operation (buffers in
+    its ``state_dict``): the network then takes raw fields, as training and prediction do.
 climviz.models.deepcam_keys.load_reference_state_dict(net, state)
     Load an MLPerf DeepCAM reference state dict into the ``deepcam`` preset.
 
@@ -108,6 +111,7 @@ __all__ = [
     "CGNetConfig",
     "CGNet",
     "SegmentationNet",
+    "Normalize",
 ]
 
 _LAZY = {
@@ -125,6 +129,7 @@ _LAZY = {
     "CGNetConfig": "climviz.models.cgnet",
     "CGNet": "climviz.models.cgnet",
     "SegmentationNet": "climviz.models.base",
+    "Normalize": "climviz.models.normalization",
 }
 
 
