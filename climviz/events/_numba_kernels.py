@@ -593,3 +593,49 @@ def run_keys(start, ids, T, H, W):
         row[j] = r
         c0[j] = start[j] - rg * W
     return key, row, c0, K
+
+
+@numba.njit(cache=True, nogil=True)
+def field_stats(start, length, key, row, c0, values, colw, rows_area, nk):
+    """Per event key: minimum, maximum, sum and area-weighted sum of ``values`` over its runs' cells.
+
+    ``values``: the flat field of the block (any real dtype, read as float64).
+    Returns a (4, nk) array in the order and with the NaN rules of the NumPy
+    path: a NaN cell makes its event's minimum, maximum and sums NaN; each
+    run is reduced first (the weighted sum is sum(value x width) x the row's
+    area factor), then the runs are combined into their event in run order.
+    """
+    out = np.empty((nk, 4))
+    for k in range(nk):
+        out[k, 0] = np.inf
+        out[k, 1] = -np.inf
+        out[k, 2] = 0.0
+        out[k, 3] = 0.0
+    for i in range(start.size):
+        k = key[i]
+        s = start[i]
+        c = c0[i] - s  # column of flat index f: f + c
+        lo = np.inf
+        hi = -np.inf
+        total = 0.0
+        wsum = 0.0
+        nan = False
+        for f in range(s, s + length[i]):
+            v = np.float64(values[f])
+            nan |= v != v
+            lo = v if v < lo else lo  # selects, not branches
+            hi = v if v > hi else hi
+            total += v
+            wsum += v * colw[f + c]
+        if nan:
+            lo = np.nan
+            hi = np.nan
+        mn = out[k, 0]
+        if mn == mn:  # NaN stays NaN
+            out[k, 0] = lo if (lo != lo or lo < mn) else mn
+        mx = out[k, 1]
+        if mx == mx:
+            out[k, 1] = hi if (hi != hi or hi > mx) else mx
+        out[k, 2] += total
+        out[k, 3] += wsum * rows_area[row[i]]
+    return out.T

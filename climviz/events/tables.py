@@ -310,6 +310,21 @@ def _field_columns(runs: Runs, rk: _RunKeys, es: _EventSums, fields: Mapping[str
     if not fields:
         return out
     key, nk = rk.key, rk.nk
+    compiled = kernels(int(runs.length.sum()))
+    if compiled is not None:  # one pass over each field's event cells (numba), the NumPy path's rules
+        for name, values in fields.items():
+            mn, mx, total, wsum = compiled["field_stats"](runs.start, runs.length, key, rk.row, rk.c0,
+                                                          np.ascontiguousarray(values).reshape(-1), geo.cols,
+                                                          geo.rows, nk)
+            by_stat = {"min": mn, "max": mx, "sum": total, "integral": wsum}
+            for st in spec[name]:
+                if st == "mean":
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        r = wsum / es.area
+                else:
+                    r = by_stat[st]
+                out[f"{name}_{st}"] = r[es.present]
+        return out
     idx, offsets = runs.pixels()
     col_pix = np.repeat(rk.c0 - offsets, runs.length) + np.arange(idx.size)
     wcol = geo.cols[col_pix]

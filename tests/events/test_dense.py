@@ -196,3 +196,39 @@ def test_compiled_axes_of_large_events_equal_the_numpy_path(monkeypatch):
     assert len(tab) == 4
     np.testing.assert_allclose(tab["length_km"], ref["length_km"], rtol=1e-11)
     np.testing.assert_allclose(tab["width_km"], ref["width_km"], rtol=1e-11)
+
+
+def test_compiled_field_statistics_equal_the_numpy_path(dense, monkeypatch):
+    """Every statistic, float32 / integer fields and NaN cells (NaN spreads to the event, as in NumPy)."""
+    pytest.importorskip("numba")
+    from climviz.events import _kernels
+
+    masks, lat, lon = dense
+    rng = np.random.default_rng(11)
+    tmq = rng.uniform(0.0, 60.0, size=masks.shape).astype(np.float32)
+    for t in (0, 1):  # a few event cells of two steps are missing values
+        r, c = np.nonzero(masks[t])
+        pick = rng.choice(r.size, size=4, replace=False)
+        tmq[t, r[pick], c[pick]] = np.nan
+    count = rng.integers(0, 9, size=masks.shape)
+    fields = {"TMQ": tmq, "COUNT": count}
+    stats = ["min", "max", "sum", "mean", "integral"]
+    monkeypatch.setenv("CLIMVIZ_NO_NUMBA", "1")
+    _, ref = label_table(masks, fields, stats=stats, lat=lat, lon=lon)
+    monkeypatch.setenv("CLIMVIZ_NO_NUMBA", "0")
+    monkeypatch.setattr(_kernels, "MIN_CELLS", 0)
+    _, tab = label_table(masks, fields, stats=stats, lat=lat, lon=lon)
+    assert tab["TMQ_min"].isna().sum() >= 1  # the NaN cells reach some events
+    cols = [f"{f}_{s}" for f in fields for s in stats]
+    for c in cols:
+        exact = c.endswith(("_min", "_max")) or c.startswith("COUNT_sum")
+        if exact:
+            np.testing.assert_array_equal(tab[c].to_numpy(), ref[c].to_numpy(), err_msg=c)
+        else:
+            np.testing.assert_allclose(tab[c].to_numpy(), ref[c].to_numpy(), rtol=1e-12, err_msg=c)
+    # and an independent check of one event: TMQ over its cells, from the labels
+    labels, _ = label_table(masks, lat=lat, lon=lon)
+    row = tab[(tab["step"] == 2)].iloc[0]
+    cells = labels[2] == row["event"]
+    assert row["TMQ_max"] == pytest.approx(float(tmq[2][cells].max()))
+    assert row["COUNT_sum"] == int(count[2][cells].sum())
