@@ -785,6 +785,69 @@ def _local_minima(psl: np.ndarray, grid: Grid, cfg: TCConfig) -> tuple[np.ndarra
     return t, i, j
 
 
+class _RowRanks:
+    """Candidates' ranks by (step, row, column), for the smallest rank in a run of columns of one row.
+
+    Exactly what a 1-D running minimum of the rank field (``inf`` off the candidates) gives
+    at the queried cells, without building that (time, lat, lon) field: the candidates are
+    sorted by their flat grid index, and a sparse table answers range minima.
+    """
+
+    def __init__(self, t: np.ndarray, i: np.ndarray, j: np.ndarray, rank: np.ndarray, nlat: int,
+                 nlon: int) -> None:
+        self.nlat, self.nlon = nlat, nlon
+        key = (t.astype(np.int64) * nlat + i) * nlon + j
+        order = np.argsort(key, kind="stable")
+        self.key = key[order]
+        table = [rank[order].astype(np.float64)]
+        while 2 ** len(table) <= table[0].size:
+            prev, half = table[-1], 2 ** (len(table) - 1)
+            table.append(np.minimum(prev[:-half], prev[half:]))
+        self.table = table
+
+    def _range_min(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Smallest rank among candidates with flat index in [a, b) (inf if none)."""
+        lo = np.searchsorted(self.key, a, side="left")
+        hi = np.searchsorted(self.key, b, side="left")
+        n = hi - lo
+        out = np.full(a.shape, np.inf)
+        some = n > 0
+        if some.any():
+            lvl = np.floor(np.log2(np.maximum(n[some], 1))).astype(np.int64)
+            lo_s, hi_s = lo[some], hi[some]
+            vals = np.full(lo_s.shape, np.inf)
+            for level in np.unique(lvl):
+                sel = lvl == level
+                tab = self.table[level]
+                vals[sel] = np.minimum(tab[lo_s[sel]], tab[hi_s[sel] - 2 ** level])
+            out[some] = vals
+        return out
+
+    def window_min(self, t: np.ndarray, rows: np.ndarray, j: np.ndarray, width: np.ndarray,
+                   periodic: bool) -> np.ndarray:
+        """Smallest rank in columns ``j - width .. j + width`` of row ``rows`` at step ``t``.
+
+        The run of columns wraps around in longitude when ``periodic`` (a window as wide
+        as the row is the whole row), and is clipped at the edges otherwise.
+        """
+        nlon = self.nlon
+        base = (t.astype(np.int64) * self.nlat + rows) * nlon
+        lo, hi = j - width, j + width + 1
+        if periodic:  # a window as wide as the row: the whole row
+            full = 2 * width + 1 >= nlon
+            lo, hi = np.where(full, 0, lo), np.where(full, nlon, hi)
+        out = self._range_min(base + np.maximum(lo, 0), base + np.minimum(hi, nlon))
+        if periodic:  # the part of the window that wraps around the row's end
+            left, right = lo < 0, hi > nlon
+            if left.any():
+                b = base[left] + nlon
+                out[left] = np.minimum(out[left], self._range_min(b + lo[left], b))
+            if right.any():
+                b = base[right]
+                out[right] = np.minimum(out[right], self._range_min(b, b + hi[right] - nlon))
+        return out
+
+
 def _merge(t: np.ndarray, i: np.ndarray, j: np.ndarray, val: np.ndarray, grid: Grid, km: float,
            shape: tuple[int, int, int]) -> np.ndarray:
     """Keep-mask of candidates: none of the same step is deeper within ``km`` (TE ``--mergedist``).
@@ -794,7 +857,8 @@ def _merge(t: np.ndarray, i: np.ndarray, j: np.ndarray, val: np.ndarray, grid: G
     both). Exact on the sphere: the candidates' ranks are put on the grid, and for
     each pair (row, row offset) the longitudes within ``km`` of a cell centre form
     one contiguous range, so the smallest rank within the great-circle disc is the
-    smallest over row offsets of a 1-D running minimum of the right width.
+    smallest over row offsets of a 1-D running minimum of the right width (taken at
+    the candidates only, :class:`_RowRanks`, rather than over the whole field).
     """
     k = t.size
     if k < 2:
@@ -802,14 +866,12 @@ def _merge(t: np.ndarray, i: np.ndarray, j: np.ndarray, val: np.ndarray, grid: G
     order = np.lexsort((j, i, t, val))  # by value, then grid order
     rank = np.empty(k, dtype=np.float64)
     rank[order] = np.arange(k, dtype=np.float64)
-    field_ = np.full(shape, np.inf)
-    field_[t, i, j] = rank
     nlat, nlon = grid.shape
+    ranks = _RowRanks(t, i, j, rank, nlat, nlon)
     phi = np.deg2rad(grid.lat)
     cos_r = np.cos(km / EARTH_RADIUS_KM)
     hy = min(int(np.ceil(np.rad2deg(km / EARTH_RADIUS_KM) / grid.dlat_min_deg)) + 1, nlat - 1)
     best = np.full(k, np.inf)
-    filtered: dict[int, np.ndarray] = {}
     for dy in range(-hy, hy + 1):
         rows2 = i + dy
         ok = (rows2 >= 0) & (rows2 < nlat)
@@ -822,19 +884,10 @@ def _merge(t: np.ndarray, i: np.ndarray, j: np.ndarray, val: np.ndarray, grid: G
         dlam = np.rad2deg(np.arccos(np.clip(c, -1.0, 1.0)))
         w = np.floor(dlam / grid.dlon_deg + 1e-9).astype(np.int64)
         w = np.where(np.cos(p1) * np.cos(p2) <= 1e-12, nlon, w)  # a pole row: every column
-        idx = np.flatnonzero(ok)
-        for width in np.unique(w[reach]):
-            sel = reach & (w == width)
-            width = int(min(width, nlon))
-            if width not in filtered:
-                if grid.periodic and 2 * width + 1 >= nlon:
-                    filtered[width] = np.broadcast_to(field_.min(axis=2, keepdims=True), shape)
-                else:
-                    filtered[width] = ndimage.minimum_filter1d(
-                        field_, size=2 * width + 1, axis=2, mode="wrap" if grid.periodic else "constant",
-                        cval=np.inf)
-            m = idx[sel]
-            best[m] = np.minimum(best[m], filtered[width][t[m], rows2[m], j[m]])
+        m = np.flatnonzero(ok)[reach]
+        if m.size:
+            width = np.minimum(w[reach], nlon)
+            best[m] = np.minimum(best[m], ranks.window_min(t[m], rows2[m], j[m], width, grid.periodic))
     return ~(best < rank)
 
 

@@ -176,3 +176,30 @@ def test_block_reading_with_percentile_thresholds_equals_the_whole_run(zarr_run,
         assert det.ar.threshold == ar.threshold
     else:
         np.testing.assert_array_equal(det.ar.threshold.values, ar.threshold.values)
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_candidate_window_minimum_equals_scipys_running_minimum(periodic):
+    """TC merging takes the smallest candidate rank in a run of columns at the candidates
+    only; scipy's 1-D running minimum of the whole rank field is the reference."""
+    from scipy import ndimage
+
+    from climviz.labels.tc import _RowRanks
+
+    rng = np.random.default_rng(3)
+    shape = (3, 17, 29)
+    flat = np.sort(rng.choice(np.prod(shape), size=120, replace=False))
+    t, i, j = np.unravel_index(flat, shape)
+    rank = rng.permutation(flat.size).astype(np.float64)
+    field = np.full(shape, np.inf)
+    field[t, i, j] = rank
+    ranks = _RowRanks(t, i, j, rank, shape[1], shape[2])
+    qt, qi, qj = (rng.integers(0, n, 400) for n in shape)
+    for width in (0, 1, 5, 13, 14, 29):
+        ref = ndimage.minimum_filter1d(field, size=2 * width + 1, axis=2, cval=np.inf,
+                                       mode="wrap" if periodic else "constant")
+        if periodic and 2 * width + 1 >= shape[2]:
+            ref = np.broadcast_to(field.min(axis=2, keepdims=True), shape)
+        got = ranks.window_min(qt, qi, qj, np.full(qt.size, width), periodic)
+        np.testing.assert_array_equal(got, ref[qt, qi, qj])
+        assert np.isfinite(got).any()
