@@ -1,8 +1,9 @@
 """Compiled inner loops of the events code, used when numba is installed (optional).
 
-numba is not a dependency of climviz; it comes with the ``viz`` extra
-(datashader needs it). Where it is importable, two hot spots run as
-compiled loops (:mod:`climviz.events._numba_kernels`):
+numba is not a dependency of climviz; it comes with the ``fast`` extra
+(``pip install climviz[fast]``; the ``viz`` extra brings it too, for datashader).
+Where it is importable, the hot spots run as compiled loops
+(:mod:`climviz.events._numba_kernels`):
 
 * labelling: one scan of the block for runs of one class along each row,
   joined with a union-find as they are found (previous row, 8- or
@@ -17,7 +18,9 @@ compiled loops (:mod:`climviz.events._numba_kernels`):
   cells, fused into one loop (cosine and sine of the longitude difference from
   the addition formulas; theta / sin(theta) from its series near the centroid,
   from the half- and quarter-angle series farther out, atan2 only beyond 90
-  degrees), so lengths and widths agree with the NumPy path to ~1e-13 relative.
+  degrees), so lengths and widths agree with the NumPy path to ~1e-12 relative;
+* field statistics: min, max, sum and area-weighted sum of each field over
+  each run, then each event, in one pass (NaN spreads as in NumPy).
 
 ``tests/events/test_dense.py`` checks both against the NumPy path. Blocks
 with fewer than :data:`MIN_CELLS` cells take the NumPy path, so small inputs

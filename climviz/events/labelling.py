@@ -22,13 +22,19 @@ Implementation, per block of time steps (all vectorized, no loops over cells):
 4. components below ``min_cells`` / ``min_area_km2`` are removed, ids are
    numbered per step, and the ids are written to the event cells only.
 
-When numba is installed (it comes with the ``viz`` extra), steps 1-3 run
-as one compiled scan that joins each run to the touching runs of the
-previous row with a union-find as it goes (``climviz.events._kernels``;
-same components, same ids; blocks of >= 20k cells). The runs are kept and
-reused by :func:`climviz.events.label_table` for the event table. ``_label_block_ndimage`` is the same contract built on
-``scipy.ndimage.label`` plus a seam union-find; the tests check that both
-group cells identically.
+When numba is installed (the ``fast`` extra), steps 1-3 run as one compiled
+scan that records each row's runs without a branch per cell and joins each
+run to the touching runs of the previous row with a union-find as it goes
+(``climviz.events._kernels``; same components, same ids; blocks of >= 20k
+cells); ids and labels then take one more pass over the runs. The runs are
+kept and reused by :func:`climviz.events.label_table` for the event table.
+``_label_block_ndimage`` is the same contract built on ``scipy.ndimage.label``
+plus a seam union-find, in stages; the tests check that both group cells
+identically.
+
+Longitudes are used in increasing order; a rolled axis (180 … 360, 0 … 180)
+is oriented by :func:`climviz.data.grid.orient_lon` first and the labels
+rolled back (:func:`events_lon`), so it gives the events of the sorted axis.
 """
 
 from __future__ import annotations
@@ -759,7 +765,10 @@ def label(
         ``xarray.DataArray`` with ``lat``/``lon`` dims (numpy- or dask-backed;
         dask arrays are processed chunk by chunk over time, so memory stays
         bounded by the chunk size). An ``xarray.Dataset`` with a ``mask``
-        variable is accepted too.
+        variable is accepted too. Longitudes may come in any order that
+        :func:`climviz.data.grid.orient_lon` accepts (e.g. a rolled axis
+        180 … 360, 0 … 180): the events are those of the sorted axis, returned
+        in the input's order.
     min_area_km2
         Remove events smaller than this area (km², cell areas on a sphere of
         radius ``radius_km``). Needs ``lat``/``lon`` (taken from the
