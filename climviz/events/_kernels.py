@@ -45,7 +45,7 @@ def _build() -> dict[str, Callable[..., Any]]:
 
     return {"axes_moments": nk.axes_moments, "axes_km": nk.axes_km, "run_components": nk.run_components,
             "write_runs": nk.write_runs, "event_sums": nk.event_sums, "number_runs": nk.number_runs,
-            "run_keys": nk.run_keys, "field_stats": nk.field_stats}
+            "run_keys": nk.run_keys, "field_stats": nk.field_stats, "label_runs": nk.label_runs}
 
 
 def kernels(n_cells: int) -> dict[str, Callable[..., Any]] | None:

@@ -639,3 +639,44 @@ def field_stats(start, length, key, row, c0, values, colw, rows_area, nk):
         out[k, 2] += total
         out[k, 3] += wsum * rows_area[row[i]]
     return out.T
+
+
+@numba.njit(cache=True, nogil=True)
+def label_runs(lab, cls, W, cap):
+    """Runs of equal (label, class) along the rows of flat labels and mask; background runs dropped.
+
+    Returns (start, length, ids, classes) in raster order (ids in the labels'
+    dtype), or ``n = -1`` as a fifth value when there are more than ``cap``
+    runs (the caller calls again with a larger ``cap``). Each row's changes
+    are recorded without a branch per cell, as in :func:`run_components`.
+    """
+    n_cells = lab.size
+    start = np.empty(cap, np.int64)
+    length = np.empty(cap, np.int64)
+    ids = np.empty(cap, lab.dtype)
+    classes = np.empty(cap, cls.dtype)
+    seg = np.empty(W + 1, np.int64)
+    n = 0
+    for base in range(0, n_cells, W):
+        m = 0
+        pl = -1
+        pc = -1
+        for f in range(base, base + W):
+            lv = lab[f]
+            cv = cls[f]
+            seg[m] = f
+            m += (lv != pl) | (cv != pc)
+            pl = lv
+            pc = cv
+        seg[m] = base + W
+        if n + m > cap:
+            return start[:0].copy(), length[:0].copy(), ids[:0].copy(), classes[:0].copy(), -1
+        for i in range(m):
+            f = seg[i]
+            if lab[f] != 0:
+                start[n] = f
+                length[n] = seg[i + 1] - f
+                ids[n] = lab[f]
+                classes[n] = cls[f]
+                n += 1
+    return start[:n].copy(), length[:n].copy(), ids[:n].copy(), classes[:n].copy(), n

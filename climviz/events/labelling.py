@@ -323,6 +323,13 @@ def find_runs(lab_flat: np.ndarray, mask_flat: np.ndarray, W: int, shape: tuple[
     n = lab_flat.size
     if n == 0:
         return Runs.empty(shape)
+    compiled = kernels(n)
+    if compiled is not None and n % W == 0:  # one pass, no temporaries the size of the grid
+        lab_c, mask_c = np.ascontiguousarray(lab_flat), np.ascontiguousarray(mask_flat)
+        starts, lengths, ids, cls, count = compiled["label_runs"](lab_c, mask_c, W, n // 8 + W + 1)
+        if count < 0:
+            starts, lengths, ids, cls, count = compiled["label_runs"](lab_c, mask_c, W, n + W + 1)
+        return Runs(starts, lengths, ids, cls, shape)
     b = np.empty(n, dtype=bool)
     b[0] = True
     np.not_equal(mask_flat[1:], mask_flat[:-1], out=b[1:])

@@ -232,3 +232,31 @@ def test_compiled_field_statistics_equal_the_numpy_path(dense, monkeypatch):
     cells = labels[2] == row["event"]
     assert row["TMQ_max"] == pytest.approx(float(tmq[2][cells].max()))
     assert row["COUNT_sum"] == int(count[2][cells].sum())
+
+
+def test_compiled_runs_of_given_labels_equal_the_numpy_path(dense, monkeypatch):
+    """table() finds the runs of (label, class) in the given labels: compiled and NumPy give the same runs,
+    also for labels that split a class inside a row (ids not made by label) and for every id dtype."""
+    pytest.importorskip("numba")
+    from climviz.events import _kernels
+    from climviz.events.labelling import find_runs
+
+    masks, lat, lon = dense
+    labels = label(masks, lat=lat, lon=lon)
+    odd = labels.astype(np.int64) * 3
+    odd[:, :, 36:] += (odd[:, :, 36:] > 0)  # the same class under two ids within a row
+    for lab in (labels, odd, labels.astype(np.uint16)):
+        flat, mflat = lab.reshape(-1), masks.reshape(-1)
+        monkeypatch.setattr(_kernels, "MIN_CELLS", 10**12)
+        ref = find_runs(flat, mflat, masks.shape[2], masks.shape)
+        monkeypatch.setattr(_kernels, "MIN_CELLS", 0)
+        got = find_runs(flat, mflat, masks.shape[2], masks.shape)
+        for f in ("start", "length", "ids", "cls"):
+            np.testing.assert_array_equal(getattr(got, f), getattr(ref, f), err_msg=f)
+            assert getattr(got, f).dtype == getattr(ref, f).dtype, f
+    monkeypatch.setattr(_kernels, "MIN_CELLS", 10**12)
+    ref_tab = table(labels, masks, lat=lat, lon=lon)
+    monkeypatch.setattr(_kernels, "MIN_CELLS", 0)
+    tab = table(labels, masks, lat=lat, lon=lon)
+    exact = ["step", "event", "class", "n_cells", "area_km2", "centroid_lat", "centroid_lon", "lat_min", "lat_max"]
+    np.testing.assert_array_equal(tab[exact].to_numpy(float), ref_tab[exact].to_numpy(float))
