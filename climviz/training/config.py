@@ -35,17 +35,14 @@ from climviz._fields import (
 )
 from climviz.data.schema import CHANNELS, NUM_CLASSES
 from climviz.errors import ConfigError
+from climviz.models.presets import PRESETS
 from climviz.utils.atomic import atomic_path
 
 __all__ = ["MODEL_PRESETS", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "TrainConfig", "as_config"]
 
-#: Known model names and their presets: the keys of ``climviz.models.registry.PRESETS``,
-#: held here without importing torch (tests/training/test_config.py checks they agree).
-MODEL_PRESETS: dict[str, tuple[str, ...]] = {
-    "deeplabv3plus": ("paper", "deepcam", "resnet50-os16", "tiny"),
-    "tiramisu": ("paper", "fcdensenet-os32", "tiny"),
-    "cgnet": ("paper", "tiny"),
-}
+#: Known model names and their presets, read from the torch-free preset table
+#: :data:`climviz.models.presets.PRESETS` (one source; importing it does not import torch).
+MODEL_PRESETS: dict[str, tuple[str, ...]] = {name: tuple(presets) for name, presets in PRESETS.items()}
 OPTIMIZERS = ("adamw", "lamb", "larc", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
