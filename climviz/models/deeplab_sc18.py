@@ -62,6 +62,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from climviz.models.base import SegmentationNet
+from climviz.models.deeplabv3plus import DeepLabConfig
 from climviz.models.layers import GeoConv2d, LonPadding, TFSameConvTranspose2d, tf_same_max_pool
 
 __all__ = ["DeepLabSC18", "resnet_v2_units", "init_sc18"]
@@ -301,8 +302,6 @@ class DeepLabSC18(SegmentationNet):
     """
 
     def __init__(self, in_channels: int = 16, num_classes: int = 3, config=None) -> None:
-        from climviz.models.deeplabv3plus import DeepLabConfig
-
         cfg = config or DeepLabConfig(backbone="resnet_v2", output_stride=8)
         super().__init__(cfg, in_channels, num_classes, multiple=cfg.output_stride)
         lon = cfg.lon_padding

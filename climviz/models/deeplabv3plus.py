@@ -452,13 +452,3 @@ def init_deepcam(net: DeepLabV3Plus) -> None:
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-
-
-def build_deeplab(in_channels: int = 16, num_classes: int = 3, config: DeepLabConfig | None = None) -> SegmentationNet:
-    """The DeepLabv3+ class that ``config.backbone`` asks for (used by the registry)."""
-    cfg = config or DeepLabConfig()
-    if cfg.backbone == "resnet_v2":
-        from climviz.models.deeplab_sc18 import DeepLabSC18
-
-        return DeepLabSC18(in_channels=in_channels, num_classes=num_classes, config=cfg)
-    return DeepLabV3Plus(in_channels=in_channels, num_classes=num_classes, config=cfg)

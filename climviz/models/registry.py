@@ -12,11 +12,28 @@ from torch import nn
 from climviz.errors import ConfigError
 from climviz.models.base import SegmentationNet
 from climviz.models.cgnet import CGNet, CGNetConfig
-from climviz.models.deeplabv3plus import DeepLabConfig, build_deeplab
+from climviz.models.deeplab_sc18 import DeepLabSC18
+from climviz.models.deeplabv3plus import DeepLabConfig, DeepLabV3Plus
 from climviz.models.presets import PRESETS
-from climviz.models.tiramisu import TiramisuConfig, build_tiramisu
+from climviz.models.tiramisu import Tiramisu, TiramisuConfig
+from climviz.models.tiramisu_sc18 import TiramisuSC18
 
 __all__ = ["build", "list_models", "preset_config", "MODELS", "PRESETS"]
+
+def build_deeplab(in_channels: int = 16, num_classes: int = 3, config: DeepLabConfig | None = None) -> SegmentationNet:
+    """The DeepLabv3+ class that ``config.backbone`` asks for: the SC18 graph for ``"resnet_v2"``."""
+    cfg = config or DeepLabConfig()
+    cls = DeepLabSC18 if cfg.backbone == "resnet_v2" else DeepLabV3Plus
+    return cls(in_channels=in_channels, num_classes=num_classes, config=cfg)
+
+
+def build_tiramisu(in_channels: int = 16, num_classes: int = 3,
+                   config: TiramisuConfig | None = None) -> SegmentationNet:
+    """The Tiramisu class that ``config.style`` asks for: the SC18 graph for ``"sc18"``."""
+    cfg = config or TiramisuConfig()
+    cls = TiramisuSC18 if cfg.style == "sc18" else Tiramisu
+    return cls(in_channels=in_channels, num_classes=num_classes, config=cfg)
+
 
 #: name -> (network factory ``f(in_channels=, num_classes=, config=)``, config class)
 MODELS: dict[str, tuple[Callable[..., SegmentationNet], type]] = {

@@ -214,17 +214,6 @@ class Tiramisu(SegmentationNet):
 
 
 
-def build_tiramisu(in_channels: int = 16, num_classes: int = 3,
-                   config: TiramisuConfig | None = None) -> SegmentationNet:
-    """The Tiramisu class that ``config.style`` asks for (used by the registry)."""
-    cfg = config or TiramisuConfig()
-    if cfg.style == "sc18":
-        from climviz.models.tiramisu_sc18 import TiramisuSC18
-
-        return TiramisuSC18(in_channels=in_channels, num_classes=num_classes, config=cfg)
-    return Tiramisu(in_channels=in_channels, num_classes=num_classes, config=cfg)
-
-
 def dense_features(net: Any, x: torch.Tensor) -> torch.Tensor:
     """Features before the classifier of an FC-DenseNet (this Tiramisu or the SC18 one).
 

@@ -40,7 +40,7 @@ from torch import nn
 
 from climviz.models.base import SegmentationNet
 from climviz.models.layers import GeoConv2d, LonPadding, TFSameConvTranspose2d
-from climviz.models.tiramisu import DenseBlock, dense_features
+from climviz.models.tiramisu import DenseBlock, TiramisuConfig, dense_features
 
 __all__ = ["TiramisuSC18"]
 
@@ -80,8 +80,6 @@ class TiramisuSC18(SegmentationNet):
     """
 
     def __init__(self, in_channels: int = 16, num_classes: int = 3, config=None) -> None:
-        from climviz.models.tiramisu import TiramisuConfig
-
         cfg = config or TiramisuConfig()
         super().__init__(cfg, in_channels, num_classes, multiple=2 ** len(cfg.down_layers))
         lon, g, p, k = cfg.lon_padding, cfg.growth_rate, float(cfg.dropout), int(cfg.kernel_size)
