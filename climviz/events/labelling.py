@@ -246,6 +246,15 @@ class Geo:
     cos_lon: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     sin_lon: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
+    def __post_init__(self) -> None:
+        if self.cos_lon.size != self.lon.size:  # built field by field: derive the rest
+            edges = np.deg2rad(lat_edges(self.lat))
+            latr, lr = np.deg2rad(self.lat), np.deg2rad(self.lon)
+            self.cw3 = np.concatenate([[0.0], np.cumsum(self.cols ** 3)])
+            self.dphi2 = np.diff(edges) ** 2
+            self.sin_lat, self.cos_lat = np.sin(latr), np.cos(latr)
+            self.lon_rad, self.cos_lon, self.sin_lon = lr, np.cos(lr), np.sin(lr)
+
     @classmethod
     def of(cls, lat: npt.ArrayLike, lon: npt.ArrayLike, radius_km: float = EARTH_RADIUS_KM) -> "Geo":
         lat = np.ascontiguousarray(lat, dtype=np.float64)
