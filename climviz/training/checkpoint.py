@@ -217,6 +217,24 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path
     OutputError
         The file cannot be written (disk full, read-only or unwritable directory);
         a checkpoint that was at ``path`` before is left intact.
+
+    Examples
+    --------
+    A tiny two-channel network, saved as the training loop saves it (a directory path
+    gets ``checkpoint.pt``; the format keys are filled in):
+
+    >>> net = cv.models.build("deeplabv3plus", "tiny", in_channels=2, seed=0)
+    >>> payload = {"model": "deeplabv3plus", "preset": "tiny", "channels": ["TMQ", "U850"],
+    ...            "model_kwargs": {"in_channels": 2, "num_classes": 3},
+    ...            "model_state": net.state_dict(), "epoch": 3}
+    >>> cv.training.save_checkpoint("run/epoch_0003", payload).as_posix()
+    'run/epoch_0003/checkpoint.pt'
+    >>> cv.training.load_checkpoint("run/epoch_0003")["format"]
+    'climviz-checkpoint'
+    >>> cv.training.save_checkpoint("bad", {"model": "deeplabv3plus"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    climviz.errors.CheckpointError: bad/checkpoint.pt: checkpoint payload lacks key(s) ['preset', ...]
     """
     import torch
 
@@ -268,6 +286,21 @@ def load_checkpoint(
         File missing, not a climviz checkpoint, corrupt, newer format, weights with
         NaN/inf values, a channel list that does not fit the network, or mismatched
         with ``expect_model``/``expect_channels``; the message names the file.
+
+    Examples
+    --------
+    >>> net = cv.models.build("deeplabv3plus", "tiny", in_channels=2, seed=0)
+    >>> _ = cv.training.save_checkpoint("run/epoch_0003", {
+    ...     "model": "deeplabv3plus", "preset": "tiny", "channels": ["TMQ", "U850"],
+    ...     "model_kwargs": {"in_channels": 2, "num_classes": 3},
+    ...     "model_state": net.state_dict(), "epoch": 3})
+    >>> ckpt = cv.training.load_checkpoint("run/epoch_0003", expect_model=("deeplabv3plus", "tiny"))
+    >>> ckpt["channels"], ckpt["epoch"], ckpt["format_version"]
+    (['TMQ', 'U850'], 3, 2)
+    >>> cv.training.load_checkpoint("run/epoch_0003", expect_channels=["TMQ", "V850"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    climviz.errors.CheckpointError: run/epoch_0003/checkpoint.pt: checkpoint was trained on channels ['TMQ', ...]
     """
     import torch
 
@@ -344,6 +377,23 @@ def load_model(path: str | os.PathLike, device: Any = "cpu"):
         ``meta`` is the checkpoint payload without the state dicts (model, preset,
         model_kwargs, channels, normalizer, config, grid, epoch, metrics, ...) plus
         ``sha256`` and ``path``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = cv.models.build("deeplabv3plus", "tiny", in_channels=2, seed=0)
+    >>> _ = cv.training.save_checkpoint("run/epoch_0003", {
+    ...     "model": "deeplabv3plus", "preset": "tiny", "channels": ["TMQ", "U850"],
+    ...     "model_kwargs": {"in_channels": 2, "num_classes": 3},
+    ...     "model_state": net.state_dict(), "epoch": 3})
+    >>> model, meta = cv.training.load_model("run/epoch_0003")
+    >>> type(model).__name__, model.training, meta["epoch"], len(meta["sha256"])
+    ('DeepLabV3Plus', False, 3, 64)
+    >>> all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), net.state_dict().values()))
+    True
+    >>> with torch.no_grad():
+    ...     tuple(model(torch.zeros(1, 2, 32, 48)).shape)  # (N, classes, lat, lon) logits
+    (1, 3, 32, 48)
     """
     import torch
 
@@ -388,7 +438,22 @@ def checkpoint_sha256(path: str | os.PathLike) -> str:
 
 
 def find_latest_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """Newest ``epoch_XXXX/checkpoint.pt`` under ``directory`` (None if there is none)."""
+    """Newest ``epoch_XXXX/checkpoint.pt`` under ``directory`` (None if there is none).
+
+    "Newest" is the highest epoch number, not the latest modification time.
+
+    Examples
+    --------
+    >>> net = cv.models.build("deeplabv3plus", "tiny", in_channels=2, seed=0)
+    >>> payload = {"model": "deeplabv3plus", "preset": "tiny", "channels": ["TMQ", "U850"],
+    ...            "model_kwargs": {"in_channels": 2, "num_classes": 3}, "model_state": net.state_dict()}
+    >>> for epoch in (10, 3):
+    ...     _ = cv.training.save_checkpoint(f"run/epoch_{epoch:04d}", payload)
+    >>> cv.training.find_latest_checkpoint("run").as_posix()
+    'run/epoch_0010/checkpoint.pt'
+    >>> cv.training.find_latest_checkpoint("no_such_run") is None
+    True
+    """
     d = Path(directory)
     if not d.is_dir():
         return None
