@@ -313,9 +313,11 @@ def _field_columns(runs: Runs, rk: _RunKeys, es: _EventSums, fields: Mapping[str
     compiled = kernels(int(runs.length.sum()))
     if compiled is not None:  # one pass over each field's event cells (numba), the NumPy path's rules
         for name, values in fields.items():
-            mn, mx, total, wsum = compiled["field_stats"](runs.start, runs.length, key, rk.row, rk.c0,
-                                                          np.ascontiguousarray(values).reshape(-1), geo.cols,
-                                                          geo.rows, nk)
+            flat = np.ascontiguousarray(values).reshape(-1)
+            if flat.dtype.kind not in "biuf" or flat.dtype.itemsize < 4 and flat.dtype.kind == "f":
+                flat = flat.astype(np.float64)  # e.g. float16, which the compiled loop does not read
+            mn, mx, total, wsum = compiled["field_stats"](runs.start, runs.length, key, rk.row, rk.c0, flat,
+                                                          geo.cols, geo.rows, nk)
             by_stat = {"min": mn, "max": mx, "sum": total, "integral": wsum}
             for st in spec[name]:
                 if st == "mean":

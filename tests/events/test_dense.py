@@ -211,7 +211,8 @@ def test_compiled_field_statistics_equal_the_numpy_path(dense, monkeypatch):
         pick = rng.choice(r.size, size=4, replace=False)
         tmq[t, r[pick], c[pick]] = np.nan
     count = rng.integers(0, 9, size=masks.shape)
-    fields = {"TMQ": tmq, "COUNT": count}
+    half = rng.normal(0.0, 10.0, size=masks.shape).astype(np.float16)
+    fields = {"TMQ": tmq, "COUNT": count, "HALF": half}
     stats = ["min", "max", "sum", "mean", "integral"]
     monkeypatch.setenv("CLIMVIZ_NO_NUMBA", "1")
     _, ref = label_table(masks, fields, stats=stats, lat=lat, lon=lon)
