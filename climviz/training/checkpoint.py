@@ -300,7 +300,7 @@ def load_checkpoint(
     >>> cv.training.load_checkpoint("run/epoch_0003", expect_channels=["TMQ", "V850"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    climviz.errors.CheckpointError: run/epoch_0003/checkpoint.pt: checkpoint was trained on channels ['TMQ', 'U850...'
+    climviz.errors.CheckpointError: run/epoch_0003/checkpoint.pt: checkpoint was trained on channels ['TMQ', 'U850']...
     """
     import torch
 
