@@ -21,7 +21,21 @@ __all__ = [
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = 3) -> torch.Tensor:
-    """Confusion matrix ``cm[true, predicted]`` (int64, shape (C, C)) of two label tensors."""
+    """Confusion matrix ``cm[true, predicted]`` (int64, shape (C, C)) of two label tensors.
+
+    Examples
+    --------
+    Four pixels; the third is a true AR (2) predicted as TC (1):
+
+    >>> import torch
+    >>> cm = cv.training.confusion_matrix(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]))
+    >>> cm
+    tensor([[1, 0, 0],
+            [0, 1, 0],
+            [0, 1, 1]])
+    >>> int(cm.sum()), int(cm.trace())  # pixels, correct pixels
+    (4, 3)
+    """
     if pred.shape != target.shape:
         raise ValueError(f"confusion_matrix: pred {tuple(pred.shape)} and target "
                          f"{tuple(target.shape)} differ in shape")
@@ -30,7 +44,19 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int 
 
 
 def iou_from_confusion(cm) -> np.ndarray:
-    """Per-class IoU ``TP / (TP + FP + FN)``; NaN for a class absent from both."""
+    """Per-class IoU ``TP / (TP + FP + FN)``; NaN for a class absent from both.
+
+    Examples
+    --------
+    TC (1): 1 hit, 1 false alarm, IoU 1/2; AR (2): 1 hit, 1 miss, IoU 1/2:
+
+    >>> import torch
+    >>> cm = cv.training.confusion_matrix(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]))
+    >>> cv.training.iou_from_confusion(cm)
+    array([1. , 0.5, 0.5])
+    >>> cv.training.iou_from_confusion(np.diag([5, 0, 2]))  # no TC in either: NaN, not 0
+    array([ 1., nan,  1.])
+    """
     cm = np.asarray(cm.cpu() if isinstance(cm, torch.Tensor) else cm, dtype=np.float64)
     tp = np.diag(cm)
     denom = cm.sum(0) + cm.sum(1) - tp
