@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import xarray as xr
 
 import climviz as cv
 from climviz.events.distributed import frequency_on_ray, label_table_on_ray
-from climviz.parallel import map_blocks, plan_blocks
+from climviz.parallel import in_flight, map_blocks, plan_blocks
 
 pytestmark = pytest.mark.ray
 
@@ -154,3 +155,38 @@ def test_label_run_on_ray_keeps_a_regional_grid_across_0E_as_serial_does(ray_loc
     np.testing.assert_array_equal(dist["lon"].values, serial["lon"].values)
     assert float(serial["lon"][0]) == 340.0 and float(serial["lon"][-1]) > 360.0
     np.testing.assert_array_equal(dist["mask"].values, serial["mask"].values)
+
+
+def test_in_flight_caps_below_the_cluster_cpus_and_queues_at_or_above():
+    assert in_flight(1, 2) == 1 and in_flight(3, 8) == 3     # fewer workers than CPUs: exactly them
+    assert in_flight(2, 2) == 4 and in_flight(4, 2) == 8     # Ray's CPUs cap what runs; 2x queued
+    assert in_flight(None, 2) == 4
+
+
+def _sleepy(block: xr.Dataset, start: int) -> np.ndarray:
+    """Record when this block ran (wall clock, seconds) and in which process."""
+    t0 = time.time()
+    time.sleep(0.4)
+    return np.array([start, t0, time.time(), os.getpid()])
+
+
+def _most_at_once(spans: np.ndarray) -> int:
+    """Largest number of (start, end) intervals that overlap at one instant."""
+    events = sorted([(a, 1) for a in spans[:, 0]] + [(b, -1) for b in spans[:, 1]], key=lambda e: (e[0], e[1]))
+    now = most = 0
+    for _, d in events:
+        now += d
+        most = max(most, now)
+    return most
+
+
+def test_one_worker_runs_one_block_at_a_time_on_a_two_cpu_ray(ray_local):
+    """num_workers=1 on a 2-CPU Ray: never two blocks at once (it used to run 2: 2 x 1 in flight)."""
+    x = xr.Dataset({"x": ("time", np.arange(8.0))})
+    res = np.array(map_blocks(_sleepy, lambda a, b: x.isel(time=slice(a, b)), 8, block_steps=2, num_workers=1,
+                              progress=False))
+    assert res[:, 0].tolist() == [0, 2, 4, 6]
+    assert _most_at_once(res[:, 1:3]) == 1
+    two = np.array(map_blocks(_sleepy, lambda a, b: x.isel(time=slice(a, b)), 8, block_steps=2, num_workers=2,
+                              progress=False))
+    assert _most_at_once(two[:, 1:3]) <= 2
