@@ -509,6 +509,15 @@ def scale_lr(lr: float, world_size: int, rule: str = "linear") -> float:
 
     ``linear``: ``lr * W`` (Goyal et al. 2017); ``sqrt``: ``lr * sqrt(W)``
     (Krizhevsky 2014, often better with Adam/LAMB); ``none``: ``lr``.
+
+    Examples
+    --------
+    >>> [cv.training.scale_lr(1e-3, 4, rule) for rule in ("linear", "sqrt", "none")]
+    [0.004, 0.002, 0.001]
+    >>> cv.training.scale_lr(1e-3, 0)
+    Traceback (most recent call last):
+    ...
+    climviz.errors.ConfigError: world_size: expected an integer >= 1, found 0
     """
     if world_size < 1:
         raise ConfigError(f"world_size: expected an integer >= 1, found {world_size!r}")

@@ -207,7 +207,23 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, world_size: int = 1) -> Optimizer:
-    """The optimizer named by ``cfg.optimizer`` at the LR scaled for ``world_size`` workers."""
+    """The optimizer named by ``cfg.optimizer`` at the LR scaled for ``world_size`` workers.
+
+    Parameters are split into two groups: weights with ``cfg.weight_decay`` and
+    biases/normalization parameters without weight decay.
+
+    Examples
+    --------
+    AdamW at ``lr = 1e-3`` for 4 workers with the linear rule: ``4e-3``:
+
+    >>> cfg = cv.training.TrainConfig(model="deeplabv3plus", preset="tiny", optimizer="adamw", lr=1e-3)
+    >>> net = cv.models.build("deeplabv3plus", "tiny", in_channels=2, seed=0)
+    >>> opt = cv.training.build_optimizer(net, cfg, world_size=4)
+    >>> type(opt).__name__, [g["lr"] for g in opt.param_groups]
+    ('AdamW', [0.004, 0.004])
+    >>> [g["weight_decay"] for g in opt.param_groups] == [cfg.weight_decay, 0.0]
+    True
+    """
     lr = scale_lr(cfg.lr, world_size, cfg.lr_scaling)
     groups = param_groups(model, cfg.weight_decay)
     # fused kernels (one kernel for all tensors) are ~5x faster than the per-tensor loop
@@ -274,7 +290,27 @@ class WarmupDecay:
 
 
 def build_scheduler(optimizer: Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """``LambdaLR`` stepping once per optimizer step with :class:`WarmupDecay`."""
+    """``LambdaLR`` stepping once per optimizer step with :class:`WarmupDecay`.
+
+    Examples
+    --------
+    2 epochs of 4 steps, 1 warm-up epoch from 0.1 x the peak LR (4e-3), then a cosine
+    to 0: ``4e-3 * (0.1 + 0.9 * s / 4)`` for ``s < 4``, then
+    ``4e-3 * (1 + cos(pi * (s - 4) / 4)) / 2``:
+
+    >>> cfg = cv.training.TrainConfig(model="deeplabv3plus", preset="tiny", lr=1e-3, epochs=2,
+    ...                               warmup_epochs=1, warmup_start_factor=0.1, schedule="cosine")
+    >>> net = cv.models.build("deeplabv3plus", "tiny", in_channels=2, seed=0)
+    >>> opt = cv.training.build_optimizer(net, cfg, world_size=4)
+    >>> sched = cv.training.build_scheduler(opt, cfg, steps_per_epoch=4)
+    >>> lrs = []
+    >>> for step in range(8):
+    ...     lrs.append(round(sched.get_last_lr()[0], 6))
+    ...     opt.step()
+    ...     sched.step()
+    >>> lrs
+    [0.0004, 0.0013, 0.0022, 0.0031, 0.004, 0.003414, 0.002, 0.000586]
+    """
     fn = WarmupDecay(steps_per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.warmup_start_factor,
                      cfg.schedule, cfg.min_lr_factor, cfg.lr_milestones, cfg.lr_gamma)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)

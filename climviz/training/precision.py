@@ -64,6 +64,22 @@ def resolve_precision(precision: str, device: torch.device | str) -> PrecisionPl
 
     Raises ConfigError when the device cannot run the requested precision
     (bf16 on a GPU without bf16 support).
+
+    ``auto`` is fp16 (with loss scaling) on CUDA, bf16 on a CPU with native bf16
+    instructions, fp32 otherwise.
+
+    Examples
+    --------
+    >>> cv.training.resolve_precision("fp32", "cpu")
+    PrecisionPlan(name='fp32', dtype=None, use_scaler=False, device_type='cpu')
+    >>> cv.training.resolve_precision("bf16", "cpu")
+    PrecisionPlan(name='bf16', dtype=torch.bfloat16, use_scaler=False, device_type='cpu')
+    >>> cv.training.resolve_precision("fp16", "cpu").use_scaler  # fp16 always scales the loss
+    True
+    >>> cv.training.resolve_precision("fp8", "cpu")
+    Traceback (most recent call last):
+    ...
+    climviz.errors.ConfigError: TrainConfig.precision: expected one of ['auto', 'fp32', 'bf16', 'fp16'], found 'fp8'
     """
     device = torch.device(device)
     dtype_name = precision.lower()
