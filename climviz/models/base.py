@@ -71,6 +71,19 @@ class SegmentationNet(nn.Module):
         ``None``, or a frozen :class:`~climviz.models.normalization.Normalize` applied to
         the raw fields before anything else (see :meth:`set_normalization`); its
         statistics are buffers saved in ``state_dict`` (``input_norm.mean`` ...).
+
+    Examples
+    --------
+    Every registry network is a ``SegmentationNet``; a grid that is not a multiple of
+    :attr:`multiple` (33 x 45 here, CGNet's multiple is 8) is padded and cropped back:
+
+    >>> import torch
+    >>> net = cv.models.build("cgnet", "tiny", in_channels=2, seed=0).eval()
+    >>> isinstance(net, cv.models.SegmentationNet), net.multiple, (net.in_channels, net.num_classes)
+    (True, 8, (2, 3))
+    >>> with torch.no_grad():
+    ...     tuple(net(torch.randn(1, 2, 33, 45)).shape)
+    (1, 3, 33, 45)
     """
 
     name: str | None = None
@@ -117,10 +130,11 @@ class SegmentationNet(nn.Module):
         >>> torch.allclose(got, expected, atol=1e-5), sorted(k for k in net.state_dict() if "input_norm" in k)
         (True, ['input_norm.fill', 'input_norm.inv_std', 'input_norm.mean'])
         """
+        previous = self.input_norm
         attach(self, normalizer, channels, fill)
         if self.input_norm is not None and self.input_norm.num_channels != self.in_channels:
             n = self.input_norm.num_channels
-            self.input_norm = None
+            self.input_norm = previous  # refused: the network keeps normalizing as before
             raise DataError(f"{type(self).__name__}: normalization for {n} channels, but the network "
                             f"takes {self.in_channels} input channels")
         return self

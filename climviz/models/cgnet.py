@@ -73,6 +73,17 @@ class CGNetConfig(NetworkOptions):
         ``"circular"`` (the globe wraps) or ``"zero"``.
     lat_padding
         Padding of the input rows to a multiple of 8: ``"reflect"`` or ``"zero"``.
+
+    Examples
+    --------
+    The ``tiny`` preset keeps the paper's stage 2 and shortens stage 3:
+
+    >>> cv.models.CGNetConfig().stage3_blocks, cv.models.preset_config("cgnet", "tiny").stage3_blocks
+    (21, 3)
+    >>> cv.models.CGNetConfig(lon_padding="reflect")
+    Traceback (most recent call last):
+    ...
+    climviz.errors.ConfigError: cgnet option 'lon_padding' must be 'circular' or 'zero', got 'reflect'
     """
 
     _network: ClassVar[str] = "cgnet"

@@ -124,6 +124,16 @@ class DeepLabConfig(NetworkOptions):
         ``"circular"`` (the globe wraps) or ``"zero"``.
     lat_padding
         Padding of the input rows to a multiple of the stride: ``"reflect"`` or ``"zero"``.
+
+    Examples
+    --------
+    >>> cfg = cv.models.preset_config("deeplabv3plus", "tiny")
+    >>> cfg.backbone, cfg.blocks, cfg.output_stride
+    ('resnet', (1, 1, 1, 1), 16)
+    >>> cv.models.DeepLabConfig(output_stride=12)
+    Traceback (most recent call last):
+    ...
+    climviz.errors.ConfigError: deeplabv3plus option 'output_stride' must be 8 or 16, got 12
     """
 
     _network: ClassVar[str] = "deeplabv3plus"

@@ -57,6 +57,19 @@ def preset_config(name: str, preset: str, **overrides: Any) -> Any:
     ------
     ConfigError
         Unknown name, preset or override key, or an invalid value.
+
+    Examples
+    --------
+    >>> cfg = cv.models.preset_config("tiramisu", "tiny")
+    >>> cfg.style, cfg.down_layers, cfg.growth_rate, cfg.up_layers  # up_layers mirrors down_layers
+    ('fc-densenet', (2, 2, 2, 2), 8, (2, 2, 2, 2))
+    >>> cv.models.preset_config("deeplabv3plus", "tiny", output_stride=8).output_stride
+    8
+    >>> cv.models.preset_config("cgnet", "tiny", depth=3)
+    Traceback (most recent call last):
+    ...
+    climviz.errors.ConfigError: unknown option(s) ['depth'] for model 'cgnet'; valid options: \
+['dropout', 'lat_padding', 'lat_wrap', 'lon_padding', 'periodic_upsample', 'stage2_blocks', 'stage3_blocks']
     """
     _check_name_preset(name, preset)
     cls = MODELS[name][1]
@@ -176,7 +189,19 @@ def build(
 
 
 def count_parameters(module: nn.Module) -> int:
-    """Number of parameters (trainable or not) of ``module``."""
+    """Number of parameters (trainable or not) of ``module``.
+
+    Examples
+    --------
+    A 1x1 convolution from 16 fields to 3 classes: 16 x 3 weights + 3 biases:
+
+    >>> import torch
+    >>> cv.models.count_parameters(torch.nn.Conv2d(16, 3, kernel_size=1))
+    51
+    >>> [cv.models.count_parameters(cv.models.build(name, "tiny"))
+    ...  for name in ("deeplabv3plus", "tiramisu", "cgnet")]
+    [436611, 109907, 300624]
+    """
     return sum(p.numel() for p in module.parameters())
 
 

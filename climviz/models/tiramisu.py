@@ -90,6 +90,16 @@ class TiramisuConfig(NetworkOptions):
         ``"circular"`` (the globe wraps) or ``"zero"``.
     lat_padding
         Padding of the input rows to a multiple of the stride: ``"reflect"`` or ``"zero"``.
+
+    Examples
+    --------
+    >>> cfg = cv.models.TiramisuConfig(down_layers=(2, 3), growth_rate=8)
+    >>> cfg.up_layers, cfg.style  # None mirrors down_layers: the way up in reverse order
+    ((3, 2), 'sc18')
+    >>> cv.models.TiramisuConfig(kernel_size=4)
+    Traceback (most recent call last):
+    ...
+    climviz.errors.ConfigError: tiramisu option 'kernel_size' must be a positive odd integer, got 4
     """
 
     _network: ClassVar[str] = "tiramisu"
