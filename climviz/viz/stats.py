@@ -396,7 +396,13 @@ def _bin_edges(vals: np.ndarray, bins: int | str | Sequence[float], log: bool, s
     return np.asarray(bins, dtype=float) * scale
 
 
-@renamed_kwargs(width="frame_width", height="frame_height")
+#: Axes, ticks and title around the default frame (426 x 246 in the 500 x 320 figure): the old
+#: ``width``/``height`` were the whole figure, so they become the frame less this margin (px).
+_OLD_FIGURE_MARGIN_PX = 74
+
+
+@renamed_kwargs(width=("frame_width", lambda w: max(int(w) - _OLD_FIGURE_MARGIN_PX, 1)),
+                height=("frame_height", lambda h: max(int(h) - _OLD_FIGURE_MARGIN_PX, 1)))
 def histogram(table: pd.DataFrame, column: str = "area_km2", *, by: str | None = "class",
               bins: int | Literal["auto"] | Sequence[float] = "auto", log: bool = False, density: bool = False,
               classes: Sequence[int] = (TC, AR), title: str | None = None, frame_width: int = 426,

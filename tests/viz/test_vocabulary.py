@@ -82,14 +82,26 @@ def test_histogram_frame_size_words_as_the_maps_and_old_width_height(bokeh):
     new = viz.histogram(table, bins=3, frame_width=333, frame_height=222)
     with pytest.warns(DeprecationWarning, match=r"'(width|height)' is deprecated, use 'frame_(width|height)='"):
         old = viz.histogram(table, bins=3, width=333, height=222)
-    for ov in (new, old):
+    for ov, size in ((new, (333, 222)), (old, (333 - 74, 222 - 74))):  # old: the whole figure's size
         for h in ov:
             plot = h.opts.get("plot").kwargs
-            assert (plot["frame_width"], plot["frame_height"]) == (333, 222)
+            assert (plot["frame_width"], plot["frame_height"]) == size
     fig = bokeh.render(new)
     assert (fig.frame_width, fig.frame_height) == (333, 222)
     for hn, ho in zip(new, old):
         assert hn.dimension_values("count").tolist() == ho.dimension_values("count").tolist()
+
+
+def test_histogram_old_width_height_give_the_old_figure_not_a_larger_frame(bokeh):
+    # width/height used to be the whole figure (500 x 320 by default); the default frame
+    # 426 x 246 was measured to give that figure, so the old defaults spelled out must give
+    # the same frame as no size at all (and not a 574 x 394 figure)
+    table = pd.DataFrame({"class": [1, 1, 2], "area_km2": [1e5, 2e5, 3e6]})
+    default = bokeh.render(viz.histogram(table, bins=3))
+    with pytest.warns(DeprecationWarning):
+        spelled = bokeh.render(viz.histogram(table, bins=3, width=500, height=320))
+    assert (default.frame_width, default.frame_height) == (426, 246)
+    assert (spelled.frame_width, spelled.frame_height) == (426, 246)
 
 
 def test_report_class_frequency_percent_classes_and_old_cls():
