@@ -166,8 +166,8 @@ class MixedPrecision:
             if not params:
                 optimizer.step()
                 return True
-            norms = torch._foreach_norm([p.grad for p in params if p.grad is not None])  # all of them: filtered above
-            finite = bool(torch.isfinite(torch.stack(norms)).all())
+            total = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            finite = bool(torch.isfinite(total))  # a NaN or inf in any gradient makes the total one
             if finite:
                 if clip_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, clip_norm)
