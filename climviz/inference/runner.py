@@ -163,6 +163,28 @@ class MaskPredictor:
         overlap margin (see :mod:`climviz.inference.tiling`).
     threads
         torch intra-op threads (``None`` keeps torch's default).
+
+    Examples
+    --------
+    A tiny CGNet on two fields that normalizes its input itself, saved and loaded back
+    for prediction on a raw ``(time, channel, lat, lon)`` block:
+
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> norm = cv.Normalizer.fit(ds, channels=["TMQ", "PSL"])
+    >>> net = cv.models.build("cgnet", "tiny", in_channels=2, seed=0, normalizer=norm)
+    >>> _ = cv.training.save_checkpoint("run", {
+    ...     "model": "cgnet", "preset": "tiny", "channels": ["TMQ", "PSL"],
+    ...     "model_kwargs": {"in_channels": 2, "num_classes": 3}, "model_state": net.state_dict()})
+    >>> spec = cv.inference.load_spec("run")
+    >>> spec.channels, spec.model_name
+    (('TMQ', 'PSL'), 'cgnet')
+    >>> predictor = cv.inference.MaskPredictor(spec, "cpu", probabilities="float32")
+    >>> x = np.stack([ds["TMQ"].values, ds["PSL"].values], axis=1)  # kg m-2, Pa: as read
+    >>> classes, prob = predictor(x)
+    >>> classes.shape, classes.dtype.name, prob.shape  # prob: (class, time, lat, lon)
+    ((4, 32, 48), 'uint8', (3, 4, 32, 48))
+    >>> bool(np.allclose(prob.sum(axis=0), 1, atol=1e-5)), bool((prob.argmax(axis=0) == classes).all())
+    (True, True)
     """
 
     def __init__(

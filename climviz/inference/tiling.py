@@ -39,6 +39,21 @@ def padded_logits(
 
     Longitude (last axis) is padded by wrapping around, latitude by replicating the
     edge rows (half above, half below); the logits are cropped back to ``(H, W)``.
+
+    Examples
+    --------
+    A stand-in network that records the shapes it is called with and returns its input
+    as 3 "logits": a 16 x 24 grid is run as 32 x 32 and cropped back exactly:
+
+    >>> import torch
+    >>> seen = []
+    >>> def forward(t):
+    ...     seen.append(tuple(t.shape))
+    ...     return t.repeat(1, 3, 1, 1)
+    >>> x = torch.arange(16 * 24.0).reshape(1, 1, 16, 24)
+    >>> y = cv.inference.padded_logits(forward, x)
+    >>> seen, tuple(y.shape), torch.equal(y[:, :1], x)
+    ([(1, 1, 32, 32)], (1, 3, 16, 24), True)
     """
     h, w = x.shape[-2:]
     ph, pw = max(0, min_size - h), max(0, min_size - w)
@@ -105,6 +120,22 @@ def tiled_logits(
     -------
     torch.Tensor
         ``(N, K, lat, lon)`` logits (float32).
+
+    Examples
+    --------
+    A 64 x 96 grid in 32 x 48 tiles with an 8-cell margin: 3 x 3 tiles, stitched back
+    into the same logits as one pass for a network without spatial context (here the
+    network returns its input):
+
+    >>> import torch
+    >>> seen = []
+    >>> def forward(t):
+    ...     seen.append(tuple(t.shape))
+    ...     return t.repeat(1, 3, 1, 1)
+    >>> x = torch.randn(1, 2, 64, 96)
+    >>> y = cv.inference.tiled_logits(forward, x, tile=(32, 48), overlap=8)
+    >>> len(seen), seen[0], tuple(y.shape), torch.equal(y, forward(x))
+    (9, (1, 2, 32, 48), (1, 6, 64, 96), True)
     """
     th, tw = int(tile[0]), int(tile[1])
     h, w = x.shape[-2:]
