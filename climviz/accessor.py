@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+import numpy as np
 import xarray as xr
 
 from climviz._compat import renamed_kwargs
@@ -34,7 +35,7 @@ from climviz.errors import ConfigError, DataError
 __all__ = ["ClimvizAccessor", "class_value"]
 
 
-def class_value(cls: int | str) -> int:
+def class_value(cls: int | np.integer | str) -> int:
     """The class value (0 background, 1 TC, 2 AR) for a value, key or flag meaning.
 
     Parameters
@@ -53,9 +54,9 @@ def class_value(cls: int | str) -> int:
     """
     if isinstance(cls, bool):
         raise ConfigError(f"class must be 0, 1, 2 or one of {list(CLASS_KEYS)}; found {cls!r}")
-    if isinstance(cls, int):
-        if cls in CLASSES:
-            return cls
+    if isinstance(cls, (int, np.integer)):  # numpy integers too (mask values, np.unique)
+        if int(cls) in CLASSES:
+            return int(cls)
     elif isinstance(cls, str):
         key = cls.strip().lower()
         for value, (short, meaning) in enumerate(zip(CLASS_KEYS, CLASSES.values())):
@@ -198,7 +199,7 @@ class ClimvizAccessor:
         """
         from climviz.events import frequency
 
-        if isinstance(classes, (int, str)):
+        if isinstance(classes, (int, str, np.integer)):
             return frequency(self._mask(), class_value(classes), **kwargs)
         return frequency(self._mask(), [class_value(c) for c in classes], **kwargs)
 

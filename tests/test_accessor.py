@@ -42,6 +42,17 @@ def test_frequency_is_the_fraction_of_steps_in_the_class(run):
     np.testing.assert_allclose(run["LABELS"].climviz.frequency("atmospheric_river").values, want_ar)
 
 
+
+def test_frequency_takes_numpy_class_numbers_as_events_frequency_does(run):
+    # np.unique(mask) and mask values give numpy integers; events.frequency takes them, and
+    # the accessor did not fail with "'numpy.int64' object is not iterable"
+    want = (run["LABELS"].values == 1).mean(axis=0)
+    np.testing.assert_allclose(run.climviz.frequency(np.int64(1)).values, want)
+    both = run.climviz.frequency([np.uint8(1), "ar"])
+    assert both["class"].values.tolist() == [1, 2]
+    with pytest.raises(cv.ConfigError, match="found np.int64.7.|found 7"):
+        run.climviz.frequency(np.int64(7))
+
 def test_events_counts_the_connected_pieces_of_each_class(run):
     from scipy import ndimage
 
