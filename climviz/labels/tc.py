@@ -499,6 +499,16 @@ class TCConfig(DictConfig):
         Mask radius settings (see :func:`tc_mask`).
     candidate_chunk, time_block
         Candidates / time steps processed at once (memory bound).
+
+    Examples
+    --------
+    >>> cfg = cv.labels.TCConfig(min_duration_h=24.0)
+    >>> cfg.psl_var, round(cfg.merge_distance_km / 111.19492664455873, 3)  # 6 degrees
+    ('PSL', 6.0)
+    >>> cv.labels.TCConfig(connectivity=6)
+    Traceback (most recent call last):
+    ...
+    climviz.errors.ConfigError: TCConfig.connectivity: expected 4 or 8, found 6
     """
 
     psl_var: str = "PSL"
@@ -1260,6 +1270,25 @@ def stitch_nodes(
         Per node, its kept track (0, 1, ...) or -1.
     tracks : pandas.DataFrame
         One row per kept track (see :class:`TCResult`).
+
+    Examples
+    --------
+    Two storms, 6-hourly: one moves 1 degree west per step at 15 N for 66 h, the other
+    stays put for 18 h, shorter than ``min_duration_h`` (54 h), and is dropped. The
+    kept track is 11 steps of ``111.19 * cos(15 deg)`` = 107.4 km, 1181.4 km in all:
+
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"time_index": range(12), "lat": 15.0, "lon": 140.0 - np.arange(12),
+    ...                      "psl_pa": 99000.0 - 100 * np.arange(12), "max_wind_ms": 20.0})
+    >>> short = pd.DataFrame({"time_index": range(4), "lat": -12.0, "lon": 60.0,
+    ...                       "psl_pa": 99500.0, "max_wind_ms": 18.0})
+    >>> nodes = pd.concat([long, short]).sort_values("time_index", kind="stable")
+    >>> nodes["time"] = pd.Timestamp("2000-01-01") + pd.to_timedelta(6 * nodes["time_index"], unit="h")
+    >>> track_id, tracks = cv.labels.stitch_nodes(nodes, hours=6.0 * np.arange(12))
+    >>> track_id.tolist()
+    [0, -1, 0, -1, 0, -1, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0]
+    >>> tracks[["duration_h", "n_nodes", "min_psl_pa", "path_km"]].round(1).to_dict("records")
+    [{'duration_h': 66.0, 'n_nodes': 12, 'min_psl_pa': 97900.0, 'path_km': 1181.5}]
     """
     cfg = config or TCConfig()
     n = len(nodes)
@@ -1365,6 +1394,22 @@ def tc_mask(nodes: pd.DataFrame, like: xr.Dataset | xr.DataArray, periodic: bool
         Provides the ``time``, ``lat`` (ascending) and ``lon`` coordinates.
     periodic
         Discs wrap across the 0/360° seam: None (default) when the grid is global.
+
+    Examples
+    --------
+    A 1000 km disc around the cell at 2.81 N, 180 E of the 5.625 x 7.5 degree grid: the
+    cell itself, its east and west neighbours (834 km) and the cells north and south
+    (625 km); the diagonal cells lie 1040 km away:
+
+    >>> import pandas as pd
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> node = pd.DataFrame({"time_index": [0], "lat": [2.8125], "lon": [180.0], "radius_km": [1000.0]})
+    >>> mask = cv.labels.tc_mask(node, ds)
+    >>> mask.dims, mask.shape, int(mask.sum()), int(mask[1:].sum())
+    (('time', 'lat', 'lon'), (4, 32, 48), 5, 0)
+    >>> disc = mask.isel(time=0)
+    >>> disc.where(disc, drop=True).lat.values.tolist(), disc.where(disc, drop=True).lon.values.tolist()
+    ([-2.8125, 2.8125, 8.4375], [172.5, 180.0, 187.5])
     """
     grid = Grid.from_coords(like["lat"].values, like["lon"].values, periodic)
     nt = like.sizes["time"] if "time" in like.dims else 1
@@ -1413,6 +1458,24 @@ def detect_tc(ds: xr.Dataset, *, config: TCConfig | dict | None = None, coarse: 
         Nodes, tracks, the boolean mask (on the run's grid normalized to
         latitude ascending, longitude in [0, 360)), whether nodes were stitched,
         and which criteria ran.
+
+    Examples
+    --------
+    The default recipe needs grids of about 2.5 degrees or finer (its closed PSL contour
+    lies within 612 km), so this run is on a 1.875 x 2.5 degree grid; its 3 storms
+    are found at each of the 4 steps, within one cell of their true centres. 9 hours
+    are too short to stitch tracks:
+
+    >>> ds, truth = cv.synthetic_run(4, shape=(96, 144), return_features=True)
+    >>> result = cv.labels.detect_tc(ds, stitch=False)
+    >>> result.nodes.groupby("time_index").size().tolist(), result.stitched
+    ([3, 3, 3, 3], False)
+    >>> result.nodes.sort_values(["time_index", "lon"])[["lat", "lon"]].head(3).round(1).values.tolist()
+    [[19.7, 77.5], [-10.3, 112.5], [19.7, 320.0]]
+    >>> truth.query("kind == 'tc'").sort_values(["time", "lon"])[["lat", "lon"]].head(3).round(1).values.tolist()
+    [[19.0, 77.4], [-9.5, 111.6], [20.5, 318.9]]
+    >>> result.mask.dims, result.mask.dtype.name, int(result.mask.isel(time=0).sum()) > 0
+    (('time', 'lat', 'lon'), 'bool', True)
     """
     cfg = _resolve_config(config, settings, ds if isinstance(ds, xr.Dataset) else None, coarse)
     return tc_from_nodes(detect_tc_nodes(ds, config=cfg), ds, config=cfg)
@@ -1435,6 +1498,20 @@ def tc_from_nodes(nodes: pd.DataFrame, ds: xr.Dataset, *, config: TCConfig) -> T
     Returns
     -------
     TCResult
+
+    Examples
+    --------
+    Nodes found block by block (as :func:`climviz.labels.label_run` does in parallel),
+    then tracks and mask for the whole run:
+
+    >>> import pandas as pd
+    >>> ds = cv.synthetic_run(4, shape=(96, 144))
+    >>> cfg = cv.labels.TCConfig(stitch=False)
+    >>> blocks = [cv.labels.detect_tc_nodes(ds.isel(time=slice(i, i + 2)), config=cfg) for i in (0, 2)]
+    >>> blocks[1]["time_index"] += 2  # block-local to run-wide time indices
+    >>> result = cv.labels.tc_from_nodes(pd.concat(blocks, ignore_index=True), ds, config=cfg)
+    >>> len(result.nodes), result.mask.shape
+    (12, (4, 96, 144))
     """
     cfg = config
     norm, plan, _ = _prepare(ds, cfg)
