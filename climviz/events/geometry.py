@@ -52,6 +52,19 @@ def great_circle_km(
     -------
     numpy.ndarray
         Distances (km), shape of the broadcast inputs (a 0-d array for scalars).
+
+    Examples
+    --------
+    One degree of a great circle is ``6371 * pi / 180`` = 111.19 km; equator to pole is
+    a quarter of the circumference:
+
+    >>> float(cv.events.great_circle_km(0, 0, 0, 1)), float(cv.events.great_circle_km(0, 0, 90, 0))
+    (111.19492664455873, 10007.543398010286)
+
+    Broadcasting; at 45 N a 10-degree step in longitude is shorter, and 370 E is 10 E:
+
+    >>> cv.events.great_circle_km(45, 10, 45, [20, 370]).round(1)
+    array([785.8,   0. ])
     """
     p1 = np.deg2rad(np.asarray(lat1, dtype=np.float64))
     p2 = np.deg2rad(np.asarray(lat2, dtype=np.float64))
@@ -84,6 +97,17 @@ def circular_mean_deg(
     -------
     numpy.ndarray
         Mean angle(s) in degrees, in [0, 360).
+
+    Examples
+    --------
+    >>> float(cv.events.circular_mean_deg([350, 10]))
+    0.0
+    >>> round(float(cv.events.circular_mean_deg([0, 90], weights=[1, 3])), 3)  # atan(3/1)
+    71.565
+    >>> cv.events.circular_mean_deg([[350, 10], [80, 100]], axis=1)
+    array([ 0., 90.])
+    >>> float(cv.events.circular_mean_deg([0, 180]))  # opposite angles: no mean direction
+    nan
     """
     rad = np.deg2rad(np.asarray(lon_deg, dtype=np.float64))
     w = np.ones_like(rad) if weights is None else np.broadcast_to(np.asarray(weights, dtype=np.float64), rad.shape)
