@@ -146,6 +146,20 @@ def find_files(paths: PathLike | Sequence[PathLike]) -> list[Path]:
     ------
     DataError
         A path that does not exist, a glob that matches nothing, an empty directory.
+
+    Examples
+    --------
+    Files are found by name (not opened); a directory lists its run files only:
+
+    >>> from pathlib import Path
+    >>> for name in ("run_b.nc", "run_a.nc", "notes.txt"):
+    ...     Path(name).touch()
+    >>> [p.name for p in cv.data.find_files("run_*.nc")], [p.name for p in cv.data.find_files(".")]
+    (['run_a.nc', 'run_b.nc'], ['run_a.nc', 'run_b.nc'])
+    >>> cv.data.find_files("nothing*.nc")
+    Traceback (most recent call last):
+    ...
+    climviz.errors.DataError: nothing*.nc: glob pattern matches no files (expected netCDF/HDF5/Zarr files)
     """
     if isinstance(paths, (str, os.PathLike)):
         items: list[PathLike] = [paths]
@@ -274,6 +288,22 @@ def read_step(
     -------
     x, labels
         ``x`` is ``out``; ``labels`` ``(lat, lon)`` or None.
+
+    Examples
+    --------
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> x, labels = cv.data.read_step(ds, 2, ["TMQ", "PSL", "LABELS"])
+    >>> x.shape, x.dtype.name, labels.shape, labels.dtype.name
+    ((2, 32, 48), 'float32', (32, 48), 'uint8')
+    >>> bool((x[1] == ds["PSL"][2].values).all()), bool((labels == ds["LABELS"][2].values).all())
+    (True, True)
+
+    Normalized on the way, ``(x - offset) * scale`` per channel:
+
+    >>> z, _ = cv.data.read_step(ds, 2, ["TMQ", "PSL"], offset=np.array([17.0, 101000.0]),
+    ...                          scale=np.array([1.0, 0.01]))
+    >>> bool(np.allclose(z[1], (ds["PSL"][2].values - 101000.0) * 0.01, atol=1e-3))
+    True
     """
     import dask
     import dask.array as da

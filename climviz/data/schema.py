@@ -54,7 +54,14 @@ PAPER_GRID: Final[tuple[int, int]] = (768, 1152)
 
 
 def label_attrs() -> dict[str, object]:
-    """CF flag attributes for a label or mask variable (``LABELS`` or ``mask``)."""
+    """CF flag attributes for a label or mask variable (``LABELS`` or ``mask``).
+
+    Examples
+    --------
+    >>> cv.data.label_attrs()
+    {'long_name': 'extreme weather class', 'flag_values': [0, 1, 2], \
+'flag_meanings': 'background tropical_cyclone atmospheric_river', 'valid_range': [0, 2]}
+    """
     return {
         "long_name": "extreme weather class",
         "flag_values": list(FLAG_VALUES),

@@ -92,6 +92,12 @@ def grid_coords(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     lat, lon
         Latitudes in degrees north, ascending, ``-90 + (i + 0.5) * 180 / nlat``;
         longitudes in degrees east in [0, 360), ``j * 360 / nlon``.
+
+    Examples
+    --------
+    >>> lat, lon = cv.data.grid_coords((4, 8))
+    >>> lat.tolist(), lon.tolist()
+    ([-67.5, -22.5, 22.5, 67.5], [0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0])
     """
     nlat, nlon = int(shape[0]), int(shape[1])
     lat = -90.0 + (np.arange(nlat) + 0.5) * (180.0 / nlat)

@@ -553,6 +553,19 @@ def make_loader(
     Returns
     -------
     torch.utils.data.DataLoader
+
+    Examples
+    --------
+    4 time steps in batches of 3: ``(fields, labels)`` of shapes ``(3, 2, 32, 48)`` and
+    ``(3, 32, 48)``, then the remaining step:
+
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> loader = cv.data.make_loader(cv.data.SegmentationDataset(ds, channels=["TMQ", "PSL"]), batch_size=3)
+    >>> [(tuple(x.shape), tuple(y.shape)) for x, y in loader]
+    [((3, 2, 32, 48), (3, 32, 48)), ((1, 2, 32, 48), (1, 32, 48))]
+    >>> x, y = next(iter(loader))
+    >>> x.dtype, y.dtype, bool((x[0, 0].numpy() == ds["TMQ"][0].values).all())  # no normalizer: raw
+    (torch.float32, torch.int64, True)
     """
     if int(batch_size) != batch_size or batch_size < 1:
         raise ConfigError(f"make_loader: batch_size must be a positive integer, got {batch_size!r}")

@@ -450,6 +450,18 @@ def canonicalize_units(ds: xr.Dataset, *, channels=None, file: Any = None,
     -------
     xarray.Dataset
         A shallow copy with converted channels (unchanged ones share memory).
+
+    Examples
+    --------
+    Sea-level pressure in hPa comes back in Pa (x 100); TMQ is already canonical:
+
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))[["PSL", "TMQ"]]
+    >>> hpa = ds.assign(PSL=(ds["PSL"] / 100).assign_attrs(units="hPa"))
+    >>> out = cv.data.canonicalize_units(hpa)
+    >>> out["PSL"].attrs["units"], out["PSL"].attrs["units_converted_from"], out["TMQ"].attrs["units"]
+    ('Pa', 'hPa', 'kg m-2')
+    >>> bool(np.allclose(out["PSL"], ds["PSL"], rtol=1e-6))
+    True
     """
     file = file if file is not None else ds.encoding.get("source", "<dataset>")
     names = [c for c in (channels if channels is not None else CANONICAL_UNITS) if c in ds.data_vars]
