@@ -315,9 +315,13 @@ def compare(
 
 
 def _block_means_lazy(da: Any, c: int, L: int, src: Any) -> np.ndarray:
-    """Block means of the class indicator (nb, H, W), computed chunk-wise for dask input."""
+    """Block means of the class indicator (nb, H, W), computed chunk-wise for dask input.
+
+    Longitudes in the order of ``src.lon`` (a rolled axis oriented as the events code does),
+    the coordinates the maps are given.
+    """
     t, la, lo = src.dims
     nb = src.shape[0] // L
     ind = (da.transpose(t, la, lo).isel({t: slice(0, nb * L)}) == c).astype(np.float32)
-    out = ind.coarsen({t: L}).mean()
-    return np.asarray(out.values, dtype=np.float32)
+    out = np.asarray(ind.coarsen({t: L}).mean().values, dtype=np.float32)
+    return np.roll(out, -src.lon_shift, axis=-1) if src.lon_shift else out

@@ -108,3 +108,27 @@ def test_shuffled_lon_is_refused(random_masks):
         label(random_masks, lat=lat, lon=bad)
     with pytest.raises(DataError, match="increasing around the globe"):
         label_table(as_dataarray(random_masks, lat, bad))
+
+
+def test_compare_maps_of_a_rolled_mask_sit_at_their_longitudes():
+    """compare()'s frequency maps are labelled with coordinates: a rolled mask's map, read at a
+    longitude, is the class frequency of that longitude (counted by hand), as for the sorted mask."""
+    from climviz.events import compare
+
+    lat, lon = regular_grid(8, 16)
+    a = np.zeros((8, 8, 16), dtype=np.uint8)
+    a[:, 3, 2] = 1              # TC at lon[2] every step
+    a[:4, 5, 11] = 1            # and at lon[11] half the steps
+    b = np.zeros_like(a)
+    lon_r = np.roll(lon, 8)     # 180 … 337.5, 0 … 157.5
+    for masks, x in (((a, b), lon), ((np.roll(a, 8, axis=-1), np.roll(b, 8, axis=-1)), lon_r)):
+        res = compare(as_dataarray(masks[0], lat, x), as_dataarray(masks[1], lat, x), classes="tc",
+                      block_steps=2, n_boot=10, seed=0)
+        fa = res.maps["frequency_a_tropical_cyclone"]
+        assert float(fa.sel(lat=lat[3], lon=lon[2])) == 1.0
+        assert float(fa.sel(lat=lat[5], lon=lon[11])) == 0.5
+        assert float(fa.sum()) == 1.5
+    # the same mask given once rolled and once sorted: the same grid, no difference anywhere
+    same = compare(as_dataarray(np.roll(a, 8, axis=-1), lat, lon_r), as_dataarray(a, lat, lon), classes="tc",
+                   block_steps=2, n_boot=10, seed=0)
+    assert float(np.abs(same.maps["difference_tropical_cyclone"]).max()) == 0.0
