@@ -368,6 +368,13 @@ def is_land(lat: Any, lon: Any, resolution: Resolution = "c") -> np.ndarray:
     Returns
     -------
     np.ndarray of bool
+
+    Examples
+    --------
+    Paris, the central Pacific (200 E = 160 W), central Australia, Kansas (-100 E):
+
+    >>> cv.viz.is_land([48.85, 0.0, -25.0, 40.0], [2.35, 200.0, 135.0, -100.0])
+    array([ True, False,  True,  True])
     """
     import shapely
 

@@ -266,6 +266,18 @@ def static_map(
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    TMQ at the second step with the TC and AR regions of the labels outlined (the
+    crude coastlines keep it fast):
+
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> fig = cv.viz.static_map(ds, ds["LABELS"], time=1, coastline_resolution="c", figsize=(5, 2.6))
+    >>> [type(ax).__name__ for ax in fig.axes]  # the map and its colour bar
+    ['GeoAxes', 'Axes']
+    >>> fig.axes[0].get_title()
+    'total (vertically integrated) precipitable water (kg m-2) — 2000-01-01 03:00'
     """
     import cartopy.crs as ccrs
     import matplotlib.pyplot as plt
@@ -362,6 +374,21 @@ def save_png(obj: Any, path: str | os.PathLike, *, dpi: int = 150, overwrite: bo
 
     Same as :func:`save_static` for a ``.png`` path, e.g.
     ``save_png(ds["TMQ"], "tmq.png", mask=masks["mask"], time=0, title="first step")``.
+
+    Examples
+    --------
+    A 5 x 2.6 inch figure at 40 dpi is a 200 x 104 pixel image:
+
+    >>> import matplotlib.image
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> path = cv.viz.save_png(ds["TMQ"], "tmq.png", mask=ds["LABELS"], time=0, dpi=40,
+    ...                        coastline_resolution="c", figsize=(5, 2.6))
+    >>> path.name, matplotlib.image.imread(path).shape  # (height, width, RGBA)
+    ('tmq.png', (104, 200, 4))
+    >>> cv.viz.save_png(ds["TMQ"], "tmq.png", overwrite=False)
+    Traceback (most recent call last):
+    ...
+    climviz.errors.OutputExistsError: tmq.png exists; pass overwrite=True to replace it
     """
     if Path(path).suffix.lower() != ".png":
         raise DataError(f"{path}: save_png writes .png files (use save_static for .pdf/.svg)")

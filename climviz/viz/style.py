@@ -182,7 +182,15 @@ def display_field(da: xr.DataArray) -> tuple[xr.DataArray, str, str, FieldStyle]
 
 
 def format_number(x: Any, decimals: int = 1) -> str:
-    """A number for readers: thousands separators, fixed decimals, no exponent (``1,213.4``)."""
+    """A number for readers: thousands separators, fixed decimals, no exponent (``1,213.4``).
+
+    Examples
+    --------
+    >>> cv.viz.format_number(1213.44), cv.viz.format_number(-1234567.891, 2), cv.viz.format_number(5)
+    ('1,213.4', '-1,234,567.89', '5.0')
+    >>> cv.viz.format_number(float("nan"))
+    'n/a'
+    """
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -193,7 +201,15 @@ def format_number(x: Any, decimals: int = 1) -> str:
 
 
 def lon_label(lon: float, decimals: int = 1) -> str:
-    """A longitude in any convention as readers write it: ``41.2°W``, ``120.0°E``, ``0.0°``, ``180.0°``."""
+    """A longitude in any convention as readers write it: ``41.2°W``, ``120.0°E``, ``0.0°``, ``180.0°``.
+
+    Examples
+    --------
+    318.9 E and -41.1 E are the same meridian:
+
+    >>> [cv.viz.lon_label(x) for x in (318.9, -41.1, 120, 0, 540)]
+    ['41.1°W', '41.1°W', '120.0°E', '0.0°', '180.0°']
+    """
     v = (float(lon) + 180.0) % 360.0 - 180.0
     v = round(v, decimals)
     if v == -180.0:
@@ -204,7 +220,13 @@ def lon_label(lon: float, decimals: int = 1) -> str:
 
 
 def lat_label(lat: float, decimals: int = 1) -> str:
-    """A latitude as readers write it: ``20.3°N``, ``15.0°S``, ``0.0°``."""
+    """A latitude as readers write it: ``20.3°N``, ``15.0°S``, ``0.0°``.
+
+    Examples
+    --------
+    >>> [cv.viz.lat_label(x) for x in (20.345, -15, 0)], cv.viz.lat_label(-9.5293, decimals=2)
+    (['20.3°N', '15.0°S', '0.0°'], '9.53°S')
+    """
     v = round(float(lat), decimals)
     if v == 0.0:
         return f"{0.0:.{decimals}f}°"
