@@ -519,7 +519,7 @@ def connect(
     if not _keep_train_workers:
         from climviz.training.workers import release_workers
 
-        release_workers()
+        release_workers(idle_only=True)
     requested = _requested(address)
     info = _reuse(ray, requested)
     if info is not None:

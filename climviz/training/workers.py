@@ -456,8 +456,11 @@ def current_group() -> WorkerGroup | None:
     return _STATE["group"]
 
 
-def release_workers() -> bool:
+def release_workers(*, idle_only: bool = False) -> bool:
     """Kill the training worker group kept by this process; True if there was one.
+
+    With ``idle_only`` a group running a training (another thread's ``train`` call) is
+    left alone (and False returned).
 
     Examples
     --------
@@ -466,10 +469,12 @@ def release_workers() -> bool:
     False
     """
     with _LOCK:
+        group = _STATE["group"]
+        if idle_only and group is not None and group.busy:
+            return False
         timer = _STATE.get("timer")
         if timer is not None:
             timer.cancel()
-        group = _STATE["group"]
         _STATE.update(group=None, timer=None)
     if group is None:
         return False
@@ -611,6 +616,12 @@ def acquire_group(num_workers: int, use_gpu: bool, resources: Mapping[str, float
     """The kept group if it fits this request and is alive, else a new one; and whether kept."""
     key = group_key(num_workers, use_gpu, resources)
     with _LOCK:
+        busy = _STATE["group"]
+        if busy is not None and busy.busy:  # sharing its process group would mix two runs
+            raise ClusterError(
+                "train: the Ray worker group kept by this process is running another train() "
+                "call (another thread); run the trainings one after the other, or pass "
+                "launcher='ray_train' (a worker group per call)")
         timer = _STATE.get("timer")
         if timer is not None:
             timer.cancel()

@@ -97,3 +97,36 @@ def test_worker_env_is_set_for_one_run_and_restored(monkeypatch):
         assert os.environ["CLIMVIZ_TEST_NEW"] == "1"
         assert "CLIMVIZ_TEST_STALE" not in os.environ     # the driver's variables only
     assert "CLIMVIZ_TEST_NEW" not in os.environ and os.environ["CLIMVIZ_TEST_STALE"] == "old"
+
+
+def test_a_group_running_another_call_is_neither_shared_nor_killed(kept):
+    """Two train() calls at once in one process (threads): the second must not run on the
+    actors (and process group) of the first, which would mix their collectives, nor kill
+    them to start its own; it fails at once with a ClusterError saying what to do."""
+    from climviz.errors import ClusterError
+
+    kept.key = workers.group_key(2, False, {})
+    kept.alive = lambda timeout_s=10.0: True
+    kept.busy = True                                          # the first call is training
+    for n in (2, 1):                                          # same size, and another size
+        with pytest.raises(ClusterError, match=r"running another train\(\) call.*launcher='ray_train'"):
+            workers.acquire_group(n, False, {})
+        assert kept.killed == 0 and workers.current_group() is kept
+    kept.busy = False                                         # finished: kept for the next call
+    assert workers.acquire_group(2, False, {}) == (kept, True)
+
+
+def test_other_ray_work_releases_an_idle_group_but_never_a_running_one(kept, monkeypatch):
+    """connect() (prediction, labels, events on Ray) frees the CPUs of an *idle* kept group,
+    as documented; a group training for another thread of this process is left alone
+    (killing it would fail that training)."""
+    from climviz.training import cluster
+
+    monkeypatch.setattr(cluster, "_reuse", lambda ray, requested: "session")  # no Ray started
+    kept.busy = True
+    assert workers.release_workers(idle_only=True) is False
+    assert cluster.connect() == "session"
+    assert kept.killed == 0 and workers.current_group() is kept
+    kept.busy = False
+    assert cluster.connect() == "session"
+    assert kept.killed == 1 and workers.current_group() is None
