@@ -263,6 +263,18 @@ class ClosedContour:
         The reference point is the minimum (``delta > 0``) or maximum
         (``delta < 0``) of the field within this distance (km) of the candidate;
         0 means the candidate itself (TE's 4th argument, in degrees there).
+
+    Examples
+    --------
+    The recipe's PSL contour (a 200 Pa rise within 5.5 degrees), as in
+    ``TCConfig(closed_contours=...)``:
+
+    >>> cv.labels.ClosedContour("PSL", 200.0, 611.6)
+    ClosedContour(field='PSL', delta=200.0, distance_km=611.6, search_km=0.0)
+    >>> cv.labels.ClosedContour("PSL", 0.0, 611.6)
+    Traceback (most recent call last):
+    ...
+    climviz.errors.ConfigError: ClosedContour('PSL').delta: expected a non-zero number, found 0.0
     """
 
     field: str = dataclasses.field(metadata=spec(_EXPRESSION))
@@ -305,6 +317,17 @@ class Threshold:
     The largest (``op`` ``>``/``>=``) or smallest (``<``/``<=``) value of
     ``field`` within ``distance_km`` of the candidate (the candidate's own cell
     when 0) must satisfy ``op value``.
+
+    Examples
+    --------
+    The 850 hPa wind speed reaches 10 m s⁻¹ within 300 km of the candidate:
+
+    >>> cv.labels.Threshold("_VECMAG(U850,V850)", ">=", 10.0, 300.0)
+    Threshold(field='_VECMAG(U850,V850)', op='>=', value=10.0, distance_km=300.0)
+    >>> cv.labels.Threshold("PSL", "=>", 1.0)
+    Traceback (most recent call last):
+    ...
+    climviz.errors.ConfigError: Threshold('PSL').op: expected one of ['<', '<=', '>', '>='], found '=>'
     """
 
     field: str = dataclasses.field(metadata=spec(_EXPRESSION))

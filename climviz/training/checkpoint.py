@@ -426,7 +426,19 @@ def load_model(path: str | os.PathLike, device: Any = "cpu"):
 
 
 def checkpoint_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of the checkpoint file (recorded in predicted mask files)."""
+    """Hex SHA-256 of the checkpoint file (recorded in predicted mask files).
+
+    Examples
+    --------
+    >>> import hashlib
+    >>> net = cv.models.build("deeplabv3plus", "tiny", in_channels=2, seed=0)
+    >>> file = cv.training.save_checkpoint("run", {
+    ...     "model": "deeplabv3plus", "preset": "tiny", "channels": ["TMQ", "U850"],
+    ...     "model_kwargs": {"in_channels": 2, "num_classes": 3}, "model_state": net.state_dict()})
+    >>> digest = cv.training.checkpoint_sha256("run")
+    >>> len(digest), digest == hashlib.sha256(file.read_bytes()).hexdigest()
+    (64, True)
+    """
     file = checkpoint_file(path)
     if not file.exists():
         raise CheckpointError(f"{file}: checkpoint not found")

@@ -60,6 +60,20 @@ class LAMB(Optimizer):
         As in Adam/AdamW (decoupled weight decay enters ``u``).
     max_trust
         Optional upper bound of the trust ratio ``r`` (None = unbounded).
+
+    Examples
+    --------
+    First step on ``w = (3, 4)`` with gradient ``(1, 1)``: the bias-corrected ``u`` is
+    ``(1, 1)`` (up to ``eps``), ``r = ||w|| / ||u|| = 5 / sqrt(2)``, so each weight
+    moves by ``0.1 * 5 / sqrt(2)`` = 0.3536:
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    >>> opt = cv.training.LAMB([w], lr=0.1)
+    >>> w.grad = torch.tensor([1.0, 1.0])
+    >>> opt.step()
+    >>> w.detach().numpy().round(4)
+    array([2.6464, 3.6464], dtype=float32)
     """
 
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),

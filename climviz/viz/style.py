@@ -159,6 +159,20 @@ def display_field(da: xr.DataArray) -> tuple[xr.DataArray, str, str, FieldStyle]
     Returns
     -------
     (field, name, label, style)
+
+    Examples
+    --------
+    Sea-level pressure is shown in hPa (Pa x 0.01), on a diverging colour map centred
+    on 1013.25 hPa:
+
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> field, name, label, style = cv.viz.display_field(ds["PSL"])
+    >>> name, label, field.attrs["units"], style.center
+    ('PSL', 'sea level pressure (hPa)', 'hPa', 1013.25)
+    >>> round(float(ds["PSL"][0, 0, 0]), 1), round(float(field[0, 0, 0]), 2)
+    (101298.6, 1012.99)
+    >>> ds["PSL"].attrs["units"]  # the stored data are unchanged
+    'Pa'
     """
     name = str(da.name) if da.name is not None else "value"
     units = str(da.attrs.get("units", ""))
