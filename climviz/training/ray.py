@@ -510,7 +510,7 @@ def _launch_ray_train(worker_config: dict[str, Any], cfg: TrainConfig, run_dir: 
     """Run one Ray Train ``TorchTrainer``; rank 0's history, None, Ray's path, the poller."""
     import ray
 
-    release_workers()           # a kept worker group would hold the CPUs this trainer needs
+    release_workers(idle_only=True)  # an idle kept group would hold the CPUs this trainer needs
     sink: Any = ray.remote(num_cpus=0)(_EventSink).remote()
     started: dict[str, float] = {}
 

@@ -130,3 +130,27 @@ def test_other_ray_work_releases_an_idle_group_but_never_a_running_one(kept, mon
     kept.busy = False
     assert cluster.connect() == "session"
     assert kept.killed == 1 and workers.current_group() is None
+
+
+def test_a_ray_train_launch_leaves_a_running_group_alone(kept, monkeypatch):
+    """train(launcher="ray_train") frees an idle kept group for its TorchTrainer, but not a
+    group another thread's train() call is running on."""
+    import ray
+
+    from climviz.training import ray as ray_launch
+
+    class Stop(Exception):
+        pass
+
+    def no_trainer(*args, **kwargs):
+        raise Stop  # stop before anything is started on Ray
+
+    monkeypatch.setattr(ray, "remote", no_trainer)
+    kept.busy = True
+    with pytest.raises(Stop):
+        ray_launch._launch_ray_train({}, None, None, 1, False, {}, 0, None, {})
+    assert kept.killed == 0 and workers.current_group() is kept
+    kept.busy = False
+    with pytest.raises(Stop):
+        ray_launch._launch_ray_train({}, None, None, 1, False, {}, 0, None, {})
+    assert kept.killed == 1 and workers.current_group() is None
