@@ -110,6 +110,25 @@ def load_spec(checkpoint: str | os.PathLike) -> ModelSpec:
     ------
     CheckpointError
         Missing, corrupt or foreign file, or a checkpoint without normalization stats.
+
+    Examples
+    --------
+    A checkpoint of a network that normalizes its input (``normalizer=``) carries the
+    statistics the spec exposes:
+
+    >>> ds = cv.synthetic_run(4, shape=(32, 48))
+    >>> norm = cv.Normalizer.fit(ds, channels=["TMQ", "PSL"])
+    >>> net = cv.models.build("cgnet", "tiny", in_channels=2, seed=0, normalizer=norm)
+    >>> _ = cv.training.save_checkpoint("run", {
+    ...     "model": "cgnet", "preset": "tiny", "channels": ["TMQ", "PSL"],
+    ...     "model_kwargs": {"in_channels": 2, "num_classes": 3}, "model_state": net.state_dict()})
+    >>> spec = cv.inference.load_spec("run")
+    >>> spec.model_name, spec.preset, spec.channels, bool(np.allclose(spec.mean, norm.mean))
+    ('cgnet', 'tiny', ('TMQ', 'PSL'), True)
+    >>> cv.inference.load_spec("nowhere")
+    Traceback (most recent call last):
+    ...
+    climviz.errors.CheckpointError: nowhere/checkpoint.pt: checkpoint not found
     """
     from climviz.training.checkpoint import checkpoint_file, checkpoint_sha256, load_checkpoint
 
