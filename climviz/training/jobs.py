@@ -266,7 +266,7 @@ def submit_training(
     # train() call of this process holds (on the same cluster they would wait for them).
     from climviz.training.workers import release_workers
 
-    release_workers()
+    release_workers(idle_only=True)
 
     run_dir = default_run_dir(cfg, storage_path, name)
     job_dir = run_dir / "_job"

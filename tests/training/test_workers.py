@@ -154,3 +154,27 @@ def test_a_ray_train_launch_leaves_a_running_group_alone(kept, monkeypatch):
     with pytest.raises(Stop):
         ray_launch._launch_ray_train({}, None, None, 1, False, {}, 0, None, {})
     assert kept.killed == 1 and workers.current_group() is None
+
+
+def test_submitting_a_job_leaves_a_running_group_alone(kept, monkeypatch, tiny_config, small_run):
+    """submit_training frees an idle kept group for the job's workers, but not a group
+    another thread's train() call is running on."""
+    from climviz.training import jobs
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop  # after the release, before anything is written or submitted
+
+    monkeypatch.setattr(jobs, "_dashboard_address", lambda address: address)
+    monkeypatch.setattr(jobs, "_client", lambda address: None)
+    monkeypatch.setattr(jobs, "default_run_dir", stop)
+    kept.busy = True
+    with pytest.raises(Stop):
+        jobs.submit_training(tiny_config(), small_run, address="http://127.0.0.1:8265")
+    assert kept.killed == 0 and workers.current_group() is kept
+    kept.busy = False
+    with pytest.raises(Stop):
+        jobs.submit_training(tiny_config(), small_run, address="http://127.0.0.1:8265")
+    assert kept.killed == 1 and workers.current_group() is None
