@@ -49,6 +49,8 @@ def test_frequency_on_ray_equals_the_hand_count(ray_local, run):
     labels = run["LABELS"].values
     np.testing.assert_allclose(freq.sel({"class": 1}).values, (labels == 1).mean(axis=0))
     np.testing.assert_allclose(freq.sel({"class": 2}).values, (labels == 2).mean(axis=0))
+    by_name = frequency_on_ray(run["LABELS"], ["tc", "AR"], block_steps=5, progress=False)
+    xr.testing.assert_identical(by_name, freq)
 
 
 def _square_sum(block: xr.Dataset, start: int) -> np.ndarray:

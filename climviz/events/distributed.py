@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from climviz._compat import ClassesLike, class_ids
 from climviz.errors import DataError
 
 __all__ = ["label_table_on_ray", "frequency_on_ray"]
@@ -128,7 +129,7 @@ def _count_block(block: xr.Dataset, start: int, *, classes: tuple[int, ...]) -> 
 
 def frequency_on_ray(
     mask: Any,
-    classes: Sequence[int] = (1, 2),
+    classes: ClassesLike = (1, 2),
     *,
     block_steps: int = 32,
     address: str | None = None,
@@ -142,8 +143,8 @@ def frequency_on_ray(
     ----------
     mask : DataArray or Dataset
         Class mask (time, lat, lon) or a mask dataset.
-    classes : sequence of int
-        Class values to count (1 TC, 2 AR).
+    classes : int, str or sequence of them
+        Classes to count, as numbers (1 TC, 2 AR) or names ("tc", "ar").
     block_steps, address, num_workers, out_dir, progress
         As for :func:`label_table_on_ray`.
 
@@ -156,7 +157,7 @@ def frequency_on_ray(
     from climviz.parallel import map_blocks
 
     ds, _ = _as_dataset(mask, None)
-    classes = tuple(int(c) for c in classes)
+    classes = class_ids(classes)  # numbers or names ("tc", "AR")
     n = ds.sizes["time"]
     if n == 0:
         raise DataError("the mask has no time steps; a frequency needs at least one")

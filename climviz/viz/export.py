@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import xarray as xr
 
+from climviz._compat import ClassesLike, class_ids
 from climviz.data.schema import AR, TC
 from climviz.errors import DataError
 from climviz.utils.atomic import atomic_path
@@ -224,7 +225,7 @@ def static_map(
     projection: Any = None,
     cmap: str | None = None,
     clim: tuple[float, float] | None = None,
-    classes: Sequence[int] = (TC, AR),
+    classes: ClassesLike = (TC, AR),
     coastline_resolution: Resolution = "l",
     land: bool = False,
     title: str | None = None,
@@ -249,7 +250,8 @@ def static_map(
         variable's colour map and range from :mod:`climviz.viz.style`; PSL is
         drawn in hPa, PRECT in mm/day).
     classes
-        Classes whose regions are drawn (1 TC, 2 AR): translucent fill + outline.
+        Classes whose regions are drawn, as numbers (1 TC, 2 AR) or names ("tc", "ar"):
+        translucent fill + outline.
     coastline_resolution
         GSHHS ``"c"``, ``"l"`` or ``"i"``.
     land
@@ -310,7 +312,7 @@ def static_map(
     mesh = ax.pcolormesh(_pcolormesh_edges(prep.lon), _pcolormesh_edges(prep.lat), prep.values,
                          transform=data_crs, cmap=cmap, vmin=clim[0], vmax=clim[1], shading="flat",
                          rasterized=True)
-    handles = _draw_classes(ax, prep, classes, data_crs) if prep.classes is not None else []
+    handles = _draw_classes(ax, prep, class_ids(classes), data_crs) if prep.classes is not None else []
     ax.add_feature(coastline_feature(coastline_resolution))
     if prep.periodic:
         ax.set_global()

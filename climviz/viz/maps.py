@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from climviz._compat import ClassesLike, class_ids
 from climviz.data.schema import AR, TC
 from climviz.errors import DataError
 from climviz.viz import _grid
@@ -293,7 +294,7 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
     projection: Any = None,
     cmap: str | None = None,
     clim: tuple[float, float] | None = None,
-    classes: Sequence[int] = (TC, AR),
+    classes: ClassesLike = (TC, AR),
     mask_style: MaskStyle = "fill",
     mask_alpha: float = MASK_ALPHA,
     coastline_resolution: Resolution = "c",
@@ -333,7 +334,7 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
         are shown in readers' units (PSL in hPa, PRECT in mm/day); the data are
         not changed.
     classes
-        Classes to overlay (1 TC, 2 AR).
+        Classes to overlay, as numbers (1 TC, 2 AR) or names ("tc", "ar").
     mask_style
         ``"fill"``: translucent class-coloured regions; ``"contour"``: outlines.
     mask_alpha
@@ -384,6 +385,7 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
     from climviz.viz.coastlines import coastlines
 
     ensure_bokeh()
+    classes = class_ids(classes)  # numbers or names ("tc", "AR")
     field, mask_da, name, label, style = _map_inputs(data, mask, variable, classes, time)
     crs, fast, center = resolve_projection(projection)
     if clim is None:

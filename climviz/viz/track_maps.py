@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
+from climviz._compat import ClassesLike, class_ids
 from climviz.data.schema import AR, TC
 from climviz.errors import DataError
 from climviz.viz.overlays import lat_tick_formatter, lon_tick_formatter, resolve_projection
@@ -252,7 +253,7 @@ def tracks(
     *,
     summary: pd.DataFrame | None = None,
     color: str = "class",
-    classes: Sequence[int] = (TC, AR),
+    classes: ClassesLike = (TC, AR),
     projection: Any = None,
     cmap: str = "plasma",
     coastline_resolution: Resolution = "c",
@@ -274,7 +275,7 @@ def tracks(
         ``"class"`` (TC/AR colours with a legend) or a numeric column of the
         per-event rows (e.g. ``"area_km2"``) to colour the paths by intensity.
     classes
-        Classes to show.
+        Classes to show, as numbers (1 TC, 2 AR) or names ("tc", "ar").
     projection
         PlateCarree of any central longitude (default PlateCarree()); other
         projections are not supported for tracks.
@@ -298,7 +299,7 @@ def tracks(
     crs, fast, center = resolve_projection(projection)
     if not fast:
         raise DataError(f"tracks() draws on PlateCarree maps (any central_longitude); got {type(crs).__name__}")
-    keep = set(int(c) for c in classes)
+    keep = set(class_ids(classes))  # numbers or names ("tc", "AR")
     paths, summ = _paths_and_summary(points, summ, keep, color, center)
     layers = [*_path_layers(paths, keep, color, cmap), _genesis_points(summ, center),
               coastlines(coastline_resolution, projection=crs, geo=False)]

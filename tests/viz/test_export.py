@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 import climviz.viz as viz
-from climviz.errors import DataError
+from climviz.errors import ConfigError, DataError
 from tests.viz.conftest import make_run
 
 
@@ -137,3 +137,16 @@ def test_save_png_of_a_frequency_map_and_a_mask_only_explorer(tmp_path, bokeh):
     assert app.variable.options == ["mask"]
     assert len(app.table.value) == 2  # the TC and the AR at step 0
     viz.save_html(app, tmp_path / "explorer.html")
+
+
+def test_static_map_takes_class_names_like_numbers(run):
+    import matplotlib.pyplot as plt
+
+    legends = []
+    for classes in (("tc",), (1,), ["AR", "tropical_cyclone"]):
+        fig = viz.static_map(run["TMQ"], mask=run["LABELS"], time=0, classes=classes, colorbar=False)
+        legends.append([t.get_text() for t in fig.axes[0].get_legend().get_texts()])
+        plt.close(fig)
+    assert legends == [["TC"], ["TC"], ["AR", "TC"]]
+    with pytest.raises(ConfigError, match="classes: expected a class number"):
+        viz.static_map(run["TMQ"], mask=run["LABELS"], time=0, classes=("cyclone",))
