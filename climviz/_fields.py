@@ -76,18 +76,22 @@ class Int:
             return
         if not isinstance(v, int) or isinstance(v, bool) or v < self.minimum:
             raise bad_value(obj, name, f"an integer >= {self.minimum}"
-                            + (" or null" if self.optional else ""))
+                            + (" or None" if self.optional else ""))
 
 
 @dataclass(frozen=True)
 class Float:
-    """A finite number in ``[lo, hi]`` (ends open when asked; None when ``optional``)."""
+    """A finite number in ``[lo, hi]`` (ends open when asked; None when ``optional``).
+
+    ``units``: named in the message (``"kg m-1 s-1"``).
+    """
 
     lo: float
     hi: float = math.inf
     lo_open: bool = False
     hi_open: bool = False
     optional: bool = False
+    units: str = ""
 
     def __call__(self, obj: Any, name: str) -> None:
         v = getattr(obj, name)
@@ -102,7 +106,8 @@ class Float:
             hi_s = ("" if self.hi == math.inf
                     else (f" and < {self.hi}" if self.hi_open else f" and <= {self.hi}"))
             raise bad_value(obj, name, f"a finite number {lo_s}{hi_s}"
-                            + (" or null" if self.optional else ""))
+                            + (f" {self.units}" if self.units else "")
+                            + (" or None" if self.optional else ""))
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ class ARConfig(DictConfig):
     >>> cv.labels.ARConfig(percentile=120)
     Traceback (most recent call last):
     ...
-    climviz.errors.ConfigError: ARConfig.percentile: expected a finite number > 0.0 and < 100.0 or null, found 120.0
+    climviz.errors.ConfigError: ARConfig.percentile: expected a finite number > 0.0 and < 100.0 or None, found 120.0
     """
 
     ivt_var: str | None = "IVT"
@@ -113,7 +113,7 @@ class ARConfig(DictConfig):
         default=(("U850", "V850"), ("UBOT", "VBOT")),
         metadata=spec(Rule(lambda v: len(v) > 0 and all(len(p) == 2 for p in v), "(u, v) name pairs")))
     ivt_scale: float = field(default=1.0, metadata=spec(_POSITIVE))
-    threshold: float = field(default=250.0, metadata=spec(Float(0.0)))
+    threshold: float = field(default=250.0, metadata=spec(Float(0.0, units="kg m-1 s-1")))
     percentile: float | None = field(default=None, metadata=spec(
         Float(0.0, 100.0, lo_open=True, hi_open=True, optional=True)))
     percentile_scope: Literal["cell", "global"] = field(default="cell", metadata=spec(OneOf(("cell", "global"))))
