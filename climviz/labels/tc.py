@@ -1258,6 +1258,9 @@ def _stitch_te(ti: np.ndarray, lat: np.ndarray, lon: np.ndarray, hours: np.ndarr
     return raw
 
 
+_STITCH_COLUMNS = ("time_index", "time", "lat", "lon", "psl_pa", "max_wind_ms")
+
+
 @config_keyword
 def stitch_nodes(
     nodes: pd.DataFrame, hours: np.ndarray, *, config: TCConfig | None = None
@@ -1280,7 +1283,8 @@ def stitch_nodes(
     Parameters
     ----------
     nodes
-        Output of :func:`detect_tc_nodes` (``time_index, lat, lon``, ...).
+        Output of :func:`detect_tc_nodes`: at least the columns ``time_index, time, lat,
+        lon, psl_pa, max_wind_ms``.
     hours
         Hours since the start for every time index of the run.
     config
@@ -1315,10 +1319,17 @@ def stitch_nodes(
     """
     cfg = config or TCConfig()
     n = len(nodes)
+    missing = [c for c in _STITCH_COLUMNS if c not in nodes.columns]
+    if missing:
+        raise DataError(f"stitch_nodes: the nodes table lacks the column(s) {missing}; expected the "
+                        f"columns of detect_tc_nodes' output {list(_STITCH_COLUMNS)}, found {list(nodes.columns)}")
     ti = nodes["time_index"].to_numpy(dtype=np.int64)
     lat = nodes["lat"].to_numpy(dtype=np.float64)
     lon = nodes["lon"].to_numpy(dtype=np.float64)
     hours = np.asarray(hours, dtype=np.float64)
+    if n and (ti.min() < 0 or ti.max() >= hours.size):
+        raise DataError(f"stitch_nodes: node time_index values run from {ti.min()} to {ti.max()}, but hours "
+                        f"has {hours.size} entries (one per time step of the run expected)")
     hrs = hours[ti] if n else np.zeros(0)
     if cfg.stitch_method == "te":
         raw = _stitch_te(ti, lat, lon, hours, cfg)

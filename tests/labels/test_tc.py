@@ -220,3 +220,12 @@ def test_coarse_grid_defaults_apply_only_to_2_degree_grids_without_a_config():
     plain = detect_tc_nodes(ds, config=TCConfig(stitch=False))  # a config given: no coarse-grid changes
     assert any("_AVG(T200,T500)" in c for c in plain.attrs["criteria"])
     assert len(auto) == 1 and len(plain) == 1
+
+
+def test_stitch_nodes_names_missing_columns_and_short_hours():
+    nodes = pd.DataFrame({"time_index": [0, 1], "lat": [10.0, 11.0], "lon": [100.0, 101.0]})
+    with pytest.raises(DataError, match=r"lacks the column\(s\) \['time', 'psl_pa', 'max_wind_ms'\]"):
+        stitch_nodes(nodes, np.arange(2) * 6.0)
+    nodes = nodes.assign(time=0, psl_pa=1e5, max_wind_ms=20.0)
+    with pytest.raises(DataError, match="time_index values run from 0 to 1, but hours has 1 entries"):
+        stitch_nodes(nodes, np.zeros(1))
