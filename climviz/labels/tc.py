@@ -54,6 +54,7 @@ or fixed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -629,8 +630,10 @@ class TCResult:
         psl_pa, vorticity_per_s`` (hemisphere-signed maximum within
         ``vorticity_radius_km``; NaN when the run has no vorticity), ``max_wind_ms``
         (NaN without a wind pair), ``warm_core_k`` (the warm-core field's
-        maximum near the centre minus its mean at the contour distance; for the
-        ``"annulus"`` method, the disc-minus-annulus difference), ``radius_km``
+        maximum near the centre minus its mean at the contour distance, in K: a
+        thickness anomaly is turned into the layer-mean warming by the hypsometric
+        equation, :func:`thickness_k_per_m`; for the ``"annulus"`` method, the
+        disc-minus-annulus difference), ``radius_km``
         (mask radius) and ``track_id`` (-1 when not in a kept track, or when
         stitching was off).
     tracks
@@ -672,6 +675,35 @@ class _Plan:
     needed: list[str]
     criteria: list[str]
     skipped: list[str]
+    warm_k_per_unit: float = 1.0  # warm_core_k per unit of the warm-core field (K per m for a thickness)
+
+
+#: Dry-air gas constant (J kg⁻¹ K⁻¹) and standard gravity (m s⁻²), for the hypsometric equation.
+R_DRY, G0 = 287.05, 9.80665
+
+
+def thickness_k_per_m(upper: str, lower: str) -> float:
+    """Layer-mean warming (K) per metre of thickness between two height variables named by level.
+
+    By the hypsometric equation the thickness of the layer between ``p_upper`` and
+    ``p_lower`` (hPa, read from names such as ``Z300`` and ``Z500``) is
+    ``(R_d / g) ln(p_lower / p_upper) T_mean``, so one metre is
+    ``g / (R_d ln(p_lower / p_upper))`` kelvin. NaN when the names carry no levels.
+
+    Examples
+    --------
+    >>> round(1.0 / cv.labels.tc.thickness_k_per_m("Z300", "Z500"), 2)  # m per K, TE's 6.0 m = 0.4 K
+    14.95
+    >>> round(1.0 / cv.labels.tc.thickness_k_per_m("Z200", "Z1000"), 1)
+    47.1
+    """
+    levels = [re.fullmatch(r"[A-Za-z_]+(\d+(?:\.\d+)?)", v) for v in (upper, lower)]
+    if not all(levels):
+        return float("nan")
+    p_up, p_low = (float(m.group(1)) for m in levels if m is not None)
+    if p_up <= 0 or p_low <= p_up:
+        return float("nan")
+    return G0 / (R_DRY * math.log(p_low / p_up))
 
 
 def _plan(ds: xr.Dataset, cfg: TCConfig) -> _Plan:
@@ -708,7 +740,11 @@ def _plan(ds: xr.Dataset, cfg: TCConfig) -> _Plan:
         criteria.append(f"warm core (annulus): mean of {list(cfg.warm_core_vars)} within "
                         f"{cfg.warm_core_radius_km:g} km "
                         f"exceeds the {cfg.warm_core_outer_radius_km:g} km annulus by {cfg.min_warm_core_k:g} K")
-    return _Plan(thresholds, contours, warm_contour, annulus, wind, vort, sorted(needed), criteria, skipped)
+    k_per_unit = 1.0
+    if warm_contour is not None and contours[warm_contour].field.startswith("_DIFF("):  # a thickness, in m
+        k_per_unit = thickness_k_per_m(*cfg.thickness_vars)
+    return _Plan(thresholds, contours, warm_contour, annulus, wind, vort, sorted(needed), criteria, skipped,
+                 k_per_unit)
 
 
 def _plan_dynamics(cfg: TCConfig, names: set[str]) -> tuple[tuple[str, str] | None, str | None]:
@@ -1209,7 +1245,7 @@ def detect_tc_nodes(ds: xr.Dataset, *, config: TCConfig | dict | None = None, co
             "psl_pa": r["psl"].astype(np.float64),
             "vorticity_per_s": r["vort"].astype(np.float64),
             "max_wind_ms": r["wind"].astype(np.float64),
-            "warm_core_k": r["warm"].astype(np.float64),
+            "warm_core_k": r["warm"].astype(np.float64) * plan.warm_k_per_unit,
             "radius_km": r["radius"].astype(np.float64),
         }))
     nodes = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(

@@ -177,6 +177,8 @@ def test_thickness_warm_core_when_the_run_has_heights():
         nodes = detect_tc_nodes(as_run([g], LAT, LON), config=TCConfig(stitch=False))
         assert len(nodes) == expect
         assert any("_DIFF(Z300,Z500) falls by 6" in c for c in nodes.attrs["criteria"])
+        if expect:  # warm_core_k in kelvin: ~60 m of thickness anomaly / (R_d ln(500/300) / g = 14.95 m/K)
+            assert 3.6 < nodes["warm_core_k"].iloc[0] <= 60.0 / 14.95 + 0.05
 
 
 def test_vorticity_from_absolute_vorticity_when_v_is_missing():
