@@ -140,10 +140,10 @@ def load_spec(checkpoint: str | os.PathLike) -> ModelSpec:
     file = checkpoint_file(checkpoint)
     payload = load_checkpoint(file, map_location="cpu")
     channels = tuple(str(c) for c in payload["channels"])
-    from climviz.training.checkpoint import _clean_state_dict
+    from climviz.training.checkpoint import clean_state_dict
 
     mean, std = _normalizer_stats(payload.get("normalizer"), channels, str(file),
-                                  _clean_state_dict(payload["model_state"]))
+                                  clean_state_dict(payload["model_state"]))
     kept = {k: payload[k] for k in _KEEP if k in payload}
     return ModelSpec(kept, channels, mean, std, checkpoint_sha256(file), str(Path(file)))
 
@@ -181,7 +181,8 @@ class MaskPredictor:
         Optional tile size ``(lat, lon)`` in cells for very large grids and the
         overlap margin (see :mod:`climviz.inference.tiling`).
     threads
-        torch intra-op threads (``None`` keeps torch's default).
+        torch intra-op threads (``None`` keeps torch's default). torch has one setting per
+        process, so this sets it for the whole process (``torch.set_num_threads``).
 
     Examples
     --------
@@ -218,9 +219,7 @@ class MaskPredictor:
     ) -> None:
         import torch
 
-        from climviz import models
-        from climviz.models.normalization import load_weights
-        from climviz.training.checkpoint import _clean_state_dict
+        from climviz.training.checkpoint import build_model
 
         if threads:
             torch.set_num_threads(int(threads))
@@ -230,20 +229,8 @@ class MaskPredictor:
         self.tile = tuple(tile) if tile is not None else None
         self.tile_overlap = int(tile_overlap)
         p = spec.payload
-        kwargs = dict(p.get("model_kwargs") or {})
-        overrides = dict(kwargs.pop("overrides", None) or {})
-        in_channels = kwargs.pop("in_channels", len(spec.channels))
-        num_classes = kwargs.pop("num_classes", 3)
-        try:
-            model = models.build(p["model"], preset=p["preset"], in_channels=in_channels,
-                                 num_classes=num_classes, **overrides, **kwargs)
-            load_weights(model, _clean_state_dict(p["model_state"]), p.get("normalizer"),
-                         spec.channels, where=spec.path)
-        except Exception as e:
-            raise CheckpointError(
-                f"{spec.path}: cannot rebuild model {p['model']}/{p['preset']} from the "
-                f"checkpoint: {type(e).__name__}: {e}"
-            ) from e
+        model = build_model(p, where=spec.path)
+        num_classes = int(model.num_classes)
         self.model = model.to(self.device).eval()
         self.num_classes = int(num_classes)
         self.autocast = self.device.type == "cuda"

@@ -48,6 +48,8 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_model",
+    "build_model",
+    "clean_state_dict",
     "checkpoint_sha256",
     "find_latest_checkpoint",
     "nonfinite_tensors",
@@ -353,8 +355,14 @@ def load_checkpoint(
     return payload
 
 
-def _clean_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Strip DDP (``module.``) and torch.compile (``_orig_mod.``) prefixes."""
+def clean_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A state dict with DDP (``module.``) and torch.compile (``_orig_mod.``) key prefixes stripped.
+
+    Examples
+    --------
+    >>> list(cv.training.checkpoint.clean_state_dict({"module._orig_mod.conv.weight": 0}))
+    ['conv.weight']
+    """
     out = {}
     for k, v in state.items():
         for prefix in ("module.", "_orig_mod."):
@@ -362,6 +370,64 @@ def _clean_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
                 k = k[len(prefix):]
         out[k] = v
     return out
+
+
+def build_model(payload: Mapping[str, Any], *, where: str = "checkpoint") -> Any:
+    """The network a checkpoint payload describes, with its weights and input normalization.
+
+    ``payload["model_kwargs"]`` may hold ``in_channels``, ``num_classes``, ``overrides``
+    and other build options, or be what ``net.build_kwargs()`` returns (its ``name`` and
+    ``preset`` must then agree with the payload's ``model`` and ``preset``).
+
+    Parameters
+    ----------
+    payload
+        A checkpoint's content (:func:`load_checkpoint`): ``model``, ``preset``,
+        ``model_kwargs``, ``channels``, ``model_state``, optionally ``normalizer``.
+    where
+        The file, for error messages.
+
+    Returns
+    -------
+    torch.nn.Module
+        The :class:`~climviz.models.base.SegmentationNet`, on the CPU, in training mode.
+
+    Raises
+    ------
+    CheckpointError
+        The network cannot be built from the payload, or its weights do not fit.
+
+    Examples
+    --------
+    >>> net = cv.models.build("deeplabv3plus", "tiny", in_channels=2, seed=0)
+    >>> payload = {"model": "deeplabv3plus", "preset": "tiny", "channels": ["TMQ", "U850"],
+    ...            "model_kwargs": net.build_kwargs(), "model_state": net.state_dict()}
+    >>> type(cv.training.checkpoint.build_model(payload)).__name__
+    'DeepLabV3Plus'
+    """
+    from climviz import models
+    from climviz.models.normalization import load_weights
+
+    kwargs = dict(payload.get("model_kwargs") or {})
+    for key, payload_key in (("name", "model"), ("preset", "preset")):
+        if key in kwargs and kwargs.pop(key) != payload[payload_key]:
+            raise CheckpointError(f"{where}: model_kwargs[{key!r}] does not match the checkpoint's "
+                                  f"{payload_key} {payload[payload_key]!r}")
+    overrides = dict(kwargs.pop("overrides", None) or {})
+    in_channels = kwargs.pop("in_channels", len(payload["channels"]))
+    num_classes = kwargs.pop("num_classes", 3)
+    try:
+        model = models.build(payload["model"], preset=payload["preset"], in_channels=in_channels,
+                             num_classes=num_classes, **overrides, **kwargs)
+    except Exception as e:
+        raise CheckpointError(f"{where}: cannot build model {payload['model']}/{payload['preset']} "
+                              f"with {kwargs | overrides}: {e}") from e
+    try:
+        load_weights(model, clean_state_dict(payload["model_state"]), payload.get("normalizer"),
+                     payload["channels"], where=where)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} (model {payload['model']}/{payload['preset']})") from e
+    return model
 
 
 def load_model(path: str | os.PathLike, device: Any = "cpu"):
@@ -397,26 +463,9 @@ def load_model(path: str | os.PathLike, device: Any = "cpu"):
     """
     import torch
 
-    from climviz import models
-    from climviz.models.normalization import load_weights
-
     file = checkpoint_file(path)
     payload = load_checkpoint(file, map_location="cpu")
-    kwargs = dict(payload.get("model_kwargs") or {})
-    overrides = dict(kwargs.pop("overrides", None) or {})
-    in_channels = kwargs.pop("in_channels", len(payload["channels"]))
-    num_classes = kwargs.pop("num_classes", 3)
-    try:
-        model = models.build(payload["model"], preset=payload["preset"], in_channels=in_channels,
-                             num_classes=num_classes, **overrides, **kwargs)
-    except Exception as e:
-        raise CheckpointError(f"{file}: cannot build model {payload['model']}/{payload['preset']} "
-                              f"with {kwargs | overrides}: {e}") from e
-    try:
-        load_weights(model, _clean_state_dict(payload["model_state"]), payload.get("normalizer"),
-                     payload["channels"], where=str(file))
-    except CheckpointError as e:
-        raise CheckpointError(f"{e} (model {payload['model']}/{payload['preset']})") from e
+    model = build_model(payload, where=str(file))
     model.to(torch.device(device) if isinstance(device, str) else device)
     model.eval()
     meta = {k: v for k, v in payload.items() if k not in _STATE_KEYS}

@@ -320,12 +320,12 @@ def restore(state: TrainState, payload: Mapping[str, Any] | None, source: Any = 
     the normalization moved into the network (no ``input_norm.*`` weights) resumes too.
     """
     from climviz.models.normalization import PREFIX
-    from climviz.training.checkpoint import _clean_state_dict
+    from climviz.training.checkpoint import clean_state_dict
 
     if payload is None:
         return state
     cfg = state.cfg
-    weights = {k: v for k, v in _clean_state_dict(payload["model_state"]).items()
+    weights = {k: v for k, v in clean_state_dict(payload["model_state"]).items()
                if not k.startswith(PREFIX + ".")}
     norm = getattr(state.net, PREFIX, None)
     if isinstance(norm, torch.nn.Module):  # keep this run's normalization (state.normalizer)

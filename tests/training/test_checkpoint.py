@@ -277,3 +277,23 @@ def test_write_failure_without_a_real_filesystem(tmp_path, tiny_net, monkeypatch
     monkeypatch.undo()
     assert f.read_bytes() == before
     assert [p.name for p in f.parent.iterdir()] == ["checkpoint.pt"]
+
+
+def test_model_kwargs_from_build_kwargs_load_in_training_and_prediction(tmp_path, tiny_net):
+    from climviz.inference.runner import MaskPredictor, load_spec
+
+    payload = _payload(tiny_net) | {"model_kwargs": tiny_net.build_kwargs()}
+    assert set(payload["model_kwargs"]) >= {"name", "preset"}
+    f = save_checkpoint(tmp_path / "epoch_0001", payload)
+    net, _ = load_model(f)
+    predictor = MaskPredictor(load_spec(f))
+    x = torch.randn(1, 16, 32, 64)
+    tiny_net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), tiny_net(x))
+        torch.testing.assert_close(predictor.model(x), tiny_net(x))
+    wrong = _payload(tiny_net) | {"model_kwargs": {**tiny_net.build_kwargs(), "preset": "paper"}}
+    g = save_checkpoint(tmp_path / "epoch_0002", wrong)
+    with pytest.raises(CheckpointError,
+                       match=r"model_kwargs\['preset'\] does not match the checkpoint's preset 'tiny'"):
+        load_model(g)
