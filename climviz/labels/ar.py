@@ -127,7 +127,7 @@ class ARConfig(DictConfig):
     periodic: bool | None = field(default=None, metadata=spec(OneOf((None, True, False))))
 
     def __post_init__(self) -> None:
-        self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[assignment,misc]
+        self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[misc]
         coerce_numbers(self)
         validate(self)
 

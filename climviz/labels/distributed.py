@@ -80,7 +80,7 @@ def _absolute_ar_config(ds: xr.Dataset, cfg: ARConfig) -> tuple[ARConfig, float]
             "needs every step of a cell at once; use percentile_scope='global', an absolute threshold, "
             "or use_ray=False"
         )
-    thr = float(_ar_threshold(integrated_vapour_transport(ds, config=cfg), cfg))  # type: ignore[arg-type]
+    thr = float(_ar_threshold(integrated_vapour_transport(ds, config=cfg), cfg))
     return dataclasses.replace(cfg, percentile=None, threshold=thr), thr
 
 

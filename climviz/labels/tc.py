@@ -588,7 +588,7 @@ class TCConfig(DictConfig):
     time_block: int = field(default=16, metadata=spec(Int(1)))
 
     def __post_init__(self) -> None:
-        self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[assignment,misc]
+        self.wind_vars = tuple(tuple(p) for p in self.wind_vars)  # type: ignore[misc]
         self.warm_core_vars = tuple(self.warm_core_vars)
         self.vorticity_vars = tuple(self.vorticity_vars)
         self.thickness_vars = tuple(self.thickness_vars)  # type: ignore[assignment]

@@ -108,10 +108,10 @@ class Explorer:
             raise DataError("explore: the run needs a time dimension")
         self.times = run["time"].values
         self.events = self._check_events(events)
-        self._map_kwargs = dict(max_shape=max_shape, coastline_resolution=coastline_resolution,
+        self._map_kwargs: dict[str, Any] = dict(max_shape=max_shape, coastline_resolution=coastline_resolution,
                                 frame_width=frame_width, cmap=cmap)
         self.selected: pd.Series | None = None
-        self._selection = None
+        self._selection: Any = None
         self._clims: dict[str, tuple[float, float] | None] = {}
 
         self._build_widgets(candidates)

@@ -90,7 +90,8 @@ def test_apply_numpy_and_torch_and_call_on_dataset(small_run):
     np.testing.assert_allclose(zt[0].numpy(), z, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(norm.inverse(z), x, rtol=1e-5, atol=1e-3)
     # channels last
-    np.testing.assert_allclose(norm.apply(np.moveaxis(x, 0, -1), channel_axis=-1), np.moveaxis(z, 0, -1), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(norm.apply(np.moveaxis(x, 0, -1), channel_axis=-1), np.moveaxis(z, 0, -1),
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_select_reorders_channels(small_run):

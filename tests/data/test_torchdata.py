@@ -156,7 +156,7 @@ def test_worker_buffers_are_reused_and_batches_stay_valid(small_run, tmp_path):
     buffers = loader.dataset.buffers
     assert tuple(buffers.fields.shape[:2]) == (2, 4)  # 2 workers x (1 x 2 + 2) buffers
     assert loader.dataset.time_indices is ds.time_indices and len(loader.dataset) == 12
-    for epoch in range(2):
+    for _epoch in range(2):
         kept = list(loader)  # keep every batch: later samples must not overwrite earlier ones
         xs = torch.cat([b[0] for b in kept]).numpy()
         ys = torch.cat([b[1] for b in kept]).numpy()

@@ -27,7 +27,8 @@ def test_ray_data_equals_local_mode_and_resumes_a_local_start(
                    probabilities="float32", on_batch=stop)
     assert not out.exists()
 
-    # ... and let Ray Data finish (on the session's local Ray, ``ray_local``): it computes the other blocks, written in time order
+    # ... and let Ray Data finish (on the session's local Ray, ``ray_local``): it computes the other
+    # blocks, written in time order
     rest: list = []
     ds = cv.predict(checkpoint, files, out=out, batch_size=3, use_ray=True, num_workers=1,
                     progress=False, probabilities="float32",

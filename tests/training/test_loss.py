@@ -60,12 +60,12 @@ def test_weighted_cross_entropy_equals_hand_computation_on_2x3():
         (1, 1): (4.0, -math.log(4 / 6)),
         (1, 2): (0.5, -math.log(1 / 3)),
     }
-    expected = sum(w * l for w, l in nll.values()) / sum(w for w, _ in nll.values())
+    expected = sum(w * nl for w, nl in nll.values()) / sum(w for w, _ in nll.values())
     loss = WeightedLoss(weights)(logits, target)
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     # unweighted = plain mean of the six -log p
     assert WeightedLoss(None)(logits, target).item() == pytest.approx(
-        sum(l for _, l in nll.values()) / 6, rel=1e-6)
+        sum(nl for _, nl in nll.values()) / 6, rel=1e-6)
 
 
 def test_soft_dice_and_jaccard_by_hand():
