@@ -23,7 +23,7 @@ import xarray as xr
 
 from climviz._compat import ClassesLike, class_ids
 from climviz.data.schema import AR, TC
-from climviz.errors import DataError
+from climviz.errors import ConfigError, DataError
 from climviz.viz import _grid
 from climviz.viz.overlays import (
     MaskStyle,
@@ -159,6 +159,17 @@ def field_clim(field: xr.DataArray) -> tuple[float, float] | None:
     """Colour limits of a field in display units, using the variable's style (see :mod:`climviz.viz.style`)."""
     shown, _, _, style = display_field(field)
     return _robust_clim(shown, diverging=style.kind == "diverging", center=style.center)
+
+
+def _shown_classes(classes: ClassesLike) -> Sequence[Any]:
+    """Class numbers of ``classes`` given as numbers or names; as given when they are not classes.
+
+    What is not a class is left for :func:`_map_inputs` to refuse with its own message.
+    """
+    try:
+        return class_ids(classes)
+    except ConfigError:
+        return tuple(classes) if isinstance(classes, (list, tuple)) else (classes,)
 
 
 def _map_inputs(data: xr.Dataset | xr.DataArray, mask: Any, variable: str | None, classes: Sequence[int],
@@ -385,14 +396,14 @@ def map(  # noqa: A001 - the public name is part of the climviz contract
     from climviz.viz.coastlines import coastlines
 
     ensure_bokeh()
-    classes = class_ids(classes)  # numbers or names ("tc", "AR")
-    field, mask_da, name, label, style = _map_inputs(data, mask, variable, classes, time)
+    shown: Sequence[int] = _shown_classes(classes)
+    field, mask_da, name, label, style = _map_inputs(data, mask, variable, shown, time)
     crs, fast, center = resolve_projection(projection)
     if clim is None:
         clim = _robust_clim(field, diverging=style.kind == "diverging", center=style.center)
     periodic = _grid.is_global(field["lon"].values)
     frame = _FrameLayers(name=name, label=label, crs=crs, fast=fast, center=center,
-                         cmap=style.cmap if cmap is None else cmap, clim=clim, fmt=style.fmt, classes=classes,
+                         cmap=style.cmap if cmap is None else cmap, clim=clim, fmt=style.fmt, classes=shown,
                          mask_style=mask_style, mask_alpha=mask_alpha, max_shape=max_shape,
                          frame_width=frame_width, with_class=mask_da is not None, periodic=periodic,
                          coast=coastlines(coastline_resolution, projection=crs, geo=False))

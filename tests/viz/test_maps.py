@@ -232,3 +232,12 @@ def test_colour_limits_are_robust_but_keep_sparse_maxima():
     assert _grid.robust_limits(sparse) == (0.0, 1.0)
     assert _grid.robust_limits(np.full(5, 3.0)) == (3.0, 4.0)
     assert _grid.robust_limits(np.full(5, np.nan)) is None
+
+
+def test_map_classes_by_name_show_the_same_layers_as_by_number(run, bokeh):
+    for by_name, by_number in ((("tc",), (1,)), (["AR"], [2]), (("TC", "ar"), (1, 2))):
+        named, numbered = viz.map(run, mask="LABELS", classes=by_name), viz.map(run, mask="LABELS", classes=by_number)
+        first = named.keys()[0]
+        assert set(layers(named[first])) == set(layers(numbered[first]))
+    assert set(layers(viz.map(run, mask="LABELS", classes=("tc",))[first])) == {
+        ("Image", ""), ("Mask", "TC"), ("Coastline", "")}
