@@ -20,6 +20,8 @@ _LAZY = {
     "load_model": "climviz.training.checkpoint",
     "checkpoint_sha256": "climviz.training.checkpoint",
     "find_latest_checkpoint": "climviz.training.checkpoint",
+    "build_model": "climviz.training.checkpoint",
+    "release_workers": "climviz.training.workers",
     "WeightedLoss": "climviz.training.loss",
     "class_weights_from_labels": "climviz.training.loss",
     "build_optimizer": "climviz.training.optim",
