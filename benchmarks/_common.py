@@ -10,11 +10,15 @@ folder on ``sys.path``, so they import this module as ``_common``.
 from __future__ import annotations
 
 import importlib.metadata as md
+import importlib.util
 import json
 import os
 import platform
+import subprocess
+import sys
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -196,8 +200,6 @@ def timed(fn: Any, repeats: int = 5, warmup: int = 1) -> dict[str, Any]:
         one run can stray, large when the machine is shared), ``runs_s`` (every time),
         and the 1-minute load average before and after.
     """
-    import statistics
-
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1; found {repeats}")
     for _ in range(warmup):
@@ -208,7 +210,56 @@ def timed(fn: Any, repeats: int = 5, warmup: int = 1) -> dict[str, Any]:
         t = time.perf_counter()
         fn()
         runs.append(time.perf_counter() - t)
+    return summarize(runs, load_before, load_average())
+
+
+def summarize(runs: list[float], load_before: float, load_after: float) -> dict[str, Any]:
+    """``median_s``, ``min_s``, ``max_s``, ``spread`` and ``runs_s`` of wall times, with the load around them."""
+    import statistics
+
     med = statistics.median(runs)
     return {"median_s": med, "min_s": min(runs), "max_s": max(runs),
-            "spread": (max(runs) - min(runs)) / med if med > 0 else 0.0, "runs_s": runs,
-            "load_before": load_before, "load_after": load_average()}
+            "spread": (max(runs) - min(runs)) / med if med > 0 else 0.0, "runs_s": list(runs),
+            "load_before": load_before, "load_after": load_after}
+
+
+def paired(first: Any, second: Any, rounds: int, repeats: int = 1,
+           names: tuple[str, str] = ("current", "baseline")) -> dict[str, dict[str, Any]]:
+    """:func:`timed` figures of two callables measured in alternating rounds, runs pooled per callable.
+
+    Each round times ``repeats`` calls of each; who goes first alternates from round to round
+    (one warm-up call each in the first round), so a load that drifts within seconds on a shared
+    machine hits both alike. Returns ``{names[0]: figures, names[1]: figures}``, each with the
+    lowest and highest load average seen during the rounds (``load_min``, ``load_max``).
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1; found {rounds}")
+    fns = dict(zip(names, (first, second)))
+    timings: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            timings[name].append(timed(fns[name], repeats=repeats, warmup=1 if r == 0 else 0))
+    loads = [t[k] for ts in timings.values() for t in ts for k in ("load_before", "load_after")]
+    out = {}
+    for name, ts in timings.items():
+        fig = summarize([x for t in ts for x in t["runs_s"]], ts[0]["load_before"], ts[-1]["load_after"])
+        out[name] = {**fig, "load_min": min(loads), "load_max": max(loads)}
+    return out
+
+
+def baseline_module(rev: str, path: str, name: str, replace: dict[str, str] | None = None) -> types.ModuleType:
+    """Module ``path`` as it was at git revision ``rev``, loaded under ``name`` (after text ``replace``).
+
+    For timing a function against its own earlier version in one process; ``replace``
+    rewrites imports of modules that have since moved.
+    """
+    src = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=Path(__file__).resolve().parents[1],
+                         check=True, capture_output=True, text=True).stdout
+    for old, new in (replace or {}).items():
+        src = src.replace(old, new)
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    assert spec is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    exec(compile(src, f"{rev}:{path}", "exec"), mod.__dict__)
+    return mod

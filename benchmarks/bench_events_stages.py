@@ -21,31 +21,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import statistics
-import subprocess
-import sys
-import types
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from _common import machine_info, save_result, timed  # benchmarks/_common.py (this script's folder)
+from _common import baseline_module, machine_info, paired, save_result  # benchmarks/_common.py (this script's folder)
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def baseline_module(rev: str, path: str, name: str) -> types.ModuleType:
-    """Module ``path`` as it was at git revision ``rev``, loaded under ``name``."""
-    src = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    assert spec is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    exec(compile(src, f"{rev}:{path}", "exec"), mod.__dict__)
-    return mod
 
 
 def _same_frames(a: tuple[pd.DataFrame, ...], b: tuple[pd.DataFrame, ...]) -> bool:
@@ -55,28 +35,6 @@ def _same_frames(a: tuple[pd.DataFrame, ...], b: tuple[pd.DataFrame, ...]) -> bo
     except AssertionError:
         return False
     return True
-
-
-def paired(fn_old: Any, fn_new: Any, rounds: int, repeats: int) -> tuple[dict, dict]:
-    """Time both in alternating rounds of :func:`timed` (which goes first alternates), pooled.
-
-    On a shared machine the load drifts within seconds; interleaving gives both the same drift.
-    """
-    runs: dict[str, list[float]] = {"old": [], "new": []}
-    loads: list[float] = []
-    for r in range(rounds):
-        order = (("old", fn_old), ("new", fn_new)) if r % 2 == 0 else (("new", fn_new), ("old", fn_old))
-        for key, fn in order:
-            t = timed(fn, repeats=repeats, warmup=1 if r == 0 else 0)
-            runs[key] += t["runs_s"]
-            loads += [t["load_before"], t["load_after"]]
-    out = []
-    for key in ("old", "new"):
-        med = statistics.median(runs[key])
-        out.append({"median_s": med, "min_s": min(runs[key]), "max_s": max(runs[key]),
-                    "spread": (max(runs[key]) - min(runs[key])) / med, "runs_s": runs[key],
-                    "load_min": min(loads), "load_max": max(loads)})
-    return out[0], out[1]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -117,7 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     equal: dict = {}
     for name, (call, (new, old), frames) in cases.items():
         equal[name] = _same_frames(frames(call(new)()), frames(call(old)()))
-        t_old, t_new = paired(call(old), call(new), rounds=rounds, repeats=repeats)
+        both = paired(call(old), call(new), rounds=rounds, repeats=repeats, names=("old", "new"))
+        t_old, t_new = both["old"], both["new"]
         figures[f"{name}_baseline"] = t_old
         figures[f"{name}_staged"] = t_new
         ratios[f"{name}_staged_vs_one_body"] = t_new["median_s"] / t_old["median_s"]

@@ -14,8 +14,9 @@ on the same inputs:
 * ``TCConfig()`` and ``ARConfig()`` construction (validation included).
 
 Each ratio is current / baseline median time (1.0: the split costs nothing); the two
-are timed alternately, one call each per round, so that load on a shared machine hits
-both alike. The run also checks that both versions give equal outputs.
+are timed alternately (``_common.paired``: one call each per round, who goes first
+alternating), so that load on a shared machine hits both alike. The run also checks
+that both versions give equal outputs.
 
 Usage::
 
@@ -25,50 +26,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import subprocess
-import sys
 import tempfile
-import types
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from _common import machine_info, save_result, timed  # benchmarks/_common.py (this script's folder)
+from _common import baseline_module, machine_info, paired, save_result  # benchmarks/_common.py (this script's folder)
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def baseline_module(rev: str, path: str, name: str, replace: dict[str, str] | None = None) -> types.ModuleType:
-    """Module ``path`` as it was at git revision ``rev``, loaded under ``name`` (after text ``replace``)."""
-    src = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout
-    for old, new in (replace or {}).items():
-        src = src.replace(old, new)
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    assert spec is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    exec(compile(src, f"{rev}:{path}", "exec"), mod.__dict__)
-    return mod
-
-
-def paired(current, baseline, repeats: int) -> dict[str, dict]:
-    """``timed()`` figures of both, measured alternately (one call each per round) so load changes hit both."""
-    import statistics
-
-    timed(current, 1, warmup=1), timed(baseline, 1, warmup=1)
-    rounds = [(timed(current, 1, warmup=0), timed(baseline, 1, warmup=0)) for _ in range(repeats)]
-    out = {}
-    for k, name in enumerate(("current", "baseline")):
-        runs = [r[k]["runs_s"][0] for r in rounds]
-        med = statistics.median(runs)
-        out[name] = {"median_s": med, "min_s": min(runs), "max_s": max(runs),
-                     "spread": (max(runs) - min(runs)) / med, "runs_s": runs,
-                     "load_before": rounds[0][k]["load_before"], "load_after": rounds[-1][k]["load_after"]}
-    return out
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import machine_info, save_result  # benchmarks/_common.py (this script's folder)
-from bench_stages import baseline_module, paired
+from _common import baseline_module, machine_info, paired, save_result  # benchmarks/_common.py (this script's folder)
 
 
 def _bokeh_json(obj) -> str:
