@@ -240,6 +240,12 @@ def _has_run_state(run_dir: Path) -> bool:
     return run_dir.is_dir() and any(run_dir.glob("checkpoint_manager_snapshot*.json"))
 
 
+def _last_line(exc: BaseException) -> str:
+    """``"<Type>: <last line of the message>"``: what the progress display shows of a failure."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
+
+
 def _original_error(exc: BaseException) -> BaseException | None:
     """The climviz error a worker raised, if the Ray error wraps one."""
     seen: set[int] = set()
@@ -485,8 +491,7 @@ def _launch_workers(worker_config: dict[str, Any], run_dir: Path, num_workers: i
         status, error_text = "interrupted", "interrupted by the user"
         raise
     except Exception as exc:
-        text = str(exc).strip()
-        error_text = f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
+        error_text = _last_line(exc)
         raise
     finally:
         poller.stop()
@@ -645,8 +650,7 @@ def _fit(trainer: Any, run_dir: Path, poller: _Poller, display: Any, sink: Any) 
         status, error_text = "interrupted", "interrupted by the user"
         raise
     except Exception as exc:
-        text = str(exc).strip()
-        error_text = f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
+        error_text = _last_line(exc)
         original = _original_error(exc)
         if original is not None:
             raise original from exc
