@@ -9,8 +9,10 @@ climviz names one concept one way across its public API: the event classes are
 uses it gets a :class:`DeprecationWarning` naming the new spelling, and the
 function sees the new keyword (converted where the meaning changed, e.g.
 ``alpha=0.05`` -> ``ci=0.95``). :func:`rename_kwargs` does the same on a
-``**kwargs`` dict, for functions that cannot be wrapped. :func:`class_ids` and
-:func:`class_id` turn what users write for classes into class numbers.
+``**kwargs`` dict, for functions that cannot be wrapped. :func:`config_keyword`
+keeps a config given positionally working where ``config=`` became keyword-only.
+:func:`class_ids` and :func:`class_id` turn what users write for classes into class
+numbers.
 
 Examples
 --------
@@ -32,6 +34,7 @@ Examples
 from __future__ import annotations
 
 import functools
+import inspect
 import operator
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -40,7 +43,8 @@ from typing import Any, TypeVar, cast
 from climviz.data.schema import CLASS_KEYS, CLASSES
 from climviz.errors import ConfigError
 
-__all__ = ["ClassesLike", "class_id", "class_ids", "is_one_class", "rename_kwargs", "renamed_kwargs"]
+__all__ = ["ClassesLike", "class_id", "class_ids", "config_keyword", "is_one_class", "rename_kwargs",
+           "renamed_kwargs"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -159,6 +163,51 @@ for _i, _name in CLASSES.items():
     _NAMES[_name.replace("_", " ")] = _i
 for _i, _key in enumerate(CLASS_KEYS):
     _NAMES[_key] = _i
+
+
+def config_keyword(func: F) -> F:
+    """Decorate ``func`` (with a keyword-only ``config``) to accept it positionally, with a warning.
+
+    The positional place of ``config`` is right after ``func``'s positional parameters.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from climviz._compat import config_keyword
+    >>> @config_keyword
+    ... def detect(ds, *, config=None):
+    ...     return config
+    >>> detect(1, config="c")
+    'c'
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     detect(1, "c")
+    'c'
+    >>> w[0].category.__name__, "use config=" in str(w[0].message)
+    ('DeprecationWarning', True)
+    """
+    params = inspect.signature(func).parameters
+    if params.get("config") is None or params["config"].kind is not inspect.Parameter.KEYWORD_ONLY:
+        raise TypeError(f"{func.__qualname__}: expected a keyword-only parameter 'config'")
+    n_pos = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params.values())
+    where = func.__qualname__
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > n_pos:
+            if len(args) > n_pos + 1:
+                raise TypeError(f"{where}() takes {n_pos} positional arguments and config=, "
+                                f"but {len(args)} were given")
+            if "config" in kwargs:
+                raise TypeError(f"{where}() got the config both positionally and as config=")
+            warnings.warn(f"{where}(): the config as a positional argument is deprecated, use config=... "
+                          "instead (the positional form will be removed in the next release)",
+                          DeprecationWarning, stacklevel=2)
+            kwargs["config"] = args[n_pos]
+            args = args[:n_pos]
+        return func(*args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 def is_one_class(classes: ClassesLike) -> bool:

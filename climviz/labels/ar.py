@@ -46,7 +46,7 @@ from scipy import ndimage
 from climviz._fields import DictConfig, Float, Int, OneOf, Rule, coerce_numbers, spec, validate
 from climviz.errors import DataError
 from climviz.events.geometry import EARTH_RADIUS_KM
-from climviz.labels._keyword import config_keyword
+from climviz._compat import config_keyword
 from climviz.labels._grid import Grid, label_periodic, normalize_run
 
 __all__ = ["ARConfig", "ARResult", "integrated_vapour_transport", "detect_ar", "region_geometry"]

@@ -69,7 +69,7 @@ from scipy.optimize import linear_sum_assignment
 from climviz._fields import DictConfig, Float, Int, OneOf, Rule, bad_value, coerce_numbers, spec, validate
 from climviz.errors import ConfigError, DataError
 from climviz.events.geometry import EARTH_RADIUS_KM, great_circle_km
-from climviz.labels._keyword import config_keyword
+from climviz._compat import config_keyword
 from climviz.labels._grid import (
     Grid,
     gather_windows,
