@@ -38,7 +38,7 @@ import inspect
 import operator
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, SupportsIndex, TypeVar, cast
 
 from climviz.data.schema import CLASS_KEYS, CLASSES
 from climviz.errors import ConfigError
@@ -222,7 +222,7 @@ def is_one_class(classes: ClassesLike) -> bool:
             or getattr(classes, "ndim", None) == 0)
 
 
-def class_id(c: int | str, name: str = "classes") -> int:
+def class_id(c: SupportsIndex | str, name: str = "classes") -> int:
     """The class number of one class given as a number or a name.
 
     Parameters

@@ -28,9 +28,9 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
-from climviz._compat import renamed_kwargs
-from climviz.data.schema import CLASS_KEYS, CLASSES, LABEL_VAR
-from climviz.errors import ConfigError, DataError
+from climviz._compat import class_id, renamed_kwargs
+from climviz.data.schema import LABEL_VAR
+from climviz.errors import DataError
 
 __all__ = ["ClimvizAccessor", "class_value"]
 
@@ -52,20 +52,7 @@ def class_value(cls: int | np.integer | str) -> int:
     >>> class_value("ar"), class_value("tropical_cyclone"), class_value(2)
     (2, 1, 2)
     """
-    if isinstance(cls, bool):
-        raise ConfigError(f"class must be 0, 1, 2 or one of {list(CLASS_KEYS)}; found {cls!r}")
-    if isinstance(cls, (int, np.integer)):  # numpy integers too (mask values, np.unique)
-        if int(cls) in CLASSES:
-            return int(cls)
-    elif isinstance(cls, str):
-        key = cls.strip().lower()
-        for value, (short, meaning) in enumerate(zip(CLASS_KEYS, CLASSES.values())):
-            if key in (short, meaning):
-                return value
-    raise ConfigError(
-        f"class must be one of {sorted(CLASSES)} or {list(CLASS_KEYS) + list(CLASSES.values())}; "
-        f"found {cls!r}"
-    )
+    return class_id(cls, name="class")  # numpy integers too (mask values, np.unique)
 
 
 class ClimvizAccessor:
@@ -199,9 +186,7 @@ class ClimvizAccessor:
         """
         from climviz.events import frequency
 
-        if isinstance(classes, (int, str, np.integer)):
-            return frequency(self._mask(), class_value(classes), **kwargs)
-        return frequency(self._mask(), [class_value(c) for c in classes], **kwargs)
+        return frequency(self._mask(), classes, **kwargs)  # one class or several, numbers or names
 
     def _dataset(self, verb: str) -> xr.Dataset:
         if not isinstance(self._obj, xr.Dataset):
